@@ -1,0 +1,10 @@
+/* shed demo — built in issue #6. Until then it says so and exits 2. */
+#include "cmd/cmd.h"
+
+static const char USAGE[] = "usage: shed demo [--help]\n"
+                            "  (not built yet: issue #6)\n";
+
+int cmd_demo(int argc, char **argv)
+{
+    return cmd_not_built("demo", USAGE, "#6", argc, argv);
+}

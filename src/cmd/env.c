@@ -1,0 +1,10 @@
+/* shed env — built in issue #5. Until then it says so and exits 2. */
+#include "cmd/cmd.h"
+
+static const char USAGE[] = "usage: shed env [--help]\n"
+                            "  (not built yet: issue #5)\n";
+
+int cmd_env(int argc, char **argv)
+{
+    return cmd_not_built("env", USAGE, "#5", argc, argv);
+}
