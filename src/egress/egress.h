@@ -1,0 +1,50 @@
+/* Egress: a sandbox's only way out. Init creates, inside the sandbox's
+ * network namespace, listening TCP sockets on 127.0.0.1:3128 (HTTP proxy:
+ * CONNECT and absolute-URI plain HTTP) and 127.0.0.1:1080 (SOCKS5), and a
+ * UDP socket on 127.0.0.1:53 (DNS stub), and passes the three fds to the
+ * creator in its "ready" control message (ctl.h). The creator attaches them
+ * here: the proxy runs on the creator's event loop, decides each destination
+ * by the policy, resolves names itself (or through staticHosts), connects
+ * from the host's namespace and splices bytes. Deny by default.
+ */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/loop.h"
+
+typedef struct egress_policy egress_policy;
+typedef struct egress egress_t;
+
+/* Parse and validate the policy's "network" object (NULL = deny all).
+ * Errors name the key: "network.allowedDomains[2]: ...". */
+int egress_policy_parse(json_t *network, egress_policy **out, shed_err *err);
+void egress_policy_free(egress_policy *p);
+
+/* A decision, for the audit log and metrics. */
+typedef struct egress_event {
+    const char *label;      /* sandbox label (session id) */
+    const char *proto;      /* "connect", "http", "socks5", "dns" */
+    const char *host;
+    int port;
+    const char *address;    /* resolved address or NULL */
+    bool allowed;
+    const char *rule;       /* which rule decided */
+    uint64_t bytes_up, bytes_down;
+    int64_t duration_ms;
+} egress_event;
+typedef void (*egress_event_cb)(const egress_event *ev, void *arg);
+
+int egress_new(loop_t *loop, egress_event_cb cb, void *cb_arg, egress_t **out, shed_err *err);
+void egress_free(egress_t *e);
+
+/* Serve one sandbox's listeners under `pol` (the egress keeps a reference
+ * until detach). Any of the fds may be -1. The egress owns the fds. */
+int egress_attach(egress_t *e, const char *label, const egress_policy *pol, int http_fd,
+                  int socks_fd, int dns_fd, shed_err *err);
+/* Replace a running sandbox's policy (runtime change; audited by the caller). */
+int egress_set_policy(egress_t *e, const char *label, const egress_policy *pol);
+/* Close the sandbox's listeners and all its connections. */
+void egress_detach(egress_t *e, const char *label);

@@ -1,0 +1,81 @@
+/* The sandbox runtime: one Linux sandbox per session. Knows nothing of HTTP
+ * or the Managed Agents protocol. A sandbox is a set of namespaces whose
+ * pid 1 is shed's init (`shed init`, started from an fd opened before the
+ * clone), a cgroup with limits, a workspace, and a control channel
+ * (SOCK_SEQPACKET) to init. Every layer is on by default; a policy may
+ * waive one explicitly, and a waived layer is logged at every start.
+ *
+ * CONTRACT (shared by the worker, `shed run`, `shed tool`, egress):
+ *   sandbox_policy_load()  parse + validate a policy file (or the default)
+ *   sandbox_create()       build the sandbox, return when init is ready
+ *   sandbox_ctl_fd()       the control channel, see ctl.h
+ *   sandbox_destroy()      kill ladder, then remove cgroup/dirs; leaves nothing
+ *   sandbox_reconcile()    sweep what a dead creator left behind
+ */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/err.h"
+
+typedef struct sandbox_policy sandbox_policy; /* opaque; see policy.c and docs/policy.md */
+typedef struct sandbox sandbox_t;
+
+/* Load and fully validate a policy (JSON file; NULL = built-in default).
+ * Unknown keys and wrong types are errors naming the key. */
+int sandbox_policy_load(const char *path, sandbox_policy **out, shed_err *err);
+int sandbox_policy_parse(json_t *doc, sandbox_policy **out, shed_err *err);
+void sandbox_policy_free(sandbox_policy *p);
+/* SHA-256 hex of the canonical policy (for the audit log). */
+const char *sandbox_policy_digest(const sandbox_policy *p);
+/* The "network" section as given (validated by egress_policy_parse); NULL if absent. */
+json_t *sandbox_policy_network(const sandbox_policy *p);
+
+typedef struct sandbox_opts {
+    const char *workspace;   /* host dir bind-mounted rw at workdir; NULL = a temporary one */
+    const char *workdir;     /* path inside; default "/workspace" */
+    const char *hostname;    /* default derived from label */
+    const char *label;       /* e.g. session id; names the cgroup/state entries; [A-Za-z0-9_-] */
+    const char *state_dir;   /* where sandboxes keep their bookkeeping (reconcile keys on it) */
+    int slot;                /* >= 0: host uid range for this slot when root; -1 = pick */
+    /* Overrides of the policy's limits (0 = keep the policy's). */
+    uint64_t memory_max;
+    uint64_t pids_max;
+    int64_t timeout_ms;      /* lifetime of the whole sandbox */
+    /* Extra read-only / read-write binds chosen by the operator (skills, memory stores). */
+    const char *const *ro_binds; /* NULL-terminated "host:inside" pairs */
+    const char *const *rw_binds;
+    char *const *env;            /* extra environment for tools, "K=V", NULL-terminated */
+} sandbox_opts;
+
+int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                   shed_err *err);
+/* The control channel to init (SOCK_SEQPACKET, CLOEXEC, owned by the sandbox). */
+int sandbox_ctl_fd(const sandbox_t *sb);
+pid_t sandbox_init_pid(const sandbox_t *sb);
+/* uid of the sandbox user on the host (for reports and tests). */
+uid_t sandbox_host_uid(const sandbox_t *sb);
+const char *sandbox_workspace(const sandbox_t *sb);
+
+enum sandbox_kill_reason {
+    SANDBOX_KILL_NONE = 0,
+    SANDBOX_KILL_TIMEOUT,
+    SANDBOX_KILL_OOM,
+    SANDBOX_KILL_PIDS,
+    SANDBOX_KILL_STOP,
+    SANDBOX_KILL_SHUTDOWN,
+};
+/* Kill ladder: SIGTERM the group, grace_ms, cgroup kill (v2 cgroup.kill; v1
+ * freeze/kill/thaw), kill init; then remove the cgroup and what create made
+ * (the workspace only if create made it). Never fails silently. */
+int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err);
+
+/* Remove sandboxes (processes, cgroups, mounts, dirs) recorded under state_dir
+ * whose creator is no longer alive. Returns how many were swept. */
+int sandbox_reconcile(const char *state_dir, shed_err *err);
+
+/* Startup probe: can this host provide every non-waived layer? Fills err with
+ * what is missing and how to fix it. */
+int sandbox_probe(const sandbox_policy *pol, shed_err *err);
