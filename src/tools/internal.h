@@ -1,4 +1,4 @@
-/* Internals shared by the tool implementations (src/tools/*.c). Not part of
+/* Internals shared by the tool implementations in src/tools. Not part of
  * the contract: callers use tools.h only. */
 #pragma once
 #include <jansson.h>
