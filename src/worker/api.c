@@ -259,6 +259,21 @@ static int on_stream_event(const sse_event *ev, void *arg)
     return c->ended ? 1 : 0;
 }
 
+static int on_http_headers(long status, void *arg)
+{
+    api_call_t *c = arg;
+    if (status < 200 || status >= 300 || c->opened) return 0;
+    c->in_feed = true;
+    c->opened = true;
+    if (c->on_open) c->on_open(c->arg);
+    c->in_feed = false;
+    if (c->free_after_feed) {
+        call_free(c);
+        return 1;
+    }
+    return c->ended ? 1 : 0;
+}
+
 static int on_http_data(const char *data, size_t len, void *arg)
 {
     api_call_t *c = arg;
@@ -362,6 +377,7 @@ static int send_call(api_call_t *c, shed_err *err)
         .stall_timeout_ms = c->stream ? c->stall_ms : 0,
         .max_body = API_MAX_BODY,
         .on_data = c->stream ? on_http_data : NULL,
+        .on_headers = c->stream ? on_http_headers : NULL,
         .on_done = on_http_done,
         .arg = c,
     };

@@ -30,7 +30,10 @@ struct http_req {
     char *body;
     buf_t resp;
     http_data_cb on_data;
+    http_headers_cb on_headers;
     http_done_cb on_done;
+    bool added;   /* handed to the multi handle */
+    bool headers_done;
     void *arg;
     int64_t start_ms;
     bool cancelled;
@@ -40,6 +43,7 @@ struct http_req {
 };
 
 static void check_multi(http_t *h);
+static void add_pending(http_t *h);
 
 static void req_free(http_req_t *r)
 {
@@ -47,7 +51,7 @@ static void req_free(http_req_t *r)
     if (r->prev) r->prev->next = r->next;
     else h->reqs = r->next;
     if (r->next) r->next->prev = r->prev;
-    curl_multi_remove_handle(h->multi, r->easy);
+    if (r->added) curl_multi_remove_handle(h->multi, r->easy);
     curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->hdrs);
     free(r->body);
@@ -69,6 +73,7 @@ static void on_fd(loop_t *l, int fd, uint32_t events, void *arg)
     curl_multi_socket_action(h->multi, fd, flags, &running);
     h->in_action = false;
     check_multi(h);
+    add_pending(h);
 }
 
 static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
@@ -100,6 +105,7 @@ static void on_timer(loop_t *l, void *arg)
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     h->in_action = false;
     check_multi(h);
+    add_pending(h);
 }
 
 static int timer_cb(CURLM *m, long timeout_ms, void *userp)
@@ -172,6 +178,42 @@ static size_t write_cb(char *ptr, size_t size, size_t n, void *arg)
     return len;
 }
 
+static size_t header_cb(char *ptr, size_t size, size_t n, void *arg)
+{
+    http_req_t *r = arg;
+    size_t len = size * n;
+    if (r->cancelled) return len ? 0 : 1;
+    if (len <= 2 && (len == 0 || ptr[0] == '\r' || ptr[0] == '\n')) {
+        long st = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &st);
+        if (st >= 200 && !r->headers_done) {
+            r->headers_done = true;
+            if (r->on_headers && r->on_headers(st, r->arg)) return len ? 0 : 1;
+            if (r->cancelled) return len ? 0 : 1;
+        }
+    }
+    return len;
+}
+
+/* Requests started from inside a curl callback are added afterwards: curl
+ * refuses curl_multi_add_handle while it is dispatching. */
+static void add_pending(http_t *h)
+{
+    for (http_req_t *r = h->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->added || r->cancelled) continue;
+        r->added = true;
+        CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
+        if (mc != CURLM_OK) {
+            http_result res = {.curl_code = CURLE_FAILED_INIT, .error = curl_multi_strerror(mc),
+                               .body = &r->resp};
+            r->cancelled = true;
+            if (r->on_done) r->on_done(&res, r->arg);
+            req_free(r);
+        }
+    }
+}
+
 static void check_multi(http_t *h)
 {
     CURLMsg *m;
@@ -183,6 +225,7 @@ static void check_multi(http_t *h)
         if (!r) continue;
         CURLcode code = m->data.result;
         curl_multi_remove_handle(h->multi, r->easy);
+        r->added = false;
         if (r->cancelled) {
             req_free(r);
             continue;
@@ -228,6 +271,7 @@ http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err)
     }
     r->h = h;
     r->on_data = o->on_data;
+    r->on_headers = o->on_headers;
     r->on_done = o->on_done;
     r->arg = o->arg;
     r->start_ms = clock_mono_ms();
@@ -253,6 +297,8 @@ http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err)
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -282,9 +328,12 @@ http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err)
     if (h->reqs) h->reqs->prev = r;
     h->reqs = r;
     h->active++;
+    if (h->in_action) return r; /* added by add_pending() once curl returns */
+    r->added = true;
     CURLMcode mc = curl_multi_add_handle(h->multi, e);
     if (mc != CURLM_OK) {
         err_msg(err, EIO, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        r->added = false;
         req_free(r);
         return NULL;
     }

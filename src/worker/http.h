@@ -31,6 +31,10 @@ typedef void (*http_done_cb)(const http_result *res, void *arg);
  * for the error message). Return non-zero to abort the transfer. */
 typedef int (*http_data_cb)(const char *data, size_t len, void *arg);
 
+/* The response headers are complete (final response, not 1xx). Return
+ * non-zero to abort the transfer. */
+typedef int (*http_headers_cb)(long status, void *arg);
+
 typedef struct http_opts {
     const char *method;          /* "GET", "POST" */
     const char *url;
@@ -42,6 +46,7 @@ typedef struct http_opts {
     int64_t stall_timeout_ms;    /* streams: abort when no byte for this long; 0 = none */
     size_t max_body;             /* buffered body limit; 0 = 16 MiB */
     http_data_cb on_data;        /* non-NULL: stream 2xx bodies here */
+    http_headers_cb on_headers;  /* optional */
     http_done_cb on_done;
     void *arg;
 } http_opts;
