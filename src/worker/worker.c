@@ -138,6 +138,7 @@ static void sess_pump(wsess_t *s);
 static void sess_finish(wsess_t *s);
 static void worker_maybe_poll(worker_t *w);
 static void worker_check_done(worker_t *w);
+static void worker_shutdown(worker_t *w, const char *why);
 
 bool worker_owns_tool(const char *name)
 {
@@ -1071,7 +1072,34 @@ typedef struct ack_ctx {
     char session_id[ID_MAX * 2];
     char type[32];
     char *secret;
+    int attempt;
 } ack_ctx;
+
+static void on_ack(const api_result *r, void *arg);
+
+static void ack_send(ack_ctx *a)
+{
+    worker_t *w = a->w;
+    _cleanup_free_ char *path =
+        path_fmt("/v1/environments/%s/work/%s/ack", api_environment_id(w->api), a->work_id);
+    shed_err err = {0};
+    a->attempt++;
+    /* Ack rides the environment key, like the SDK's poller. */
+    api_call_t *c = path ? api_request(w->api, "POST", path, NULL, NULL, (api_cred){0}, false,
+                                       CALL_TIMEOUT_MS, on_ack, a, &err)
+                         : NULL;
+    if (!c) {
+        api_result rr = {.fatal = true};
+        snprintf(rr.msg, sizeof(rr.msg), "%s", err.msg);
+        on_ack(&rr, a);
+    }
+}
+
+static void ack_retry(loop_t *l, void *arg)
+{
+    (void)l;
+    ack_send(arg);
+}
 
 static void on_nonsession_stopped(const api_result *r, void *arg)
 {
@@ -1083,6 +1111,12 @@ static void on_ack(const api_result *r, void *arg)
 {
     ack_ctx *a = arg;
     worker_t *w = a->w;
+    if (!r->ok && !r->fatal && a->attempt < 4 && !w->shutting_down) {
+        /* A repeated ack of the same delivery is harmless; a lost answer is not. */
+        slog(LOG_WARN, a->session_id, a->work_id, "ack failed: %s; retrying", r->msg);
+        loop_timer(w->loop, proto_apply_jitter(250LL << a->attempt), ack_retry, a);
+        return;
+    }
     w->acking--;
     if (!r->ok) {
         slog(LOG_ERROR, a->session_id, a->work_id, "ack failed: %s", r->msg);
@@ -1120,8 +1154,8 @@ static void on_poll(const api_result *r, void *arg)
             err_msg(&w->fatal, EACCES, "poll: %s", r->msg);
             w->fatal_set = true;
             w->exit_code = 1;
-            w->shutting_down = true;
-            worker_check_done(w);
+            /* End the items being served (their sessions tokens still work). */
+            worker_shutdown(w, "poll failed permanently");
             return;
         }
         int64_t wait = proto_apply_jitter(
@@ -1172,19 +1206,8 @@ static void on_poll(const api_result *r, void *arg)
         return;
     }
     slog(LOG_INFO, a->session_id[0] ? a->session_id : NULL, a->work_id, "claimed work (type %s)", a->type);
-    _cleanup_free_ char *path =
-        path_fmt("/v1/environments/%s/work/%s/ack", api_environment_id(w->api), a->work_id);
-    shed_err err = {0};
-    /* Ack rides the environment key, like the SDK's poller. */
     w->acking++;
-    api_call_t *c = path ? api_request(w->api, "POST", path, NULL, NULL, (api_cred){0}, false,
-                                       CALL_TIMEOUT_MS, on_ack, a, &err)
-                         : NULL;
-    if (!c) {
-        api_result rr = {0};
-        snprintf(rr.msg, sizeof(rr.msg), "%s", err.msg);
-        on_ack(&rr, a);
-    }
+    ack_send(a);
 }
 
 static int pending_acks(worker_t *w)

@@ -238,3 +238,15 @@ def sandbox_available():
     """True when this build's worker can create sandboxes (probe by `shed run`)."""
     r = subprocess.run([os.environ["SHED"], "run", "--", "/bin/true"], capture_output=True, text=True)
     return r.returncode == 0, (r.stderr or r.stdout).strip()[-300:]
+
+
+def main_check_sandbox():
+    ok, why = sandbox_available()
+    if not ok:
+        print("skip: the worker cannot create sandboxes on this build/host: " + why)
+        sys.exit(77)
+    sys.exit(0)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--check-sandbox":
+    main_check_sandbox()
