@@ -331,7 +331,7 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
 typedef struct child_args {
     const plan *pl;
     const create_cfg *cfg;
-    int sync_fd, err_fd, ctl_fd, exe_fd;
+    int sync_fd, sync2_fd, err_fd, ctl_fd, exe_fd;
     bool privileged;
     int cap_last;
     const struct sock_fprog *prog; /* NULL when waived */
@@ -490,8 +490,6 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (r != 1) _exit(125); /* parent gone */
     close(a->sync_fd);
 
-    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
-        child_die(a, errno, "unshare cgroup namespace");
     /* Become the sandbox user now (caps are kept: uid 0 is not mapped, so the
      * kernel's setuid cap-clearing rule does not apply) so that files we
      * create on our tmpfs have a mapped owner. */
@@ -539,6 +537,16 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (setrlimit(RLIMIT_NOFILE, &a->nofile) < 0) child_die(a, errno, "setrlimit nofile");
     if (setrlimit(RLIMIT_FSIZE, &a->fsize) < 0) child_die(a, errno, "setrlimit fsize");
     if (a->nproc_on && setrlimit(RLIMIT_NPROC, &a->nproc) < 0) child_die(a, errno, "setrlimit nproc");
+
+    /* Second release: the parent has put us into the cgroup (done while we
+     * were mounting, to overlap the cgroup migration's RCU wait). */
+    do
+        r = read(a->sync2_fd, &c, 1);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(125);
+    close(a->sync2_fd);
+    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
+        child_die(a, errno, "unshare cgroup namespace");
 
     if (setsid() < 0) child_die(a, errno, "setsid");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_die(a, errno, "PR_SET_NO_NEW_PRIVS");
@@ -810,8 +818,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
 {
     static const sandbox_opts no_opts = {.slot = -1};
     if (!opts) opts = &no_opts;
-    int rc = sandbox_probe(pol, err);
-    if (rc < 0) return rc;
+    int rc;
     int efd = exe_fd(err);
     if (efd < 0) return efd;
 
@@ -929,6 +936,8 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     int syncp[2], errp[2];
     if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
     _cleanup_close_ int sync_r = syncp[0], sync_w = syncp[1];
+    if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    _cleanup_close_ int sync2_r = syncp[0], sync2_w = syncp[1];
     if (pipe2(errp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
     _cleanup_close_ int err_r = errp[0], err_w = errp[1];
 
@@ -953,17 +962,19 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         int e = errno;
-        return err_set(err, e, "clone3 into new namespaces%s",
-                       e == EPERM || e == ENOSPC ? " (fix: allow user namespaces, see "
-                                                   "`sysctl user.max_user_namespaces`)"
-                                                 : "");
+        if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {
+            shed_err pe;
+            if (sandbox_probe(pol, &pe) < 0) return err_msg(err, pe.code, "%s", pe.msg);
+        }
+        return err_set(err, e, "clone3 into new namespaces (user, mount, pid, ipc, uts, net)");
     }
     if (pid == 0) {
         a.sync_fd = move_fd_high(sync_r);
+        a.sync2_fd = move_fd_high(sync2_r);
         a.err_fd = move_fd_high(err_w);
         a.ctl_fd = move_fd_high(child_ctl);
         a.exe_fd = move_fd_high(efd);
-        if (a.sync_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
+        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
         child_main(&a);
     }
     sb->init_pid = pid;
@@ -971,6 +982,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     close(steal_fd(&child_ctl));
     close(steal_fd(&err_w));
     close(steal_fd(&sync_r));
+    close(steal_fd(&sync2_r));
 
     /* id maps: the sandbox user 1000 is this slot's host uid (root) or the caller */
     char m[128];
@@ -982,10 +994,12 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     snprintf(m, sizeof(m), "%d %u 1\n", SANDBOX_GID, (unsigned)host_gid);
     snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
     if ((rc = write_file(path, m, err)) < 0) return rc;
-    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
-    if ((rc = write_state(sb, root, err)) < 0) return rc;
     if (write(sync_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
     close(steal_fd(&sync_w));
+    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
+    if ((rc = write_state(sb, root, err)) < 0) return rc;
+    if (write(sync2_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
+    close(steal_fd(&sync2_w));
 
     struct child_err ce;
     ssize_t n;
@@ -1092,17 +1106,25 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
                 }
             }
         }
-        /* 2. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) */
-        if (sb->cg && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
-            rc = -e2.code;
-            if (err) *err = e2;
-        }
-        /* 3. kill init: the kernel then kills the rest of the pid namespace */
+        /* 2. kill init: the kernel kills the rest of the pid namespace
+         * atomically (no fork can race it); init is reaped only after all. */
         if (sb->pidfd >= 0)
             syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
         else
             kill(sb->init_pid, SIGKILL);
         while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
+     * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
+    if (sb->cg) {
+        char buf[64];
+        int left = 0;
+        for (int i = 0; i < sb->cg->ndirs; i++)
+            if (cgroup_read(sb->cg->dirs[i], "cgroup.procs", buf, sizeof(buf)) > 0) left = 1;
+        if (left && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
+            rc = -e2.code;
+            if (err) *err = e2;
+        }
     }
     if (sb->cg) {
         if (cgroup_destroy(steal_pointer(&sb->cg), &e2) < 0 && !rc) {
