@@ -110,6 +110,7 @@ enum {
     OP_PROC_RO,  /* bind a /proc subpath read-only over itself (if present) */
     OP_MASK,     /* deny_read: inside path hidden (tmpfs or /dev/null) if present */
     OP_DENYWRITE,/* inside path made read-only if present */
+    OP_RDONLY,   /* this mount (not its submounts) read-only */
 };
 
 typedef struct mop {
@@ -284,6 +285,7 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/0", "/dev/stdin"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/1", "/dev/stdout"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/2", "/dev/stderr"));
+    TRY(plan_add(p, OP_RDONLY, NULL, "/dev"));
     /* /proc: fresh, in the new pid namespace; kernel knobs read-only */
     TRY(plan_add(p, OP_MKDIR, NULL, "/proc"));
     TRY(plan_add(p, OP_PROC, NULL, "/proc"));
@@ -442,6 +444,10 @@ static void child_run_plan(const child_args *a)
                 child_die(a, errno, "bind %s (denyWrite)", o->dst);
             if (sys_mount_setattr(o->dst, AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0) < 0)
                 child_die(a, errno, "make %s read-only (denyWrite)", o->dst);
+            break;
+        case OP_RDONLY:
+            if (sys_mount_setattr(o->dst, 0, MOUNT_ATTR_RDONLY, 0) < 0)
+                child_die(a, errno, "make %s read-only", o->dst);
             break;
         case OP_MASK:
             if (lstat(o->dst, &st) < 0 || S_ISLNK(st.st_mode)) break;
