@@ -212,7 +212,9 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
         if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
             _exit(126);
         syscall(SYS_close_range, 3, ~0U, 0);
-        /* the OOM killer should pick a command before init */
+        /* the OOM killer should pick a command before init (init is not
+         * dumpable, so /proc/self is root's until we say otherwise) */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (write(fd, "500", 3) < 0) {}
