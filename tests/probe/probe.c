@@ -467,15 +467,20 @@ static int v_syscall_table(void)
         }
         int st = 0;
         waitpid(pid, &st, 0);
+        char label[160];
+        if (arg >= 0)
+            snprintf(label, sizeof(label), "%s(arg%d=%#llx)", name, arg, value);
+        else
+            snprintf(label, sizeof(label), "%s", name);
         char got[64];
         if (WIFSIGNALED(st))
             snprintf(got, sizeof(got), "%s", WTERMSIG(st) == SIGSYS ? "kill" : "signal");
         else
             snprintf(got, sizeof(got), "errno:%d", WEXITSTATUS(st));
         if (!strcmp(got, verdict_s)) {
-            printf("ok   %-20s %s\n", name, got);
+            printf("ok   %-36s %s\n", label, got);
         } else {
-            printf("FAIL %-20s expected %s, got %s\n", name, verdict_s, got);
+            printf("FAIL %-36s expected %s, got %s\n", label, verdict_s, got);
             bad = 1;
         }
     }
