@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -230,8 +231,13 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
         }
         environ = env;
         execvp(argv[0], argv);
+        /* Only raw writes from here: with RLIMIT_AS set, a sanitizer runtime
+         * cannot allocate. */
         int e = errno;
-        dprintf(2, "shed: exec %s: %s\n", argv[0], strerror(e));
+        const char *why = strerror(e);
+        struct iovec iov[5] = {{"shed: exec ", 11}, {argv[0], strlen(argv[0])}, {": ", 2},
+                               {(void *)why, strlen(why)}, {"\n", 1}};
+        if (writev(2, iov, 5) < 0) {}
         _exit(e == ENOENT ? 127 : 126);
     }
     env_free(env);
