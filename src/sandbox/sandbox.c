@@ -1029,6 +1029,15 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     json_object_set_new(conf, "env", env);
     for (char **e = pol->env; e && *e; e++) json_array_append_new(env, json_string(*e));
     for (char *const *e = opts->env; e && *e; e++) json_array_append_new(env, json_string(*e));
+    json_t *roots = json_array(), *ro_roots = json_array();
+    json_object_set_new(conf, "roots", roots);
+    json_object_set_new(conf, "ro_roots", ro_roots);
+    for (int rw = 0; rw < 2; rw++)
+        for (const char *const *l = rw ? opts->rw_binds : opts->ro_binds; l && *l; l++) {
+            const char *in = strchr(*l, ':') + 1; /* validated by build_plan */
+            json_array_append_new(roots, json_string(in));
+            if (!rw) json_array_append_new(ro_roots, json_string(in));
+        }
     if ((rc = ctl_send(sb->ctl_fd, conf, NULL, 0, err)) < 0) return rc;
     struct pollfd pf = {.fd = sb->ctl_fd, .events = POLLIN};
     int pr;

@@ -492,3 +492,61 @@ TEST(create_reports_the_failing_step)
     ASSERT_CONTAINS(err.msg, "label");
     sandbox_policy_free(p);
 }
+
+static json_t *roundtrip(sandbox_t *sb, json_t *m)
+{
+    shed_err err;
+    if (ctl_send(sandbox_ctl_fd(sb), m, NULL, 0, &err) < 0)
+        test_fail(__FILE__, __LINE__, "send: %s", err.msg);
+    json_decref(m);
+    json_t *r = NULL;
+    if (ctl_recv(sandbox_ctl_fd(sb), &r, NULL, NULL, &err) < 0)
+        test_fail(__FILE__, __LINE__, "recv: %s", err.msg);
+    return r;
+}
+
+TEST(tool_calls_run_inside_and_cancel)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1};
+    if (sandbox_create(p, &o, &sb, &err) < 0) test_fail(__FILE__, __LINE__, "create: %s", err.msg);
+    json_t *r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 11, "tool",
+                                        "bash", "input", "command", "echo hi $(id -u) $PWD"));
+    ASSERT_EQ_STR(json_string_value(json_object_get(r, "type")), "result");
+    ASSERT_EQ_INT(json_integer_value(json_object_get(r, "id")), 11);
+    ASSERT_FALSE(json_is_true(json_object_get(r, "is_error")));
+    _cleanup_free_ char *text = json_compact(json_object_get(r, "content"));
+    ASSERT_CONTAINS(text, "hi 1000 /workspace");
+    json_decref(r);
+    /* write then read through the file tools, confined to the workspace */
+    r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s,s:s}}", "type", "tool", "id", 12, "tool",
+                                "write", "input", "file_path", "/workspace/a.txt", "content", "abc\n"));
+    ASSERT_FALSE(json_is_true(json_object_get(r, "is_error")));
+    json_decref(r);
+    r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 13, "tool", "read",
+                                "input", "file_path", "/etc/shadow"));
+    ASSERT_TRUE(json_is_true(json_object_get(r, "is_error")));
+    json_decref(r);
+    /* cancel: a message arriving mid-call aborts it */
+    json_t *m = json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 14, "tool", "bash",
+                          "input", "command", "sleep 30");
+    ASSERT_EQ_INT(ctl_send(sandbox_ctl_fd(sb), m, NULL, 0, &err), 0);
+    json_decref(m);
+    usleep(200 * 1000);
+    m = json_pack("{s:s,s:i}", "type", "cancel", "id", 14);
+    ASSERT_EQ_INT(ctl_send(sandbox_ctl_fd(sb), m, NULL, 0, &err), 0);
+    json_decref(m);
+    struct pollfd pf = {.fd = sandbox_ctl_fd(sb), .events = POLLIN};
+    ASSERT_EQ_INT(poll(&pf, 1, 10000), 1);
+    ASSERT_EQ_INT(ctl_recv(sandbox_ctl_fd(sb), &r, NULL, NULL, &err), 0);
+    ASSERT_EQ_INT(json_integer_value(json_object_get(r, "id")), 14);
+    ASSERT_TRUE(json_is_true(json_object_get(r, "is_error")));
+    json_decref(r);
+    ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+    sandbox_policy_free(p);
+}
