@@ -161,6 +161,7 @@ typedef struct sse_state {
     char event[128];
     buf_t data;
     int (*cb)(const char *, const char *, void *);
+    int (*on_open)(void *);
     void *arg;
     int stop;
 } sse_state_t;
@@ -205,21 +206,36 @@ static size_t on_sse(char *p, size_t sz, size_t n, void *arg)
     return len;
 }
 
-int client_stream(client_t *c, const char *path, int (*on_event)(const char *, const char *, void *),
-                  void *arg, shed_err *err)
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    sse_state_t *s = arg;
+    size_t len = sz * n;
+    if ((len == 2 && p[0] == '\r' && p[1] == '\n') || (len == 1 && p[0] == '\n')) {
+        if (s->on_open && s->on_open(s->arg)) {
+            s->stop = 1;
+            return 0;
+        }
+    }
+    return len;
+}
+
+int client_stream(client_t *c, const char *path, int (*on_open)(void *),
+                  int (*on_event)(const char *, const char *, void *), void *arg, shed_err *err)
 {
     CURL *h = curl_easy_init();
     if (!h) return err_msg(err, ENOMEM, "curl_easy_init");
     char url[1024];
     snprintf(url, sizeof(url), "%s%s", c->base_url, path);
     struct curl_slist *hd = headers(c, false);
-    sse_state_t s = {.cb = on_event, .arg = arg};
+    sse_state_t s = {.cb = on_event, .on_open = on_open, .arg = arg};
     buf_init(&s.line, 8u << 20);
     buf_init(&s.data, 8u << 20);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_sse);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
     CURLcode cc = curl_easy_perform(h);
@@ -227,7 +243,7 @@ int client_stream(client_t *c, const char *path, int (*on_event)(const char *, c
     curl_easy_cleanup(h);
     buf_free(&s.line);
     buf_free(&s.data);
-    if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && s.stop))
+    if (cc != CURLE_OK && !((cc == CURLE_WRITE_ERROR || cc == CURLE_ABORTED_BY_CALLBACK) && s.stop))
         return err_msg(err, ECONNREFUSED, "GET %s: %s", url, curl_easy_strerror(cc));
     return 0;
 }

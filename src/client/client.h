@@ -34,7 +34,8 @@ int client_request(client_t *c, const char *method, const char *path, json_t *bo
 /* The message of an error envelope, or a generic one. */
 const char *client_error_message(json_t *resp);
 
-/* Stream an SSE endpoint, calling on_event(type, data_json, arg) per event
- * (pings skipped); a non-zero return stops. Returns when the stream ends. */
-int client_stream(client_t *c, const char *path, int (*on_event)(const char *, const char *, void *),
-                  void *arg, shed_err *err);
+/* Stream an SSE endpoint: on_open(arg) once the response head arrived (the
+ * stream is attached), then on_event(type, data_json, arg) per event (pings
+ * skipped); a non-zero return from either stops. Returns when the stream ends. */
+int client_stream(client_t *c, const char *path, int (*on_open)(void *),
+                  int (*on_event)(const char *, const char *, void *), void *arg, shed_err *err);

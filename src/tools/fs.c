@@ -290,6 +290,11 @@ static int open_parent(int rootfd, const char *rel, bool create, const char **na
             if (mkdirat(cur, c, 0700) < 0 && errno != EEXIST) return -errno;
             fd = tools_openat_beneath(cur, c, O_PATH | O_DIRECTORY, 0);
         }
+        if (fd == -ENOTDIR && create) {
+            /* Node's mkdir -p: EEXIST when the parent itself is a file,
+             * ENOTDIR when a component above it is */
+            return save && *save ? -ENOTDIR : -EEXIST;
+        }
         if (fd < 0) return fd;
         close(cur);
         cur = fd;

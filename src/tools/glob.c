@@ -491,7 +491,6 @@ static void walk_at(walk_t *w, int dirfd, const char *rel, size_t idx, int depth
     const seg_t *s = &w->segs[idx];
     bool last = idx + 1 == w->nseg;
     if (s->kind == SEG_LITERAL) {
-        if (skip_name(s->text)) return;
         struct stat st;
         if (fstatat(dirfd, s->text, &st, AT_SYMLINK_NOFOLLOW) < 0) return;
         if (last) {
@@ -512,9 +511,10 @@ static void walk_at(walk_t *w, int dirfd, const char *rel, size_t idx, int depth
     if (!ents) return;
     for (size_t i = 0; i < n && !w->stop; i++) {
         const char *name = ents[i].name;
-        if (skip_name(name)) continue;
         unsigned char type = ents[i].type;
         if (s->kind == SEG_GLOBSTAR) {
+            /* the reference's exclude (.git, node_modules) acts under ** only */
+            if (skip_name(name)) continue;
             bool dot = name[0] == '.';
             if (last) {
                 if (dot) continue;
