@@ -7,29 +7,17 @@
 #include "sandbox/sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Until the sandbox runtime is merged these resolve to NULL and the worker
- * refuses to start with a message saying so (it never runs tools outside a
- * sandbox). */
-#pragma weak sandbox_policy_load
-#pragma weak sandbox_policy_free
-#pragma weak sandbox_create
-#pragma weak sandbox_ctl_fd
-#pragma weak sandbox_init_pid
-#pragma weak sandbox_host_uid
-#pragma weak sandbox_destroy
-#pragma weak sandbox_reconcile
-#pragma weak ctl_send
-#pragma weak ctl_recv
-
 struct sbx {
     loop_t *loop;
     sandbox_t *sb;
     int fd;
+    ctl_reader rd;
     bool dead;
     sbx_result_cb on_result;
     sbx_dead_cb on_dead;
@@ -40,10 +28,7 @@ struct sbx {
 
 int sbx_available(shed_err *err)
 {
-    if (!sandbox_create || !ctl_send || !ctl_recv || !sandbox_policy_load)
-        return err_msg(err, ENOSYS,
-                       "the sandbox runtime (src/sandbox, issue: sandbox) is not built into this "
-                       "binary; shed never runs a tool outside a sandbox");
+    (void)err;
     return 0;
 }
 
@@ -56,12 +41,11 @@ int sbx_policy_load(const char *path, sandbox_policy **out, shed_err *err)
 
 void sbx_policy_free(sandbox_policy *p)
 {
-    if (p && sandbox_policy_free) sandbox_policy_free(p);
+    if (p) sandbox_policy_free(p);
 }
 
 int sbx_reconcile(const char *state_dir, shed_err *err)
 {
-    if (!sandbox_reconcile) return 0;
     return sandbox_reconcile(state_dir, err);
 }
 
@@ -73,6 +57,8 @@ static void mark_dead(sbx_t *s, const char *why)
     if (s->on_dead) s->on_dead(s, why, s->arg);
 }
 
+static bool handle_msg(sbx_t *s, json_t *m);
+
 static void on_ctl(loop_t *l, int fd, uint32_t events, void *arg)
 {
     (void)l;
@@ -81,21 +67,32 @@ static void on_ctl(loop_t *l, int fd, uint32_t events, void *arg)
         mark_dead(s, "control channel closed");
         return;
     }
-    json_t *msg = NULL;
-    int fds[CTL_MAX_FDS];
-    int nfds = 0;
-    shed_err err = {0};
-    int rc = ctl_recv(fd, &msg, fds, &nfds, &err);
-    for (int i = 0; i < nfds; i++) close(fds[i]); /* egress listeners: not served here yet */
-    if (rc < 0) {
-        mark_dead(s, rc == -EPIPE ? "sandbox init exited" : err.msg);
-        return;
+    (void)l;
+    for (;;) {
+        json_t *msg = NULL;
+        int fds[CTL_MAX_FDS];
+        int nfds = 0;
+        shed_err err = {0};
+        int rc = ctl_read(&s->rd, fd, &msg, fds, &nfds, &err);
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        if (rc == -EAGAIN) return;
+        if (rc < 0) {
+            mark_dead(s, rc == -EPIPE ? "sandbox init exited" : err.msg);
+            return;
+        }
+        bool dead = handle_msg(s, msg);
+        json_decref(msg);
+        if (dead) return;
     }
-    _cleanup_json_ json_t *m = msg;
+}
+
+/* Returns true when s may be gone (a callback ran). */
+static bool handle_msg(sbx_t *s, json_t *m)
+{
     const char *type = json_string_value(json_object_get(m, "type"));
     json_t *idj = json_object_get(m, "id");
     uint64_t id = json_is_integer(idj) ? (uint64_t)json_integer_value(idj) : 0;
-    if (!type) return;
+    if (!type) return false;
     if (!strcmp(type, "result")) {
         json_t *content = json_object_get(m, "content");
         json_t *res = json_pack("{s:b,s:O}", "is_error", json_is_true(json_object_get(m, "is_error")),
@@ -107,14 +104,20 @@ static void on_ctl(loop_t *l, int fd, uint32_t events, void *arg)
         }
         if (res && s->on_result) s->on_result(s, id, res, s->arg);
         json_decref(res);
+        return true;
     } else if (!strcmp(type, "error")) {
         const char *msgs = json_string_value(json_object_get(m, "message"));
         json_t *res = json_pack("{s:b,s:[{s:s,s:s}]}", "is_error", 1, "content", "type", "text",
                                 "text", msgs && *msgs ? msgs : "sandbox error");
         if (res && s->on_result) s->on_result(s, id, res, s->arg);
         json_decref(res);
+        return true;
+    } else if (!strcmp(type, "limit")) {
+        log_warn("sandbox %s hit a limit: %s", s->label,
+                 json_string_value(json_object_get(m, "what")) ?: "?");
     }
     /* "ready", "exit", others: nothing to do for the worker. */
+    return false;
 }
 
 int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err)
@@ -146,15 +149,28 @@ int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err)
         return rc;
     }
     s->fd = sandbox_ctl_fd(s->sb);
+    ctl_reader_init(&s->rd);
+    /* The egress listeners: until the worker serves egress on its loop,
+     * closing them leaves the sandbox with loopback only (deny all). */
+    int hfd = -1, sfd = -1, dfd = -1;
+    sandbox_take_listeners(s->sb, &hfd, &sfd, &dfd);
+    if (hfd >= 0) close(hfd);
+    if (sfd >= 0) close(sfd);
+    if (dfd >= 0) close(dfd);
+    int fl = fcntl(s->fd, F_GETFL);
+    if (fl >= 0) fcntl(s->fd, F_SETFL, fl | O_NONBLOCK);
     rc = loop_add(o->loop, s->fd, EPOLLIN, on_ctl, s);
     if (rc < 0) {
+        ctl_reader_free(&s->rd);
         sandbox_destroy(s->sb, 0, NULL);
         free(s);
         return err_set(err, -rc, "watch the sandbox control channel");
     }
-    snprintf(s->desc, sizeof(s->desc), "init pid %d, host uid %u, workspace %s at %s",
-             (int)sandbox_init_pid(s->sb), (unsigned)sandbox_host_uid(s->sb), o->workspace,
-             so.workdir);
+    snprintf(s->desc, sizeof(s->desc),
+             "init pid %d, host uid %u, network: loopback only (no egress), cgroup %s limits, "
+             "policy %.12s, workspace %s at %s",
+             (int)sandbox_init_pid(s->sb), (unsigned)sandbox_host_uid(s->sb),
+             sandbox_cgroup_mode(s->sb), sandbox_policy_digest(o->policy), o->workspace, so.workdir);
     *out = s;
     return 0;
 }
@@ -183,6 +199,7 @@ void sbx_destroy(sbx_t *s, int grace_ms)
 {
     if (!s) return;
     if (loop_has(s->loop, s->fd)) loop_del(s->loop, s->fd);
+    ctl_reader_free(&s->rd);
     shed_err err = {0};
     if (sandbox_destroy(s->sb, grace_ms, &err) < 0)
         log_warn("destroy sandbox %s: %s", s->label, err.msg);

@@ -111,6 +111,7 @@ struct worker {
     api_t *api;
     wstate_t *state;
     sandbox_policy *policy;
+    char sandbox_dir[4200]; /* the sandboxes' bookkeeping, under the state dir */
     char worker_id[256];
     wsess_t *sessions;
     int nsessions;
@@ -742,7 +743,7 @@ static void start_run(wsess_t *s)
         .label = s->session_id,
         .workspace = s->workspace,
         .workdir = w->cfg.workdir,
-        .state_dir = wstate_dir(w->state),
+        .state_dir = w->sandbox_dir,
         .on_result = on_sbx_result,
         .on_dead = on_sbx_dead,
         .arg = s,
@@ -1330,7 +1331,7 @@ static void make_worker_id(char *out, size_t n)
 static void reconcile_start(worker_t *w)
 {
     shed_err err = {0};
-    int n = sbx_reconcile(wstate_dir(w->state), &err);
+    int n = sbx_reconcile(w->sandbox_dir, &err);
     if (n < 0)
         log_warn("reconcile sandboxes left by a previous worker: %s", err.msg);
     else if (n > 0)
@@ -1367,6 +1368,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
     if (rc < 0) return rc;
     rc = wstate_open(cfg->state_dir, &w.state, err);
     if (rc < 0) goto out;
+    snprintf(w.sandbox_dir, sizeof(w.sandbox_dir), "%s/sandboxes", wstate_dir(w.state));
     w.loop = loop_new();
     if (!w.loop) {
         rc = err_set(err, ENOMEM, "event loop");
