@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "sandbox/ctl.h"
 #include "sandbox/sandbox.h"
+#include "worker/pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -120,10 +121,11 @@ static bool handle_msg(sbx_t *s, json_t *m)
     return false;
 }
 
-int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err)
+static int sbx_attach(sbx_t *s, const sbx_opts *o, const char *workdir, shed_err *err);
+
+static int sbx_make(const sbx_opts *o, sbx_t **out, const char **workdir, shed_err *err)
 {
-    int rc = sbx_available(err);
-    if (rc < 0) return rc;
+    int rc;
     sbx_t *s = calloc(1, sizeof(*s));
     if (!s) return err_set(err, ENOMEM, "sandbox");
     s->loop = o->loop;
@@ -148,6 +150,27 @@ int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err)
         free(s);
         return rc;
     }
+    *workdir = so.workdir;
+    *out = s;
+    return 0;
+}
+
+int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err)
+{
+    sbx_t *s = NULL;
+    const char *workdir = NULL;
+    int rc = sbx_make(o, &s, &workdir, err);
+    if (rc < 0) return rc;
+    rc = sbx_attach(s, o, workdir, err);
+    if (rc < 0) return rc;
+    *out = s;
+    return 0;
+}
+
+/* On the loop thread: watch the control channel. Frees s on failure. */
+static int sbx_attach(sbx_t *s, const sbx_opts *o, const char *workdir, shed_err *err)
+{
+    int rc;
     s->fd = sandbox_ctl_fd(s->sb);
     ctl_reader_init(&s->rd);
     /* The egress listeners: until the worker serves egress on its loop,
@@ -166,13 +189,131 @@ int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err)
         free(s);
         return err_set(err, -rc, "watch the sandbox control channel");
     }
+    (void)o;
     snprintf(s->desc, sizeof(s->desc),
              "init pid %d, host uid %u, network: loopback only (no egress), cgroup %s limits, "
              "policy %.12s, workspace %s at %s",
              (int)sandbox_init_pid(s->sb), (unsigned)sandbox_host_uid(s->sb),
-             sandbox_cgroup_mode(s->sb), sandbox_policy_digest(o->policy), o->workspace, so.workdir);
-    *out = s;
+             sandbox_cgroup_mode(s->sb), sandbox_policy_digest(o->policy), o->workspace, workdir);
     return 0;
+}
+
+struct sbx_pending {
+    pool_t *pool;
+    sbx_opts o;
+    char *label, *workspace, *workdir, *state_dir;
+    sbx_ready_cb ready;
+    bool abandoned;
+    /* filled on the pool thread */
+    sbx_t *s;
+    const char *made_workdir;
+    int rc;
+    shed_err err;
+};
+
+static void pending_free(sbx_pending_t *p)
+{
+    free(p->label);
+    free(p->workspace);
+    free(p->workdir);
+    free(p->state_dir);
+    free(p);
+}
+
+static void create_work(void *arg)
+{
+    sbx_pending_t *p = arg;
+    p->rc = sbx_make(&p->o, &p->s, &p->made_workdir, &p->err);
+}
+
+static void create_done(void *arg)
+{
+    sbx_pending_t *p = arg;
+    if (p->abandoned) {
+        if (p->rc == 0) {
+            shed_err err = {0};
+            if (sandbox_destroy(p->s->sb, 0, &err) < 0) log_warn("destroy sandbox: %s", err.msg);
+            free(p->s);
+        }
+        pending_free(p);
+        return;
+    }
+    if (p->rc == 0 && sbx_attach(p->s, &p->o, p->workdir ? p->workdir : "/workspace", &p->err) < 0)
+        p->rc = -1;
+    if (p->rc == 0)
+        p->ready(p->s, NULL, p->o.arg);
+    else
+        p->ready(NULL, p->err.msg[0] ? p->err.msg : "sandbox creation failed", p->o.arg);
+    pending_free(p);
+}
+
+sbx_pending_t *sbx_create_async(pool_t *pool, const sbx_opts *o, sbx_ready_cb ready, shed_err *err)
+{
+    sbx_pending_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        err_set(err, ENOMEM, "sandbox");
+        return NULL;
+    }
+    p->pool = pool;
+    p->o = *o;
+    p->ready = ready;
+    p->label = o->label ? strdup(o->label) : NULL;
+    p->workspace = o->workspace ? strdup(o->workspace) : NULL;
+    p->workdir = o->workdir ? strdup(o->workdir) : NULL;
+    p->state_dir = o->state_dir ? strdup(o->state_dir) : NULL;
+    p->o.label = p->label;
+    p->o.workspace = p->workspace;
+    p->o.workdir = p->workdir;
+    p->o.state_dir = p->state_dir;
+    if (pool_submit(pool, create_work, create_done, p) < 0) {
+        pending_free(p);
+        err_set(err, ENOMEM, "sandbox");
+        return NULL;
+    }
+    return p;
+}
+
+void sbx_create_abandon(sbx_pending_t *p)
+{
+    if (p) p->abandoned = true;
+}
+
+typedef struct destroy_job {
+    sbx_t *s;
+    int grace_ms;
+} destroy_job;
+
+static void destroy_work(void *arg)
+{
+    destroy_job *d = arg;
+    shed_err err = {0};
+    if (sandbox_destroy(d->s->sb, d->grace_ms, &err) < 0)
+        log_warn("destroy sandbox %s: %s", d->s->label, err.msg);
+}
+
+static void destroy_done(void *arg)
+{
+    destroy_job *d = arg;
+    free(d->s);
+    free(d);
+}
+
+void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms)
+{
+    if (!s) return;
+    if (loop_has(s->loop, s->fd)) loop_del(s->loop, s->fd);
+    ctl_reader_free(&s->rd);
+    destroy_job *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->s = s;
+        d->grace_ms = grace_ms;
+        if (pool_submit(pool, destroy_work, destroy_done, d) == 0) return;
+        free(d);
+    }
+    /* No memory for a job: do it here. */
+    shed_err err = {0};
+    if (sandbox_destroy(s->sb, grace_ms, &err) < 0) log_warn("destroy sandbox %s: %s", s->label, err.msg);
+    free(s);
 }
 
 int sbx_call(sbx_t *s, uint64_t call_id, const char *tool, json_t *input, int64_t timeout_ms,
