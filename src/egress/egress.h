@@ -21,6 +21,8 @@ typedef struct egress egress_t;
 /* Parse and validate the policy's "network" object (NULL = deny all).
  * Errors name the key: "network.allowedDomains[2]: ...". */
 int egress_policy_parse(json_t *network, egress_policy **out, shed_err *err);
+/* Policies are reference-counted: egress_attach/egress_set_policy take a
+ * reference, so the caller may free its own right after. */
 void egress_policy_free(egress_policy *p);
 
 /* A decision, for the audit log and metrics. */
@@ -32,6 +34,7 @@ typedef struct egress_event {
     const char *address;    /* resolved address or NULL */
     bool allowed;
     const char *rule;       /* which rule decided */
+    const char *error;      /* NULL, or why an allowed connection failed or ended early */
     uint64_t bytes_up, bytes_down;
     int64_t duration_ms;
 } egress_event;
