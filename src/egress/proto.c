@@ -25,7 +25,8 @@ void egress_http_req_clear(egress_http_req *r)
 
 static bool is_tchar(unsigned char c)
 {
-    return isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    /* (c != 0: strchr would find the terminator.) */
+    return c != 0 && (isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* "host:port", "[v6]:port", or "host" when default_port > 0. */

@@ -365,6 +365,11 @@ TEST(http_plain_rewrite)
         if (rc != -400) test_fail(__FILE__, __LINE__, "case %zu: rc %d", i, rc);
         egress_http_req_clear(&r);
     }
+    /* A NUL anywhere in a header (found by fuzzing: strchr matched the terminator). */
+    static const char nul[] = "GET http://a.test/ HTTP/1.1\r\nX-A\0b: 1\r\n\r\n";
+    ASSERT_EQ_INT(egress_http_parse(nul, sizeof(nul) - 1, &r), -400);
+    static const char nulv[] = "GET http://a.test/ HTTP/1.1\r\nX-A: 1\0\r\n\r\n";
+    ASSERT_EQ_INT(egress_http_parse(nulv, sizeof(nulv) - 1, &r), -400);
     /* Same Content-Length twice is tolerated. */
     ASSERT_EQ_INT(http("GET http://a.test/ HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
                        &r),
