@@ -51,3 +51,12 @@ int egress_attach(egress_t *e, const char *label, const egress_policy *pol, int 
 int egress_set_policy(egress_t *e, const char *label, const egress_policy *pol);
 /* Close the sandbox's listeners and all its connections. */
 void egress_detach(egress_t *e, const char *label);
+
+/* For a creator without an event loop of its own (`shed run`): serve one
+ * sandbox on a private loop in one thread; decisions go to the log (denials
+ * at info). Owns the fds (even on failure); keeps a reference to pol. */
+typedef struct egress_runner egress_runner;
+int egress_runner_start(const char *label, const egress_policy *pol, int http_fd, int socks_fd,
+                        int dns_fd, egress_runner **out, shed_err *err);
+/* Stop the thread, close every listener and connection. NULL is a no-op. */
+void egress_runner_stop(egress_runner *r);
