@@ -25,10 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RELAY_BUF (128 * 1024)   /* per direction */
+#define RELAY_BUF (128 * 1024)   /* per direction, when splice is not available */
+#define PIPE_SIZE (256 * 1024)   /* per direction: splice(2) moves pages, no copy */
 #define ACCEPTS_PER_WAKE 16
 #define DNS_PER_WAKE 16
 #define DNS_PENDING_MAX 64       /* per sandbox */
@@ -54,9 +56,16 @@ enum state {
 typedef struct sbx sbx_t;
 typedef struct conn conn_t;
 
+/* One direction of a connection: bytes we produced or must rewrite (replies,
+ * the rewritten request head) sit in buf and always leave first; relayed
+ * bytes go through a pipe with splice(2) (zero copy), or through buf when no
+ * pipe could be had (out of fds). */
 typedef struct dir {
     char *buf;
     size_t cap, off, len;
+    int pr, pw;         /* pipe, or -1 */
+    size_t inpipe;
+    bool pipe_full;     /* splice into the pipe said EAGAIN with bytes in it */
     bool eof, shut;
 } dir_t;
 
@@ -69,7 +78,8 @@ struct conn {
     enum state state;
     int cfd, ufd;
     uint32_t cev, uev;
-    bool cparked, uparked;
+    bool cparked, uparked;  /* hung up and out of epoll for now */
+    bool chup, uhup;        /* hang-up seen */
     buf_t in;
     dir_t up, down; /* client->upstream, upstream->client */
     char host[EGRESS_NAME_MAX + 3];
@@ -133,6 +143,7 @@ struct egress {
 
 static void conn_close(conn_t *c);
 static void conn_update(conn_t *c);
+static void on_conn_fd(loop_t *l, int fd, uint32_t events, void *arg);
 static void start_resolve(conn_t *c);
 static void wait_remove(sbx_t *sb, conn_t *c);
 static void sbx_lookup_done(sbx_t *sb);
@@ -189,6 +200,36 @@ static int dir_put(dir_t *d, const void *data, size_t n)
     memcpy(d->buf + d->off + d->len, data, n);
     d->len += n;
     return 0;
+}
+
+static bool dir_can_read(const dir_t *d)
+{
+    if (d->eof) return false;
+    if (d->pr >= 0) return !d->pipe_full && d->inpipe < PIPE_SIZE;
+    return d->off + d->len < d->cap;
+}
+
+static bool dir_has_out(const dir_t *d)
+{
+    return d->len > 0 || d->inpipe > 0;
+}
+
+static void dir_pipe(dir_t *d)
+{
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return;
+    fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+    d->pr = p[0];
+    d->pw = p[1];
+}
+
+static void dir_close(dir_t *d)
+{
+    if (d->pr >= 0) close(d->pr);
+    if (d->pw >= 0) close(d->pw);
+    d->pr = d->pw = -1;
+    free(d->buf);
+    d->buf = NULL;
 }
 
 /* ---------- replies ---------- */
@@ -334,8 +375,8 @@ static void conn_close(conn_t *c)
         close(c->ufd);
     }
     buf_free(&c->in);
-    free(c->up.buf);
-    free(c->down.buf);
+    dir_close(&c->up);
+    dir_close(&c->down);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -351,7 +392,9 @@ static void conn_close(conn_t *c)
 /* Move bytes one way; false if the connection must end (an error). */
 static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *progress)
 {
+    (void)c;
     for (int round = 0; round < 2; round++) {
+        /* Out: our own bytes first, then the pipe. */
         if (d->len > 0 && dst >= 0) {
             ssize_t n = send(dst, d->buf + d->off, d->len, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
@@ -363,16 +406,35 @@ static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *p
                 return false;
             }
         }
-        if (round == 1 || d->eof || src < 0) break;
-        if (d->off && d->off + d->len == d->cap) {
-            memmove(d->buf, d->buf + d->off, d->len);
-            d->off = 0;
+        if (d->len == 0 && d->inpipe > 0 && dst >= 0) {
+            ssize_t n = splice(d->pr, NULL, dst, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                d->inpipe -= (size_t)n;
+                d->pipe_full = false;
+                *progress = true;
+            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                return false;
+            }
         }
-        size_t space = d->cap - d->off - d->len;
-        if (space == 0) break;
-        ssize_t n = recv(src, d->buf + d->off + d->len, space, MSG_DONTWAIT);
+        if (round == 1 || d->eof || src < 0 || !dir_can_read(d)) break;
+        /* In. */
+        ssize_t n;
+        if (d->pr >= 0) {
+            n = splice(src, NULL, d->pw, NULL, PIPE_SIZE - d->inpipe,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) d->inpipe += (size_t)n;
+            /* EAGAIN with bytes in the pipe: the pipe may be full (it counts
+             * pages, not bytes); stop watching the source until it drains. */
+            if (n < 0 && errno == EAGAIN && d->inpipe > 0) d->pipe_full = true;
+        } else {
+            if (d->off && d->off + d->len == d->cap) {
+                memmove(d->buf, d->buf + d->off, d->len);
+                d->off = 0;
+            }
+            n = recv(src, d->buf + d->off + d->len, d->cap - d->off - d->len, MSG_DONTWAIT);
+            if (n > 0) d->len += (size_t)n;
+        }
         if (n > 0) {
-            d->len += (size_t)n;
             *count += (uint64_t)n;
             *progress = true;
         } else if (n == 0) {
@@ -383,11 +445,10 @@ static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *p
             break;
         }
     }
-    if (d->eof && d->len == 0 && !d->shut && dst >= 0) {
+    if (d->eof && !dir_has_out(d) && !d->shut && dst >= 0) {
         shutdown(dst, SHUT_WR);
         d->shut = true;
     }
-    (void)c;
     return true;
 }
 
@@ -417,10 +478,10 @@ static void conn_update(conn_t *c)
         uw = EPOLLOUT;
         break;
     case S_RELAY:
-        if (!c->up.eof && c->up.off + c->up.len < c->up.cap) cw |= EPOLLIN;
-        if (c->down.len) cw |= EPOLLOUT;
-        if (!c->down.eof && c->down.off + c->down.len < c->down.cap) uw |= EPOLLIN;
-        if (c->up.len) uw |= EPOLLOUT;
+        if (dir_can_read(&c->up)) cw |= EPOLLIN;
+        if (dir_has_out(&c->down)) cw |= EPOLLOUT;
+        if (dir_can_read(&c->down)) uw |= EPOLLIN;
+        if (dir_has_out(&c->up)) uw |= EPOLLOUT;
         break;
     case S_CLOSING:
         cw = EPOLLOUT;
@@ -428,6 +489,19 @@ static void conn_update(conn_t *c)
     case S_LINGER:
         cw = EPOLLIN;
         break;
+    }
+    /* A parked (hung-up) fd comes back as soon as its data can be taken:
+     * its hang-up then reports again and the rest, EOF included, is read. */
+    loop_t *l = c->sb->e->loop;
+    if (c->cparked && c->cfd >= 0 && dir_can_read(&c->up) &&
+        loop_add(l, c->cfd, cw, on_conn_fd, c) == 0) {
+        c->cparked = false;
+        c->cev = cw;
+    }
+    if (c->uparked && c->ufd >= 0 && dir_can_read(&c->down) &&
+        loop_add(l, c->ufd, uw, on_conn_fd, c) == 0) {
+        c->uparked = false;
+        c->uev = uw;
     }
     set_interest(c, c->cfd, &c->cev, &c->cparked, cw);
     set_interest(c, c->ufd, &c->uev, &c->uparked, uw);
@@ -449,30 +523,26 @@ static void relay(conn_t *c, int fd, uint32_t events)
         return;
     }
     if (progress) c->deadline_ms = loop_now_ms(l) + c->sb->pol->idle_timeout_ms;
-    if (c->up.shut && c->down.shut) {
+    if (events & EPOLLHUP) {
+        if (fd == c->cfd) c->chup = true;
+        else c->uhup = true;
+    }
+    /* Done when both directions are, or when a hung-up peer (it can take
+     * nothing more) has been given everything the other side sent. */
+    if ((c->up.shut && c->down.shut) || (c->uhup && c->down.shut) || (c->chup && c->up.shut)) {
         conn_close(c);
         return;
     }
-    /* A hung-up socket stays readable/hup forever under level triggering;
-     * when its data cannot be taken now (buffer full), stop watching it: the
-     * other side's progress calls pump() again, which reads it. */
+    /* A hung-up socket reports forever under level triggering; while its
+     * data cannot be taken (pipe/buffer full, or EOF already seen), stop
+     * watching it. conn_update() brings it back when it can be read. */
     if (events & EPOLLHUP) {
-        bool cfull = c->up.off + c->up.len >= c->up.cap;
-        bool ufull = c->down.off + c->down.len >= c->down.cap;
-        if (fd == c->cfd && !c->cparked && !c->up.eof && cfull) {
+        if (fd == c->cfd && !c->cparked && !dir_can_read(&c->up)) {
             loop_del(l, fd);
             c->cparked = true;
-        } else if (fd == c->ufd && !c->uparked && !c->down.eof && ufull) {
+        } else if (fd == c->ufd && !c->uparked && !dir_can_read(&c->down)) {
             loop_del(l, fd);
             c->uparked = true;
-        } else if ((fd == c->cfd && c->down.len == 0 && c->up.eof) ||
-                   (fd == c->ufd && c->up.len == 0 && c->down.eof)) {
-            /* Nothing more can be written to the hung-up peer and it has
-             * nothing more to read. */
-            if ((fd == c->cfd && c->down.eof) || (fd == c->ufd && c->up.eof)) {
-                conn_close(c);
-                return;
-            }
         }
     }
     conn_update(c);
@@ -484,7 +554,10 @@ static void connect_ok(conn_t *c)
 {
     int one = 1;
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (dir_alloc(&c->up, RELAY_BUF) < 0 || dir_alloc(&c->down, RELAY_BUF) < 0) {
+    dir_pipe(&c->up);
+    dir_pipe(&c->down);
+    if ((c->up.pr < 0 && dir_alloc(&c->up, RELAY_BUF) < 0) ||
+        (c->down.pr < 0 && dir_alloc(&c->down, RELAY_BUF) < 0) || dir_alloc(&c->down, 64) < 0) {
         c->error = "out of memory";
         conn_fail(c, 503, false, "out of memory", SOCKS_REP_FAIL);
         return;
@@ -749,8 +822,7 @@ static void handle_head(conn_t *c)
     c->port = r.port;
     /* Whatever followed the head goes upstream after it. */
     size_t rest = c->in.len - r.head_len;
-    size_t need = RELAY_BUF;
-    if (r.upstream_len + rest > need) need = r.upstream_len + rest;
+    size_t need = r.upstream_len + rest + 64;
     if (dir_alloc(&c->up, need) < 0) {
         egress_http_req_clear(&r);
         conn_close(c);
@@ -811,7 +883,7 @@ static void handle_socks(conn_t *c)
     c->host_is_ip = r.host_is_ip;
     c->port = r.port;
     size_t rest = c->in.len - (size_t)n;
-    if (dir_alloc(&c->up, RELAY_BUF) < 0) {
+    if (dir_alloc(&c->up, rest + 64) < 0) {
         conn_close(c);
         return;
     }
@@ -934,6 +1006,7 @@ static void on_accept(loop_t *l, int fd, uint32_t events, void *arg)
         c->sb = sb;
         c->cfd = cfd;
         c->ufd = -1;
+        c->up.pr = c->up.pw = c->down.pr = c->down.pw = -1;
         c->kind = socks ? K_SOCKS : K_HTTP;
         c->state = socks ? S_SOCKS_GREET : S_HEAD;
         buf_init(&c->in, EGRESS_HEAD_MAX);
@@ -1158,6 +1231,13 @@ int egress_new(loop_t *loop, egress_event_cb cb, void *cb_arg, egress_t **out, s
 {
     egress_t *e = calloc(1, sizeof(*e));
     if (!e) return err_set(err, ENOMEM, "egress");
+    /* Each relayed connection holds two sockets and two pipes: let this
+     * process use the fds it is allowed (soft limit up to the hard one). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     e->loop = loop;
     e->cb = cb;
     e->cb_arg = cb_arg;
