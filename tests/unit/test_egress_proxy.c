@@ -987,3 +987,63 @@ TEST(egress_detach_closes_everything)
     pthread_create(&F.th, NULL, loop_main, NULL);
     stop();
 }
+
+static void pause_loop(void)
+{
+    uint64_t one = 1, v;
+    ssize_t w = write(F.stopfd, &one, sizeof(one));
+    pthread_join(F.th, NULL);
+    w = read(F.stopfd, &v, sizeof(v));
+    (void)w;
+}
+
+static void resume_loop(void)
+{
+    pthread_create(&F.th, NULL, loop_main, NULL);
+}
+
+TEST(egress_one_sandbox_flood_does_not_starve_another)
+{
+    srv_t *echo = srv_start(0);
+    /* Sandbox A: slowloris and connect flood, capped at 8 connections, and
+     * its half-sent heads time out only after 30 s. */
+    start("{\"allowedDomains\":[\"ok.test\"],\"staticHosts\":{\"ok.test\":\"127.0.0.1\"},"
+          "\"allowCidrs\":[\"127.0.0.0/8\"],\"maxConnections\":8,\"headerTimeoutMs\":30000}");
+    pause_loop();
+    egress_policy *pb = policy("{\"allowedDomains\":[\"ok.test\"],\"staticHosts\":{\"ok.test\":"
+                               "\"127.0.0.1\"},\"allowCidrs\":[\"127.0.0.0/8\"]}");
+    struct sockaddr_in b_sa;
+    int bl = listen_on("127.0.0.3", SOCK_STREAM, &b_sa);
+    shed_err err = {0};
+    if (egress_attach(F.eg, "sess_b", pb, bl, -1, -1, &err) < 0)
+        test_fail(__FILE__, __LINE__, "attach b: %s", err.msg);
+    egress_policy_free(pb);
+    resume_loop();
+
+    enum { FLOOD = 200 };
+    int *flood = malloc(FLOOD * sizeof(int));
+    for (int i = 0; i < FLOOD; i++) {
+        flood[i] = dial(&F.http_sa); /* the backlog takes them; the egress serves 8 */
+        send_str(flood[i], "CONNECT ok.test:1 HTTP/1.1\r\nX-Slow: ");
+    }
+    /* B is served while all of A's connections hang. */
+    char auth[64], head[256], req[128];
+    snprintf(auth, sizeof(auth), "ok.test:%d", echo->port);
+    for (int k = 0; k < 5; k++) {
+        int fd = dial(&b_sa);
+        snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\n\r\n", auth);
+        send_str(fd, req);
+        read_head(fd, head, sizeof(head));
+        ASSERT_CONTAINS(head, "HTTP/1.1 200");
+        echo_roundtrip(fd, "b is fine");
+        close(fd);
+    }
+    /* A got no answer on any of them (heads unfinished, 30 s to go). */
+    for (int i = 0; i < FLOOD; i++) {
+        struct pollfd p = {.fd = flood[i], .events = POLLIN};
+        ASSERT_EQ_INT(poll(&p, 1, 0), 0);
+        close(flood[i]);
+    }
+    free(flood);
+    stop();
+}
