@@ -18,7 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define POOL_THREADS 4
+#define POOL_THREADS 8
 #define QUEUE_MAX 1024
 
 struct resolve_job {
