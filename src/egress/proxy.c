@@ -1246,7 +1246,7 @@ static void sweep(loop_t *l, void *arg)
                 case S_RESOLVE_WAIT:
                 case S_RESOLVE:
                 case S_CONNECT:
-                    c->allowed = c->allowed || c->state == S_CONNECT;
+                    c->allowed = true; /* only allowed destinations get this far */
                     c->error = "connect timeout";
                     conn_report(c, conn_proto(c));
                     conn_fail(c, 504, false, "timed out resolving or connecting", SOCKS_REP_TTL);
