@@ -1107,3 +1107,66 @@ TEST(egress_real_resolution_and_lookup_queue)
     ASSERT_EQ_STR(e.address, "127.0.0.1");
     stop();
 }
+
+static void *v6_echo(void *arg)
+{
+    int l = (int)(intptr_t)arg;
+    int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    char b[64];
+    ssize_t n = read(fd, b, sizeof(b));
+    if (n > 0) {
+        ssize_t w = write(fd, b, (size_t)n);
+        (void)w;
+    }
+    close(fd);
+    return NULL;
+}
+
+TEST(egress_ipv6_upstream)
+{
+    int l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0) test_skip("no IPv6 loopback");
+    listen(l, 8);
+    socklen_t sl = sizeof(a);
+    getsockname(l, (struct sockaddr *)&a, &sl);
+    pthread_t t;
+    pthread_create(&t, NULL, v6_echo, (void *)(intptr_t)l);
+    start("{\"allowedDomains\":[\"v6.test\",\"[::1]:1\"],\"staticHosts\":{\"v6.test\":\"::1\"},"
+          "\"allowCidrs\":[\"::1/128\"]}");
+    char auth[64], head[512];
+    snprintf(auth, sizeof(auth), "v6.test:%d", ntohs(a.sin6_port));
+    int fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 200");
+    echo_roundtrip(fd, "over v6");
+    close(fd);
+    pthread_join(t, NULL);
+    ev_t e = wait_event("connect", "v6.test");
+    ASSERT_EQ_STR(e.address, "::1");
+    /* The literal is listed on port 1 only. */
+    snprintf(auth, sizeof(auth), "[::1]:%d", ntohs(a.sin6_port));
+    fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 403");
+    close(fd);
+    close(l);
+    stop();
+}
+
+TEST(egress_idle_connection_is_closed)
+{
+    srv_t *echo = srv_start(0);
+    start("{\"allowedDomains\":[\"ok.test\"],\"staticHosts\":{\"ok.test\":\"127.0.0.1\"},"
+          "\"allowCidrs\":[\"127.0.0.0/8\"],\"idleTimeoutMs\":300}");
+    char auth[64], head[256];
+    snprintf(auth, sizeof(auth), "ok.test:%d", echo->port);
+    int fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "200");
+    echo_roundtrip(fd, "then silence");
+    size_t n;
+    free(read_all(fd, 64, &n)); /* returns at EOF: the proxy closed it */
+    ASSERT_EQ_INT(n, 0);
+    close(fd);
+    ev_t e = wait_event("connect", "ok.test");
+    ASSERT_EQ_STR(e.error, "idle timeout");
+    stop();
+}
