@@ -4,6 +4,7 @@
 #include "base/cleanup.h"
 #include "base/log.h"
 #include "sandbox/ctl.h"
+#include "egress/egress.h"
 #include "sandbox/sandbox.h"
 #include "worker/pool.h"
 
@@ -16,6 +17,7 @@
 
 struct sbx {
     loop_t *loop;
+    egress_t *egress; /* attached under label */
     sandbox_t *sb;
     int fd;
     ctl_reader rd;
@@ -173,13 +175,28 @@ static int sbx_attach(sbx_t *s, const sbx_opts *o, const char *workdir, shed_err
     int rc;
     s->fd = sandbox_ctl_fd(s->sb);
     ctl_reader_init(&s->rd);
-    /* The egress listeners: until the worker serves egress on its loop,
-     * closing them leaves the sandbox with loopback only (deny all). */
+    /* The egress listeners init made inside the sandbox's netns: served by
+     * the worker's egress proxy on this loop (deny by default), or closed,
+     * which leaves the sandbox with loopback only. */
     int hfd = -1, sfd = -1, dfd = -1;
     sandbox_take_listeners(s->sb, &hfd, &sfd, &dfd);
-    if (hfd >= 0) close(hfd);
-    if (sfd >= 0) close(sfd);
-    if (dfd >= 0) close(dfd);
+    const char *net = "loopback only (no egress)";
+    if (o->egress) {
+        shed_err eerr = {0};
+        if (egress_attach(o->egress, s->label, o->egress_policy, hfd, sfd, dfd, &eerr) < 0) {
+            ctl_reader_free(&s->rd);
+            sandbox_destroy(s->sb, 0, NULL);
+            free(s);
+            return err_msg(err, EIO, "egress for the sandbox: %s", eerr.msg);
+        }
+        s->egress = o->egress;
+        net = o->egress_policy ? "loopback + egress proxy (policy allow-list, deny by default)"
+                               : "loopback + egress proxy (deny all)";
+    } else {
+        if (hfd >= 0) close(hfd);
+        if (sfd >= 0) close(sfd);
+        if (dfd >= 0) close(dfd);
+    }
     int fl = fcntl(s->fd, F_GETFL);
     if (fl >= 0) fcntl(s->fd, F_SETFL, fl | O_NONBLOCK);
     rc = loop_add(o->loop, s->fd, EPOLLIN, on_ctl, s);
@@ -191,9 +208,9 @@ static int sbx_attach(sbx_t *s, const sbx_opts *o, const char *workdir, shed_err
     }
     (void)o;
     snprintf(s->desc, sizeof(s->desc),
-             "init pid %d, host uid %u, network: loopback only (no egress), cgroup %s limits, "
+             "init pid %d, host uid %u, network: %s, cgroup %s limits, "
              "policy %.12s, workspace %s at %s",
-             (int)sandbox_init_pid(s->sb), (unsigned)sandbox_host_uid(s->sb),
+             (int)sandbox_init_pid(s->sb), (unsigned)sandbox_host_uid(s->sb), net,
              sandbox_cgroup_mode(s->sb), sandbox_policy_digest(o->policy), o->workspace, workdir);
     return 0;
 }
@@ -301,6 +318,8 @@ static void destroy_done(void *arg)
 void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms)
 {
     if (!s) return;
+    if (s->egress) egress_detach(s->egress, s->label);
+    s->egress = NULL;
     if (loop_has(s->loop, s->fd)) loop_del(s->loop, s->fd);
     ctl_reader_free(&s->rd);
     destroy_job *d = calloc(1, sizeof(*d));
@@ -339,6 +358,8 @@ int sbx_cancel(sbx_t *s, uint64_t call_id)
 void sbx_destroy(sbx_t *s, int grace_ms)
 {
     if (!s) return;
+    if (s->egress) egress_detach(s->egress, s->label);
+    s->egress = NULL;
     if (loop_has(s->loop, s->fd)) loop_del(s->loop, s->fd);
     ctl_reader_free(&s->rd);
     shed_err err = {0};

@@ -28,8 +28,13 @@ int sbx_policy_load(const char *path, sandbox_policy **out, shed_err *err);
 void sbx_policy_free(sandbox_policy *p);
 int sbx_reconcile(const char *state_dir, shed_err *err);
 
+typedef struct egress egress_t;
+typedef struct egress_policy egress_policy;
+
 typedef struct sbx_opts {
     loop_t *loop;
+    egress_t *egress;                   /* serves the sandbox's listeners; NULL = close them */
+    const egress_policy *egress_policy; /* NULL = deny all */
     const sandbox_policy *policy;
     const char *label;      /* session id */
     const char *workspace;  /* host dir */

@@ -12,6 +12,8 @@
 #include "base/id.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "egress/egress.h"
+#include "sandbox/sandbox.h"
 #include "worker/pool.h"
 #include "worker/proto.h"
 #include "worker/runner.h"
@@ -113,6 +115,8 @@ struct worker {
     http_t *http;
     api_t *api;
     pool_t *pool;
+    egress_t *egress;
+    egress_policy *egress_policy;
     wstate_t *state;
     sandbox_policy *policy;
     char sandbox_dir[4200]; /* the sandboxes' bookkeeping, under the state dir */
@@ -771,6 +775,8 @@ static void start_run(wsess_t *s)
         .workspace = s->workspace,
         .workdir = w->cfg.workdir,
         .state_dir = w->sandbox_dir,
+        .egress = w->egress,
+        .egress_policy = w->egress_policy,
         .on_result = on_sbx_result,
         .on_dead = on_sbx_dead,
         .arg = s,
@@ -1336,6 +1342,19 @@ static void on_signal(loop_t *l, int fd, uint32_t events, void *arg)
     }
 }
 
+/* ---------- egress decisions ---------- */
+
+static void on_egress_event(const egress_event *ev, void *arg)
+{
+    (void)arg;
+    /* The label is the session id. Denials at info, the rest at debug. */
+    int lvl = ev->allowed ? LOG_DEBUG : LOG_INFO;
+    if (log_level() < lvl) return;
+    slog(lvl, ev->label, NULL, "egress %s %s:%d %s (rule %s)%s%s", ev->proto, ev->host, ev->port,
+         ev->allowed ? "allowed" : "denied", ev->rule ? ev->rule : "-", ev->error ? ": " : "",
+         ev->error ? ev->error : "");
+}
+
 /* ---------- start ---------- */
 
 static void make_worker_id(char *out, size_t n)
@@ -1421,6 +1440,14 @@ int worker_run(const worker_config *cfg, shed_err *err)
     /* After the signal mask: the pool's threads must not take signals. */
     rc = pool_new(w.loop, 4, &w.pool, err);
     if (rc < 0) goto out;
+    /* Egress: the sandboxes' only way out, served on this loop. */
+    rc = egress_policy_parse(sandbox_policy_network(w.policy), &w.egress_policy, err);
+    if (rc < 0) {
+        err_wrap(err, "sandbox policy");
+        goto out;
+    }
+    rc = egress_new(w.loop, on_egress_event, &w, &w.egress, err);
+    if (rc < 0) goto out;
     reconcile_start(&w);
     log_info("worker %s started: environment %s, %s, up to %d session(s), state %s", w.worker_id,
              cfg->environment_id, api_base_url(w.api), w.cfg.max_sessions, wstate_dir(w.state));
@@ -1446,6 +1473,8 @@ out:
     timer_clear(&w, &w.shutdown_timer);
     /* Waits for the sandboxes still being made or destroyed. */
     pool_free(w.pool);
+    egress_free(w.egress);
+    egress_policy_free(w.egress_policy);
     if (w.sigfd >= 0) close(w.sigfd);
     api_free(w.api);
     http_free(w.http);
