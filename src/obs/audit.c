@@ -705,7 +705,7 @@ int audit_verifier_line(audit_verifier *v, const char *line, size_t n, bool comp
                          v->line - 1, v->line - 1, v->seq);
         if (r.seq > v->seq + 1)
             return vfail(v, "prev is not the hash of line %" PRIu64 " and seq jumps from %" PRId64
-                            " to %" PRId64 ": records were deleted before this one",
+                            " to %" PRId64 ": records before this one were deleted or moved",
                          v->line - 1, v->seq, r.seq);
         return vfail(v, "prev is not the hash of line %" PRIu64 " and seq %" PRId64
                         " does not follow %" PRId64 ": records were inserted or reordered here",

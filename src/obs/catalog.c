@@ -103,4 +103,9 @@ void obs_catalog_worker(void)
     static const char *const BEATS[] = {"ok", "error"};
     for (size_t i = 0; i < 3; i++) metrics_touch(obs_m.polls, LV(POLLS[i]));
     for (size_t i = 0; i < 2; i++) metrics_touch(obs_m.heartbeats, LV(BEATS[i]));
+    /* increase() needs a sample before the first failure to see it */
+    static const char *const LAYERS[] = {"userns", "mount", "pid",    "net",  "seccomp",
+                                         "cgroup", "limits", "spawn", "init", "other"};
+    for (size_t i = 0; i < sizeof(LAYERS) / sizeof(LAYERS[0]); i++)
+        metrics_touch(obs_m.sandbox_failures, LV(LAYERS[i]));
 }
