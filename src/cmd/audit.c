@@ -132,6 +132,7 @@ static int append(int argc, char **argv)
     }
     int rc = audit_write(a, argv[optind + 1], fields);
     json_decref(fields);
+    if (rc == 0) rc = audit_flush(a, 10000);
     audit_close(a);
     if (rc < 0) {
         fprintf(stderr, "shed audit append: write to %s: %s\n", o.path, strerror(-rc));

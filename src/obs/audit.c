@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SHED_VERSION
@@ -39,9 +40,36 @@
 #define SANITIZE_DEPTH       8
 #define SANITIZE_ARRAY_MAX   256
 #define ROTATE_DIGITS        6
+#define AUDIT_QUEUE_MAX      8192      /* records waiting for the writer */
+#define AUDIT_QUEUE_BYTES    (64 << 20) /* and their bytes */
+#define AUDIT_CLOSE_WAIT_S   10
+
+/* A record waiting for the writer thread: sanitized on the caller's thread,
+ * chained (seq, prev) and written on the writer's. */
+typedef struct audit_item {
+    struct audit_item *next;
+    char ts[RFC3339_LEN];
+    char event[64];
+    json_t *body;
+    size_t bytes;
+} audit_item;
 
 struct audit {
+    /* mu: the queue and the drop accounting. Never held across I/O, so
+     * audit_write never waits for the disk. */
     pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_idle;
+    audit_item *qhead, *qtail;
+    size_t qlen, qbytes;
+    bool busy, stopping, started;
+    pthread_t thr;
+    uint64_t dropped; /* records dropped since the last audit.records_dropped note */
+    int drop_errno;
+    int last_err; /* for audit_flush */
+    int64_t last_drop_log_ms;
+    bool drop_logged;
+    /* io_mu: the file and the chain position (the writer thread, open, close, head). */
+    pthread_mutex_t io_mu;
     int fd;
     char *path; /* live file */
     char *dir;
@@ -50,14 +78,10 @@ struct audit {
     uint64_t rotate_bytes;
     bool fsync_each;
     audit_content content;
-    uint64_t seq;   /* seq of the last record in the chain */
-    char head[65];  /* hash of the last record in the chain */
+    uint64_t seq;  /* seq of the last record in the chain */
+    char head[65]; /* hash of the last record in the chain */
     unsigned rot_index;
     char cont_file[NAME_MAX + 1]; /* the file the live file continues ("" = none) */
-    uint64_t dropped; /* records dropped since the last good write */
-    int drop_errno;
-    int64_t last_drop_log_ms;
-    bool drop_logged;
 };
 
 int audit_parse_content(const char *s, audit_content *out)
@@ -225,43 +249,56 @@ static int sync_dir(const char *dir)
     return 0;
 }
 
-/* Serialize a record for this chain position. Caller holds a->mu. */
-static char *build_line(audit_t *a, const char *event, json_t *fields, size_t *len)
+/* The sanitized body of a record (reserved keys dropped, content mode
+ * applied); lean when the full body would not fit in a line. */
+static json_t *make_body(audit_content mode, json_t *fields, size_t *bytes)
 {
-    /* The first record of a file that continues another names it. */
-    const char *prev_file = a->size == 0 && a->cont_file[0] ? a->cont_file : NULL;
-    char ts[RFC3339_LEN], ev[64];
-    clock_rfc3339_us(clock_wall_us(), ts);
-    log_redact(event ? event : "unknown", ev, sizeof(ev));
     for (int lean = 0; lean < 2; lean++) {
-        _cleanup_json_ json_t *rec = json_object();
-        if (!rec) return NULL;
-        json_object_set_new(rec, "ts", json_string(ts));
-        json_object_set_new(rec, "seq", json_integer((json_int_t)(a->seq + 1)));
-        json_t *evj = json_string(ev);
-        json_object_set_new(rec, "event", evj ? evj : json_string("invalid"));
-        add_fields(rec, fields, a->content, lean);
-        if (prev_file) json_object_set_new(rec, "prev_file", json_string(prev_file));
-        json_object_set_new(rec, "prev", json_string(a->head));
-        char *s = json_dumps(rec, JSON_COMPACT);
-        if (!s) return NULL;
-        *len = strlen(s);
-        if (*len <= AUDIT_MAX_LINE - 1) return s;
-        free(s);
+        json_t *body = json_object();
+        if (!body) return NULL;
+        add_fields(body, fields, mode, lean);
+        *bytes = json_dumpb(body, NULL, 0, JSON_COMPACT);
+        if (*bytes + 1024 <= AUDIT_MAX_LINE) return body;
+        json_decref(body);
     }
     return NULL;
 }
 
+/* Serialize a record at this chain position. Caller holds a->io_mu. */
+static char *build_line(audit_t *a, const char *ts, const char *event, json_t *body, size_t *len)
+{
+    /* The first record of a file that continues another names it. */
+    const char *prev_file = a->size == 0 && a->cont_file[0] ? a->cont_file : NULL;
+    _cleanup_json_ json_t *rec = json_object();
+    if (!rec) return NULL;
+    json_object_set_new(rec, "ts", json_string(ts));
+    json_object_set_new(rec, "seq", json_integer((json_int_t)(a->seq + 1)));
+    json_t *evj = json_string(event);
+    json_object_set_new(rec, "event", evj ? evj : json_string("invalid"));
+    const char *k;
+    json_t *v;
+    json_object_foreach(body, k, v) json_object_set(rec, k, v);
+    if (prev_file) json_object_set_new(rec, "prev_file", json_string(prev_file));
+    json_object_set_new(rec, "prev", json_string(a->head));
+    char *line = json_dumps(rec, JSON_COMPACT);
+    if (!line) return NULL;
+    *len = strlen(line);
+    if (*len < AUDIT_MAX_LINE) return line;
+    free(line);
+    errno = EMSGSIZE;
+    return NULL;
+}
+
 /* Append one line (newline added) with one write(); on failure cut the file
- * back so no partial line stays. Caller holds a->mu. 0 or -errno. */
+ * back so no partial line stays. Caller holds a->io_mu. 0 or -errno. */
 static int append_line(audit_t *a, const char *line, size_t len)
 {
     if (a->fd < 0) return -EBADF;
-    errno = 0;
     _cleanup_free_ char *buf = malloc(len + 1);
     if (!buf) return -ENOMEM;
     memcpy(buf, line, len);
     buf[len] = '\n';
+    errno = 0;
     ssize_t w = write(a->fd, buf, len + 1);
     if (w >= 0 && w < (ssize_t)(len + 1)) {
         /* short write: the rest either goes through or tells us why not */
@@ -286,11 +323,11 @@ static int append_line(audit_t *a, const char *line, size_t len)
     return 0;
 }
 
-static int write_record(audit_t *a, const char *event, json_t *fields)
+static int write_line(audit_t *a, const char *ts, const char *event, json_t *body)
 {
     size_t len;
-    _cleanup_free_ char *line = build_line(a, event, fields, &len);
-    if (!line) return -ENOMEM;
+    _cleanup_free_ char *line = build_line(a, ts, event, body, &len);
+    if (!line) return -(errno ? errno : ENOMEM);
     return append_line(a, line, len);
 }
 
@@ -300,7 +337,7 @@ static void rotated_name(const audit_t *a, unsigned idx, char *out, size_t n)
 }
 
 /* Rename the live file away and start a new one that continues the chain.
- * Caller holds a->mu. On failure the current file stays in use. */
+ * Caller holds a->io_mu. On failure the current file stays in use. */
 static int rotate(audit_t *a)
 {
     if (fsync(a->fd) < 0) log_warn("audit: fsync %s before rotation: %s", a->path, strerror(errno));
@@ -328,17 +365,21 @@ static int rotate(audit_t *a)
     sync_dir(a->dir);
     const char *slash = strrchr(to, '/');
     snprintf(a->cont_file, sizeof(a->cont_file), "%s", slash ? slash + 1 : to);
+    char ts[RFC3339_LEN];
+    clock_rfc3339_us(clock_wall_us(), ts);
     _cleanup_json_ json_t *f = json_pack("{s:I}", "rotate_bytes", (json_int_t)a->rotate_bytes);
-    rc = write_record(a, "audit.rotated", f);
+    rc = write_line(a, ts, "audit.rotated", f);
     log_info("audit: rotated %s to %s at seq %" PRIu64 " (chain head %s)", a->path, to, a->seq,
              a->head);
     return rc;
 }
 
-static void note_drop(audit_t *a, int rc)
+/* Count a dropped record. Caller holds a->mu. */
+static void note_drop_locked(audit_t *a, int rc)
 {
     a->dropped++;
     a->drop_errno = -rc;
+    a->last_err = -rc;
     metrics_inc(obs_m.audit_records_dropped, NULL, 1);
     int64_t now = clock_mono_ms();
     if (!a->drop_logged || now - a->last_drop_log_ms >= DROP_LOG_INTERVAL_MS) {
@@ -350,45 +391,129 @@ static void note_drop(audit_t *a, int rc)
     }
 }
 
-int audit_write(audit_t *a, const char *event, json_t *fields)
+/* Write one record at the end of the chain: rotate first if it would not
+ * fit, and first of all note records dropped since the last good write.
+ * Caller holds a->io_mu (not a->mu). */
+static int write_record_at(audit_t *a, const char *ts, const char *event, json_t *body)
 {
-    if (!a) return 0;
-    pthread_mutex_lock(&a->mu);
-    int rc = 0;
     size_t len;
-    _cleanup_free_ char *line = build_line(a, event, fields, &len);
-    if (!line) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    /* Rotation first so a dropped-records note and the record land together. */
-    uint64_t need = len + 1 + (a->dropped ? 256 : 0);
+    _cleanup_free_ char *line = build_line(a, ts, event, body, &len);
+    if (!line) return -(errno ? errno : ENOMEM);
+    pthread_mutex_lock(&a->mu);
+    uint64_t dropped = a->dropped;
+    int drop_errno = a->drop_errno;
+    pthread_mutex_unlock(&a->mu);
+    uint64_t need = len + 1 + (dropped ? 256 : 0);
     if (a->rotate_bytes && a->size > 0 && a->size + need > a->rotate_bytes) {
         int r = rotate(a);
         if (r < 0 && a->fd >= 0)
             log_warn("audit: rotate %s: %s (still writing to it)", a->path, strerror(-r));
     }
-    if (a->dropped) {
-        _cleanup_json_ json_t *f =
-            json_pack("{s:I,s:s}", "count", (json_int_t)a->dropped, "error",
-                      strerror(a->drop_errno));
-        if ((rc = write_record(a, "audit.records_dropped", f)) < 0) {
-            note_drop(a, rc);
-            goto out;
-        }
-        log_warn("audit: writing %s again after %" PRIu64 " dropped records", a->path, a->dropped);
-        a->dropped = 0;
+    if (dropped) {
+        char nts[RFC3339_LEN];
+        clock_rfc3339_us(clock_wall_us(), nts);
+        _cleanup_json_ json_t *f = json_pack("{s:I,s:s}", "count", (json_int_t)dropped, "error",
+                                             strerror(drop_errno));
+        int rc = write_line(a, nts, "audit.records_dropped", f);
+        if (rc < 0) return rc;
+        pthread_mutex_lock(&a->mu);
+        a->dropped -= dropped; /* more may have been dropped meanwhile */
         a->drop_logged = false;
+        pthread_mutex_unlock(&a->mu);
+        log_warn("audit: writing %s again after %" PRIu64 " dropped records", a->path, dropped);
     }
-    /* The chain position may have moved (rotation, drop note): rebuild. */
-    free(line);
-    line = build_line(a, event, fields, &len);
-    if (!line) {
-        rc = -ENOMEM;
-        goto out;
+    return write_line(a, ts, event, body);
+}
+
+static int write_record_now(audit_t *a, const char *event, json_t *body)
+{
+    char ts[RFC3339_LEN];
+    clock_rfc3339_us(clock_wall_us(), ts);
+    return write_record_at(a, ts, event, body);
+}
+
+static void *writer_main(void *arg)
+{
+    audit_t *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->qhead && !a->stopping) pthread_cond_wait(&a->cv_work, &a->mu);
+        audit_item *it = a->qhead;
+        if (!it) break; /* stopping, and nothing left */
+        a->qhead = it->next;
+        if (!a->qhead) a->qtail = NULL;
+        a->qlen--;
+        a->qbytes -= it->bytes;
+        a->busy = true;
+        pthread_mutex_unlock(&a->mu);
+
+        pthread_mutex_lock(&a->io_mu);
+        int rc = write_record_at(a, it->ts, it->event, it->body);
+        pthread_mutex_unlock(&a->io_mu);
+        json_decref(it->body);
+        free(it);
+
+        pthread_mutex_lock(&a->mu);
+        if (rc < 0) note_drop_locked(a, rc);
+        a->busy = false;
+        if (!a->qhead) pthread_cond_broadcast(&a->cv_idle);
     }
-    if ((rc = append_line(a, line, len)) < 0) note_drop(a, rc);
-out:
+    pthread_cond_broadcast(&a->cv_idle);
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+int audit_write(audit_t *a, const char *event, json_t *fields)
+{
+    if (!a) return 0;
+    audit_item *it = calloc(1, sizeof(*it));
+    if (!it) return -ENOMEM;
+    clock_rfc3339_us(clock_wall_us(), it->ts);
+    log_redact(event && *event ? event : "unknown", it->event, sizeof(it->event));
+    it->body = make_body(a->content, fields, &it->bytes);
+    int rc = it->body ? 0 : -EMSGSIZE;
+    pthread_mutex_lock(&a->mu);
+    if (rc == 0 && (a->stopping || a->qlen >= AUDIT_QUEUE_MAX ||
+                    a->qbytes + it->bytes > AUDIT_QUEUE_BYTES))
+        rc = a->stopping ? -ESHUTDOWN : -ENOBUFS;
+    if (rc < 0) {
+        note_drop_locked(a, rc);
+        pthread_mutex_unlock(&a->mu);
+        json_decref(it->body);
+        free(it);
+        return rc;
+    }
+    if (a->qtail) a->qtail->next = it;
+    else a->qhead = it;
+    a->qtail = it;
+    a->qlen++;
+    a->qbytes += it->bytes;
+    pthread_cond_signal(&a->cv_work);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+static void deadline_after(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int audit_flush(audit_t *a, int timeout_ms)
+{
+    if (!a) return 0;
+    struct timespec dl;
+    deadline_after(&dl, timeout_ms);
+    pthread_mutex_lock(&a->mu);
+    while ((a->qhead || a->busy) && a->started)
+        if (pthread_cond_timedwait(&a->cv_idle, &a->mu, &dl) == ETIMEDOUT) break;
+    int rc = (a->qhead || a->busy) ? -ETIMEDOUT : -a->last_err;
+    if (rc != -ETIMEDOUT) a->last_err = 0;
     pthread_mutex_unlock(&a->mu);
     return rc;
 }
@@ -400,10 +525,10 @@ void audit_head(audit_t *a, char hex[65], uint64_t *seq)
         if (seq) *seq = 0;
         return;
     }
-    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&a->io_mu);
     memcpy(hex, a->head, 65);
     if (seq) *seq = a->seq;
-    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&a->io_mu);
 }
 
 /* -------------------------------------------------------------- opening */
@@ -496,10 +621,18 @@ static void audit_free(audit_t *a)
 {
     if (!a) return;
     if (a->fd >= 0) close(a->fd);
+    for (audit_item *it = a->qhead, *next; it; it = next) {
+        next = it->next;
+        json_decref(it->body);
+        free(it);
+    }
     free(a->path);
     free(a->dir);
     free(a->base);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->io_mu);
+    pthread_cond_destroy(&a->cv_work);
+    pthread_cond_destroy(&a->cv_idle);
     free(a);
 }
 
@@ -517,6 +650,13 @@ int audit_open(const audit_opts *opts, audit_t **out, shed_err *err)
     __attribute__((cleanup(audit_freep))) audit_t *a = calloc(1, sizeof(*a));
     if (!a) return err_set(err, ENOMEM, "audit log %s", opts->path);
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->io_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cv_work, &ca);
+    pthread_cond_init(&a->cv_idle, &ca);
+    pthread_condattr_destroy(&ca);
     a->fd = -1;
     a->rotate_bytes = opts->rotate_bytes;
     a->fsync_each = opts->fsync_each;
@@ -567,9 +707,13 @@ int audit_open(const audit_opts *opts, audit_t **out, shed_err *err)
         json_pack("{s:i,s:s,s:s}", "pid", (int)getpid(), "version", SHED_VERSION, "content_mode",
                   content_name(a->content));
     if (cut > 0) json_object_set_new(f, "cut_incomplete_bytes", json_integer((json_int_t)cut));
-    if ((rc = write_record(a, "audit.opened", f)) < 0)
+    if ((rc = write_record_now(a, "audit.opened", f)) < 0)
         return err_set(err, -rc, "write to audit log %s", a->path);
-    if (fsync(a->fd) < 0) return err_set(err, errno, "fsync audit log %s", a->path);
+    if (fsync(a->fd) < 0 && errno != EINVAL) /* EINVAL: a pipe, nothing to sync */
+        return err_set(err, errno, "fsync audit log %s", a->path);
+    if ((rc = pthread_create(&a->thr, NULL, writer_main, a)) != 0)
+        return err_set(err, rc, "start the audit writer thread for %s", a->path);
+    a->started = true;
     log_info("audit: writing %s (content %s, chain at seq %" PRIu64 ")", a->path,
              content_name(a->content), a->seq);
     *out = steal_pointer(&a);
@@ -580,14 +724,39 @@ void audit_close(audit_t *a)
 {
     if (!a) return;
     pthread_mutex_lock(&a->mu);
+    a->stopping = true;
+    pthread_cond_signal(&a->cv_work);
+    size_t left = a->qlen;
+    pthread_mutex_unlock(&a->mu);
+    if (a->started) {
+        /* Drain the queue, but never wait forever for a hung disk. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += AUDIT_CLOSE_WAIT_S;
+        int rc = pthread_timedjoin_np(a->thr, NULL, &dl);
+        if (rc != 0) {
+            log_error("audit: the writer of %s is stuck (hung disk?) with %zu records queued; "
+                      "exiting without them",
+                      a->path, left);
+            return; /* the writer still uses a: leave it */
+        }
+    }
+    pthread_mutex_lock(&a->io_mu);
     if (a->fd >= 0) {
-        _cleanup_json_ json_t *f = json_pack("{s:I}", "dropped", (json_int_t)a->dropped);
-        int rc = write_record(a, "audit.closed", f);
-        if (rc < 0) note_drop(a, rc);
+        pthread_mutex_lock(&a->mu);
+        uint64_t dropped = a->dropped;
+        pthread_mutex_unlock(&a->mu);
+        _cleanup_json_ json_t *f = json_pack("{s:I}", "dropped", (json_int_t)dropped);
+        int rc = write_record_now(a, "audit.closed", f);
+        if (rc < 0) {
+            pthread_mutex_lock(&a->mu);
+            note_drop_locked(a, rc);
+            pthread_mutex_unlock(&a->mu);
+        }
         if (fsync(a->fd) < 0) log_warn("audit: fsync %s: %s", a->path, strerror(errno));
         log_info("audit: closed %s at seq %" PRIu64 ", chain head %s", a->path, a->seq, a->head);
     }
-    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_unlock(&a->io_mu);
     audit_free(a);
 }
 

@@ -5,6 +5,9 @@
 #include "obs/obs.h"
 
 #include "base/clock.h"
+#include "base/json.h"
+
+#include <errno.h>
 
 #include <pthread.h>
 
@@ -108,4 +111,35 @@ void obs_catalog_worker(void)
                                          "cgroup", "limits", "spawn", "init", "other"};
     for (size_t i = 0; i < sizeof(LAYERS) / sizeof(LAYERS[0]); i++)
         metrics_touch(obs_m.sandbox_failures, LV(LAYERS[i]));
+}
+
+int obs_queue_stats_update(const char *environment, json_t *stats, shed_err *err)
+{
+    obs_catalog_init();
+    if (!environment || !*environment) return err_msg(err, EINVAL, "queue stats: no environment id");
+    if (!json_is_object(stats)) return err_msg(err, EINVAL, "queue stats: not a JSON object");
+    int64_t depth = 0, pending = 0, polling = -1;
+    const char *oldest = NULL;
+    if (json_get_int(stats, "depth", true, &depth, err) < 0 ||
+        json_get_int(stats, "pending", true, &pending, err) < 0 ||
+        json_get_int(stats, "workers_polling", false, &polling, err) < 0 ||
+        json_get_str(stats, "oldest_queued_at", false, &oldest, err) < 0)
+        return -EINVAL;
+    if (depth < 0 || pending < 0)
+        return err_msg(err, EINVAL, "queue stats: negative depth or pending");
+    double age = 0;
+    if (oldest) {
+        int64_t us;
+        if (clock_parse_rfc3339(oldest, &us) < 0)
+            return err_msg(err, EINVAL, "queue stats: field 'oldest_queued_at' is not RFC 3339: '%.64s'",
+                           oldest);
+        age = (double)(clock_wall_us() - us) / 1e6;
+        if (age < 0) age = 0; /* clocks of two hosts */
+    }
+    metrics_set(obs_m.queue_depth, LV(environment), (double)depth);
+    metrics_set(obs_m.queue_pending, LV(environment), (double)pending);
+    metrics_set(obs_m.queue_oldest_age, LV(environment), age);
+    /* null = the server could not tell (no worker id): leave the gauge as it was */
+    if (polling >= 0) metrics_set(obs_m.workers_polling, LV(environment), (double)polling);
+    return 0;
 }

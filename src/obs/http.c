@@ -151,30 +151,67 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
         return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
 
-    if (!strcmp(url, "/metrics")) {
+    int status;
+    const char *type;
+    char *body;
+    size_t len;
+    if (obs_http_answer(url, h->ready, h->arg, &status, &type, &body, &len))
+        return reply(c, (unsigned)status, type, body, len);
+    return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
+}
+
+static int answer_text(int code, int *status, const char **ctype, char **body, size_t *len,
+                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int answer_text(int code, int *status, const char **ctype, char **body, size_t *len,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(body, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        *body = NULL;
+        n = 0;
+        code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    *status = code;
+    *ctype = "text/plain; charset=utf-8";
+    *len = (size_t)n;
+    return 1;
+}
+
+int obs_http_answer(const char *path, obs_ready_fn ready, void *arg, int *status,
+                    const char **ctype, char **body, size_t *len)
+{
+    if (!path) return 0;
+    if (!strcmp(path, "/metrics")) {
         buf_t b;
         buf_init(&b, METRICS_LIMIT);
         int rc = metrics_render(&b);
         if (rc < 0) {
             buf_free(&b);
-            return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "render metrics: %s\n",
-                              strerror(-rc));
+            return answer_text(MHD_HTTP_INTERNAL_SERVER_ERROR, status, ctype, body, len,
+                               "render metrics: %s\n", strerror(-rc));
         }
-        size_t len = b.len;
-        char *body = buf_steal(&b);
-        if (!body) body = strdup("");
-        return reply(c, MHD_HTTP_OK, METRICS_CONTENT_TYPE, body, len);
+        *len = b.len;
+        *body = buf_steal(&b);
+        if (!*body) *body = strdup("");
+        *status = MHD_HTTP_OK;
+        *ctype = METRICS_CONTENT_TYPE;
+        return 1;
     }
-    if (!strcmp(url, "/healthz")) return reply_text(c, MHD_HTTP_OK, "ok\n");
-    if (!strcmp(url, "/readyz")) {
+    if (!strcmp(path, "/healthz"))
+        return answer_text(MHD_HTTP_OK, status, ctype, body, len, "ok\n");
+    if (!strcmp(path, "/readyz")) {
         char why[256] = "";
-        int rc = h->ready(h->arg, why, sizeof(why));
-        if (rc == 0) return reply_text(c, MHD_HTTP_OK, "ready\n");
+        int rc = (ready ? ready : obs_ready_checks)(arg, why, sizeof(why));
+        if (rc == 0) return answer_text(MHD_HTTP_OK, status, ctype, body, len, "ready\n");
         char clean[256];
         log_redact(why[0] ? why : "not ready", clean, sizeof(clean));
-        return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s\n", clean);
+        return answer_text(MHD_HTTP_SERVICE_UNAVAILABLE, status, ctype, body, len,
+                           "not ready: %s\n", clean);
     }
-    return reply_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
+    return 0;
 }
 
 static int listen_socket(const char *listen_addr, int *port_out, bool *v6, shed_err *err)

@@ -481,8 +481,35 @@ static int render_metric(buf_t *out, metric_t *m)
     return 0;
 }
 
+#define MAX_COLLECTORS 8
+static pthread_mutex_t g_coll_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    void (*fn)(void *);
+    void *arg;
+} g_coll[MAX_COLLECTORS];
+static int g_ncoll;
+
+int metrics_add_collector(void (*fn)(void *arg), void *arg)
+{
+    if (!fn) return -EINVAL;
+    pthread_mutex_lock(&g_coll_mu);
+    int rc = g_ncoll < MAX_COLLECTORS ? 0 : -ENOSPC;
+    if (rc == 0) {
+        g_coll[g_ncoll].fn = fn;
+        g_coll[g_ncoll++].arg = arg;
+    }
+    pthread_mutex_unlock(&g_coll_mu);
+    return rc;
+}
+
 int metrics_render(buf_t *out)
 {
+    /* Collectors run outside g_mu: they update metrics, which may register. */
+    pthread_mutex_lock(&g_coll_mu);
+    int nc = g_ncoll;
+    pthread_mutex_unlock(&g_coll_mu);
+    for (int i = 0; i < nc; i++) g_coll[i].fn(g_coll[i].arg);
+
     /* g_mu is held for the whole render: it also serializes g_sort_metric. */
     pthread_mutex_lock(&g_mu);
     metric_t *sorted[METRICS_MAX_METRICS];

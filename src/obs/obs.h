@@ -84,6 +84,11 @@ double metrics_value(metric_t *m, const char *const *label_values);
 /* Append the whole registry in the Prometheus text format 0.0.4; 0 or -errno
  * (-EMSGSIZE when out's limit is reached). */
 int metrics_render(buf_t *out);
+/* Call fn(arg) at the start of every metrics_render (before the page is
+ * built), e.g. to refresh queue gauges from a database at scrape time. Runs
+ * on the rendering (HTTP) thread: fn must be thread-safe and quick. At most
+ * 8 collectors; -ENOSPC past that. */
+int metrics_add_collector(void (*fn)(void *arg), void *arg);
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* --------------------------------------------------------------- catalogue */
@@ -125,6 +130,11 @@ typedef struct obs_metrics {
 
 extern obs_metrics obs_m;
 
+/* Set the four queue gauges of `environment` from a GET .../work/stats body
+ * (work-api.md: depth, pending, oldest_queued_at|null, workers_polling|null).
+ * 0, or -EINVAL with err naming the bad field (the gauges are then untouched). */
+int obs_queue_stats_update(const char *environment, json_t *stats, shed_err *err);
+
 /* Registers the catalogue once (idempotent, thread-safe) and sets
  * shed_build_info{version=SHED_VERSION} 1 and the start time. */
 void obs_catalog_init(void);
@@ -155,6 +165,12 @@ int obs_http_start(const char *listen_addr, obs_ready_fn ready, void *arg, obs_h
                    shed_err *err);
 int obs_http_port(const obs_http_t *h);
 void obs_http_stop(obs_http_t *h);
+/* For a process with its own HTTP server (shed serve): the same answers, to
+ * mount in its router. Returns 1 when path is /metrics, /healthz or /readyz
+ * and fills status, content type and body (malloc'd: free it, or hand it to
+ * MHD_RESPMEM_MUST_FREE); 0 for any other path. ready NULL = obs_ready_checks. */
+int obs_http_answer(const char *path, obs_ready_fn ready, void *arg, int *status,
+                    const char **ctype, char **body, size_t *len);
 /* Parse "host:port" / "[v6]:port" / ":port"; host may be empty (any). 0 or -EINVAL. */
 int obs_parse_listen(const char *s, char *host, size_t hostlen, int *port);
 
@@ -190,25 +206,32 @@ int audit_open(const audit_opts *opts, audit_t **out, shed_err *err);
 
 /* Append one record, one JSON line:
  *   {"ts":RFC3339,"seq":N,"event":EVENT, ...fields..., "prev":SHA256-hex of the previous line}
- * fields (an object, or NULL) is borrowed. Reserved keys (ts, seq, event,
- * prev, prev_file) in fields are ignored. Session content lives under the
- * top-level keys "input", "output" and "content": with content mode none they
- * are replaced by <key>_bytes; metadata keeps "input" with each string cut at
- * AUDIT_META_CAP and replaces output/content by their sizes; full keeps all,
- * strings cut at AUDIT_FULL_CAP. Every string is passed through log_redact,
- * and values under keys that name a credential (secret, token, key, password,
+ * fields (an object, or NULL) is borrowed: it is copied before the call
+ * returns. Reserved keys (ts, seq, event, prev, prev_file) in fields are
+ * ignored. Session content lives under the top-level keys "input", "output"
+ * and "content": with content mode none they are replaced by <key>_bytes;
+ * metadata keeps "input" with each string cut at AUDIT_META_CAP and replaces
+ * output/content by their sizes; full keeps all, strings cut at
+ * AUDIT_FULL_CAP. Every string is passed through log_redact, and values
+ * under keys that name a credential (secret, token, key, password,
  * authorization, cookie, credential...) become "[REDACTED]".
- * Thread-safe; never blocks on a lock held across I/O by another writer for
- * long, never retries forever: a failed write is cut back, counted in
- * shed_audit_records_dropped_total, logged at most once a minute, and
- * reported in the chain by an "audit.records_dropped" record once writing
- * works again. Returns 0, or -errno when the record was dropped.
- * a == NULL: does nothing, returns 0. */
+ *
+ * Never blocks on the disk: the record (ts taken now) is queued and a writer
+ * thread chains and writes it, so the worker's event loop can call this. A
+ * record that cannot be written (queue full, disk full, write error) is
+ * dropped, counted in shed_audit_records_dropped_total, logged at most once a
+ * minute, and reported in the chain by an "audit.records_dropped" record as
+ * soon as writing works again. Thread-safe. Returns 0 when queued, -ENOBUFS
+ * when the queue is full (dropped). a == NULL: does nothing, returns 0. */
 int audit_write(audit_t *a, const char *event, json_t *fields);
+/* Wait (at most timeout_ms) until every queued record is written. 0; the
+ * -errno of the last record dropped since the previous flush; or -ETIMEDOUT. */
+int audit_flush(audit_t *a, int timeout_ms);
 /* The chain head: hash of the last record and its seq. */
 void audit_head(audit_t *a, char hex[65], uint64_t *seq);
-/* Writes "audit.closed", fsyncs, closes, and logs the chain head (an anchor
- * outside the file: truncating the live file's tail is otherwise invisible). */
+/* Drains the queue (waiting at most 10 s for a hung disk), writes
+ * "audit.closed", fsyncs, closes, and logs the chain head (an anchor outside
+ * the file: truncating the live file's tail is otherwise invisible). */
 void audit_close(audit_t *a);
 
 /* One parsed audit line (what verify needs). */

@@ -21,7 +21,7 @@ out=$("$SHED" audit verify "${files[@]}") || fail "intact chain did not verify: 
 expect_contains "$out" "ok: " "verify output"
 expect_contains "$out" "records in ${#files[@]} files" "file count"
 ! grep -q -e SECRET -e TOKEN "${files[@]}" || fail "a secret reached the audit log"
-grep -q 'Bearer \[REDACTED\]' "$log" || fail "redaction marker missing"
+grep -q 'Bearer \[REDACTED\]' "${files[@]}" || fail "redaction marker missing"
 
 # verify_fails WHAT EXPECTED_SUBSTRING FILES...
 verify_fails() {

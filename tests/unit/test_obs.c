@@ -5,6 +5,7 @@
 
 #include "base/buf.h"
 #include "base/cleanup.h"
+#include "base/clock.h"
 #include "obs/obs.h"
 
 #include <curl/curl.h>
@@ -355,4 +356,85 @@ TEST(http_default_readiness_checks)
     ASSERT_CONTAINS(body.data, "poll: poll: HTTP 401");
     obs_http_stop(h);
     buf_free(&body);
+}
+
+static int g_collected;
+static void collector(void *arg)
+{
+    g_collected++;
+    metrics_set(arg, NULL, g_collected);
+}
+
+TEST(collectors_run_at_each_render)
+{
+    metric_t *g = metrics_gauge("t_collected", "C.", NULL);
+    ASSERT_EQ_INT(metrics_add_collector(collector, g), 0);
+    _cleanup_free_ char *a = render();
+    ASSERT_CONTAINS(a, "t_collected 1\n");
+    _cleanup_free_ char *b = render();
+    ASSERT_CONTAINS(b, "t_collected 2\n");
+    ASSERT_EQ_INT(metrics_add_collector(NULL, NULL), -EINVAL);
+    for (int i = 1; i < 8; i++) ASSERT_EQ_INT(metrics_add_collector(collector, g), 0);
+    ASSERT_EQ_INT(metrics_add_collector(collector, g), -ENOSPC);
+}
+
+TEST(queue_stats_update_sets_the_gauges)
+{
+    shed_err err = {0};
+    char ts[RFC3339_LEN];
+    clock_rfc3339_us(clock_wall_us() - 90 * 1000000LL, ts);
+    _cleanup_json_ json_t *st = json_pack("{s:s,s:i,s:i,s:s,s:i}", "type", "work_queue_stats",
+                                          "depth", 7, "pending", 2, "oldest_queued_at", ts,
+                                          "workers_polling", 3);
+    ASSERT_EQ_INT(obs_queue_stats_update("env_a", st, &err), 0);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_depth, LV("env_a")), 7);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_pending, LV("env_a")), 2);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.workers_polling, LV("env_a")), 3);
+    double age = metrics_value(obs_m.queue_oldest_age, LV("env_a"));
+    ASSERT_TRUE(age >= 89 && age < 150);
+    /* empty queue: null oldest -> 0; null workers_polling leaves the gauge */
+    _cleanup_json_ json_t *empty = json_pack("{s:i,s:i,s:n,s:n}", "depth", 0, "pending", 0,
+                                             "oldest_queued_at", "workers_polling");
+    ASSERT_EQ_INT(obs_queue_stats_update("env_a", empty, &err), 0);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_depth, LV("env_a")), 0);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_oldest_age, LV("env_a")), 0);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.workers_polling, LV("env_a")), 3);
+    /* bad input: an error naming the field, gauges untouched */
+    _cleanup_json_ json_t *bad = json_pack("{s:s,s:i}", "depth", "many", "pending", 1);
+    ASSERT_EQ_INT(obs_queue_stats_update("env_a", bad, &err), -EINVAL);
+    ASSERT_CONTAINS(err.msg, "depth");
+    _cleanup_json_ json_t *badts = json_pack("{s:i,s:i,s:s}", "depth", 1, "pending", 1,
+                                             "oldest_queued_at", "yesterday");
+    ASSERT_EQ_INT(obs_queue_stats_update("env_a", badts, &err), -EINVAL);
+    ASSERT_CONTAINS(err.msg, "oldest_queued_at");
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_depth, LV("env_a")), 0);
+    ASSERT_EQ_INT(obs_queue_stats_update("env_a", NULL, &err), -EINVAL);
+}
+
+TEST(http_answer_for_an_embedding_server)
+{
+    obs_catalog_init();
+    int status;
+    const char *ct;
+    char *body;
+    size_t len;
+    ASSERT_EQ_INT(obs_http_answer("/v1/environments", NULL, NULL, &status, &ct, &body, &len), 0);
+    ASSERT_EQ_INT(obs_http_answer("/metrics", NULL, NULL, &status, &ct, &body, &len), 1);
+    ASSERT_EQ_INT(status, 200);
+    ASSERT_EQ_STR(ct, METRICS_CONTENT_TYPE);
+    ASSERT_EQ_INT(len, strlen(body));
+    ASSERT_CONTAINS(body, "# TYPE shed_build_info gauge\n");
+    free(body);
+    ASSERT_EQ_INT(obs_http_answer("/healthz", NULL, NULL, &status, &ct, &body, &len), 1);
+    ASSERT_EQ_INT(status, 200);
+    free(body);
+    obs_ready_set("db", true, NULL);
+    ASSERT_EQ_INT(obs_http_answer("/readyz", NULL, NULL, &status, &ct, &body, &len), 1);
+    ASSERT_EQ_INT(status, 200);
+    free(body);
+    obs_ready_set("db", false, "sqlite: database is locked");
+    ASSERT_EQ_INT(obs_http_answer("/readyz", NULL, NULL, &status, &ct, &body, &len), 1);
+    ASSERT_EQ_INT(status, 503);
+    ASSERT_EQ_STR(body, "not ready: db: sqlite: database is locked\n");
+    free(body);
 }

@@ -477,12 +477,16 @@ TEST(failed_writes_are_dropped_counted_and_noted_in_the_chain)
     getrlimit(RLIMIT_FSIZE, &old);
     ASSERT_EQ_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
     _cleanup_json_ json_t *f = json_pack("{s:s}", "tool", "bash");
-    for (int i = 0; i < 3; i++) ASSERT_TRUE(audit_write(a, "tool.call", f) < 0);
+    /* queued at once (the caller never waits for the disk), dropped by the writer */
+    for (int i = 0; i < 3; i++) ASSERT_EQ_INT(audit_write(a, "tool.call", f), 0);
+    ASSERT_EQ_INT(audit_flush(a, 20000), -EFBIG);
     ASSERT_EQ_INT((long long)metrics_value(obs_m.audit_records_dropped, NULL), 3);
+    ASSERT_EQ_INT(audit_flush(a, 20000), 0); /* reported once */
     /* nothing partial was left behind */
     ASSERT_EQ_INT(verify1(p, &err), 0);
     ASSERT_EQ_INT(setrlimit(RLIMIT_FSIZE, &old), 0);
     ASSERT_EQ_INT(audit_write(a, "tool.call", f), 0);
+    ASSERT_EQ_INT(audit_flush(a, 20000), 0);
     audit_close(a);
     if (verify1(p, &err) < 0) test_fail(__FILE__, __LINE__, "verify: %s", err.msg);
     _cleanup_free_ char *all = slurp(p);
@@ -544,4 +548,49 @@ TEST(parse_line_rejects_malformed)
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
         ASSERT_EQ_INT(audit_parse_line(bad[i], strlen(bad[i]), &r, &err), -EBADMSG);
+}
+
+static void *drain(void *arg)
+{
+    int fd = open(arg, O_RDONLY | O_CLOEXEC);
+    char buf[65536];
+    while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0) {
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+TEST(a_hung_disk_never_blocks_the_caller)
+{
+    /* A FIFO nobody reads stands in for a hung disk: once its 64 KiB buffer
+     * is full, the writer thread blocks in write() for good. */
+    char p[128];
+    path_of("hung.log", p, sizeof(p));
+    ASSERT_EQ_INT(mkfifo(p, 0600), 0);
+    audit_opts o = {.path = p};
+    audit_t *a;
+    shed_err err = {0};
+    ASSERT_EQ_INT(audit_open(&o, &a, &err), 0);
+    _cleanup_json_ json_t *f = json_pack("{s:s,s:{s:s}}", "tool", "bash", "input", "command",
+                                         "make -j8 all check");
+    int queued = 0, refused = 0;
+    for (int i = 0; i < 12000; i++) {
+        int rc = audit_write(a, "tool.call", f);
+        if (rc == 0) queued++;
+        else {
+            ASSERT_EQ_INT(rc, -ENOBUFS);
+            refused++;
+        }
+    }
+    ASSERT_TRUE(refused > 0);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.audit_records_dropped, NULL), refused);
+    ASSERT_EQ_INT(audit_flush(a, 200), -ETIMEDOUT);
+    /* the disk comes back: everything queued gets written, and close returns */
+    pthread_t th;
+    pthread_create(&th, NULL, drain, p);
+    ASSERT_EQ_INT(audit_flush(a, 30000), -ENOBUFS); /* the drops since the last flush */
+    audit_close(a);
+    pthread_join(th, NULL);
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.audit_records, NULL),
+                  queued + 2 /* opened, closed */ + 1 /* the records_dropped note */);
 }
