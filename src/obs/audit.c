@@ -66,8 +66,8 @@ struct audit {
     uint64_t dropped; /* records dropped since the last audit.records_dropped note */
     int drop_errno;
     int last_err; /* for audit_flush */
-    int64_t last_drop_log_ms;
-    bool drop_logged;
+    int64_t last_drop_log_ms, last_resume_log_ms; /* log at most once a minute */
+    bool drop_logged, resume_logged;
     /* io_mu: the file and the chain position (the writer thread, open, close, head). */
     pthread_mutex_t io_mu;
     int fd;
@@ -134,6 +134,16 @@ static bool secret_key(const char *key)
     return false;
 }
 
+/* Could log_redact change s? Every pattern it masks (log.h: sk-ant-, sk-shed-,
+ * whsec_, Bearer, x-api-key) contains one of these; a cheap scan saves the
+ * per-character prefix matching on the common string that has none. Keep in
+ * step with log_redact (test_obs_audit checks each pattern). */
+static bool may_hold_credential(const char *s)
+{
+    return strstr(s, "sk-") || strstr(s, "whsec_") || strcasestr(s, "bearer") ||
+           strcasestr(s, "api-key");
+}
+
 /* Cut s (len bytes) at cap on a UTF-8 boundary, then redact credentials. */
 static json_t *clean_string(const char *s, size_t len, size_t cap)
 {
@@ -144,6 +154,10 @@ static json_t *clean_string(const char *s, size_t len, size_t cap)
     }
     _cleanup_free_ char *cut = strndup(s, keep);
     if (!cut) return NULL;
+    if (keep == len && !may_hold_credential(cut)) {
+        json_t *j = json_string(cut);
+        return j ? j : json_string("[not valid UTF-8]");
+    }
     size_t outlen = strlen(cut) * 3 + 64;
     _cleanup_free_ char *red = malloc(outlen + 64);
     if (!red) return NULL;
@@ -418,9 +432,15 @@ static int write_record_at(audit_t *a, const char *ts, const char *event, json_t
         if (rc < 0) return rc;
         pthread_mutex_lock(&a->mu);
         a->dropped -= dropped; /* more may have been dropped meanwhile */
-        a->drop_logged = false;
+        int64_t now = clock_mono_ms();
+        bool say = now - a->last_resume_log_ms >= DROP_LOG_INTERVAL_MS || !a->resume_logged;
+        if (say) {
+            a->last_resume_log_ms = now;
+            a->resume_logged = true;
+        }
         pthread_mutex_unlock(&a->mu);
-        log_warn("audit: writing %s again after %" PRIu64 " dropped records", a->path, dropped);
+        if (say)
+            log_warn("audit: writing %s again after %" PRIu64 " dropped records", a->path, dropped);
     }
     return write_line(a, ts, event, body);
 }
