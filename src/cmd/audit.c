@@ -5,13 +5,19 @@
 
 #include "obs/obs.h"
 
+#include "base/cleanup.h"
+
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char USAGE[] =
-    "usage: shed audit verify [--quiet] [--head HASH] FILE...\n"
+    "usage: shed audit verify [--quiet] [--head HASH] [--with-rotated] FILE...\n"
     "       shed audit append [--rotate-bytes SIZE] [--content MODE] [--fsync] FILE EVENT [JSON]\n"
     "\n"
     "Verify hash-chained audit logs written by `shed worker --audit-log`.\n"
@@ -25,6 +31,9 @@ static const char USAGE[] =
     "\n"
     "  --head HASH   also require the chain to end at HASH (the chain head the\n"
     "                worker logs at rotation and exit): detects a cut-off tail\n"
+    "  -r, --with-rotated\n"
+    "                FILE is a live log: verify its rotated files FILE.NNNNNN\n"
+    "                first, in order (one FILE only)\n"
     "  -q, --quiet   print nothing on success\n"
     "  -h, --help    this text\n"
     "\n"
@@ -32,21 +41,62 @@ static const char USAGE[] =
     "at FILE, as the worker would: for an operator's note while the worker is\n"
     "stopped (it refuses while a worker holds the file), and for tests.\n";
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* FILE.NNNNNN siblings of a live file, oldest first, then FILE; NULL-terminated. */
+static char **with_rotated(const char *live, int *n)
+{
+    _cleanup_free_ char *c1 = strdup(live), *c2 = strdup(live);
+    if (!c1 || !c2) return NULL;
+    const char *dir = dirname(c1), *base = basename(c2);
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    char **v = NULL;
+    int k = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *nm = e->d_name, *dg = nm + bl + 1;
+        if (strncmp(nm, base, bl) || nm[bl] != '.' || !*dg || strspn(dg, "0123456789") != strlen(dg))
+            continue;
+        char **grown = realloc(v, sizeof(char *) * (size_t)(k + 2));
+        if (!grown) break;
+        v = grown;
+        if (asprintf(&v[k], "%s/%s", dir, nm) < 0) break;
+        k++;
+    }
+    closedir(d);
+    char **grown = realloc(v, sizeof(char *) * (size_t)(k + 2));
+    if (!grown) return v;
+    v = grown;
+    /* equal-width suffixes: lexical order is rotation order */
+    qsort(v, (size_t)k, sizeof(char *), cmp_str);
+    v[k++] = strdup(live);
+    v[k] = NULL;
+    *n = k;
+    return v;
+}
+
 static int verify(int argc, char **argv)
 {
     static const struct option OPTS[] = {{"help", no_argument, NULL, 'h'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"head", required_argument, NULL, 'H'},
+                                         {"with-rotated", no_argument, NULL, 'r'},
                                          {NULL, 0, NULL, 0}};
-    bool quiet = false;
+    bool quiet = false, rotated = false;
     const char *head = NULL;
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+hq", OPTS, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+hqr", OPTS, NULL)) != -1) {
         switch (c) {
         case 'h': fputs(USAGE, stdout); return 0;
         case 'q': quiet = true; break;
+        case 'r': rotated = true; break;
         case 'H': head = optarg; break;
         default:
             return cmd_usage_error("audit", USAGE, "unknown or incomplete option '%s'",
@@ -54,9 +104,25 @@ static int verify(int argc, char **argv)
         }
     }
     if (optind >= argc) return cmd_usage_error("audit", USAGE, "verify: no FILE given");
+    int nfiles = argc - optind;
+    char **files = argv + optind, **found = NULL;
+    if (rotated) {
+        if (nfiles != 1)
+            return cmd_usage_error("audit", USAGE, "--with-rotated takes exactly one FILE");
+        if (!(found = with_rotated(argv[optind], &nfiles))) {
+            fprintf(stderr, "shed audit verify: list the directory of %s: %s\n", argv[optind],
+                    strerror(errno));
+            return 1;
+        }
+        files = found;
+    }
     audit_verifier v;
     shed_err err = {0};
-    int rc = audit_verify((const char *const *)argv + optind, argc - optind, &v, &err);
+    int rc = audit_verify((const char *const *)files, nfiles, &v, &err);
+    if (found) {
+        for (int i = 0; i < nfiles; i++) free(found[i]);
+        free(found);
+    }
     if (rc < 0) {
         fprintf(stderr, "shed audit verify: %s\n", err.msg);
         return 1;
@@ -74,7 +140,7 @@ static int verify(int argc, char **argv)
                    "retention?)\n",
                    v.continued_from);
         printf("ok: %" PRIu64 " records in %d file%s, chain head %s (seq %" PRId64 ")\n",
-               v.records, argc - optind, argc - optind == 1 ? "" : "s", v.head, v.seq);
+               v.records, nfiles, nfiles == 1 ? "" : "s", v.head, v.seq);
     }
     return 0;
 }

@@ -36,6 +36,12 @@ cp -a "$T/audit" "$T/orig"
 restore() { rm -rf "$T/audit"; cp -a "$T/orig" "$T/audit"; }
 mid=${files[1]}; midname=$(basename "$mid")
 
+step "--with-rotated finds the rotated files in order"
+out=$("$SHED" audit verify --with-rotated "$log") || fail "--with-rotated: $out"
+expect_contains "$out" "records in ${#files[@]} files" "file count with --with-rotated"
+out=$("$SHED" audit verify "$log") || fail "live file alone: $out"
+expect_contains "$out" "note: the chain continues from" "live file alone is a continuation"
+
 step "an edited record"
 k=$(grep -n '"exit_status"' "$mid" | sed -n '2s/:.*//p')   # a tool.call record past line 1
 sed -i "${k}s/\"exit_status\":\([0-9]*\)/\"exit_status\":9\1/" "$mid"
