@@ -5,7 +5,7 @@
  *
  * How to use it (worker, server, egress):
  *
- *   obs_catalog_init();                         // once, at start: registers the catalogue
+ *   obs_catalog_init();        // once, at start (the worker: obs_catalog_worker())
  *   metrics_inc(obs_m.tool_calls, LV("bash", "ok"), 1);
  *   metrics_observe(obs_m.tool_call_seconds, LV("bash"), 0.012);
  *   metrics_set(obs_m.sessions_active, NULL, 3);
@@ -22,7 +22,17 @@
  *   json_t *f = json_pack("{s:s,s:s,s:O,s:i,s:f,s:i}", "session_id", sid, "tool", "bash",
  *                         "input", input, "exit_status", 0, "duration_s", 0.2,
  *                         "output_bytes", 1234);
- *   audit_write(a, "tool.call", f);             // borrowed: json_decref(f) afterwards
+ *   audit_write(a, "tool.call", f);  // queued, never waits for the disk; f is copied
+ *   json_decref(f);
+ *   ...
+ *   audit_close(a);                  // at exit: drains (at most 10 s), logs the chain head
+ *
+ * Worker flags that map onto this (docs/operations.md): --metrics-listen ADDR
+ * -> obs_http_start; --audit-log FILE, --audit-content none|metadata|full,
+ * --audit-rotate-size SIZE (default 64M), --audit-fsync -> audit_opts.
+ * Event names and their fields: docs/operations.md, "The audit trail".
+ * shed serve, with its own HTTP server: obs_http_answer() in its router, and
+ * metrics_add_collector() + obs_queue_stats_update() for the queue gauges.
  *
  * The metric names are THE catalogue in docs/operations.md; add a metric
  * there and in catalog.c, not ad hoc, so alerts and dashboards stay right.
