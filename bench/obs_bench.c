@@ -88,10 +88,11 @@ int main(int argc, char **argv)
     printf("metrics_render (catalogue)      %8.1f us/page\n", median(r, RUNS));
 
     /* audit: caller-side cost, end-to-end throughput, anchor write()+sha256 */
-    json_t *f = json_pack("{s:s,s:s,s:s,s:{s:s},s:i,s:f,s:i}", "session_id",
-                          "sesn_01HZXYZABCDEFGHJKMNPQRSTVW", "work_id", "work_01HZXYZABCDEFGHJKMNPQRSTVW",
-                          "tool", "bash", "input", "command", "cd /workspace && make -j4 test",
-                          "exit_status", 0, "duration_s", 1.25, "output_bytes", 4096);
+    json_t *f =
+        json_pack("{s:s,s:s,s:s,s:{s:s},s:i,s:f,s:i}", "session_id",
+                  "sesn_01HZXYZABCDEFGHJKMNPQRSTVW", "work_id", "work_01HZXYZABCDEFGHJKMNPQRSTVW",
+                  "tool", "bash", "input", "command", "cd /workspace && make -j4 test",
+                  "exit_status", 0, "duration_s", 1.25, "output_bytes", 4096);
     const int R = 20000;
     double call[RUNS], e2e[RUNS], anc[RUNS], ver[RUNS];
     char path[512];
@@ -149,7 +150,8 @@ int main(int argc, char **argv)
     double e = median(e2e, RUNS), an = median(anc, RUNS);
     printf("audit_write, caller side        %8.2f us/record (the event loop's cost)\n",
            median(call, RUNS));
-    printf("audit end to end                %8.0f records/s   anchor write()+sha256 %8.0f/s  ratio %.2f\n",
+    printf("audit end to end                %8.0f records/s   anchor write()+sha256 %8.0f/s  ratio "
+           "%.2f\n",
            e, an, e / an);
     printf("audit verify                    %8.0f records/s\n", median(ver, RUNS));
     printf("audit records dropped           %8.0f (expected 0)\n",

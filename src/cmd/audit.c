@@ -60,7 +60,8 @@ static char **with_rotated(const char *live, int *n)
     struct dirent *e;
     while ((e = readdir(d))) {
         const char *nm = e->d_name, *dg = nm + bl + 1;
-        if (strncmp(nm, base, bl) || nm[bl] != '.' || !*dg || strspn(dg, "0123456789") != strlen(dg))
+        if (strncmp(nm, base, bl) || nm[bl] != '.' || !*dg ||
+            strspn(dg, "0123456789") != strlen(dg))
             continue;
         char **grown = realloc(v, sizeof(char *) * (size_t)(k + 2));
         if (!grown) break;
@@ -94,10 +95,18 @@ static int verify(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "+hqr", OPTS, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(USAGE, stdout); return 0;
-        case 'q': quiet = true; break;
-        case 'r': rotated = true; break;
-        case 'H': head = optarg; break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        case 'q':
+            quiet = true;
+            break;
+        case 'r':
+            rotated = true;
+            break;
+        case 'H':
+            head = optarg;
+            break;
         default:
             return cmd_usage_error("audit", USAGE, "unknown or incomplete option '%s'",
                                    argv[optind - 1]);
@@ -139,8 +148,8 @@ static int verify(int argc, char **argv)
             printf("note: the chain continues from %s, which was not given (removed by "
                    "retention?)\n",
                    v.continued_from);
-        printf("ok: %" PRIu64 " records in %d file%s, chain head %s (seq %" PRId64 ")\n",
-               v.records, nfiles, nfiles == 1 ? "" : "s", v.head, v.seq);
+        printf("ok: %" PRIu64 " records in %d file%s, chain head %s (seq %" PRId64 ")\n", v.records,
+               nfiles, nfiles == 1 ? "" : "s", v.head, v.seq);
     }
     return 0;
 }
@@ -159,7 +168,9 @@ static int append(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "+h", OPTS, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(USAGE, stdout); return 0;
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
         case 'r':
             if (cmd_parse_size(optarg, &sz) < 0)
                 return cmd_usage_error("audit", USAGE, "--rotate-bytes: '%s' is not a size",
@@ -171,7 +182,9 @@ static int append(int argc, char **argv)
                 return cmd_usage_error("audit", USAGE,
                                        "--content: '%s' is not none, metadata or full", optarg);
             break;
-        case 'f': o.fsync_each = true; break;
+        case 'f':
+            o.fsync_each = true;
+            break;
         default:
             return cmd_usage_error("audit", USAGE, "unknown or incomplete option '%s'",
                                    argv[optind - 1]);

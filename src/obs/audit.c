@@ -40,7 +40,7 @@
 #define SANITIZE_DEPTH       8
 #define SANITIZE_ARRAY_MAX   256
 #define ROTATE_DIGITS        6
-#define AUDIT_QUEUE_MAX      8192      /* records waiting for the writer */
+#define AUDIT_QUEUE_MAX      8192       /* records waiting for the writer */
 #define AUDIT_QUEUE_BYTES    (64 << 20) /* and their bytes */
 #define AUDIT_CLOSE_WAIT_S   10
 
@@ -65,7 +65,7 @@ struct audit {
     pthread_t thr;
     uint64_t dropped; /* records dropped since the last audit.records_dropped note */
     int drop_errno;
-    int last_err; /* for audit_flush */
+    int last_err;                                 /* for audit_flush */
     int64_t last_drop_log_ms, last_resume_log_ms; /* log at most once a minute */
     bool drop_logged, resume_logged;
     /* io_mu: the file and the chain position (the writer thread, open, close, head). */
@@ -87,10 +87,14 @@ struct audit {
 int audit_parse_content(const char *s, audit_content *out)
 {
     if (!s) return -EINVAL;
-    if (!strcmp(s, "none")) *out = AUDIT_CONTENT_NONE;
-    else if (!strcmp(s, "metadata")) *out = AUDIT_CONTENT_METADATA;
-    else if (!strcmp(s, "full")) *out = AUDIT_CONTENT_FULL;
-    else return -EINVAL;
+    if (!strcmp(s, "none"))
+        *out = AUDIT_CONTENT_NONE;
+    else if (!strcmp(s, "metadata"))
+        *out = AUDIT_CONTENT_METADATA;
+    else if (!strcmp(s, "full"))
+        *out = AUDIT_CONTENT_FULL;
+    else
+        return -EINVAL;
     return 0;
 }
 
@@ -107,10 +111,10 @@ static const char *content_name(audit_content c)
  * "keyboard" do not. */
 static bool secret_key(const char *key)
 {
-    static const char *const EXACT[] = {"key",    "apikey",       "secret",     "secrets",
-                                        "token",  "password",     "passwd",     "passphrase",
-                                        "authorization", "auth", "cookie", "credential",
-                                        "credentials", "bearer", "privatekey", "pwd"};
+    static const char *const EXACT[] = {"key",           "apikey",   "secret",     "secrets",
+                                        "token",         "password", "passwd",     "passphrase",
+                                        "authorization", "auth",     "cookie",     "credential",
+                                        "credentials",   "bearer",   "privatekey", "pwd"};
     static const char *const SUFFIX[] = {"token", "secret", "password", "apikey", "privatekey"};
     char tok[64];
     size_t t = 0;
@@ -171,7 +175,8 @@ static json_t *sanitize(json_t *v, size_t cap, int depth)
 {
     if (depth > SANITIZE_DEPTH) return json_string("[nested too deep]");
     switch (json_typeof(v)) {
-    case JSON_STRING: return clean_string(json_string_value(v), json_string_length(v), cap);
+    case JSON_STRING:
+        return clean_string(json_string_value(v), json_string_length(v), cap);
     case JSON_OBJECT: {
         json_t *o = json_object();
         const char *k;
@@ -198,7 +203,8 @@ static json_t *sanitize(json_t *v, size_t cap, int depth)
         }
         return a;
     }
-    default: return json_copy(v);
+    default:
+        return json_copy(v);
     }
 }
 
@@ -317,8 +323,10 @@ static int append_line(audit_t *a, const char *line, size_t len)
     if (w >= 0 && w < (ssize_t)(len + 1)) {
         /* short write: the rest either goes through or tells us why not */
         ssize_t w2 = write(a->fd, buf + w, len + 1 - (size_t)w);
-        if (w2 > 0) w += w2;
-        else if (w2 == 0) errno = ENOSPC;
+        if (w2 > 0)
+            w += w2;
+        else if (w2 == 0)
+            errno = ENOSPC;
     }
     if (w != (ssize_t)(len + 1)) {
         int e = errno ? errno : EIO;
@@ -370,8 +378,7 @@ static int rotate(audit_t *a)
             log_error("audit: could not rename %s back to %s: %s", to, a->path, strerror(errno));
         return rc;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-        log_warn("audit: flock %s: %s", a->path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) log_warn("audit: flock %s: %s", a->path, strerror(errno));
     close(a->fd);
     a->fd = fd;
     a->size = 0;
@@ -426,8 +433,8 @@ static int write_record_at(audit_t *a, const char *ts, const char *event, json_t
     if (dropped) {
         char nts[RFC3339_LEN];
         clock_rfc3339_us(clock_wall_us(), nts);
-        _cleanup_json_ json_t *f = json_pack("{s:I,s:s}", "count", (json_int_t)dropped, "error",
-                                             strerror(drop_errno));
+        _cleanup_json_ json_t *f =
+            json_pack("{s:I,s:s}", "count", (json_int_t)dropped, "error", strerror(drop_errno));
         int rc = write_line(a, nts, "audit.records_dropped", f);
         if (rc < 0) return rc;
         pthread_mutex_lock(&a->mu);
@@ -493,8 +500,8 @@ int audit_write(audit_t *a, const char *event, json_t *fields)
     it->body = make_body(a->content, fields, &it->bytes);
     int rc = it->body ? 0 : -EMSGSIZE;
     pthread_mutex_lock(&a->mu);
-    if (rc == 0 && (a->stopping || a->qlen >= AUDIT_QUEUE_MAX ||
-                    a->qbytes + it->bytes > AUDIT_QUEUE_BYTES))
+    if (rc == 0 &&
+        (a->stopping || a->qlen >= AUDIT_QUEUE_MAX || a->qbytes + it->bytes > AUDIT_QUEUE_BYTES))
         rc = a->stopping ? -ESHUTDOWN : -ENOBUFS;
     if (rc < 0) {
         note_drop_locked(a, rc);
@@ -503,8 +510,10 @@ int audit_write(audit_t *a, const char *event, json_t *fields)
         free(it);
         return rc;
     }
-    if (a->qtail) a->qtail->next = it;
-    else a->qhead = it;
+    if (a->qtail)
+        a->qtail->next = it;
+    else
+        a->qhead = it;
     a->qtail = it;
     a->qlen++;
     a->qbytes += it->bytes;
@@ -576,7 +585,7 @@ static int read_last_line(int fd, uint64_t size, char **line, size_t *len, uint6
     while (nl >= 0 && tail[nl] != '\n') nl--;
     if (nl < 0) {
         if (off > 0) return -EMSGSIZE; /* a line longer than any record can be */
-        return 0;                       /* no complete line: all of it is a partial write */
+        return 0;                      /* no complete line: all of it is a partial write */
     }
     *end = off + (uint64_t)nl + 1;
     ssize_t start = nl - 1;
@@ -597,8 +606,10 @@ static int chain_from(int fd, const char *name, audit_t *a, uint64_t *end, shed_
     size_t len;
     int rc = read_last_line(fd, (uint64_t)st.st_size, &line, &len, end);
     if (rc < 0)
-        return err_set(err, -rc, "read the last record of audit log %s (move the file aside to "
-                                  "start a new chain)", name);
+        return err_set(err, -rc,
+                       "read the last record of audit log %s (move the file aside to "
+                       "start a new chain)",
+                       name);
     if (!line || len == 0) {
         if (*end == 0) return 1; /* no complete record */
         return err_msg(err, EBADMSG, "audit log %s ends with an empty line: move it aside", name);
@@ -691,11 +702,15 @@ int audit_open(const audit_opts *opts, audit_t **out, shed_err *err)
 
     a->fd = open(a->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (a->fd < 0)
-        return err_set(err, errno, "open audit log %s (create its directory, owned by the "
-                                   "user shed runs as, mode 0700)", a->path);
+        return err_set(err, errno,
+                       "open audit log %s (create its directory, owned by the "
+                       "user shed runs as, mode 0700)",
+                       a->path);
     if (flock(a->fd, LOCK_EX | LOCK_NB) < 0)
-        return err_set(err, errno, "lock audit log %s: another shed process writes it; give "
-                                   "each process its own --audit-log", a->path);
+        return err_set(err, errno,
+                       "lock audit log %s: another shed process writes it; give "
+                       "each process its own --audit-log",
+                       a->path);
     a->rot_index = highest_rotated(a->dir, a->base);
 
     uint64_t end = 0;
@@ -723,9 +738,8 @@ int audit_open(const audit_opts *opts, audit_t **out, shed_err *err)
         const char *slash = strrchr(rp, '/');
         if (r2 == 0) snprintf(a->cont_file, sizeof(a->cont_file), "%s", slash ? slash + 1 : rp);
     }
-    _cleanup_json_ json_t *f =
-        json_pack("{s:i,s:s,s:s}", "pid", (int)getpid(), "version", SHED_VERSION, "content_mode",
-                  content_name(a->content));
+    _cleanup_json_ json_t *f = json_pack("{s:i,s:s,s:s}", "pid", (int)getpid(), "version",
+                                         SHED_VERSION, "content_mode", content_name(a->content));
     if (cut > 0) json_object_set_new(f, "cut_incomplete_bytes", json_integer((json_int_t)cut));
     if ((rc = write_record_now(a, "audit.opened", f)) < 0)
         return err_set(err, -rc, "write to audit log %s", a->path);
@@ -794,7 +808,8 @@ int audit_parse_line(const char *line, size_t n, audit_record *out, shed_err *er
 {
     memset(out, 0, sizeof(*out));
     if (n == 0) return err_msg(err, EBADMSG, "empty line");
-    if (n >= AUDIT_MAX_LINE) return err_msg(err, EBADMSG, "line longer than %d bytes", AUDIT_MAX_LINE);
+    if (n >= AUDIT_MAX_LINE)
+        return err_msg(err, EBADMSG, "line longer than %d bytes", AUDIT_MAX_LINE);
     if (memchr(line, '\n', n)) return err_msg(err, EBADMSG, "line contains a newline");
     shed_err jerr;
     _cleanup_json_ json_t *j = json_parse(line, n, AUDIT_MAX_LINE, 32, &jerr);
@@ -867,8 +882,10 @@ int audit_verifier_line(audit_verifier *v, const char *line, size_t n, bool comp
          * file that is no longer there (retention removed it). */
         if (!strcmp(r.prev, AUDIT_GENESIS) && !r.prev_file[0]) {
             if (r.seq != 1)
-                return vfail(v, "chain starts at seq %" PRId64 ", not 1: records before it were "
-                                "deleted", r.seq);
+                return vfail(v,
+                             "chain starts at seq %" PRId64 ", not 1: records before it were "
+                             "deleted",
+                             r.seq);
         } else if (r.prev_file[0]) {
             snprintf(v->continued_from, sizeof(v->continued_from), "%s", r.prev_file);
         } else {
@@ -877,34 +894,43 @@ int audit_verifier_line(audit_verifier *v, const char *line, size_t n, bool comp
         }
     } else if (first_in_file) {
         if (!r.prev_file[0])
-            return vfail(v, "this file does not continue the chain of %s (its first record "
-                            "names no previous file): give the files in rotation order",
+            return vfail(v,
+                         "this file does not continue the chain of %s (its first record "
+                         "names no previous file): give the files in rotation order",
                          v->prev_file);
         if (strcmp(r.prev_file, v->prev_file))
-            return vfail(v, "this file continues the chain from %s, but the file given before "
-                            "it is %s: %s is missing, or the files are out of rotation order",
+            return vfail(v,
+                         "this file continues the chain from %s, but the file given before "
+                         "it is %s: %s is missing, or the files are out of rotation order",
                          r.prev_file, v->prev_file, r.prev_file);
         if (strcmp(r.prev, v->head))
-            return vfail(v, "prev is not the hash of the last record of %s: the end of %s was "
-                            "edited, cut or extended", v->prev_file, v->prev_file);
+            return vfail(v,
+                         "prev is not the hash of the last record of %s: the end of %s was "
+                         "edited, cut or extended",
+                         v->prev_file, v->prev_file);
     } else if (strcmp(r.prev, v->head)) {
         if (r.seq == v->seq + 1)
-            return vfail(v, "prev is not the hash of line %" PRIu64 ": record %" PRIu64
-                            " (seq %" PRId64 ") was edited",
+            return vfail(v,
+                         "prev is not the hash of line %" PRIu64 ": record %" PRIu64
+                         " (seq %" PRId64 ") was edited",
                          v->line - 1, v->line - 1, v->seq);
         if (r.seq > v->seq + 1)
-            return vfail(v, "prev is not the hash of line %" PRIu64 " and seq jumps from %" PRId64
-                            " to %" PRId64 ": records before this one were deleted or moved",
+            return vfail(v,
+                         "prev is not the hash of line %" PRIu64 " and seq jumps from %" PRId64
+                         " to %" PRId64 ": records before this one were deleted or moved",
                          v->line - 1, v->seq, r.seq);
-        return vfail(v, "prev is not the hash of line %" PRIu64 " and seq %" PRId64
-                        " does not follow %" PRId64 ": records were inserted or reordered here",
+        return vfail(v,
+                     "prev is not the hash of line %" PRIu64 " and seq %" PRId64
+                     " does not follow %" PRId64 ": records were inserted or reordered here",
                      v->line - 1, r.seq, v->seq);
     } else if (r.prev_file[0]) {
-        return vfail(v, "a continuation record (prev_file %s) in the middle of a file", r.prev_file);
+        return vfail(v, "a continuation record (prev_file %s) in the middle of a file",
+                     r.prev_file);
     }
     if (v->started && r.seq != v->seq + 1)
-        return vfail(v, "seq %" PRId64 " does not follow %" PRId64
-                        " although the hash chain holds: the record was rewritten",
+        return vfail(v,
+                     "seq %" PRId64 " does not follow %" PRId64
+                     " although the hash chain holds: the record was rewritten",
                      r.seq, v->seq);
     v->started = true;
     v->seq = r.seq;

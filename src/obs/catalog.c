@@ -18,8 +18,8 @@
 obs_metrics obs_m;
 
 /* Sandbox setup and teardown: milliseconds to tens of seconds. */
-static const double SANDBOX_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                        1,     2.5,  5,     10,   30};
+static const double SANDBOX_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                        0.5,   1,    2.5,   5,    10,  30};
 /* Tool calls: a cat in a millisecond to a build at the 120 s default timeout and beyond. */
 static const double TOOL_BOUNDS[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1,
                                      2.5,   5,     10,   30,   60,  120,  300, 600};
@@ -33,49 +33,47 @@ static void catalog_register(void)
     obs_metrics m = {0};
     m.queue_depth = metrics_gauge("shed_queue_depth",
                                   "Work items waiting in the queue (stats: depth).", "environment");
-    m.queue_pending = metrics_gauge("shed_queue_pending",
-                                    "Work items polled but not acked (stats: pending).",
-                                    "environment");
-    m.queue_oldest_age = metrics_gauge("shed_queue_oldest_age_seconds",
-                                       "Age of the oldest queued work item; 0 when none waits.",
-                                       "environment");
-    m.workers_polling = metrics_gauge("shed_workers_polling",
-                                      "Workers that polled the queue in the last 30 s.",
-                                      "environment");
+    m.queue_pending = metrics_gauge(
+        "shed_queue_pending", "Work items polled but not acked (stats: pending).", "environment");
+    m.queue_oldest_age =
+        metrics_gauge("shed_queue_oldest_age_seconds",
+                      "Age of the oldest queued work item; 0 when none waits.", "environment");
+    m.workers_polling = metrics_gauge(
+        "shed_workers_polling", "Workers that polled the queue in the last 30 s.", "environment");
 
     m.polls = metrics_counter("shed_polls_total", "Work polls by outcome.", "outcome");
-    m.work_claimed = metrics_counter("shed_work_claimed_total", "Work items claimed (acked).", NULL);
+    m.work_claimed =
+        metrics_counter("shed_work_claimed_total", "Work items claimed (acked).", NULL);
     m.acks = metrics_counter("shed_acks_total", "Work acks by outcome.", "outcome");
     m.stops = metrics_counter("shed_stops_total", "Work stops sent by outcome.", "outcome");
-    m.heartbeats = metrics_counter("shed_heartbeats_total", "Lease heartbeats by outcome.",
-                                   "outcome");
+    m.heartbeats =
+        metrics_counter("shed_heartbeats_total", "Lease heartbeats by outcome.", "outcome");
     m.leases_lost = metrics_counter("shed_leases_lost_total",
                                     "Leases lost (expired or taken over) while held.", NULL);
-    m.sessions_active = metrics_gauge("shed_sessions_active",
-                                      "Sessions with a live sandbox on this worker.", NULL);
+    m.sessions_active =
+        metrics_gauge("shed_sessions_active", "Sessions with a live sandbox on this worker.", NULL);
     m.sandbox_create_seconds =
         metrics_histogram("shed_sandbox_create_seconds", "Time to create a sandbox.", NULL,
                           SANDBOX_BOUNDS, NB(SANDBOX_BOUNDS));
     m.sandbox_destroy_seconds =
         metrics_histogram("shed_sandbox_destroy_seconds", "Time to tear a sandbox down.", NULL,
                           SANDBOX_BOUNDS, NB(SANDBOX_BOUNDS));
-    m.sandbox_failures = metrics_counter("shed_sandbox_failures_total",
-                                         "Sandbox creations that failed, by failing layer.",
-                                         "layer");
-    m.tool_calls = metrics_counter("shed_tool_calls_total", "Tool calls by tool and outcome.",
-                                   "tool,outcome");
-    m.tool_call_seconds = metrics_histogram("shed_tool_call_seconds", "Tool call duration.",
-                                            "tool", TOOL_BOUNDS, NB(TOOL_BOUNDS));
+    m.sandbox_failures = metrics_counter(
+        "shed_sandbox_failures_total", "Sandbox creations that failed, by failing layer.", "layer");
+    m.tool_calls =
+        metrics_counter("shed_tool_calls_total", "Tool calls by tool and outcome.", "tool,outcome");
+    m.tool_call_seconds = metrics_histogram("shed_tool_call_seconds", "Tool call duration.", "tool",
+                                            TOOL_BOUNDS, NB(TOOL_BOUNDS));
     m.kills = metrics_counter("shed_kills_total", "Sandbox processes killed, by reason.", "reason");
-    m.egress_decisions = metrics_counter("shed_egress_decisions_total",
-                                         "Egress proxy decisions by protocol and verdict.",
-                                         "proto,verdict");
+    m.egress_decisions =
+        metrics_counter("shed_egress_decisions_total",
+                        "Egress proxy decisions by protocol and verdict.", "proto,verdict");
     m.audit_records = metrics_counter("shed_audit_records_total", "Audit records written.", NULL);
-    m.audit_records_dropped = metrics_counter(
-        "shed_audit_records_dropped_total", "Audit records that could not be written.", NULL);
-    m.http_requests = metrics_counter("shed_http_requests_total",
-                                      "HTTP requests served, by route pattern and status code.",
-                                      "route,code");
+    m.audit_records_dropped = metrics_counter("shed_audit_records_dropped_total",
+                                              "Audit records that could not be written.", NULL);
+    m.http_requests =
+        metrics_counter("shed_http_requests_total",
+                        "HTTP requests served, by route pattern and status code.", "route,code");
     m.http_request_seconds =
         metrics_histogram("shed_http_request_seconds", "HTTP request duration by route pattern.",
                           "route", HTTP_BOUNDS, NB(HTTP_BOUNDS));
@@ -107,7 +105,7 @@ void obs_catalog_worker(void)
     for (size_t i = 0; i < 3; i++) metrics_touch(obs_m.polls, LV(POLLS[i]));
     for (size_t i = 0; i < 2; i++) metrics_touch(obs_m.heartbeats, LV(BEATS[i]));
     /* increase() needs a sample before the first failure to see it */
-    static const char *const LAYERS[] = {"userns", "mount", "pid",    "net",  "seccomp",
+    static const char *const LAYERS[] = {"userns", "mount",  "pid",   "net",  "seccomp",
                                          "cgroup", "limits", "spawn", "init", "other"};
     for (size_t i = 0; i < sizeof(LAYERS) / sizeof(LAYERS[0]); i++)
         metrics_touch(obs_m.sandbox_failures, LV(LAYERS[i]));
@@ -116,7 +114,8 @@ void obs_catalog_worker(void)
 int obs_queue_stats_update(const char *environment, json_t *stats, shed_err *err)
 {
     obs_catalog_init();
-    if (!environment || !*environment) return err_msg(err, EINVAL, "queue stats: no environment id");
+    if (!environment || !*environment)
+        return err_msg(err, EINVAL, "queue stats: no environment id");
     if (!json_is_object(stats)) return err_msg(err, EINVAL, "queue stats: not a JSON object");
     int64_t depth = 0, pending = 0, polling = -1;
     const char *oldest = NULL;
@@ -131,7 +130,8 @@ int obs_queue_stats_update(const char *environment, json_t *stats, shed_err *err
     if (oldest) {
         int64_t us;
         if (clock_parse_rfc3339(oldest, &us) < 0)
-            return err_msg(err, EINVAL, "queue stats: field 'oldest_queued_at' is not RFC 3339: '%.64s'",
+            return err_msg(err, EINVAL,
+                           "queue stats: field 'oldest_queued_at' is not RFC 3339: '%.64s'",
                            oldest);
         age = (double)(clock_wall_us() - us) / 1e6;
         if (age < 0) age = 0; /* clocks of two hosts */

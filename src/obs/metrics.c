@@ -107,7 +107,8 @@ static series_t *series_new(const metric_t *m, char **values)
 {
     series_t *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    if (m->type == M_HISTOGRAM && !(s->buckets = calloc((size_t)m->nbounds + 1, sizeof(uint64_t)))) {
+    if (m->type == M_HISTOGRAM &&
+        !(s->buckets = calloc((size_t)m->nbounds + 1, sizeof(uint64_t)))) {
         free(s);
         return NULL;
     }
@@ -115,8 +116,8 @@ static series_t *series_new(const metric_t *m, char **values)
     return s;
 }
 
-static metric_t *metric_register(mtype type, const char *name, const char *help,
-                                 const char *labels, const double *bounds, int nbounds)
+static metric_t *metric_register(mtype type, const char *name, const char *help, const char *labels,
+                                 const double *bounds, int nbounds)
 {
     if (!valid_name(name, true)) {
         log_error("metrics: invalid metric name '%s'", name ? name : "(null)");
@@ -230,10 +231,14 @@ static void clean_value(const char *in, char out[METRICS_LABEL_VALUE_MAX + 1])
     while (*p) {
         size_t n = 1;
         if (*p >= 0x80) {
-            if ((*p & 0xe0) == 0xc0 && *p >= 0xc2) n = 2;
-            else if ((*p & 0xf0) == 0xe0) n = 3;
-            else if ((*p & 0xf8) == 0xf0 && *p <= 0xf4) n = 4;
-            else n = 0;
+            if ((*p & 0xe0) == 0xc0 && *p >= 0xc2)
+                n = 2;
+            else if ((*p & 0xf0) == 0xe0)
+                n = 3;
+            else if ((*p & 0xf8) == 0xf0 && *p <= 0xf4)
+                n = 4;
+            else
+                n = 0;
             for (size_t k = 1; n && k < n; k++)
                 if ((p[k] & 0xc0) != 0x80) n = 0;
             /* overlong 3-byte forms, surrogates, and > U+10FFFF */
@@ -280,7 +285,8 @@ static series_t *series_get(metric_t *m, const char *const *label_values, bool c
 {
     if (m->nlabels == 0) return m->series[0];
     char vals[METRICS_MAX_LABELS][METRICS_LABEL_VALUE_MAX + 1];
-    for (int i = 0; i < m->nlabels; i++) clean_value(label_values ? label_values[i] : NULL, vals[i]);
+    for (int i = 0; i < m->nlabels; i++)
+        clean_value(label_values ? label_values[i] : NULL, vals[i]);
     for (int s = 0; s < m->nseries; s++) {
         int i = 0;
         while (i < m->nlabels && !strcmp(m->series[s]->values[i], vals[i])) i++;
@@ -324,8 +330,12 @@ static void update(metric_t *m, const char *const *label_values, op_t op, double
     series_t *s = series_get(m, label_values, true, &refused);
     if (s) {
         switch (op) {
-        case OP_INC: s->value += v; break;
-        case OP_SET: s->value = v; break;
+        case OP_INC:
+            s->value += v;
+            break;
+        case OP_SET:
+            s->value = v;
+            break;
         case OP_OBSERVE: {
             int b = 0;
             while (b < m->nbounds && !(v <= m->bounds[b])) b++;
@@ -334,7 +344,8 @@ static void update(metric_t *m, const char *const *label_values, op_t op, double
             s->sum += v;
             break;
         }
-        case OP_TOUCH: break;
+        case OP_TOUCH:
+            break;
         }
     }
     pthread_mutex_unlock(&m->mu);
@@ -400,10 +411,14 @@ static int put_escaped(buf_t *out, const char *s, bool quote)
 {
     for (; *s; s++) {
         int rc;
-        if (*s == '\\') rc = buf_puts(out, "\\\\");
-        else if (*s == '\n') rc = buf_puts(out, "\\n");
-        else if (quote && *s == '"') rc = buf_puts(out, "\\\"");
-        else rc = buf_putc(out, *s);
+        if (*s == '\\')
+            rc = buf_puts(out, "\\\\");
+        else if (*s == '\n')
+            rc = buf_puts(out, "\\n");
+        else if (quote && *s == '"')
+            rc = buf_puts(out, "\\\"");
+        else
+            rc = buf_putc(out, *s);
         if (rc < 0) return rc;
     }
     return 0;
@@ -470,8 +485,10 @@ static int render_metric(buf_t *out, metric_t *m)
         uint64_t cum = 0;
         for (int b = 0; b <= m->nbounds; b++) {
             char le[40];
-            if (b < m->nbounds) fmt_double(m->bounds[b], le);
-            else strcpy(le, "+Inf");
+            if (b < m->nbounds)
+                fmt_double(m->bounds[b], le);
+            else
+                strcpy(le, "+Inf");
             cum += s->buckets[b];
             if ((rc = put_sample(out, m, "_bucket", s, le, (double)cum)) < 0) return rc;
         }

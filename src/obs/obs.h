@@ -108,34 +108,37 @@ int metrics_add_collector(void (*fn)(void *arg), void *arg);
  * bounded by the guard. */
 typedef struct obs_metrics {
     /* queue (from GET /work/stats; the worker refreshes it, shed serve computes it) */
-    metric_t *queue_depth;            /* gauge {environment} */
-    metric_t *queue_pending;          /* gauge {environment} */
-    metric_t *queue_oldest_age;       /* gauge {environment} seconds; 0 when empty */
-    metric_t *workers_polling;        /* gauge {environment} */
+    metric_t *queue_depth;      /* gauge {environment} */
+    metric_t *queue_pending;    /* gauge {environment} */
+    metric_t *queue_oldest_age; /* gauge {environment} seconds; 0 when empty */
+    metric_t *workers_polling;  /* gauge {environment} */
     /* worker */
-    metric_t *polls;                  /* counter {outcome=work|empty|error|unauthorized} */
-    metric_t *work_claimed;           /* counter */
-    metric_t *acks;                   /* counter {outcome=ok|error} */
-    metric_t *stops;                  /* counter {outcome=ok|error|conflict} */
-    metric_t *heartbeats;             /* counter {outcome=ok|error|lease_lost|stopping} */
-    metric_t *leases_lost;            /* counter */
-    metric_t *sessions_active;        /* gauge */
-    metric_t *sandbox_create_seconds; /* histogram */
-    metric_t *sandbox_destroy_seconds;/* histogram */
-    metric_t *sandbox_failures;       /* counter {layer=userns|mount|pid|net|seccomp|cgroup|limits|spawn|init|other} */
-    metric_t *tool_calls;             /* counter {tool,outcome=ok|error|timeout|killed} */
-    metric_t *tool_call_seconds;      /* histogram {tool} */
-    metric_t *kills;                  /* counter {reason=timeout|oom|pids|stop_request|shutdown|admin|max_session|idle} */
-    metric_t *egress_decisions;       /* counter {proto=http|connect|socks5|dns,verdict=allow|deny} */
+    metric_t *polls;                   /* counter {outcome=work|empty|error|unauthorized} */
+    metric_t *work_claimed;            /* counter */
+    metric_t *acks;                    /* counter {outcome=ok|error} */
+    metric_t *stops;                   /* counter {outcome=ok|error|conflict} */
+    metric_t *heartbeats;              /* counter {outcome=ok|error|lease_lost|stopping} */
+    metric_t *leases_lost;             /* counter */
+    metric_t *sessions_active;         /* gauge */
+    metric_t *sandbox_create_seconds;  /* histogram */
+    metric_t *sandbox_destroy_seconds; /* histogram */
+    metric_t
+        *sandbox_failures;       /* counter
+                                    {layer=userns|mount|pid|net|seccomp|cgroup|limits|spawn|init|other} */
+    metric_t *tool_calls;        /* counter {tool,outcome=ok|error|timeout|killed} */
+    metric_t *tool_call_seconds; /* histogram {tool} */
+    metric_t
+        *kills; /* counter {reason=timeout|oom|pids|stop_request|shutdown|admin|max_session|idle} */
+    metric_t *egress_decisions; /* counter {proto=http|connect|socks5|dns,verdict=allow|deny} */
     /* audit (maintained by audit.c itself) */
-    metric_t *audit_records;          /* counter */
-    metric_t *audit_records_dropped;  /* counter */
+    metric_t *audit_records;         /* counter */
+    metric_t *audit_records_dropped; /* counter */
     /* shed serve */
-    metric_t *http_requests;          /* counter {route,code}; route is the pattern, never a path */
-    metric_t *http_request_seconds;   /* histogram {route} */
+    metric_t *http_requests;        /* counter {route,code}; route is the pattern, never a path */
+    metric_t *http_request_seconds; /* histogram {route} */
     /* process */
-    metric_t *build_info;             /* gauge {version} = 1 */
-    metric_t *start_time;             /* gauge, unix seconds */
+    metric_t *build_info; /* gauge {version} = 1 */
+    metric_t *start_time; /* gauge, unix seconds */
 } obs_metrics;
 
 extern obs_metrics obs_m;

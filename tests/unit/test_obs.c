@@ -383,9 +383,9 @@ TEST(queue_stats_update_sets_the_gauges)
     shed_err err = {0};
     char ts[RFC3339_LEN];
     clock_rfc3339_us(clock_wall_us() - 90 * 1000000LL, ts);
-    _cleanup_json_ json_t *st = json_pack("{s:s,s:i,s:i,s:s,s:i}", "type", "work_queue_stats",
-                                          "depth", 7, "pending", 2, "oldest_queued_at", ts,
-                                          "workers_polling", 3);
+    _cleanup_json_ json_t *st =
+        json_pack("{s:s,s:i,s:i,s:s,s:i}", "type", "work_queue_stats", "depth", 7, "pending", 2,
+                  "oldest_queued_at", ts, "workers_polling", 3);
     ASSERT_EQ_INT(obs_queue_stats_update("env_a", st, &err), 0);
     ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_depth, LV("env_a")), 7);
     ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_pending, LV("env_a")), 2);
@@ -403,8 +403,8 @@ TEST(queue_stats_update_sets_the_gauges)
     _cleanup_json_ json_t *bad = json_pack("{s:s,s:i}", "depth", "many", "pending", 1);
     ASSERT_EQ_INT(obs_queue_stats_update("env_a", bad, &err), -EINVAL);
     ASSERT_CONTAINS(err.msg, "depth");
-    _cleanup_json_ json_t *badts = json_pack("{s:i,s:i,s:s}", "depth", 1, "pending", 1,
-                                             "oldest_queued_at", "yesterday");
+    _cleanup_json_ json_t *badts =
+        json_pack("{s:i,s:i,s:s}", "depth", 1, "pending", 1, "oldest_queued_at", "yesterday");
     ASSERT_EQ_INT(obs_queue_stats_update("env_a", badts, &err), -EINVAL);
     ASSERT_CONTAINS(err.msg, "oldest_queued_at");
     ASSERT_EQ_INT((long long)metrics_value(obs_m.queue_depth, LV("env_a")), 0);

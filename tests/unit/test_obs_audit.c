@@ -491,8 +491,10 @@ TEST(failed_writes_are_dropped_counted_and_noted_in_the_chain)
     audit_close(a);
     if (verify1(p, &err) < 0) test_fail(__FILE__, __LINE__, "verify: %s", err.msg);
     _cleanup_free_ char *all = slurp(p);
-    ASSERT_CONTAINS(all, "\"event\":\"audit.records_dropped\",\"count\":3,\"error\":\"File too large\"");
-    ASSERT_EQ_INT((long long)metrics_value(obs_m.audit_records, NULL), 4); /* opened, note, call, closed */
+    ASSERT_CONTAINS(all,
+                    "\"event\":\"audit.records_dropped\",\"count\":3,\"error\":\"File too large\"");
+    ASSERT_EQ_INT((long long)metrics_value(obs_m.audit_records, NULL),
+                  4); /* opened, note, call, closed */
 }
 
 #define WRITERS 4
@@ -543,7 +545,8 @@ TEST(parse_line_rejects_malformed)
         "[]",
         "{\"ts\":\"x\",\"seq\":0,\"event\":\"e\",\"prev\":\"" AUDIT_GENESIS "\"}",
         "{\"ts\":\"x\",\"seq\":1,\"event\":\"e\",\"prev\":\"abc\"}",
-        "{\"ts\":\"x\",\"seq\":1,\"event\":\"e\",\"prev\":\"" AUDIT_GENESIS "\",\"prev_file\":\"a/b\"}",
+        "{\"ts\":\"x\",\"seq\":1,\"event\":\"e\",\"prev\":\"" AUDIT_GENESIS
+        "\",\"prev_file\":\"a/b\"}",
         "{\"ts\":\"x\",\"seq\":\"1\",\"event\":\"e\",\"prev\":\"" AUDIT_GENESIS "\"}",
         "{\"ts\":\"x\",\"seq\":1,\"prev\":\"" AUDIT_GENESIS "\"}",
     };
@@ -572,12 +575,13 @@ TEST(a_hung_disk_never_blocks_the_caller)
     audit_t *a;
     shed_err err = {0};
     ASSERT_EQ_INT(audit_open(&o, &a, &err), 0);
-    _cleanup_json_ json_t *f = json_pack("{s:s,s:{s:s}}", "tool", "bash", "input", "command",
-                                         "make -j8 all check");
+    _cleanup_json_ json_t *f =
+        json_pack("{s:s,s:{s:s}}", "tool", "bash", "input", "command", "make -j8 all check");
     int queued = 0, refused = 0;
     for (int i = 0; i < 12000; i++) {
         int rc = audit_write(a, "tool.call", f);
-        if (rc == 0) queued++;
+        if (rc == 0)
+            queued++;
         else {
             ASSERT_EQ_INT(rc, -ENOBUFS);
             refused++;
@@ -601,8 +605,8 @@ TEST(every_log_redact_pattern_is_masked_in_audit_strings)
     /* audit.c skips log_redact for strings without a trigger substring; this
      * keeps that shortcut honest for every pattern log.h names. */
     static const char *const SECRETS[] = {
-        "sk-ant-api03-AAAA", "sk-shed-env-BBBB", "whsec_CCCC", "Bearer DDDD", "bearer EEEE",
-        "BEARER FFFF", "x-api-key: GGGG", "X-Api-Key:HHHH",
+        "sk-ant-api03-AAAA", "sk-shed-env-BBBB", "whsec_CCCC",      "Bearer DDDD",
+        "bearer EEEE",       "BEARER FFFF",      "x-api-key: GGGG", "X-Api-Key:HHHH",
     };
     for (size_t i = 0; i < ARRAY_SIZE(SECRETS); i++) {
         char in[128], want[128];
