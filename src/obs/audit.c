@@ -701,6 +701,8 @@ int audit_open(const audit_opts *opts, audit_t **out, shed_err *err)
     snprintf(a->head, sizeof(a->head), "%s", AUDIT_GENESIS);
 
     a->fd = open(a->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (a->fd < 0 && errno == ENOENT && mkdir(a->dir, 0700) == 0) /* one level, private */
+        a->fd = open(a->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (a->fd < 0)
         return err_set(err, errno,
                        "open audit log %s (create its directory, owned by the "

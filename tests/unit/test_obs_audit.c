@@ -358,10 +358,19 @@ TEST(second_writer_is_refused)
     audit_close(a);
     ASSERT_EQ_INT(audit_open(&o, &b, &err), 0);
     audit_close(b);
-    /* a directory that does not exist: a message that says what to do */
-    o.path = "/nonexistent-dir/audit.log";
+    /* a missing directory is made (one level, 0700); two levels are not */
+    char sub[160];
+    snprintf(sub, sizeof(sub), "%s/newdir/audit.log", tmpdir());
+    o.path = sub;
+    ASSERT_EQ_INT(audit_open(&o, &a, &err), 0);
+    audit_close(a);
+    struct stat st;
+    snprintf(sub, sizeof(sub), "%s/newdir", tmpdir());
+    ASSERT_EQ_INT(stat(sub, &st), 0);
+    ASSERT_EQ_INT(st.st_mode & 0777, 0700);
+    o.path = "/nonexistent-dir/deeper/audit.log";
     ASSERT_TRUE(audit_open(&o, &a, &err) < 0);
-    ASSERT_CONTAINS(err.msg, "open audit log /nonexistent-dir/audit.log");
+    ASSERT_CONTAINS(err.msg, "open audit log /nonexistent-dir/deeper/audit.log");
     /* NULL handle: auditing off, calls are no-ops */
     ASSERT_EQ_INT(audit_write(NULL, "x", NULL), 0);
     audit_close(NULL);
