@@ -7,7 +7,13 @@
 #include "base/clock.h"
 #include "base/json.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <pthread.h>
 
@@ -27,6 +33,44 @@ static const double TOOL_BOUNDS[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1
 static const double HTTP_BOUNDS[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
 #define NB(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* The process metrics every Prometheus client exports, read at scrape time. */
+static void collect_process(void *arg)
+{
+    (void)arg;
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (f) {
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* fields after "(comm)": state is field 3; utime 14, stime 15, rss 24 */
+        char *p = strrchr(buf, ')');
+        unsigned long utime, stime;
+        long rss;
+        if (p && sscanf(p + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
+                        "%*d %*d %*d %*u %*u %ld",
+                        &utime, &stime, &rss) == 3) {
+            double tck = (double)sysconf(_SC_CLK_TCK);
+            metrics_set(obs_m.cpu_seconds, NULL, (double)(utime + stime) / tck);
+            metrics_set(obs_m.resident_memory, NULL, (double)rss * (double)sysconf(_SC_PAGESIZE));
+        }
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.') n++;
+        closedir(d);
+        metrics_set(obs_m.open_fds, NULL, n - 1); /* not counting d itself */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        metrics_set(obs_m.max_fds, NULL,
+                    rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur);
+}
 
 static void catalog_register(void)
 {
@@ -78,8 +122,14 @@ static void catalog_register(void)
         metrics_histogram("shed_http_request_seconds", "HTTP request duration by route pattern.",
                           "route", HTTP_BOUNDS, NB(HTTP_BOUNDS));
     m.build_info = metrics_gauge("shed_build_info", "shed's version; always 1.", "version");
-    m.start_time = metrics_gauge("shed_start_time_seconds",
+    m.start_time = metrics_gauge("process_start_time_seconds",
                                  "When this process started, in unix seconds.", NULL);
+    m.cpu_seconds = metrics_counter("process_cpu_seconds_total",
+                                    "User and system CPU time spent, in seconds.", NULL);
+    m.resident_memory =
+        metrics_gauge("process_resident_memory_bytes", "Resident memory size, in bytes.", NULL);
+    m.open_fds = metrics_gauge("process_open_fds", "Open file descriptors.", NULL);
+    m.max_fds = metrics_gauge("process_max_fds", "Limit on open file descriptors.", NULL);
 
     /* Tool names come from the agent: a hostile agent may invent many. */
     metrics_set_max_series(m.tool_calls, 64);
@@ -87,6 +137,7 @@ static void catalog_register(void)
     metrics_set(m.build_info, LV(SHED_VERSION), 1);
     metrics_set(m.start_time, NULL, (double)clock_wall_ms() / 1000.0);
     obs_m = m;
+    metrics_add_collector(collect_process, NULL);
 }
 
 void obs_catalog_init(void)

@@ -321,7 +321,7 @@ typedef enum { OP_INC, OP_SET, OP_OBSERVE, OP_TOUCH } op_t;
 static void update(metric_t *m, const char *const *label_values, op_t op, double v)
 {
     if (!m) return;
-    if (op == OP_SET && m->type != M_GAUGE) return;
+    if (op == OP_SET && m->type == M_HISTOGRAM) return;
     if (op == OP_INC && m->type == M_HISTOGRAM) return;
     if (op == OP_OBSERVE && m->type != M_HISTOGRAM) return;
     if (op == OP_INC && m->type == M_COUNTER && !(v >= 0)) return; /* also refuses NaN */
@@ -334,7 +334,7 @@ static void update(metric_t *m, const char *const *label_values, op_t op, double
             s->value += v;
             break;
         case OP_SET:
-            s->value = v;
+            if (m->type == M_GAUGE || v > s->value) s->value = v; /* counters never go down */
             break;
         case OP_OBSERVE: {
             int b = 0;

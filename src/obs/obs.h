@@ -82,7 +82,8 @@ void metrics_set_max_series(metric_t *m, int max_series);
  * and invalid UTF-8 is replaced by '?'. */
 /* Counter: add v (v < 0 is ignored). Gauge: add v (may be negative). */
 void metrics_inc(metric_t *m, const char *const *label_values, double v);
-/* Gauge only. */
+/* Gauge; or a counter mirrored from elsewhere (CPU seconds): a counter is
+ * only ever set upwards. */
 void metrics_set(metric_t *m, const char *const *label_values, double v);
 /* Histogram only. */
 void metrics_observe(metric_t *m, const char *const *label_values, double v);
@@ -137,8 +138,12 @@ typedef struct obs_metrics {
     metric_t *http_requests;        /* counter {route,code}; route is the pattern, never a path */
     metric_t *http_request_seconds; /* histogram {route} */
     /* process */
-    metric_t *build_info; /* gauge {version} = 1 */
-    metric_t *start_time; /* gauge, unix seconds */
+    metric_t *build_info;      /* gauge {version} = 1 */
+    metric_t *start_time;      /* process_start_time_seconds */
+    metric_t *cpu_seconds;     /* process_cpu_seconds_total (read at scrape time) */
+    metric_t *resident_memory; /* process_resident_memory_bytes */
+    metric_t *open_fds;        /* process_open_fds */
+    metric_t *max_fds;         /* process_max_fds */
 } obs_metrics;
 
 extern obs_metrics obs_m;

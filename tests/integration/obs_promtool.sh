@@ -23,12 +23,12 @@ for a in $alerts; do
     grep -q "alertname: $a\$" "$dir/alerts_test.yml" || fail "alert $a has no promtool test"
     grep -qi "^#\+ *$a\$" "$ops" || fail "alert $a has no runbook section '### $a' in docs/operations.md"
 done
-for m in $(grep -o 'shed_[a-z_]*' "$dir/alerts.yml" | sort -u); do
+for m in $(grep -o '\(shed\|process\)_[a-z_]*' "$dir/alerts.yml" | sort -u); do
     grep -q "\`$m\`" "$ops" || fail "metric $m (used by an alert) is not in the catalogue of docs/operations.md"
 done
 
 step "every metric registered in src/obs/catalog.c is documented"
-for m in $(grep -o '"shed_[a-z_]*"' "$SHED_ROOT/src/obs/catalog.c" | tr -d '"' | sort -u); do
+for m in $(grep -o '"\(shed\|process\)_[a-z_]*"' "$SHED_ROOT/src/obs/catalog.c" | tr -d '"' | sort -u); do
     grep -q "\`$m\`" "$ops" || fail "metric $m (src/obs/catalog.c) is not documented in docs/operations.md"
 done
 echo "promtool ok"

@@ -122,8 +122,10 @@ TEST(registration_rules)
     /* NULL metrics and wrong operations are harmless no-ops */
     metrics_inc(NULL, NULL, 1);
     metrics_observe(a, LV("x"), 1);
-    metrics_set(a, LV("x"), 5);
     ASSERT_TRUE(isnan(metrics_value(a, LV("x"))));
+    metrics_set(a, LV("x"), 5); /* a counter may be set, upwards only */
+    metrics_set(a, LV("x"), 2);
+    ASSERT_EQ_INT((long long)metrics_value(a, LV("x")), 5);
     ASSERT_TRUE(isnan(metrics_value(NULL, NULL)));
 }
 
@@ -217,6 +219,11 @@ TEST(catalogue_registers_every_metric_once)
     ASSERT_CONTAINS(s, "shed_heartbeats_total{outcome=\"ok\"} 0\n");
     ASSERT_CONTAINS(s, "# TYPE shed_queue_depth gauge\n");
     ASSERT_CONTAINS(s, "# TYPE shed_audit_records_dropped_total counter\n");
+    ASSERT_CONTAINS(s, "# TYPE process_cpu_seconds_total counter\n");
+    ASSERT_TRUE(metrics_value(obs_m.resident_memory, NULL) > 1e5);
+    ASSERT_TRUE(metrics_value(obs_m.open_fds, NULL) >= 3);
+    ASSERT_TRUE(metrics_value(obs_m.max_fds, NULL) >= metrics_value(obs_m.open_fds, NULL));
+    ASSERT_TRUE(metrics_value(obs_m.start_time, NULL) > 1.7e9);
 }
 
 TEST(render_respects_buffer_limit)
