@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <unistd.h>
 
 static char *render(void)
 {
@@ -444,4 +445,16 @@ TEST(http_answer_for_an_embedding_server)
     ASSERT_EQ_INT(status, 503);
     ASSERT_EQ_STR(body, "not ready: db: sqlite: database is locked\n");
     free(body);
+}
+
+TEST(readiness_reports_go_stale)
+{
+    char why[256];
+    obs_ready_set_for("poll", true, NULL, 50);
+    ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 0);
+    usleep(200 * 1000);
+    ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 1);
+    ASSERT_CONTAINS(why, "poll: not reported for");
+    obs_ready_set_for("poll", true, NULL, 60000); /* refreshed */
+    ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 0);
 }
