@@ -458,3 +458,42 @@ TEST(readiness_reports_go_stale)
     obs_ready_set_for("poll", true, NULL, 60000); /* refreshed */
     ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 0);
 }
+
+TEST(promtool_accepts_the_whole_page)
+{
+    /* promtool (Debian's prometheus package, installed by scripts/install-deps)
+     * parses and lints the page: format, HELP/TYPE, naming conventions. */
+    if (system("command -v promtool >/dev/null 2>&1") != 0)
+        test_fail(__FILE__, __LINE__, "promtool missing: run scripts/install-deps");
+    obs_catalog_worker();
+    metrics_inc(obs_m.tool_calls, LV("bash", "ok"), 3);
+    metrics_inc(obs_m.tool_calls, LV("we\"ird\\\ntool", "error"), 1);
+    metrics_observe(obs_m.tool_call_seconds, LV("bash"), 0.3);
+    metrics_inc(obs_m.egress_decisions, LV("connect", "deny"), 2);
+    metrics_set(obs_m.queue_depth, LV("env_01"), 4);
+    metrics_inc(obs_m.kills, LV("timeout"), 1);
+    metrics_inc(obs_m.http_requests, LV("/v1/sessions", "201"), 1);
+    metrics_observe(obs_m.http_request_seconds, LV("/v1/sessions"), 0.002);
+    metrics_observe(obs_m.sandbox_destroy_seconds, NULL, 0.04);
+    _cleanup_free_ char *page = render();
+    char path[] = "/tmp/shed-metrics-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ_INT(write(fd, page, strlen(page)), (long long)strlen(page));
+    close(fd);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s.out 2>&1", path, path);
+    int rc = system(cmd);
+    char out[300];
+    snprintf(out, sizeof(out), "%s.out", path);
+    FILE *f = fopen(out, "re");
+    char msg[4096] = "";
+    if (f) {
+        size_t n = fread(msg, 1, sizeof(msg) - 1, f);
+        msg[n] = '\0';
+        fclose(f);
+    }
+    unlink(path);
+    unlink(out);
+    if (rc != 0) test_fail(__FILE__, __LINE__, "promtool check metrics: %s\npage:\n%s", msg, page);
+}
