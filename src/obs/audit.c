@@ -950,7 +950,7 @@ static int verify_file(audit_verifier *v, const char *path, shed_err *err)
     buf_t b;
     buf_init(&b, AUDIT_MAX_LINE + 65536);
     char chunk[65536];
-    int rc = 0;
+    int rc = 0, tail_waits = 0;
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR) continue;
@@ -959,6 +959,12 @@ static int verify_file(audit_verifier *v, const char *path, shed_err *err)
             break;
         }
         if (r == 0) {
+            /* A live log may have a line in flight (the worker writes it with
+             * one write(), which a reader can see half done): look again. */
+            if (b.len && tail_waits++ < 3) {
+                usleep(100 * 1000);
+                continue;
+            }
             if (b.len) rc = audit_verifier_line(v, b.data, b.len, false);
             break;
         }
