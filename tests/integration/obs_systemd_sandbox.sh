@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The worker unit's hardening leaves sandboxes working, and what it leaves
+# out would break them. Without systemd as pid 1 we rebuild the unit's
+# restrictions by hand in a private mount namespace: ProtectSystem=strict
+# (everything read-only but the unit's state/runtime dirs), ProtectHome=,
+# PrivateDevices=, NoNewPrivileges= and the unit's CapabilityBoundingSet=,
+# then create a real sandbox with `shed run`. Then ProtectKernelTunables= and
+# ProtectKernelLogs= (their /proc over-mounts) must make sandbox creation
+# fail, as docs/operations.md says.
+# timeout: 120
+. "$(dirname "$0")/../lib/common.sh"
+
+[ "$(id -u)" -eq 0 ] || skip "needs root (the worker unit runs as root)"
+for c in unshare setpriv findmnt; do command -v $c >/dev/null || fail "$c missing (util-linux)"; done
+unit=$SHED_ROOT/deploy/systemd/shed-worker.service
+timeout 60 "$SHED" run -- /bin/true >/dev/null 2>&1 || skip "shed run does not work on this host even unhardened"
+
+step "the unit has what the emulation assumes"
+grep -q '^RuntimeDirectory=shed$' "$unit" || fail "RuntimeDirectory=shed missing: sandboxes keep their bookkeeping in /run/shed"
+grep -q '^StateDirectory=shed$' "$unit" || fail "StateDirectory=shed missing"
+caps=$(sed -n '/^CapabilityBoundingSet=/,/[^\\]$/p' "$unit" | tr -d '\\\n' | sed 's/^CapabilityBoundingSet=//')
+[ -n "$caps" ] || fail "no CapabilityBoundingSet= in the unit"
+bset=-all
+for c in $caps; do bset="$bset,+$(tr 'A-Z' 'a-z' <<<"${c#CAP_}")"; done
+echo "bounding set: $bset"
+
+cat >"$T/harden.sh" <<'SH'
+#!/bin/bash
+# harden.sh MODE WRITABLE_DIR CMD...: MODE unit | tunables | kmsg
+set -e
+mode=$1 writable=$2; shift 2
+mount --make-rprivate /
+case "$mode" in
+unit)
+    # PrivateDevices=: a /dev with pseudo devices only, read-only
+    d=$(mktemp -d "$writable/dev.XXXXXX")
+    mount -t tmpfs -o mode=755,nosuid tmpfs "$d"
+    for n in null zero full random urandom tty; do touch "$d/$n"; mount --bind "/dev/$n" "$d/$n"; done
+    mkdir "$d/pts" "$d/shm"
+    mount -t devpts -o newinstance,ptmxmode=0666 devpts "$d/pts"
+    ln -s pts/ptmx "$d/ptmx"
+    mount -t tmpfs tmpfs "$d/shm"
+    mount -o remount,ro,bind "$d"
+    mount --move "$d" /dev
+    # ProtectHome=: empty, read-only
+    for h in /home /root /run/user; do [ -d "$h" ] && mount -t tmpfs -o mode=755,ro tmpfs "$h"; done
+    # ProtectSystem=strict: every mount read-only except /dev /proc /sys...
+    findmnt -rn -o TARGET | sort -r | while read -r m; do
+        case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
+        mount -o remount,bind,ro "$m" 2>/dev/null || true
+    done
+    # ...but RuntimeDirectory= and StateDirectory=
+    mkdir -p /run/shed 2>/dev/null || true
+    for w in /run/shed "$writable"; do mount --bind "$w" "$w"; mount -o remount,bind,rw "$w"; done
+    ;;
+tunables) mount --bind /proc/sys /proc/sys; mount -o remount,bind,ro /proc/sys ;;
+kmsg) mount --bind /dev/null /proc/kmsg ;;
+esac
+exec "$@"
+SH
+chmod +x "$T/harden.sh"
+mkdir -p "$T/state/ws"
+
+step "a sandbox under the unit's hardening (mounts, devices, capabilities, no_new_privs)"
+out=$(timeout 60 unshare -m "$T/harden.sh" unit "$T/state" \
+    setpriv --no-new-privs --bounding-set "$bset" --inh-caps=-all \
+    "$SHED" run --workspace "$T/state/ws" -- /bin/sh -c 'echo hi >f; ls /dev | tr "\n" " "; echo; id -u' 2>&1) \
+    || fail "sandbox creation failed under the unit's hardening: $out"
+echo "$out"
+expect_contains "$out" "null" "/dev inside the sandbox"
+expect_eq "$(tail -n1 <<<"$out")" "1000" "sandbox user"
+[ "$(cat "$T/state/ws/f")" = hi ] || fail "workspace write"
+
+step "without CAP_SETUID the uid map cannot be written (the bounding set is not decoration)"
+set +e
+out=$(timeout 60 setpriv --no-new-privs --bounding-set "${bset/,+setuid/}" "$SHED" run -- /bin/true 2>&1); rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "sandbox creation succeeded without CAP_SETUID"
+expect_contains "$out" "uid_map" "failure names the uid map"
+
+for m in tunables kmsg; do
+    name=ProtectKernelTunables; [ "$m" = kmsg ] && name=ProtectKernelLogs
+    step "a $name-like /proc over-mount breaks sandboxes"
+    set +e
+    out=$(timeout 60 unshare -m "$T/harden.sh" "$m" "$T/state" "$SHED" run -- /bin/true 2>&1); rc=$?
+    set -e
+    [ "$rc" -ne 0 ] || fail "sandbox creation worked with the $m over-mount: docs/operations.md and the unit's note are wrong"
+    expect_contains "$out" "mount proc" "the failure names the /proc mount"
+done
+echo "systemd sandbox ok"
