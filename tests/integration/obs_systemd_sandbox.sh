@@ -3,8 +3,9 @@
 # out would break them. Without systemd as pid 1 we rebuild the unit's
 # restrictions by hand in a private mount namespace: ProtectSystem=strict
 # (everything read-only but the unit's state/runtime dirs), ProtectHome=,
-# PrivateDevices=, NoNewPrivileges= and the unit's CapabilityBoundingSet=,
-# then create a real sandbox with `shed run`. Then ProtectKernelTunables= and
+# PrivateDevices=, NoNewPrivileges=, the unit's CapabilityBoundingSet=,
+# SystemCallFilter= and RestrictAddressFamilies=, then create a real sandbox
+# with `shed run`. Then ProtectKernelTunables= and
 # ProtectKernelLogs= (their /proc over-mounts) must make sandbox creation
 # fail, as docs/operations.md says.
 # timeout: 120
@@ -70,6 +71,60 @@ echo "$out"
 expect_contains "$out" "null" "/dev inside the sandbox"
 expect_eq "$(tail -n1 <<<"$out")" "1000" "sandbox user"
 [ "$(cat "$T/state/ws/f")" = hi ] || fail "workspace write"
+
+step "the same under the unit's SystemCallFilter= and RestrictAddressFamilies= (seccomp, stacked)"
+if command -v systemd-analyze >/dev/null && command -v cc >/dev/null; then
+    groups=$(sed -n 's/^SystemCallFilter=~//p' "$unit")
+    fams=$(sed -n 's/^RestrictAddressFamilies=//p' "$unit")
+    deny=$(systemd-analyze syscall-filter $groups | grep -v -e '^@' -e '^ *#' -e '^$' | tr -d ' ' | sort -u)
+    [ -n "$deny" ] || fail "no system calls listed for $groups"
+    echo "denied: $(wc -w <<<"$deny") system calls ($groups); families: $fams"
+    cat >"$T/seccomp-exec.c" <<'C'
+/* seccomp-exec DENY_LIST FAMILIES CMD...: EPERM for the listed system calls,
+ * EAFNOSUPPORT for socket() of any family not listed, then exec CMD: what
+ * systemd's SystemCallFilter=~ and RestrictAddressFamilies= install. */
+#include <errno.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    if (argc < 4) return 2;
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    for (char *s = strtok(argv[1], " \n"); s; s = strtok(NULL, " \n")) {
+        int nr = seccomp_syscall_resolve_name(s);
+        if (nr != __NR_SCMP_ERROR) seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    }
+    static const struct { const char *n; int f; } F[] = {
+        {"AF_UNIX", AF_UNIX}, {"AF_INET", AF_INET}, {"AF_INET6", AF_INET6}, {"AF_NETLINK", AF_NETLINK}};
+    for (int fam = 0; fam < AF_MAX; fam++) {
+        int allowed = 0;
+        for (size_t i = 0; i < sizeof(F) / sizeof(F[0]); i++)
+            if (F[i].f == fam && strstr(argv[2], F[i].n)) allowed = 1;
+        if (!allowed)
+            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fam));
+    }
+    if (seccomp_load(ctx) < 0) { perror("seccomp_load"); return 2; }
+    execvp(argv[3], argv + 3);
+    perror("exec");
+    return 127;
+}
+C
+    cc -O1 -o "$T/seccomp-exec" "$T/seccomp-exec.c" -lseccomp || fail "build the seccomp helper"
+    mkdir -p "$T/state/ws2"
+    out=$(timeout 60 unshare -m "$T/harden.sh" unit "$T/state" \
+        setpriv --no-new-privs --bounding-set "$bset" --inh-caps=-all \
+        "$T/seccomp-exec" "$deny" "$fams" \
+        "$SHED" run --workspace "$T/state/ws2" -- /bin/sh -c 'echo ok; python3 -c "import socket; socket.socket(socket.AF_PACKET)" 2>&1 | tail -n1' 2>&1) \
+        || fail "sandbox creation failed under the unit's seccomp filters: $out"
+    echo "$out"
+    expect_eq "$(head -n1 <<<"$out")" "ok" "sandbox under the unit's seccomp filters"
+else
+    echo "note: systemd-analyze or cc missing: seccomp part not emulated"
+fi
 
 step "without CAP_SETUID the uid map cannot be written (the bounding set is not decoration)"
 set +e
