@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The worker unit's hardening leaves sandboxes working, and what it leaves
-# out would break them. Without systemd as pid 1 we rebuild the unit's
+# The worker unit's hardening leaves sandboxes working, what it leaves out
+# would break them, and shed serve runs under its own much stricter unit. Without systemd as pid 1 we rebuild the unit's
 # restrictions by hand in a private mount namespace: ProtectSystem=strict
 # (everything read-only but the unit's state/runtime dirs), ProtectHome=,
 # PrivateDevices=, NoNewPrivileges=, the unit's CapabilityBoundingSet=,
 # SystemCallFilter= and RestrictAddressFamilies=, then create a real sandbox
 # with `shed run`. Then ProtectKernelTunables= and
 # ProtectKernelLogs= (their /proc over-mounts) must make sandbox creation
-# fail, as docs/operations.md says.
+# fail, as docs/operations.md says; MemoryDenyWriteExecute= must break a JIT
+# (node); and `shed serve` must answer under its unit's filters (no uid 0,
+# no capabilities, the @system-service allow-list, MemoryDenyWriteExecute=).
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
 
@@ -80,35 +82,61 @@ if command -v systemd-analyze >/dev/null && command -v cc >/dev/null; then
     [ -n "$deny" ] || fail "no system calls listed for $groups"
     echo "denied: $(wc -w <<<"$deny") system calls ($groups); families: $fams"
     cat >"$T/seccomp-exec.c" <<'C'
-/* seccomp-exec DENY_LIST FAMILIES CMD...: EPERM for the listed system calls,
- * EAFNOSUPPORT for socket() of any family not listed, then exec CMD: what
- * systemd's SystemCallFilter=~ and RestrictAddressFamilies= install. */
+/* seccomp-exec [-d DENY] [-a ALLOW] [-f FAMILIES] [-m] -- CMD...: what
+ * systemd installs for SystemCallFilter=~DENY (EPERM for those), or
+ * SystemCallFilter=ALLOW (EPERM for all others), RestrictAddressFamilies=
+ * (EAFNOSUPPORT for other socket() families) and MemoryDenyWriteExecute= (-m). */
 #include <errno.h>
+#include <getopt.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+static void each(scmp_filter_ctx ctx, char *list, uint32_t action)
+{
+    for (char *s = strtok(list, " \n"); s; s = strtok(NULL, " \n")) {
+        int nr = seccomp_syscall_resolve_name(s);
+        if (nr != __NR_SCMP_ERROR) seccomp_rule_add(ctx, action, nr, 0);
+    }
+}
 int main(int argc, char **argv)
 {
-    if (argc < 4) return 2;
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    for (char *s = strtok(argv[1], " \n"); s; s = strtok(NULL, " \n")) {
-        int nr = seccomp_syscall_resolve_name(s);
-        if (nr != __NR_SCMP_ERROR) seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    char *deny = NULL, *allow = NULL, *fams = NULL;
+    int mdwe = 0, c;
+    while ((c = getopt(argc, argv, "+d:a:f:m")) != -1) {
+        if (c == 'd') deny = optarg;
+        else if (c == 'a') allow = optarg;
+        else if (c == 'f') fams = optarg;
+        else if (c == 'm') mdwe = 1;
+        else return 2;
     }
-    static const struct { const char *n; int f; } F[] = {
-        {"AF_UNIX", AF_UNIX}, {"AF_INET", AF_INET}, {"AF_INET6", AF_INET6}, {"AF_NETLINK", AF_NETLINK}};
-    for (int fam = 0; fam < AF_MAX; fam++) {
-        int allowed = 0;
-        for (size_t i = 0; i < sizeof(F) / sizeof(F[0]); i++)
-            if (F[i].f == fam && strstr(argv[2], F[i].n)) allowed = 1;
-        if (!allowed)
-            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fam));
+    if (optind >= argc) return 2;
+    scmp_filter_ctx ctx = seccomp_init(allow ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_ALLOW);
+    if (allow) each(ctx, allow, SCMP_ACT_ALLOW);
+    if (deny) each(ctx, deny, SCMP_ACT_ERRNO(EPERM));
+    if (fams) {
+        static const struct { const char *n; int f; } F[] = {
+            {"AF_UNIX", AF_UNIX}, {"AF_INET", AF_INET}, {"AF_INET6", AF_INET6},
+            {"AF_NETLINK", AF_NETLINK}};
+        for (int fam = 0; fam < AF_MAX; fam++) {
+            int ok = 0;
+            for (size_t i = 0; i < sizeof(F) / sizeof(F[0]); i++)
+                if (F[i].f == fam && strstr(fams, F[i].n)) ok = 1;
+            if (!ok)
+                seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                                 SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fam));
+        }
+    }
+    if (mdwe) {
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mmap), 1,
+                         SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC | PROT_WRITE, PROT_EXEC | PROT_WRITE));
+        seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mprotect), 1,
+                         SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, PROT_EXEC));
     }
     if (seccomp_load(ctx) < 0) { perror("seccomp_load"); return 2; }
-    execvp(argv[3], argv + 3);
+    execvp(argv[optind], argv + optind);
     perror("exec");
     return 127;
 }
@@ -119,11 +147,54 @@ C
     out=$(ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
         timeout 60 unshare -m "$T/harden.sh" unit "$T/state" \
         setpriv --no-new-privs --bounding-set "$bset" --inh-caps=-all \
-        "$T/seccomp-exec" "$deny" "$fams" \
+        "$T/seccomp-exec" -d "$deny" -f "$fams" -- \
         "$SHED" run --workspace "$T/state/ws2" -- /bin/sh -c 'echo ok; python3 -c "import socket; socket.socket(socket.AF_PACKET)" 2>&1 | tail -n1' 2>&1) \
         || fail "sandbox creation failed under the unit's seccomp filters: $out"
     echo "$out"
     expect_eq "$(head -n1 <<<"$out")" "ok" "sandbox under the unit's seccomp filters"
+
+    step "MemoryDenyWriteExecute= would break a JIT in the sandbox (why the worker cannot take it)"
+    node=$(command -v node || true)
+    [ -n "$node" ] || node=$SHED_ROOT/node_modules/.bin/node
+    if [ -x "$node" ]; then
+        "$T/seccomp-exec" -d "" -- "$node" -e 'process.exit(0)' || fail "node without MDWE"
+        if sh -c '"$1" -m -- "$2" -e "process.exit(0)"' sh "$T/seccomp-exec" "$node" 2>/dev/null; then
+            fail "node ran under MemoryDenyWriteExecute: the unit note is wrong"
+        fi
+        echo "node: runs normally, fails under MemoryDenyWriteExecute"
+    else
+        echo "note: no node on this host: MDWE claim not checked"
+    fi
+
+    step "shed serve under its unit's filters: unprivileged, no capabilities, @system-service, MDWE"
+    expand() { # a systemd syscall group, nested groups expanded
+        systemd-analyze syscall-filter "$1" | sed 1d | grep -v -e '^ *#' -e '^$' | tr -d ' ' |
+            while read -r x; do if [[ $x == @* ]]; then expand "$x"; else echo "$x"; fi; done
+    }
+    sunit=$SHED_ROOT/deploy/systemd/shed-serve.service
+    allow_groups=$(sed -n 's/^SystemCallFilter=\([^~].*\)/\1/p' "$sunit")
+    deny_groups=$(sed -n 's/^SystemCallFilter=~//p' "$sunit")
+    sfams=$(sed -n 's/^RestrictAddressFamilies=//p' "$sunit")
+    allow=$(for g in $allow_groups; do expand "$g"; done | sort -u)
+    sdeny=$(for g in $deny_groups; do expand "$g"; done | sort -u)
+    allow=$(comm -23 <(echo "$allow") <(echo "$sdeny"))
+    echo "serve: $(wc -w <<<"$allow") system calls allowed ($allow_groups minus $deny_groups)"
+    mkdir -p "$T/serve"; chmod 711 "$T"
+    printf 'sk-shed-admin-obs-emulated-0123456789\n' >"$T/serve/admin.key"
+    chmod 600 "$T/serve/admin.key"; chown -R 65534:65534 "$T/serve"; chmod 700 "$T/serve"
+    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+        setpriv --reuid 65534 --regid 65534 --clear-groups --no-new-privs --bounding-set -all \
+        --inh-caps=-all "$T/seccomp-exec" -a "$allow" -f "$sfams" -m -- \
+        "$SHED" serve --listen 127.0.0.1:0 --state-dir "$T/serve" \
+        --admin-key-file "$T/serve/admin.key" >"$T/serve.out" 2>"$T/serve.err" &
+    spid=$!
+    at_exit "kill $spid 2>/dev/null"
+    wait_for 20 grep -q 'listening on' "$T/serve.out" || fail "serve did not start under its filters: $(cat "$T/serve.err")"
+    url=$(sed -n 's/.*listening on //p' "$T/serve.out")
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'x-api-key: sk-shed-admin-obs-emulated-0123456789' \
+        -H 'anthropic-version: 2023-06-01' "$url/v1/environments")
+    expect_eq "$code" 200 "GET /v1/environments from serve under its unit's filters"
+    kill $spid; wait $spid 2>/dev/null || true
 else
     echo "note: systemd-analyze or cc missing: seccomp part not emulated"
 fi
@@ -144,4 +215,4 @@ for m in tunables kmsg; do
     [ "$rc" -ne 0 ] || fail "sandbox creation worked with the $m over-mount: docs/operations.md and the unit's note are wrong"
     expect_contains "$out" "mount proc" "the failure names the /proc mount"
 done
-echo "systemd sandbox ok"
+echo "systemd emulated ok"
