@@ -400,6 +400,11 @@ TEST(queue_stats_update_sets_the_gauges)
     ASSERT_EQ_INT((long long)metrics_value(obs_m.workers_polling, LV("env_a")), 3);
     double age = metrics_value(obs_m.queue_oldest_age, LV("env_a"));
     ASSERT_TRUE(age >= 89 && age < 150);
+    /* the age keeps growing between stats refreshes: computed at scrape time */
+    usleep(1100 * 1000);
+    free(render());
+    double later = metrics_value(obs_m.queue_oldest_age, LV("env_a"));
+    ASSERT_TRUE(later >= age + 1);
     /* empty queue: null oldest -> 0; null workers_polling leaves the gauge */
     _cleanup_json_ json_t *empty = json_pack("{s:i,s:i,s:n,s:n}", "depth", 0, "pending", 0,
                                              "oldest_queued_at", "workers_polling");
