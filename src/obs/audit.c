@@ -10,6 +10,8 @@
  * the rotated file in "prev_file" and continues the chain. */
 #include "obs/obs.h"
 
+#include "obs/internal.h"
+
 #include "base/cleanup.h"
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -138,11 +140,7 @@ static bool secret_key(const char *key)
     return false;
 }
 
-/* Could log_redact change s? Every pattern it masks (log.h: sk-ant-, sk-shed-,
- * whsec_, Bearer, x-api-key) contains one of these; a cheap scan saves the
- * per-character prefix matching on the common string that has none. Keep in
- * step with log_redact (test_obs_audit checks each pattern). */
-static bool may_hold_credential(const char *s)
+bool obs_may_hold_credential(const char *s)
 {
     return strstr(s, "sk-") || strstr(s, "whsec_") || strcasestr(s, "bearer") ||
            strcasestr(s, "api-key");
@@ -158,7 +156,7 @@ static json_t *clean_string(const char *s, size_t len, size_t cap)
     }
     _cleanup_free_ char *cut = strndup(s, keep);
     if (!cut) return NULL;
-    if (keep == len && !may_hold_credential(cut)) {
+    if (keep == len && !obs_may_hold_credential(cut)) {
         json_t *j = json_string(cut);
         return j ? j : json_string("[not valid UTF-8]");
     }

@@ -5,6 +5,8 @@
  * each metric its own; the only nesting is registry -> metric. */
 #include "obs/obs.h"
 
+#include "obs/internal.h"
+
 #include "base/cleanup.h"
 #include "base/log.h"
 
@@ -257,6 +259,13 @@ static void clean_value(const char *in, char out[METRICS_LABEL_VALUE_MAX + 1])
         p += n;
     }
     out[o] = '\0';
+    /* A label is an enum, never a credential: but if a caller passes an
+     * error text by mistake, no key reaches the page. */
+    if (obs_may_hold_credential(out)) {
+        char red[METRICS_LABEL_VALUE_MAX * 2 + 32];
+        log_redact(out, red, sizeof(red));
+        snprintf(out, METRICS_LABEL_VALUE_MAX + 1, "%s", red);
+    }
 }
 
 static void overflow(const metric_t *m)

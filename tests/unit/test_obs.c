@@ -52,6 +52,12 @@ TEST(exposition_escaping)
     ASSERT_CONTAINS(s, "# HELP t_esc_total Back\\\\slash and\\nnewline \"quotes\" kept.\n");
     ASSERT_CONTAINS(s, "t_esc_total{v=\"a\\\"b\\\\c\\nd\"} 1\n");
     ASSERT_CONTAINS(s, "t_esc_total{v=\"caf\xc3\xa9 ?\"} 1\n");
+    /* a credential passed as a label by mistake never reaches the page */
+    metrics_inc(c, LV("auth failed: Bearer sk-ant-api03-SECRETSECRET"), 1);
+    free(s);
+    s = render();
+    ASSERT_NOT_CONTAINS(s, "SECRETSECRET");
+    ASSERT_CONTAINS(s, "Bearer [REDACTED]");
 }
 
 TEST(exposition_histogram_exact)
