@@ -80,6 +80,7 @@ struct wsess {
     sbx_t *sb;
     sbx_pending_t *sb_pending;
     int64_t sb_start_ms;
+    bool wait_destroy; /* the previous sandbox of this session is still going away */
     char *workspace;
     /* the one in-flight call */
     json_t *call_ev;
@@ -121,6 +122,7 @@ struct worker {
     egress_policy *egress_policy;
     audit_t *audit;
     obs_http_t *obs_http;
+    json_t *destroying; /* session id -> sandboxes of it still being destroyed */
     uint64_t stats_timer;
     api_call_t *stats_call;
     wstate_t *state;
@@ -817,10 +819,72 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
     stream_open(s);
 }
 
+typedef struct gone_ctx {
+    worker_t *w;
+    char session_id[ID_MAX * 2];
+} gone_ctx;
+
+static void start_run(wsess_t *s);
+
+/* A sandbox is gone: a new one with the same label (session id) may be made. */
+static void on_sandbox_gone(void *arg)
+{
+    gone_ctx *g = arg;
+    worker_t *w = g->w;
+    json_t *n = json_object_get(w->destroying, g->session_id);
+    if (n && json_integer_value(n) > 1)
+        json_object_set_new(w->destroying, g->session_id, json_integer(json_integer_value(n) - 1));
+    else
+        json_object_del(w->destroying, g->session_id);
+    if (!json_object_get(w->destroying, g->session_id)) {
+        for (wsess_t *o = w->sessions; o; o = o->next) {
+            if (o->wait_destroy && !strcmp(o->session_id, g->session_id)) {
+                o->wait_destroy = false;
+                start_run(o);
+                break;
+            }
+        }
+    }
+    free(g);
+}
+
+static gone_ctx *gone_new(wsess_t *s)
+{
+    worker_t *w = s->w;
+    gone_ctx *g = calloc(1, sizeof(*g));
+    if (g) {
+        g->w = w;
+        snprintf(g->session_id, sizeof(g->session_id), "%s", s->session_id);
+        json_t *n = json_object_get(w->destroying, s->session_id);
+        json_object_set_new(w->destroying, s->session_id, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    return g;
+}
+
+/* Destroy the session's sandbox (or the one being made) on the pool. */
+static void sandbox_release(wsess_t *s, int grace_ms)
+{
+    if (s->sb_pending) {
+        gone_ctx *g = gone_new(s);
+        sbx_create_abandon(s->sb_pending, g ? on_sandbox_gone : NULL, g);
+        s->sb_pending = NULL;
+    }
+    if (!s->sb) return;
+    gone_ctx *g = gone_new(s);
+    sbx_destroy_async(s->w->pool, s->sb, grace_ms, g ? on_sandbox_gone : NULL, g);
+    s->sb = NULL;
+}
+
 static void start_run(wsess_t *s)
 {
     worker_t *w = s->w;
     shed_err err = {0};
+    if (s->phase != PH_RETRIEVE) return;
+    if (json_object_get(w->destroying, s->session_id)) {
+        /* Same label: wait until the previous sandbox is really gone. */
+        s->wait_destroy = true;
+        return;
+    }
     if (wstate_session_workspace(w->state, s->session_id, &s->workspace, &err) < 0) {
         slog(LOG_ERROR, s->session_id, s->work_id, "workspace: %s", err.msg);
         sess_end(s, LEASE_END_DONE);
@@ -988,8 +1052,7 @@ static void sess_end(wsess_t *s, lease_end why)
         s->list_call = NULL;
         if (s->get_call) api_cancel(s->get_call);
         s->get_call = NULL;
-        if (s->sb_pending) sbx_create_abandon(s->sb_pending);
-        s->sb_pending = NULL;
+        if (s->sb_pending) sandbox_release(s, 0);
         if (lease_is_lost(&s->lease)) {
             timer_clear(w, &s->hb_timer);
             if (s->hb_call) api_cancel(s->hb_call);
@@ -1014,8 +1077,7 @@ static void sess_end(wsess_t *s, lease_end why)
     timer_clear(w, &s->end_timer);
     s->phase = PH_STOPPING;
     if (s->sb) {
-        sbx_destroy_async(w->pool, s->sb, 500);
-        s->sb = NULL;
+        sandbox_release(s, 500);
         slog(LOG_INFO, s->session_id, s->work_id, "sandbox destroyed");
         audit_ev(w, "sandbox.destroyed", json_pack("{s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
                                                    s->work_id, "reason", lease_end_name(s->end_reason)));
@@ -1046,8 +1108,7 @@ static void sess_free(wsess_t *s)
     api_cancel(s->list_call);
     api_cancel(s->post_call);
     api_cancel(s->stop_call);
-    if (s->sb_pending) sbx_create_abandon(s->sb_pending);
-    if (s->sb) sbx_destroy_async(w->pool, s->sb, 0);
+    sandbox_release(s, 0);
     runner_free(s->runner);
     json_decref(s->stream_buffer);
     json_decref(s->call_ev);
@@ -1564,6 +1625,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
     /* After the signal mask: the pool's threads must not take signals. */
     rc = pool_new(w.loop, 4, &w.pool, err);
     if (rc < 0) goto out;
+    w.destroying = json_object();
     /* Egress: the sandboxes' only way out, served on this loop. */
     rc = egress_policy_parse(sandbox_policy_network(w.policy), &w.egress_policy, err);
     if (rc < 0) {
@@ -1620,6 +1682,7 @@ out:
     timer_clear(&w, &w.shutdown_timer);
     /* Waits for the sandboxes still being made or destroyed. */
     pool_free(w.pool);
+    json_decref(w.destroying);
     egress_free(w.egress);
     egress_policy_free(w.egress_policy);
     audit_close(w.audit);
