@@ -132,7 +132,7 @@ def main():
         C = 3
         p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",
                               "--base-url", srv.url, "--state-dir", T + "/wstate", "--max-idle", "600",
-                              "--max-sessions", str(S), "--log-level", "warn"], stderr=open(T + "/worker.log", "w"))
+                              "--max-sessions", str(S), "--log-level", os.environ.get("BENCH_LOG", "warn")], stderr=open(T + "/worker.log", "w"))
         time.sleep(1.0)
         sids = [srv.session(env) for _ in range(S)]
         errors = []

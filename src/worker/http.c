@@ -8,6 +8,9 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +161,24 @@ int http_active(const http_t *h)
     return h->active;
 }
 
+/* Long-lived sockets live at fd numbers >= 1024 when the limit allows:
+ * the low numbers stay free for what needs them (a sandbox's setup opens
+ * files after lowering its own RLIMIT_NOFILE, in a child that still holds a
+ * copy of this process's fd table). */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)arg;
+    (void)purpose;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+    if (hi >= 0) {
+        close(fd);
+        fd = hi;
+    }
+    return fd;
+}
+
 static size_t write_cb(char *ptr, size_t size, size_t n, void *arg)
 {
     http_req_t *r = arg;
@@ -297,6 +318,7 @@ http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err)
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

@@ -62,6 +62,18 @@ static void mark_dead(sbx_t *s, const char *why)
 
 static bool handle_msg(sbx_t *s, json_t *m);
 
+/* Keep long-lived fds at numbers >= 1024 when the limit allows, so the low
+ * numbers stay free for a sandbox child that lowers RLIMIT_NOFILE before it
+ * opens files (it holds a copy of this process's fd table). */
+static int fd_high(int fd)
+{
+    if (fd < 0 || fd >= 1024) return fd;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+    if (hi < 0) return fd;
+    close(fd);
+    return hi;
+}
+
 static void on_ctl(loop_t *l, int fd, uint32_t events, void *arg)
 {
     (void)l;
@@ -180,6 +192,9 @@ static int sbx_attach(sbx_t *s, const sbx_opts *o, const char *workdir, shed_err
      * which leaves the sandbox with loopback only. */
     int hfd = -1, sfd = -1, dfd = -1;
     sandbox_take_listeners(s->sb, &hfd, &sfd, &dfd);
+    hfd = fd_high(hfd);
+    sfd = fd_high(sfd);
+    dfd = fd_high(dfd);
     const char *net = "loopback only (no egress)";
     if (o->egress) {
         shed_err eerr = {0};

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
@@ -80,6 +81,8 @@ struct wsess {
     sbx_t *sb;
     sbx_pending_t *sb_pending;
     int64_t sb_start_ms;
+    int sb_attempt;
+    uint64_t sb_timer;
     bool wait_destroy; /* the previous sandbox of this session is still going away */
     char *workspace;
     /* the one in-flight call */
@@ -787,11 +790,29 @@ static void stream_open(wsess_t *s)
 
 /* ---------- session start: retrieve, sandbox ---------- */
 
+static void start_run(wsess_t *s);
+
+static void sb_retry(loop_t *l, void *arg)
+{
+    (void)l;
+    wsess_t *s = arg;
+    s->sb_timer = 0;
+    start_run(s);
+}
+
 static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
 {
     wsess_t *s = arg;
     worker_t *w = s->w;
     s->sb_pending = NULL;
+    if (!sb && ++s->sb_attempt < 4) {
+        /* Often transient (fds, pids, memory under load): try again shortly. */
+        int64_t wait = proto_apply_jitter(1000LL << (s->sb_attempt - 1));
+        slog(LOG_WARN, s->session_id, s->work_id, "sandbox: %s; retrying in %lld ms", error, (long long)wait);
+        metrics_inc(obs_m.sandbox_failures, LV("other"), 1);
+        s->sb_timer = loop_timer(w->loop, wait, sb_retry, s);
+        return;
+    }
     if (!sb) {
         slog(LOG_ERROR, s->session_id, s->work_id, "sandbox: %s", error);
         metrics_inc(obs_m.sandbox_failures, LV("other"), 1);
@@ -879,7 +900,7 @@ static void start_run(wsess_t *s)
 {
     worker_t *w = s->w;
     shed_err err = {0};
-    if (s->phase != PH_RETRIEVE) return;
+    if (s->phase != PH_RETRIEVE || s->sb || s->sb_pending) return;
     if (json_object_get(w->destroying, s->session_id)) {
         /* Same label: wait until the previous sandbox is really gone. */
         s->wait_destroy = true;
@@ -1046,6 +1067,7 @@ static void sess_end(wsess_t *s, lease_end why)
         timer_clear(w, &s->idle_timer);
         timer_clear(w, &s->stream_timer);
         timer_clear(w, &s->get_timer);
+        timer_clear(w, &s->sb_timer);
         if (s->stream) api_cancel(s->stream);
         s->stream = NULL;
         if (s->list_call) api_cancel(s->list_call);
@@ -1102,6 +1124,7 @@ static void sess_free(wsess_t *s)
     timer_clear(w, &s->end_timer);
     timer_clear(w, &s->stop_timer);
     timer_clear(w, &s->finish_timer);
+    timer_clear(w, &s->sb_timer);
     api_cancel(s->hb_call);
     api_cancel(s->get_call);
     api_cancel(s->stream);
@@ -1575,6 +1598,17 @@ static void reconcile_start(worker_t *w)
     write_items(w);
 }
 
+/* Each session holds several fds (control channel, egress listeners and
+ * connections, its HTTP streams): use the hard limit. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int worker_run(const worker_config *cfg, shed_err *err)
 {
     worker_t w = {0};
@@ -1589,6 +1623,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
     else
         make_worker_id(w.worker_id, sizeof(w.worker_id));
 
+    raise_nofile();
     int rc = sbx_policy_load(cfg->policy_path, &w.policy, err);
     if (rc < 0) return rc;
     rc = wstate_open(cfg->state_dir, &w.state, err);
