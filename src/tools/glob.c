@@ -441,7 +441,7 @@ static ent_t *list_dir(walk_t *w, int dirfd, size_t *n)
         if (v[*n].name) (*n)++;
     }
     closedir(d);
-    qsort(v, *n, sizeof(*v), ent_cmp);
+    if (*n > 1) qsort(v, *n, sizeof(*v), ent_cmp);
     return v;
 }
 
@@ -626,7 +626,7 @@ json_t *tools_glob(tools_t *t, json_t *input)
     free(pats);
     pcre2_match_data_free(w.md);
     /* one result per path (brace alternatives may find a file twice) */
-    qsort(w.m, w.nm, sizeof(*w.m), path_cmp);
+    if (w.nm > 1) qsort(w.m, w.nm, sizeof(*w.m), path_cmp);
     size_t u = 0;
     for (size_t i = 0; i < w.nm; i++) {
         if (u > 0 && !strcmp(w.m[u - 1].path, w.m[i].path)) {
@@ -636,7 +636,7 @@ json_t *tools_glob(tools_t *t, json_t *input)
         w.m[u++] = w.m[i];
     }
     w.nm = u;
-    qsort(w.m, w.nm, sizeof(*w.m), match_cmp);
+    if (w.nm > 1) qsort(w.m, w.nm, sizeof(*w.m), match_cmp);
     json_t *res;
     if (rc == -E2BIG)
         res = tools_errorf("glob: the pattern expands to more than %d patterns", MAX_EXPANSIONS);
