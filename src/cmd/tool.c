@@ -30,7 +30,7 @@
 
 static const char USAGE[] =
     "usage: shed tool [--workspace DIR] [--policy FILE] [--workdir PATH] [--env K=V]...\n"
-    "                 [--timeout-ms N] --calls FILE\n"
+    "                 [--timeout-ms N] [--repeat N] [--timing] --calls FILE\n"
     "  Run the tool calls in FILE (a JSON array of {\"name\", \"input\"}) in order in one\n"
     "  fresh sandbox (one persistent bash across them) and print one JSON line per call:\n"
     "  {\"name\", \"is_error\", \"content\"}. FILE \"-\" reads stdin.\n"
@@ -39,6 +39,9 @@ static const char USAGE[] =
     "  --workdir PATH   the work directory inside the sandbox (default /workspace)\n"
     "  --env K=V        add K=V to the tools' environment (repeatable)\n"
     "  --timeout-ms N   per-call deadline passed with each call (bash's default timeout)\n"
+    "  --repeat N       run the whole list N times in the same sandbox (benchmarks)\n"
+    "  --timing         add \"elapsed_us\" (request sent to result received) to each line,\n"
+    "                   and print init's and its children's RSS to stderr at the end\n"
     "  Exit status: 0 when every call ran (a call's own error is in its line), 1 when\n"
     "  the sandbox stopped answering, 125 when it could not be set up, 2 on bad usage.\n";
 
@@ -81,12 +84,13 @@ static char *slurp(const char *path, size_t *len, shed_err *err)
     return NULL;
 }
 
-static void print_line(const char *name, json_t *is_error, json_t *content)
+static void print_line(const char *name, json_t *is_error, json_t *content, int64_t elapsed_us)
 {
     json_t *line = json_object();
     json_object_set_new(line, "name", json_string(name));
     json_object_set(line, "is_error", is_error ? is_error : json_true());
     json_object_set(line, "content", content);
+    if (elapsed_us >= 0) json_object_set_new(line, "elapsed_us", json_integer(elapsed_us));
     _cleanup_free_ char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(line);
     if (s) {
@@ -96,10 +100,39 @@ static void print_line(const char *name, json_t *is_error, json_t *content)
     }
 }
 
+/* VmRSS of pid in KiB, or -1. */
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmRSS:", 6)) return strtol(line + 6, NULL, 10);
+    return -1;
+}
+
+/* init's RSS and the sum over its direct children (the persistent bash). */
+static void print_rss(pid_t init)
+{
+    long children = 0;
+    int nchildren = 0;
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    int pid;
+    while (f && fscanf(f, "%d", &pid) == 1) {
+        long r = rss_kb(pid);
+        if (r > 0) children += r, nchildren++;
+    }
+    fprintf(stderr, "{\"init_rss_kb\":%ld,\"children\":%d,\"children_rss_kb\":%ld}\n", rss_kb(init), nchildren,
+            children);
+}
+
 static void print_error_line(const char *name, const char *msg)
 {
     json_t *content = json_pack("[{s:s, s:s}]", "type", "text", "text", msg);
-    print_line(name, json_true(), content);
+    print_line(name, json_true(), content, -1);
     json_decref(content);
 }
 
@@ -109,7 +142,10 @@ int cmd_tool(int argc, char **argv)
         {"workspace", required_argument, NULL, 'w'}, {"policy", required_argument, NULL, 'p'},
         {"calls", required_argument, NULL, 'c'},     {"workdir", required_argument, NULL, 'd'},
         {"env", required_argument, NULL, 'e'},       {"timeout-ms", required_argument, NULL, 't'},
+        {"repeat", required_argument, NULL, 'r'},    {"timing", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+    long repeat = 1;
+    bool timing = false;
     const char *policy = NULL, *calls_path = NULL;
     sandbox_opts o = {.slot = -1};
     char *env[MAX_ENV + 1] = {0};
@@ -137,6 +173,12 @@ int cmd_tool(int argc, char **argv)
             if (*end || !*optarg || timeout_ms <= 0)
                 return cmd_usage_error("tool", USAGE, "--timeout-ms: bad number '%s'", optarg);
             break;
+        case 'r':
+            repeat = strtol(optarg, &end, 10);
+            if (*end || !*optarg || repeat <= 0 || repeat > 10000000)
+                return cmd_usage_error("tool", USAGE, "--repeat: bad number '%s'", optarg);
+            break;
+        case 'T': timing = true; break;
         default: return cmd_usage_error("tool", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -201,15 +243,18 @@ int cmd_tool(int argc, char **argv)
 
     int rc = 0, sig_got = 0;
     int ctl = sandbox_ctl_fd(sb);
+    json_int_t next_id = 1;
+    for (long rep = 0; rep < repeat && !rc && !sig_got; rep++) {
     json_array_foreach(calls, i, call)
     {
         const char *name = json_string_value(json_object_get(call, "name"));
         json_t *in = json_object_get(call, "input");
-        json_int_t id = (json_int_t)i + 1;
+        json_int_t id = next_id++;
         json_t *input = json_is_object(in) ? json_incref(in) : json_object();
         _cleanup_json_ json_t *req = json_pack("{s:s, s:I, s:s, s:o}", "type", "tool", "id", id, "tool", name,
                                                "input", input);
         if (timeout_ms > 0) json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
+        int64_t t0 = clock_mono_ns();
         if (ctl_send(ctl, req, NULL, 0, &err) < 0) {
             fprintf(stderr, "shed tool: %s\n", err.msg);
             rc = 1;
@@ -251,7 +296,7 @@ int cmd_tool(int argc, char **argv)
                     print_error_line(name, "shed tool: init sent a malformed result");
                     rc = 1;
                 } else
-                    print_line(name, is_error, content);
+                    print_line(name, is_error, content, timing ? (clock_mono_ns() - t0) / 1000 : -1);
                 done = true;
             } else if (type && !strcmp(type, "error") && (mid == id || mid == 0)) {
                 char msg[1024];
@@ -269,7 +314,9 @@ int cmd_tool(int argc, char **argv)
         }
         if (rc || sig_got) break;
     }
+    }
     if (sig_got) rc = 128 + sig_got;
+    if (timing) print_rss(sandbox_init_pid(sb));
     if (sandbox_destroy(sb, 0, &err) < 0) fprintf(stderr, "shed tool: tearing the sandbox down: %s\n", err.msg);
     sandbox_policy_free(pol);
     return rc;
