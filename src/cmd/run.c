@@ -114,6 +114,8 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "shed run: %s\n", err.msg);
         return EXIT_SETUP;
     }
+    /* Sweep sandboxes whose `shed run` was killed (owner pid gone). */
+    if (sandbox_reconcile(NULL, &err) < 0) fprintf(stderr, "shed run: reconcile: %s\n", err.msg);
     if (timeout_s > 0) o.timeout_ms = (int64_t)(timeout_s * 1000) + 10000; /* backstop */
     sandbox_t *sb = NULL;
     if (sandbox_create(pol, &o, &sb, &err) < 0) {
@@ -128,10 +130,12 @@ int cmd_run(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         if (lf[i] >= 0) close(lf[i]);
 
-    status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
-                                     "init-pid", (int)sandbox_init_pid(sb), "host-uid",
-                                     (int)sandbox_host_uid(sb), "cgroup", sandbox_cgroup_mode(sb),
-                                     "policy-digest", sandbox_policy_digest(pol)));
+    if (status_fd >= 0)
+        status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
+                                         "init-pid", (int)sandbox_init_pid(sb), "host-uid",
+                                         (int)sandbox_host_uid(sb), "cgroup",
+                                         sandbox_cgroup_mode(sb), "policy-digest",
+                                         sandbox_policy_digest(pol)));
 
     json_t *argv_j = json_array(), *env_j = json_array();
     for (int i = optind; i < argc; i++) json_array_append_new(argv_j, json_string(argv[i]));

@@ -110,6 +110,7 @@ enum {
     OP_PROC_RO,  /* bind a /proc subpath read-only over itself (if present) */
     OP_MASK,     /* deny_read: inside path hidden (tmpfs or /dev/null) if present */
     OP_DENYWRITE,/* inside path made read-only if present */
+    OP_RDONLY,   /* this mount (not its submounts) read-only */
 };
 
 typedef struct mop {
@@ -284,6 +285,7 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/0", "/dev/stdin"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/1", "/dev/stdout"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/2", "/dev/stderr"));
+    TRY(plan_add(p, OP_RDONLY, NULL, "/dev"));
     /* /proc: fresh, in the new pid namespace; kernel knobs read-only */
     TRY(plan_add(p, OP_MKDIR, NULL, "/proc"));
     TRY(plan_add(p, OP_PROC, NULL, "/proc"));
@@ -331,7 +333,7 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
 typedef struct child_args {
     const plan *pl;
     const create_cfg *cfg;
-    int sync_fd, err_fd, ctl_fd, exe_fd;
+    int sync_fd, sync2_fd, err_fd, ctl_fd, exe_fd;
     bool privileged;
     int cap_last;
     const struct sock_fprog *prog; /* NULL when waived */
@@ -443,6 +445,10 @@ static void child_run_plan(const child_args *a)
             if (sys_mount_setattr(o->dst, AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0) < 0)
                 child_die(a, errno, "make %s read-only (denyWrite)", o->dst);
             break;
+        case OP_RDONLY:
+            if (sys_mount_setattr(o->dst, 0, MOUNT_ATTR_RDONLY, 0) < 0)
+                child_die(a, errno, "make %s read-only", o->dst);
+            break;
         case OP_MASK:
             if (lstat(o->dst, &st) < 0 || S_ISLNK(st.st_mode)) break;
             if (S_ISDIR(st.st_mode)) {
@@ -490,8 +496,6 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (r != 1) _exit(125); /* parent gone */
     close(a->sync_fd);
 
-    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
-        child_die(a, errno, "unshare cgroup namespace");
     /* Become the sandbox user now (caps are kept: uid 0 is not mapped, so the
      * kernel's setuid cap-clearing rule does not apply) so that files we
      * create on our tmpfs have a mapped owner. */
@@ -540,6 +544,16 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (setrlimit(RLIMIT_FSIZE, &a->fsize) < 0) child_die(a, errno, "setrlimit fsize");
     if (a->nproc_on && setrlimit(RLIMIT_NPROC, &a->nproc) < 0) child_die(a, errno, "setrlimit nproc");
 
+    /* Second release: the parent has put us into the cgroup (done while we
+     * were mounting, to overlap the cgroup migration's RCU wait). */
+    do
+        r = read(a->sync2_fd, &c, 1);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(125);
+    close(a->sync2_fd);
+    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
+        child_die(a, errno, "unshare cgroup namespace");
+
     if (setsid() < 0) child_die(a, errno, "setsid");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_die(a, errno, "PR_SET_NO_NEW_PRIVS");
     for (int cap = 0; cap <= a->cap_last; cap++)
@@ -566,7 +580,9 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
         child_die(a, errno, "install the seccomp filter");
     char *const argv[] = {"shed", "init", NULL};
-    char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    /* init never uses TLS: skip GnuTLS's constructor (pulled in by libcurl),
+     * a measurable part of init's start-up. Commands get their own env. */
+    char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "GNUTLS_NO_IMPLICIT_INIT=1", NULL};
     syscall(SYS_execveat, a->exe_fd, "", argv, envp, AT_EMPTY_PATH);
     child_die(a, errno, "execveat shed init");
 }
@@ -810,12 +826,16 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
 {
     static const sandbox_opts no_opts = {.slot = -1};
     if (!opts) opts = &no_opts;
-    int rc = sandbox_probe(pol, err);
-    if (rc < 0) return rc;
+    int rc;
     int efd = exe_fd(err);
     if (efd < 0) return efd;
 
     bool privileged = geteuid() == 0;
+    static int trace = -1;
+    if (trace < 0) trace = getenv("SHED_SANDBOX_TRACE") != NULL;
+    int64_t tr[12] = {clock_mono_ns()};
+    int ntr = 1;
+#define TRACE() (tr[ntr < 12 ? ntr++ : 11] = clock_mono_ns())
     __attribute__((cleanup(cleanup_sandboxp))) sandbox_t *sb = calloc(1, sizeof(*sb));
     if (!sb) return err_set(err, ENOMEM, "sandbox");
     sb->ctl_fd = sb->pidfd = -1;
@@ -864,6 +884,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         host_gid = getgid();
     }
 
+    TRACE(); /* 1: state dir, slot */
     create_cfg cfg = {.pol = pol, .opts = opts};
     cfg.workdir = opts->workdir ? opts->workdir : "/workspace";
     cfg.hostname = opts->hostname ? opts->hostname : label;
@@ -898,6 +919,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     if (pol->waived & SANDBOX_WAIVE_SECCOMP)
         slog(LOG_WARN, label, NULL, "sandbox %s: layer \"seccomp\" waived by the policy", label);
 
+    TRACE(); /* 2: cgroup */
     /* workspace */
     _cleanup_free_ char *ws = NULL;
     if (opts->workspace) {
@@ -920,6 +942,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     if (!(pl.root = strdup(root))) return err_set(err, ENOMEM, "sandbox");
     if ((rc = build_plan(&pl, &cfg, ws, err)) < 0) return rc;
 
+    TRACE(); /* 3: plan */
     /* channels */
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -929,6 +952,8 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     int syncp[2], errp[2];
     if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
     _cleanup_close_ int sync_r = syncp[0], sync_w = syncp[1];
+    if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    _cleanup_close_ int sync2_r = syncp[0], sync2_w = syncp[1];
     if (pipe2(errp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
     _cleanup_close_ int err_r = errp[0], err_w = errp[1];
 
@@ -953,24 +978,28 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         int e = errno;
-        return err_set(err, e, "clone3 into new namespaces%s",
-                       e == EPERM || e == ENOSPC ? " (fix: allow user namespaces, see "
-                                                   "`sysctl user.max_user_namespaces`)"
-                                                 : "");
+        if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {
+            shed_err pe;
+            if (sandbox_probe(pol, &pe) < 0) return err_msg(err, pe.code, "%s", pe.msg);
+        }
+        return err_set(err, e, "clone3 into new namespaces (user, mount, pid, ipc, uts, net)");
     }
     if (pid == 0) {
         a.sync_fd = move_fd_high(sync_r);
+        a.sync2_fd = move_fd_high(sync2_r);
         a.err_fd = move_fd_high(err_w);
         a.ctl_fd = move_fd_high(child_ctl);
         a.exe_fd = move_fd_high(efd);
-        if (a.sync_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
+        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
         child_main(&a);
     }
+    TRACE(); /* 4: clone */
     sb->init_pid = pid;
     sb->pidfd = pidfd;
     close(steal_fd(&child_ctl));
     close(steal_fd(&err_w));
     close(steal_fd(&sync_r));
+    close(steal_fd(&sync2_r));
 
     /* id maps: the sandbox user 1000 is this slot's host uid (root) or the caller */
     char m[128];
@@ -982,10 +1011,14 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     snprintf(m, sizeof(m), "%d %u 1\n", SANDBOX_GID, (unsigned)host_gid);
     snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
     if ((rc = write_file(path, m, err)) < 0) return rc;
-    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
-    if ((rc = write_state(sb, root, err)) < 0) return rc;
+    TRACE(); /* 5: maps */
     if (write(sync_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
     close(steal_fd(&sync_w));
+    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
+    if ((rc = write_state(sb, root, err)) < 0) return rc;
+    TRACE(); /* 6: cgroup attach + state */
+    if (write(sync2_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
+    close(steal_fd(&sync2_w));
 
     struct child_err ce;
     ssize_t n;
@@ -998,6 +1031,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     }
     if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
 
+    TRACE(); /* 7: child setup until exec */
     /* init is running: configuration, then wait for "ready" */
     _cleanup_json_ json_t *conf = json_pack(
         "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "type", "config", "workdir", cfg.workdir, "label",
@@ -1009,6 +1043,15 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     json_object_set_new(conf, "env", env);
     for (char **e = pol->env; e && *e; e++) json_array_append_new(env, json_string(*e));
     for (char *const *e = opts->env; e && *e; e++) json_array_append_new(env, json_string(*e));
+    json_t *roots = json_array(), *ro_roots = json_array();
+    json_object_set_new(conf, "roots", roots);
+    json_object_set_new(conf, "ro_roots", ro_roots);
+    for (int rw = 0; rw < 2; rw++)
+        for (const char *const *l = rw ? opts->rw_binds : opts->ro_binds; l && *l; l++) {
+            const char *in = strchr(*l, ':') + 1; /* validated by build_plan */
+            json_array_append_new(roots, json_string(in));
+            if (!rw) json_array_append_new(ro_roots, json_string(in));
+        }
     if ((rc = ctl_send(sb->ctl_fd, conf, NULL, 0, err)) < 0) return rc;
     struct pollfd pf = {.fd = sb->ctl_fd, .events = POLLIN};
     int pr;
@@ -1029,6 +1072,15 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         return err_msg(err, EPROTO, "sandbox init: %s", msg ? msg : "unexpected first message");
     }
     for (int i = 0; i < 3; i++) sb->listeners[i] = fds[i];
+    TRACE(); /* 8: init ready */
+    if (trace) {
+        static const char *const N[] = {"", "state", "cgroup", "plan", "clone", "maps", "attach", "child", "ready"};
+        char line[512];
+        int o = 0;
+        for (int i = 1; i < ntr && i < 9; i++)
+            o += snprintf(line + o, sizeof(line) - o, " %s=%.2f", N[i], (tr[i] - tr[i - 1]) / 1e6);
+        fprintf(stderr, "sandbox_create trace (ms):%s total=%.2f\n", line, (tr[ntr - 1] - tr[0]) / 1e6);
+    }
     slog(LOG_DEBUG, label, NULL, "sandbox %s: init pid %d, host uid %u, cgroup %s", label,
          (int)pid, (unsigned)sb->host_uid, sb->cg ? sb->cg->be->name : "none");
     *out = steal_pointer(&sb);
@@ -1092,17 +1144,25 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
                 }
             }
         }
-        /* 2. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) */
-        if (sb->cg && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
-            rc = -e2.code;
-            if (err) *err = e2;
-        }
-        /* 3. kill init: the kernel then kills the rest of the pid namespace */
+        /* 2. kill init: the kernel kills the rest of the pid namespace
+         * atomically (no fork can race it); init is reaped only after all. */
         if (sb->pidfd >= 0)
             syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
         else
             kill(sb->init_pid, SIGKILL);
         while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
+     * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
+    if (sb->cg) {
+        char buf[64];
+        int left = 0;
+        for (int i = 0; i < sb->cg->ndirs; i++)
+            if (cgroup_read(sb->cg->dirs[i], "cgroup.procs", buf, sizeof(buf)) > 0) left = 1;
+        if (left && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
+            rc = -e2.code;
+            if (err) *err = e2;
+        }
     }
     if (sb->cg) {
         if (cgroup_destroy(steal_pointer(&sb->cg), &e2) < 0 && !rc) {
