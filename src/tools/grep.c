@@ -181,7 +181,7 @@ static bool walk_dir(search_t *s, int dirfd, const char *path, int depth)
         v[n++].type = type;
     }
     closedir(d);
-    qsort(v, n, sizeof(*v), dent_cmp); /* libuv's scandir order */
+    if (n > 1) qsort(v, n, sizeof(*v), dent_cmp); /* libuv's scandir order */
     bool go = true;
     for (size_t i = 0; i < n && go; i++) {
         const char *name = v[i].name;
