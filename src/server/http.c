@@ -85,6 +85,22 @@ void http_notify(server_t *srv, int kind, const char *key)
     pthread_mutex_unlock(&srv->wlock);
 }
 
+/* Wake the longest-waiting waiter of that key only: one new work item can
+ * satisfy one poll, so waking every poller would only make them race. */
+void http_notify_one(server_t *srv, int kind, const char *key)
+{
+    pthread_mutex_lock(&srv->wlock);
+    waiter_t *pick = NULL;
+    for (waiter_t *w = srv->waiters; w; w = w->next)
+        if (w->kind == kind && !strcmp(w->key, key)) pick = w; /* newest first: the last is the oldest */
+    if (pick) {
+        waiter_unlink(srv, pick);
+        srv->nwaiters--;
+        MHD_resume_connection(pick->conn);
+    }
+    pthread_mutex_unlock(&srv->wlock);
+}
+
 static void *waker_main(void *arg)
 {
     server_t *srv = arg;

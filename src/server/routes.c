@@ -615,7 +615,7 @@ static enum MHD_Result session_create(route_ctx_t *x)
     shed_err err = {0};
     int rc = OPS(x)->session_create(STORE(x), b, &out, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
-    http_notify(x->srv, WAIT_POLL, env_id);
+    http_notify_one(x->srv, WAIT_POLL, env_id);
     return http_json(x->c, 200, out);
 }
 
@@ -637,7 +637,7 @@ static enum MHD_Result session_list(route_ctx_t *x)
 }
 
 /* Validate one event's shape; agent-side events need the admin key. */
-static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n)
+static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n, bool *forbidden)
 {
     if (!json_is_object(ev)) {
         snprintf(msg, n, "field 'events[%zu]' must be an object", i);
@@ -666,6 +666,7 @@ static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n)
         if (!strcmp(t, AGENT_SIDE[k])) agent_side = true;
     if (agent_side && !admin) {
         snprintf(msg, n, "events[%zu]: '%s' events come from the agent: they need the admin key", i, t);
+        *forbidden = true;
         return false;
     }
     if (!strcmp(t, "agent.tool_use") || !strcmp(t, "agent.custom_tool_use")) {
@@ -721,7 +722,12 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     char msg[256];
     size_t i;
     json_t *ev;
-    json_array_foreach(evs, i, ev) if (!check_event(ev, i, is_admin(x), msg, sizeof(msg))) return bad(x, "%s", msg);
+    bool forbidden = false;
+    json_array_foreach(evs, i, ev)
+    {
+        if (!check_event(ev, i, is_admin(x), msg, sizeof(msg), &forbidden))
+            return forbidden ? forbid(x, msg) : bad(x, "%s", msg);
+    }
     _cleanup_json_ json_t *s = session_for(x, sid, &ret);
     if (!s) return ret;
     store_append_result_t res;
@@ -729,7 +735,7 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
     http_notify(x->srv, WAIT_STREAM, sid);
-    if (res.work_enqueued) http_notify(x->srv, WAIT_POLL, res.env_id);
+    if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 

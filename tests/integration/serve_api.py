@@ -212,7 +212,7 @@ sid4 = s4["id"]
 w6 = srv.poll(eid, key)
 srv.ok("POST", "/v1/environments/%s/work/%s/stop" % (eid, w6["id"]), {"force": True}, want=204)
 eq(srv.call("POST", "/v1/sessions/%s/events" % sid4, {"events": [{"type": "agent.tool_use", "name": "bash", "input": {}}]}, bearer=key)[0],
-   400, "agent events need the admin key")
+   403, "agent events need the admin key")
 ev = srv.post_events(sid4, [{"type": "agent.tool_use", "name": "bash", "input": {"command": "echo hi"}}])["data"][0]
 check(ev["id"].startswith("sevt_") and ev["processed_at"], "event id and processed_at")
 eq(srv.ok("GET", "/v1/sessions/" + sid4)["status"], "running", "tool_use -> running")
