@@ -66,6 +66,19 @@ eq(js["error"]["type"], "request_too_large", "413 type")
 st, _, _ = srv.call("GET", "/v1/environments", headers={"X-Big": "y" * 100000})
 check(st in (400, 413, 431), "oversized header refused (%d)" % st)
 eq(srv.call("GET", "/v1/nothing")[0], 404, "unknown route")
+import socket  # noqa: E402
+for junk in [b"\x00\xff garbage\r\n\r\n", b"GET /v1/environments HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+             b"POST /v1/environments HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nContent-Length: 50\r\n\r\n{\"name\":" % srv.admin.encode(),
+             b"GET /v1/environments HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]:
+    s_ = socket.create_connection((srv.host, srv.port), timeout=5)
+    s_.sendall(junk)
+    s_.shutdown(socket.SHUT_WR)
+    try:
+        s_.recv(4096)
+    except OSError:
+        pass
+    s_.close()
+eq(srv.call("GET", "/v1/environments")[0], 200, "the server survives garbage and truncated requests")
 eq(srv.call("GET", "/v1/environments/not-an-id")[0], 404, "malformed id")
 eq(srv.call("GET", "/v1/environments/env_00000000000000000000000000")[0], 404, "unknown env")
 eq(srv.call("GET", "/v1/environments?limit=0")[0], 400, "limit 0")
