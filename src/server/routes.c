@@ -799,10 +799,27 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                                                  (int)ARRAY_SIZE(evs), &err);
         if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
         for (int i = 0; i < n; i++) {
-            if (buf_printf(&s->out, "event: %s\ndata: %s\n\n", evs[i].type, evs[i].json) == 0)
-                s->last_seq = evs[i].seq;
-            if (!strcmp(evs[i].type, "session.status_terminated")) s->closing = true;
+            bool full = false;
+            if (!s->closing) {
+                size_t before = s->out.len;
+                if (buf_printf(&s->out, "event: %s\ndata: %s\n\n", evs[i].type, evs[i].json) == 0) {
+                    s->last_seq = evs[i].seq;
+                    if (!strcmp(evs[i].type, "session.status_terminated")) s->closing = true;
+                } else if (before > 0) {
+                    s->out.len = before; /* no room now: send what is there, this one next time */
+                    s->out.data[before] = '\0';
+                    full = true;
+                } else {
+                    /* cannot happen: the buffer holds any event a request body can carry */
+                    log_error("SSE: event %" PRId64 " of %s too large to stream; skipped", evs[i].seq, s->session_id);
+                    s->last_seq = evs[i].seq;
+                }
+            }
             free(evs[i].json);
+            if (full) {
+                for (int j = i + 1; j < n; j++) free(evs[j].json);
+                break;
+            }
         }
         if (s->out.len) continue;
         int64_t now = clock_mono_ms();
@@ -828,7 +845,7 @@ static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
     s->srv = x->srv;
     s->conn = x->c;
     snprintf(s->session_id, sizeof(s->session_id), "%s", sid);
-    buf_init(&s->out, 1u << 20);
+    buf_init(&s->out, x->srv->cfg.max_body + (256u << 10)); /* room for the largest event */
     shed_err err = {0};
     int rc = OPS(x)->events_last_seq(STORE(x), sid, &s->last_seq, &err);
     if (rc < 0) {

@@ -287,7 +287,26 @@ sse.close()
 eq(srv.call("POST", "/v1/sessions/%s/events" % sid4, {"events": [{"type": "user.interrupt"}]})[0], 400, "terminated session takes no events")
 eq(srv.call("GET", "/v1/sessions/%s/events/stream" % sid4, bearer=okey)[0], 404, "other env cannot stream")
 
+step("SSE: a 3 MB result and the events after it all arrive, in order")
+s6 = srv.session(eid)["id"]
+srv.ok("POST", "/v1/environments/%s/work/%s/stop" % (eid, srv.poll(eid, key)["id"]), {"force": True}, want=204)
+u6 = srv.post_events(s6, [{"type": "agent.tool_use", "name": "read", "input": {"file_path": "big"}}])["data"][0]["id"]
+sse = SSE(srv, s6, bearer=key)
+big = "x" * (3 << 20)
+srv.post_events(s6, [{"type": "user.tool_result", "tool_use_id": u6, "content": [{"type": "text", "text": big}]},
+                     {"type": "agent.message", "content": [{"type": "text", "text": "after"}]}], bearer=None)
+got = sse.next(timeout=10)
+eq(got and got[0], "user.tool_result", "big event")
+eq(len(json.loads(got[1])["content"][0]["text"]), 3 << 20, "big event intact")
+eq(sse.next(timeout=10)[0], "agent.message", "the event after it")
+sse.close()
+
 step("a waiting long-poll is answered as soon as work arrives")
+while True:  # drain what earlier steps left queued
+    w_ = srv.poll(eid, key, reclaim=1)
+    if w_ is None:
+        break
+    srv.ok("POST", "/v1/environments/%s/work/%s/stop" % (eid, w_["id"]), {"force": True}, want=204)
 box = {}
 
 
