@@ -615,7 +615,7 @@ static enum MHD_Result session_create(route_ctx_t *x)
     shed_err err = {0};
     int rc = OPS(x)->session_create(STORE(x), b, &out, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
-    http_notify(x->srv, WAIT_POLL, env_id);
+    http_notify_one(x->srv, WAIT_POLL, env_id);
     return http_json(x->c, 200, out);
 }
 
@@ -637,7 +637,7 @@ static enum MHD_Result session_list(route_ctx_t *x)
 }
 
 /* Validate one event's shape; agent-side events need the admin key. */
-static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n)
+static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n, bool *forbidden)
 {
     if (!json_is_object(ev)) {
         snprintf(msg, n, "field 'events[%zu]' must be an object", i);
@@ -666,6 +666,7 @@ static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n)
         if (!strcmp(t, AGENT_SIDE[k])) agent_side = true;
     if (agent_side && !admin) {
         snprintf(msg, n, "events[%zu]: '%s' events come from the agent: they need the admin key", i, t);
+        *forbidden = true;
         return false;
     }
     if (!strcmp(t, "agent.tool_use") || !strcmp(t, "agent.custom_tool_use")) {
@@ -721,7 +722,12 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     char msg[256];
     size_t i;
     json_t *ev;
-    json_array_foreach(evs, i, ev) if (!check_event(ev, i, is_admin(x), msg, sizeof(msg))) return bad(x, "%s", msg);
+    bool forbidden = false;
+    json_array_foreach(evs, i, ev)
+    {
+        if (!check_event(ev, i, is_admin(x), msg, sizeof(msg), &forbidden))
+            return forbidden ? forbid(x, msg) : bad(x, "%s", msg);
+    }
     _cleanup_json_ json_t *s = session_for(x, sid, &ret);
     if (!s) return ret;
     store_append_result_t res;
@@ -729,7 +735,7 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
     http_notify(x->srv, WAIT_STREAM, sid);
-    if (res.work_enqueued) http_notify(x->srv, WAIT_POLL, res.env_id);
+    if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 
@@ -793,10 +799,27 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                                                  (int)ARRAY_SIZE(evs), &err);
         if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
         for (int i = 0; i < n; i++) {
-            if (buf_printf(&s->out, "event: %s\ndata: %s\n\n", evs[i].type, evs[i].json) == 0)
-                s->last_seq = evs[i].seq;
-            if (!strcmp(evs[i].type, "session.status_terminated")) s->closing = true;
+            bool full = false;
+            if (!s->closing) {
+                size_t before = s->out.len;
+                if (buf_printf(&s->out, "event: %s\ndata: %s\n\n", evs[i].type, evs[i].json) == 0) {
+                    s->last_seq = evs[i].seq;
+                    if (!strcmp(evs[i].type, "session.status_terminated")) s->closing = true;
+                } else if (before > 0) {
+                    s->out.len = before; /* no room now: send what is there, this one next time */
+                    s->out.data[before] = '\0';
+                    full = true;
+                } else {
+                    /* cannot happen: the buffer holds any event a request body can carry */
+                    log_error("SSE: event %" PRId64 " of %s too large to stream; skipped", evs[i].seq, s->session_id);
+                    s->last_seq = evs[i].seq;
+                }
+            }
             free(evs[i].json);
+            if (full) {
+                for (int j = i + 1; j < n; j++) free(evs[j].json);
+                break;
+            }
         }
         if (s->out.len) continue;
         int64_t now = clock_mono_ms();
@@ -822,7 +845,7 @@ static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
     s->srv = x->srv;
     s->conn = x->c;
     snprintf(s->session_id, sizeof(s->session_id), "%s", sid);
-    buf_init(&s->out, 1u << 20);
+    buf_init(&s->out, x->srv->cfg.max_body + (256u << 10)); /* room for the largest event */
     shed_err err = {0};
     int rc = OPS(x)->events_last_seq(STORE(x), sid, &s->last_seq, &err);
     if (rc < 0) {

@@ -308,7 +308,7 @@ static int sq_env_create(store_t *s, json_t *f, json_t **out, shed_err *err)
     if (rc < 0) return err_set(err, -rc, "getrandom");
     json_t *cfg = json_object_get(f, "config");
     json_t *md = json_object_get(f, "metadata");
-    _cleanup_free_ char *cfg_s = dump(cfg ? cfg : json_object());
+    _cleanup_free_ char *cfg_s = cfg ? dump(cfg) : strdup("{}");
     _cleanup_free_ char *md_s = md ? dump(md) : strdup("{}");
     if ((rc = tx_begin(q, err)) < 0) return rc;
     sqlite3_stmt *st = prep(q, SQL_ENV_INSERT, err);
@@ -1007,7 +1007,7 @@ static int sq_session_create(store_t *s, json_t *f, json_t **out, shed_err *err)
     json_t *agent = json_object_get(f, "agent");
     json_t *md = json_object_get(f, "metadata");
     json_t *res = json_object_get(f, "resources");
-    _cleanup_free_ char *agent_s = dump(agent ? agent : json_object());
+    _cleanup_free_ char *agent_s = agent ? dump(agent) : strdup("{}");
     _cleanup_free_ char *md_s = md ? dump(md) : strdup("{}");
     _cleanup_free_ char *res_s = res ? dump(res) : strdup("[]");
     sqlite3_stmt *st = prep(q, SQL_SESSION_INSERT, err);
