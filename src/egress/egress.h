@@ -21,6 +21,8 @@ typedef struct egress egress_t;
 /* Parse and validate the policy's "network" object (NULL = deny all).
  * Errors name the key: "network.allowedDomains[2]: ...". */
 int egress_policy_parse(json_t *network, egress_policy **out, shed_err *err);
+/* Policies are reference-counted: egress_attach/egress_set_policy take a
+ * reference, so the caller may free its own right after. */
 void egress_policy_free(egress_policy *p);
 
 /* A decision, for the audit log and metrics. */
@@ -32,6 +34,7 @@ typedef struct egress_event {
     const char *address;    /* resolved address or NULL */
     bool allowed;
     const char *rule;       /* which rule decided */
+    const char *error;      /* NULL, or why an allowed connection failed or ended early */
     uint64_t bytes_up, bytes_down;
     int64_t duration_ms;
 } egress_event;
@@ -48,3 +51,12 @@ int egress_attach(egress_t *e, const char *label, const egress_policy *pol, int 
 int egress_set_policy(egress_t *e, const char *label, const egress_policy *pol);
 /* Close the sandbox's listeners and all its connections. */
 void egress_detach(egress_t *e, const char *label);
+
+/* For a creator without an event loop of its own (`shed run`): serve one
+ * sandbox on a private loop in one thread; decisions go to the log (denials
+ * at info). Owns the fds (even on failure); keeps a reference to pol. */
+typedef struct egress_runner egress_runner;
+int egress_runner_start(const char *label, const egress_policy *pol, int http_fd, int socks_fd,
+                        int dns_fd, egress_runner **out, shed_err *err);
+/* Stop the thread, close every listener and connection. NULL is a no-op. */
+void egress_runner_stop(egress_runner *r);
