@@ -25,8 +25,10 @@
 #define STAGE_PREFIX   ".skill-stage-"
 #define INCONSISTENT   "skill archive listing is inconsistent; refusing to extract"
 
-void skills_limits_default(skills_limits_t *l)
+void skills_opts_default(skills_opts_t *l)
 {
+    l->owner_uid = (uid_t)-1;
+    l->owner_gid = (gid_t)-1;
     l->max_total_bytes = SKILLS_DEFAULT_MAX_TOTAL_BYTES;
     l->max_entry_bytes = SKILLS_DEFAULT_MAX_ENTRY_BYTES;
     l->max_entries = SKILLS_DEFAULT_MAX_ENTRIES;
@@ -37,7 +39,7 @@ void skills_limits_default(skills_limits_t *l)
 typedef struct extract {
     struct archive *a;
     int stage_fd;
-    skills_limits_t lim;
+    skills_opts_t lim;
     skills_extract_stats_t st;
     char *buf;
     /* archiveTopDir() of skills.ts, computed over the plain members. */
@@ -45,6 +47,15 @@ typedef struct extract {
     int top_differs;
     int nested;
 } extract_t;
+
+/* Hand a created file or directory to the configured owner. */
+static int own(const extract_t *x, int fd, const char *member, shed_err *err)
+{
+    if (x->lim.owner_uid == (uid_t)-1 && x->lim.owner_gid == (gid_t)-1) return 0;
+    if (fchown(fd, x->lim.owner_uid, x->lim.owner_gid) < 0)
+        return err_set(err, errno, "skill archive: chown member '%s'", member);
+    return 0;
+}
 
 static void cleanup_archivep(struct archive **a)
 {
@@ -126,7 +137,14 @@ static int open_parent(extract_t *x, char **comps, int n, const char *member, sh
         int sub = open_subdir(fd, comps[i], member, &created, err);
         close(fd);
         if (sub < 0) return sub;
-        if (created) x->st.dirs++;
+        if (created) {
+            x->st.dirs++;
+            int r = own(x, sub, member, err);
+            if (r < 0) {
+                close(sub);
+                return r;
+            }
+        }
         fd = sub;
     }
     return fd;
@@ -186,6 +204,8 @@ static int extract_file(extract_t *x, int dirfd, const char *leaf, const char *m
     /* normalizeEntryModes: 0755 if any execute bit, else 0644. */
     if (fchmod(fd, (perm & 0111) ? 0755 : 0644) < 0)
         return err_set(err, errno, "skill archive: chmod member '%s'", member);
+    int r = own(x, fd, member, err);
+    if (r < 0) return r;
     x->st.files++;
     return 0;
 }
@@ -268,7 +288,7 @@ static int setup_reader(struct archive *a, shed_err *err)
 }
 
 /* Random stage name beside the destination. */
-static int make_stage(int parent_fd, char *name, size_t len, shed_err *err)
+static int make_stage(const extract_t *x, int parent_fd, char *name, size_t len, shed_err *err)
 {
     for (int tries = 0; tries < 8; tries++) {
         unsigned char rnd[8];
@@ -279,13 +299,13 @@ static int make_stage(int parent_fd, char *name, size_t len, shed_err *err)
         snprintf(name, len, STAGE_PREFIX "%s", hex);
         if (mkdirat(parent_fd, name, DIR_MODE) == 0) {
             int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0) return err_set(err, errno, "open skill stage %s", name);
-            if (fchmod(fd, DIR_MODE) < 0) {
-                int e = errno;
-                close(fd);
-                return err_set(err, e, "chmod skill stage %s", name);
-            }
-            return fd;
+            int rc = fd < 0 ? err_set(err, errno, "open skill stage %s", name) : 0;
+            if (rc == 0 && fchmod(fd, DIR_MODE) < 0) rc = err_set(err, errno, "chmod skill stage %s", name);
+            if (rc == 0) rc = own(x, fd, name, err);
+            if (rc == 0) return fd;
+            if (fd >= 0) close(fd);
+            unlinkat(parent_fd, name, AT_REMOVEDIR);
+            return rc;
         }
         if (errno != EEXIST) return err_set(err, errno, "mkdir skill stage %s", name);
     }
@@ -305,19 +325,19 @@ static int promote(int src_fd, const char *src_name, int parent_fd, const char *
 }
 
 static int extract_common(struct archive *a, int parent_fd, const char *name,
-                          const skills_limits_t *limits, skills_extract_stats_t *stats,
+                          const skills_opts_t *opts, skills_extract_stats_t *stats,
                           shed_err *err)
 {
     if (!name || !*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
         return err_msg(err, EINVAL, "skill directory '%s' is not a single path component",
                        name ? name : "");
     extract_t x = {.a = a, .stage_fd = -1};
-    if (limits) x.lim = *limits;
-    else skills_limits_default(&x.lim);
+    if (opts) x.lim = *opts;
+    else skills_opts_default(&x.lim);
     if (x.lim.max_depth == 0 || x.lim.max_depth > 4096) x.lim.max_depth = SKILLS_DEFAULT_MAX_DEPTH;
 
     char stage[64];
-    x.stage_fd = make_stage(parent_fd, stage, sizeof stage, err);
+    x.stage_fd = make_stage(&x, parent_fd, stage, sizeof stage, err);
     if (x.stage_fd < 0) return x.stage_fd;
     x.buf = malloc(READ_CHUNK);
     int r = x.buf ? 0 : err_set(err, ENOMEM, "skill archive");
@@ -327,7 +347,7 @@ static int extract_common(struct archive *a, int parent_fd, const char *name,
         struct archive_entry *e;
         int ar = archive_read_next_header(a, &e);
         if (ar == ARCHIVE_EOF) break;
-        if (ar < ARCHIVE_WARN) {
+        if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) { /* RETRY too: no entry to read */
             const char *m = archive_error_string(a);
             r = err_msg(err, EINVAL, "skill archive: %s", m ? m : "cannot read the archive");
             break;
@@ -371,7 +391,7 @@ static int extract_common(struct archive *a, int parent_fd, const char *name,
 }
 
 int skills_extract_fd(int archive_fd, int parent_fd, const char *name,
-                      const skills_limits_t *limits, skills_extract_stats_t *stats,
+                      const skills_opts_t *opts, skills_extract_stats_t *stats,
                       shed_err *err)
 {
     _cleanup_archive_ struct archive *a = archive_read_new();
@@ -383,11 +403,11 @@ int skills_extract_fd(int archive_fd, int parent_fd, const char *name,
     if (archive_read_open_fd(a, archive_fd, READ_CHUNK) != ARCHIVE_OK)
         return err_msg(err, EINVAL, "skill archive: %s",
                        archive_error_string(a) ? archive_error_string(a) : "cannot open");
-    return extract_common(a, parent_fd, name, limits, stats, err);
+    return extract_common(a, parent_fd, name, opts, stats, err);
 }
 
 int skills_extract_mem(const void *data, size_t len, int parent_fd, const char *name,
-                       const skills_limits_t *limits, skills_extract_stats_t *stats,
+                       const skills_opts_t *opts, skills_extract_stats_t *stats,
                        shed_err *err)
 {
     _cleanup_archive_ struct archive *a = archive_read_new();
@@ -397,5 +417,5 @@ int skills_extract_mem(const void *data, size_t len, int parent_fd, const char *
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK)
         return err_msg(err, EINVAL, "skill archive: %s",
                        archive_error_string(a) ? archive_error_string(a) : "cannot open");
-    return extract_common(a, parent_fd, name, limits, stats, err);
+    return extract_common(a, parent_fd, name, opts, stats, err);
 }

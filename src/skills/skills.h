@@ -11,18 +11,24 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base/err.h"
 
-/* Bounds against archive bombs; every one is checked against what is actually
- * read, never only against what a header claims. */
-typedef struct skills_limits {
+/* Bounds against archive bombs, each checked against what is actually read,
+ * never only against what a header claims; and who owns what is created. */
+typedef struct skills_opts {
     uint64_t max_total_bytes; /* sum of extracted file sizes */
     uint64_t max_entry_bytes; /* one file */
     uint32_t max_entries;     /* members read, skipped ones included */
     uint32_t max_path_len;    /* bytes of a member name */
     uint32_t max_depth;       /* path components of a member name */
-} skills_limits_t;
+    /* Every created file and directory (the skill directory included) is
+     * chowned to these, so the sandbox user can read a skill the root worker
+     * extracted; -1 (the default) keeps the extracting user's. */
+    uid_t owner_uid;
+    gid_t owner_gid;
+} skills_opts_t;
 
 #define SKILLS_DEFAULT_MAX_TOTAL_BYTES (512ull << 20)
 #define SKILLS_DEFAULT_MAX_ENTRY_BYTES (128ull << 20)
@@ -30,7 +36,7 @@ typedef struct skills_limits {
 #define SKILLS_DEFAULT_MAX_PATH_LEN    1024u
 #define SKILLS_DEFAULT_MAX_DEPTH       32u
 
-void skills_limits_default(skills_limits_t *l);
+void skills_opts_default(skills_opts_t *o);
 
 /* What an extraction did. */
 typedef struct skills_extract_stats {
@@ -53,14 +59,14 @@ typedef struct skills_extract_stats {
  * refuses the whole archive; symlink, hardlink, device, fifo and socket
  * members are skipped (counted in stats->skipped); the single top-level
  * directory every member shares is stripped; directories are 0700, files
- * 0755 when any execute bit is set in the archive, else 0644. `limits` NULL
+ * 0755 when any execute bit is set in the archive, else 0644. `opts` NULL
  * means the defaults. `stats` may be NULL. */
 int skills_extract_fd(int archive_fd, int parent_fd, const char *name,
-                      const skills_limits_t *limits, skills_extract_stats_t *stats,
+                      const skills_opts_t *opts, skills_extract_stats_t *stats,
                       shed_err *err);
 /* The same, from a buffer. */
 int skills_extract_mem(const void *data, size_t len, int parent_fd, const char *name,
-                       const skills_limits_t *limits, skills_extract_stats_t *stats,
+                       const skills_opts_t *opts, skills_extract_stats_t *stats,
                        shed_err *err);
 
 /* The directory a skill lands in: basename(trim(version_name)), falling back

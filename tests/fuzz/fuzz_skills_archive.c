@@ -94,8 +94,8 @@ static int count(int dirfd)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (g_root < 0) setup();
-    skills_limits_t lim;
-    skills_limits_default(&lim);
+    skills_opts_t lim;
+    skills_opts_default(&lim);
     lim.max_total_bytes = 4u << 20;
     lim.max_entry_bytes = 1u << 20;
     lim.max_entries = 2000;

@@ -42,7 +42,7 @@ typedef struct fake {
     char last_precondition[65], last_expected[65];
     int fail_op[5]; /* status to answer with for this op, 0 = normal */
     int lose_op[5]; /* apply, then answer "no response" */
-    int async, applying;
+    int async, applying, max_nq;
     memory_req_t *queue[256];
     int nq;
     /* change the store between the listing and the next call (a racing writer) */
@@ -132,6 +132,7 @@ static int answer(fake_t *f, memory_req_t *r)
     if (f->async && !f->applying) {
         ASSERT_TRUE(f->nq < 256);
         f->queue[f->nq++] = r;
+        if (f->nq > f->max_nq) f->max_nq = f->nq;
         return 0;
     }
     f->calls[r->op]++;
@@ -984,13 +985,56 @@ TEST(memory_async_remote_same_outcome)
         snprintf(p, sizeof p, "/m%02d.md", i + 1);
         fake_put(f, p, "remote");
     }
+    f->max_nq = 0;
     sync_at(f, s, 15000);
+    ASSERT_EQ_INT(f->max_nq, 16); /* 20 calls to make, at most 16 at once */
     for (int i = 0; i < 30; i += 3) {
         snprintf(p, sizeof p, "/m%02d.md", i);
         ASSERT_EQ_STR(fake_content(f, p), "edited");
         snprintf(p, sizeof p, "store/m%02d.md", i + 1);
         ASSERT_EQ_STR(file(p), "remote");
     }
+    memory_store_free(s);
+    fake_free(f);
+    scratch_done();
+}
+
+TEST(memory_sync_cut_off_then_resumed)
+{
+    scratch();
+    fake_t *f = fake_new();
+    char p[64];
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "/m%d.md", i);
+        fake_put(f, p, "v1");
+    }
+    memory_store_t *s = mount(f, cfg_of("memstore_01"));
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "store/m%d.md", i);
+        put_file(p, "v2");
+    }
+    f->async = 1;
+    ASSERT_EQ_INT(memory_store_sync_start(s, 0, 15000), 0);
+    memory_store_run(s, 15000);
+    fake_pump(f, 1);
+    memory_store_run(s, 15000);
+    fake_pump(f, 3); /* three of six updates land */
+    memory_store_run(s, 15000);
+    memory_store_abort(s); /* the pass is cut off; the old baseline stays */
+    ASSERT_FALSE(memory_store_busy(s));
+    f->async = 0;
+    memset(f->calls, 0, sizeof f->calls);
+    sync_at(f, s, 30000);
+    /* the landed ones are adopted (file == server), the rest go out now */
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_UPDATE], 3);
+    ASSERT_EQ_INT(stats(s).conflicts, 0);
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "/m%d.md", i);
+        ASSERT_EQ_STR(fake_content(f, p), "v2");
+    }
+    memset(f->calls, 0, sizeof f->calls);
+    sync_at(f, s, 45000);
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_GET], 0);
     memory_store_free(s);
     fake_free(f);
     scratch_done();

@@ -278,7 +278,7 @@ static const char *ok(int fd, int fmt, const member_t *m, size_t n, skills_extra
 
 /* Extract and expect refusal with `msg`; nothing may be left in skills/ or
  * outside/. */
-static void refused(int fmt, const member_t *m, size_t n, const skills_limits_t *lim,
+static void refused(int fmt, const member_t *m, size_t n, const skills_opts_t *lim,
                     const char *msg)
 {
     int fd = scratch();
@@ -394,8 +394,8 @@ TEST(skills_hardlink_device_fifo_members_skipped)
 
 TEST(skills_bomb_total_bytes_refused)
 {
-    skills_limits_t lim;
-    skills_limits_default(&lim);
+    skills_opts_t lim;
+    skills_opts_default(&lim);
     lim.max_total_bytes = 1 << 20;
     /* 4 MiB of zeros compresses to a few KiB */
     const member_t m[] = {{"pdf/a", M_FILE, NULL, 0, 3u << 20}, {"pdf/b", M_FILE, NULL, 0, 3u << 20}};
@@ -409,8 +409,8 @@ TEST(skills_bomb_total_bytes_refused)
 
 TEST(skills_bomb_entry_count_refused)
 {
-    skills_limits_t lim;
-    skills_limits_default(&lim);
+    skills_opts_t lim;
+    skills_opts_default(&lim);
     lim.max_entries = 50;
     static member_t m[200];
     static char names[200][32];
@@ -579,5 +579,38 @@ TEST(tree_remove_does_not_follow_links)
     ASSERT_EQ_STR(tree("outside"), "keep f 644\n");
     ASSERT_EQ_INT(tree_remove_at(fd, "absent", &err), 0);
     ASSERT_EQ_INT(tree_remove_at(fd, "../outside", &err), -EINVAL);
+    scratch_done(fd);
+}
+
+TEST(skills_owner_applied)
+{
+    if (geteuid() != 0) test_skip("chown needs root");
+    int fd = scratch();
+    skills_opts_t o;
+    skills_opts_default(&o);
+    o.owner_uid = 1000;
+    o.owner_gid = 1000;
+    size_t n = build(F_TGZ, SKILL, ARRAY_SIZE(SKILL), g_arc, ARCHIVE_CAP);
+    shed_err err = {0};
+    int r = skills_extract_mem(g_arc, n, fd, "pdf", &o, NULL, &err);
+    if (r < 0) test_fail(__FILE__, __LINE__, "extract: %s", err.msg);
+    const char *rels[] = {"skills/pdf", "skills/pdf/SKILL.md", "skills/pdf/scripts",
+                          "skills/pdf/scripts/run.sh"};
+    for (size_t i = 0; i < ARRAY_SIZE(rels); i++) {
+        char p[512];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", g_root, rels[i]);
+        ASSERT_EQ_INT(lstat(p, &st), 0);
+        ASSERT_EQ_INT(st.st_uid, 1000);
+        ASSERT_EQ_INT(st.st_gid, 1000);
+    }
+    /* a flat archive: the stage itself becomes the skill directory */
+    const member_t flat[] = {{"SKILL.md", M_FILE, "x", 0, 0}};
+    n = build(F_ZIP, flat, 1, g_arc, ARCHIVE_CAP);
+    r = skills_extract_mem(g_arc, n, fd, "flat", &o, NULL, &err);
+    if (r < 0) test_fail(__FILE__, __LINE__, "extract: %s", err.msg);
+    struct stat st;
+    ASSERT_EQ_INT(fstatat(fd, "flat", &st, AT_SYMLINK_NOFOLLOW), 0);
+    ASSERT_EQ_INT(st.st_uid, 1000);
     scratch_done(fd);
 }
