@@ -3,7 +3,7 @@
 
 O        ?= build
 CC       ?= cc
-PKGS     := libcurl jansson libseccomp libmicrohttpd sqlite3 libcrypto libarchive
+PKGS     := libcurl jansson libseccomp libmicrohttpd sqlite3 libcrypto libarchive libpcre2-8
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

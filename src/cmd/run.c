@@ -1,10 +1,225 @@
-/* shed run — built in issue #3. Until then it says so and exits 2. */
+/* shed run: one command in a fresh sandbox, one shot. The command gets this
+ * process's stdin/stdout/stderr (passed to init as fds: no relay copies),
+ * /workspace as its working directory, and the sandbox user. Exit status:
+ * the command's; 128+N when killed by signal N; 125 when the sandbox could
+ * not be set up. SIGINT/SIGTERM/SIGHUP tear the whole sandbox down. Never
+ * leaves a process, cgroup or directory behind. */
 #include "cmd/cmd.h"
 
-static const char USAGE[] = "usage: shed run [--help]\n"
-                            "  (not built yet: issue #3)\n";
+#include "base/cleanup.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "sandbox/ctl.h"
+#include "sandbox/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "usage: shed run [--policy FILE] [--workspace DIR] [--memory-max BYTES] [--pids-max N]\n"
+    "                [--timeout SECONDS] [--json-status FD] [--label NAME] -- COMMAND [ARG...]\n"
+    "  Run COMMAND as the sandbox user in a fresh sandbox, /workspace as its working\n"
+    "  directory (DIR on the host; without it, a size-limited tmpfs that is gone after).\n"
+    "  --policy FILE       sandbox policy (docs/policy.md); default: built-in, deny by default\n"
+    "  --memory-max BYTES  memory limit (K/M/G suffixes), overrides the policy\n"
+    "  --pids-max N        process limit, overrides the policy\n"
+    "  --timeout SECONDS   SIGTERM the command after SECONDS, SIGKILL 2 s later\n"
+    "  --json-status FD    write JSON lines about the sandbox and the exit to FD\n"
+    "  Exit status: the command's; 128+N if killed by signal N; 125 if the sandbox\n"
+    "  could not be set up (the message names the step).\n";
+
+static void status_line(int fd, json_t *j)
+{
+    if (fd < 0) {
+        json_decref(j);
+        return;
+    }
+    _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (s) dprintf(fd, "%s\n", s);
+}
 
 int cmd_run(int argc, char **argv)
 {
-    return cmd_not_built("run", USAGE, "#3", argc, argv);
+    static const struct option OPTS[] = {
+        {"policy", required_argument, NULL, 'p'},  {"workspace", required_argument, NULL, 'w'},
+        {"memory-max", required_argument, NULL, 'm'}, {"pids-max", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 't'},  {"json-status", required_argument, NULL, 'j'},
+        {"label", required_argument, NULL, 'l'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *policy = NULL;
+    sandbox_opts o = {.slot = -1};
+    double timeout_s = 0;
+    int status_fd = -1;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", OPTS, NULL)) != -1) {
+        char *end;
+        unsigned long long v;
+        switch (c) {
+        case 'h': fputs(USAGE, stdout); return 0;
+        case 'p': policy = optarg; break;
+        case 'w': o.workspace = optarg; break;
+        case 'l': o.label = optarg; break;
+        case 'm':
+            if (cmd_parse_size(optarg, &v) < 0 || v == 0)
+                return cmd_usage_error("run", USAGE, "--memory-max: bad size '%s'", optarg);
+            o.memory_max = v;
+            break;
+        case 'n':
+            v = strtoull(optarg, &end, 10);
+            if (*end || !*optarg || v == 0)
+                return cmd_usage_error("run", USAGE, "--pids-max: bad number '%s'", optarg);
+            o.pids_max = v;
+            break;
+        case 't':
+            timeout_s = strtod(optarg, &end);
+            if (*end || !*optarg || timeout_s <= 0 || timeout_s > 1e8)
+                return cmd_usage_error("run", USAGE, "--timeout: bad number of seconds '%s'", optarg);
+            break;
+        case 'j':
+            status_fd = (int)strtol(optarg, &end, 10);
+            if (*end || status_fd < 0 || fcntl(status_fd, F_GETFD) < 0)
+                return cmd_usage_error("run", USAGE, "--json-status: '%s' is not an open fd", optarg);
+            fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+            break;
+        default:
+            return cmd_usage_error("run", USAGE, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc) return cmd_usage_error("run", USAGE, "missing COMMAND (after --)");
+
+    /* Signals first, so that an early SIGINT still tears the sandbox down. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    _cleanup_close_ int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    shed_err err;
+    sandbox_policy *pol = NULL;
+    if (sandbox_policy_load(policy, &pol, &err) < 0) {
+        fprintf(stderr, "shed run: %s\n", err.msg);
+        return EXIT_SETUP;
+    }
+    if (timeout_s > 0) o.timeout_ms = (int64_t)(timeout_s * 1000) + 10000; /* backstop */
+    sandbox_t *sb = NULL;
+    if (sandbox_create(pol, &o, &sb, &err) < 0) {
+        fprintf(stderr, "shed run: %s\n", err.msg);
+        sandbox_policy_free(pol);
+        return EXIT_SETUP;
+    }
+    /* Egress is served by the egress module once it is wired in; until then
+     * the listeners are closed and connections to the proxy are refused. */
+    int lf[3];
+    sandbox_take_listeners(sb, &lf[0], &lf[1], &lf[2]);
+    for (int i = 0; i < 3; i++)
+        if (lf[i] >= 0) close(lf[i]);
+
+    status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
+                                     "init-pid", (int)sandbox_init_pid(sb), "host-uid",
+                                     (int)sandbox_host_uid(sb), "cgroup", sandbox_cgroup_mode(sb),
+                                     "policy-digest", sandbox_policy_digest(pol)));
+
+    json_t *argv_j = json_array(), *env_j = json_array();
+    for (int i = optind; i < argc; i++) json_array_append_new(argv_j, json_string(argv[i]));
+    const char *term = getenv("TERM");
+    if (term) {
+        char buf[256];
+        snprintf(buf, sizeof(buf), "TERM=%s", term);
+        json_array_append_new(env_j, json_string(buf));
+    }
+    int64_t cmd_to = timeout_s > 0 ? (int64_t)(timeout_s * 1000) : 0;
+    _cleanup_json_ json_t *ex = json_pack("{s:s,s:i,s:o,s:o}", "type", "exec", "id", 1, "argv",
+                                          argv_j, "env", env_j);
+    if (cmd_to) json_object_set_new(ex, "timeout_ms", json_integer(cmd_to));
+    int stdio[3] = {0, 1, 2};
+    int rc = EXIT_SETUP;
+    int sig_got = 0;
+    if (ctl_send(sandbox_ctl_fd(sb), ex, stdio, 3, &err) < 0) {
+        fprintf(stderr, "shed run: %s\n", err.msg);
+        goto out;
+    }
+    int64_t deadline = sandbox_deadline_ms(sb);
+    bool timed_out = false;
+    for (;;) {
+        int wait = -1;
+        if (deadline) {
+            int64_t left = deadline - clock_mono_ms();
+            wait = left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
+        }
+        struct pollfd p[2] = {{.fd = sandbox_ctl_fd(sb), .events = POLLIN},
+                              {.fd = sfd, .events = POLLIN}};
+        int n = poll(p, 2, wait);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) {
+            timed_out = true;
+            fprintf(stderr, "shed run: the sandbox outlived its deadline; killed\n");
+            rc = 128 + SIGKILL;
+            break;
+        }
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                sig_got = (int)si.ssi_signo;
+                rc = 128 + sig_got;
+                break;
+            }
+        }
+        if (p[0].revents) {
+            json_t *m = NULL;
+            int got = ctl_recv(sandbox_ctl_fd(sb), &m, NULL, NULL, &err);
+            if (got < 0) {
+                if (sandbox_oom_kills(sb) > 0) {
+                    fprintf(stderr, "shed run: the sandbox was killed by its memory limit\n");
+                    rc = 128 + SIGKILL;
+                } else {
+                    fprintf(stderr, "shed run: the sandbox's init ended unexpectedly: %s\n",
+                            err.msg);
+                }
+                break;
+            }
+            const char *type = json_string_value(json_object_get(m, "type"));
+            if (type && !strcmp(type, "exit")) {
+                rc = (int)json_integer_value(json_object_get(m, "status"));
+                json_decref(m);
+                break;
+            }
+            if (type && !strcmp(type, "limit"))
+                fprintf(stderr, "shed run: the workspace grew over its limit (%lld > %lld bytes); "
+                                "the sandbox's processes were killed\n",
+                        (long long)json_integer_value(json_object_get(m, "used")),
+                        (long long)json_integer_value(json_object_get(m, "max")));
+            if (type && !strcmp(type, "error")) {
+                fprintf(stderr, "shed run: %s\n",
+                        json_string_value(json_object_get(m, "message")) ?: "init error");
+                json_decref(m);
+                break;
+            }
+            json_decref(m);
+        }
+    }
+    if (rc == 128 + SIGKILL && sandbox_oom_kills(sb) > 0)
+        fprintf(stderr, "shed run: the command was killed by the memory limit\n");
+    status_line(status_fd, json_pack("{s:i,s:I,s:I,s:b,s:i}", "exit-code", rc, "oom-kills",
+                                     (json_int_t)sandbox_oom_kills(sb), "pids-denied",
+                                     (json_int_t)sandbox_pids_denied(sb), "timed-out", timed_out,
+                                     "signal", sig_got));
+out:
+    if (sandbox_destroy(sb, sig_got ? 500 : 0, &err) < 0)
+        fprintf(stderr, "shed run: tearing the sandbox down: %s\n", err.msg);
+    sandbox_policy_free(pol);
+    return rc;
 }

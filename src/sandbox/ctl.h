@@ -1,31 +1,72 @@
 /* The control channel between a sandbox's creator (worker, `shed run`,
- * `shed tool`) and its init: SOCK_SEQPACKET, one JSON object per message
- * (≤ CTL_MAX_MSG bytes; larger payloads are split by the sender into
- * "part" messages, see ctl.c), fds passed with SCM_RIGHTS.
+ * `shed tool`) and its init: a socketpair(AF_UNIX, SOCK_SEQPACKET) made
+ * before the clone. One JSON object per logical message, fds passed with
+ * SCM_RIGHTS.
+ *
+ * WIRE FORMAT (exact; a caller may write its own non-blocking reader):
+ *   Each datagram is at most CTL_MAX_MSG bytes.
+ *   - A datagram whose first byte is '{' is one complete message: the
+ *     compact JSON text of an object (no NUL, no trailing newline).
+ *   - Larger messages are split: N-1 datagrams starting with the byte 'P'
+ *     followed by a chunk of the JSON text, then one datagram starting with
+ *     'L' followed by the last chunk. The message is the concatenation of
+ *     the chunks (without the 'P'/'L' bytes); at most CTL_MAX_TOTAL bytes.
+ *     Parts of one message are never interleaved with another message
+ *     (each side has a single writer).
+ *   - Fds (at most CTL_MAX_FDS) travel as SCM_RIGHTS on the FIRST datagram
+ *     of a message.
+ *   Anything else (empty datagram, other first byte, truncation) is a
+ *   protocol error; the receiver should close the channel.
  *
  * creator -> init
+ *   {"type":"config", ...}                   first message, sent by sandbox_create
  *   {"type":"tool","id":N,"tool":"bash","input":{...},"timeout_ms":T}
- *   {"type":"cancel","id":N}                 abort call N (error result)
- *   {"type":"exec","id":N,"argv":[...],"env":[...],"stdio":true}  + 3 fds (shed run)
- *   {"type":"policy","network":{...}}        runtime policy change notice (egress)
+ *   {"type":"cancel","id":N}                 abort call N (tool: error result; exec: SIGKILL group)
+ *   {"type":"exec","id":N,"argv":[...],"env":[...],"cwd":"/workspace","timeout_ms":T}
+ *                                            + 3 fds: stdin, stdout, stderr of the command
+ *   {"type":"policy","network":{...}}        runtime policy change notice (ignored by init)
  * init -> creator
- *   {"type":"ready","pid":P}                            + fds: egress listeners (see egress.h)
- *   {"type":"result","id":N,"is_error":B,"content":[...]}
- *   {"type":"exit","id":N,"status":S,"signal":G}        (exec)
- *   {"type":"error","id":N,"message":"..."}
+ *   {"type":"ready","pid":P,"listeners":["http","socks","dns"]}
+ *                                            + 3 fds: egress listeners (TCP 127.0.0.1:3128,
+ *                                              TCP 127.0.0.1:1080, UDP 127.0.0.1:53), see egress.h
+ *   {"type":"result","id":N,"is_error":B,"content":[...]}           (tool)
+ *   {"type":"exit","id":N,"status":S,"signal":G}                    (exec; signal 0 = exited)
+ *   {"type":"limit","what":"disk","used":U,"max":M}                 a limit was hit; processes killed
+ *   {"type":"error","id":N,"message":"..."}  a request could not be served
+ * A request that is not understood gets an "error" (id 0 when it had none).
+ * Closing the creator's end makes init exit, which tears the sandbox down.
  */
 #pragma once
 #include <jansson.h>
 #include <stddef.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 
-#define CTL_MAX_MSG (256 * 1024)  /* one datagram */
+#define CTL_MAX_MSG   (60 * 1024) /* one datagram: under the default AF_UNIX sndbuf (212992) */
 #define CTL_MAX_TOTAL (64 << 20)  /* one logical message after reassembly */
-#define CTL_MAX_FDS 8
+#define CTL_MAX_FDS   8
 
-/* Send one JSON message with up to CTL_MAX_FDS fds. Blocking socket. */
+/* Send one JSON message with up to CTL_MAX_FDS fds. If the socket is
+ * non-blocking and full, waits for it (poll) up to 10 s, then -ETIMEDOUT. */
 int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err);
+
 /* Receive one message (reassembling parts); fds received are CLOEXEC.
- * Returns 0, or -EPIPE on orderly close, or -errno. */
+ * `fds` has room for CTL_MAX_FDS (may be NULL: received fds are closed).
+ * Blocks (poll) until a whole message arrived, also on a non-blocking fd.
+ * Returns 0, or -EPIPE on orderly close, or -errno (-EPROTO on a bad datagram). */
 int ctl_recv(int fd, json_t **msg, int *fds, int *nfds, shed_err *err);
+
+/* Incremental reader for event loops: call ctl_read() whenever the
+ * (non-blocking) fd is readable. Returns 0 with *msg set when a message is
+ * complete, -EAGAIN when more datagrams are needed, -EPIPE on close, or
+ * another -errno. Fds of a partial message are kept until it completes. */
+typedef struct ctl_reader {
+    buf_t acc;          /* chunks of a partial message */
+    int fds[CTL_MAX_FDS];
+    int nfds;
+    int partial;        /* 1 while inside a P...L sequence */
+} ctl_reader;
+void ctl_reader_init(ctl_reader *r);
+void ctl_reader_free(ctl_reader *r); /* closes pending fds */
+int ctl_read(ctl_reader *r, int fd, json_t **msg, int *fds, int *nfds, shed_err *err);

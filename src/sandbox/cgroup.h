@@ -1,0 +1,61 @@
+/* cgroup backends behind one interface (crun style): cgroup_v1.c for hosts
+ * whose controllers are on v1 hierarchies (memory, pids, cpu, freezer), and
+ * cgroup_v2.c for the unified hierarchy. Each sandbox gets one leaf named
+ * after its label under "shed" below the creator's own cgroup, so the
+ * enclosing limits of the creator still apply. Internal to src/sandbox/. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/err.h"
+
+typedef struct cgroup_limits {
+    uint64_t memory_max; /* bytes, swap 0; 0 = none */
+    uint64_t pids_max;   /* 0 = none */
+    double cpus;         /* 0 = none */
+} cgroup_limits;
+
+#define CGROUP_MAX_DIRS 4
+
+typedef struct sandbox_cgroup sandbox_cgroup;
+typedef struct cgroup_backend {
+    const char *name; /* "v1" or "v2" */
+    int (*create)(const char *base, const char *name, const cgroup_limits *lim,
+                  sandbox_cgroup **out, shed_err *err);
+    int (*attach)(sandbox_cgroup *cg, pid_t pid, shed_err *err);
+    /* Kill every process in the cgroup and wait (bounded) until it is empty. */
+    int (*kill_all)(sandbox_cgroup *cg, shed_err *err);
+    /* Counters: how many OOM kills / fork refusals happened (>= 0), -errno. */
+    int64_t (*oom_kills)(sandbox_cgroup *cg);
+    int64_t (*pids_denied)(sandbox_cgroup *cg);
+} cgroup_backend;
+
+struct sandbox_cgroup {
+    const cgroup_backend *be;
+    char *dirs[CGROUP_MAX_DIRS]; /* v1: memory, pids, cpu, freezer; v2: one */
+    int ndirs;
+};
+
+extern const cgroup_backend cgroup_v1_backend;
+extern const cgroup_backend cgroup_v2_backend;
+
+/* Which backend this host has and the base directory to create under
+ * (the creator's own cgroup; for v1 the path below each controller mount).
+ * Returns 0, or -errno with err naming what is missing and the fix. */
+int cgroup_detect(const cgroup_backend **be, char **base, shed_err *err);
+/* Remove the leaf directories (retrying while busy) and free. */
+int cgroup_destroy(sandbox_cgroup *cg, shed_err *err);
+/* Recreate a handle from directories recorded in a state file (reconcile). */
+sandbox_cgroup *cgroup_from_dirs(const cgroup_backend *be, char *const *dirs, int n);
+
+/* helpers shared by the backends (cgroup.c) */
+int cgroup_write(const char *dir, const char *file, const char *val, shed_err *err);
+int cgroup_read(const char *dir, const char *file, char *out, size_t outlen);
+int64_t cgroup_read_key(const char *dir, const char *file, const char *key);
+sandbox_cgroup *cgroup_alloc(const cgroup_backend *be);
+void cgroup_free(sandbox_cgroup *cg);
+/* The creator's own cgroup path below v1 controller ctrl ("" if at the root). */
+int cgroup_v1_self(const char *ctrl, char *out, size_t outlen);
+/* Kill each pid listed in dir/cgroup.procs; returns how many were listed. */
+int cgroup_kill_procs(const char *dir);

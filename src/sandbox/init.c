@@ -1,0 +1,438 @@
+/* `shed init`: pid 1 of a sandbox. Runs as the sandbox user with no
+ * capabilities, under the seccomp filter, inside every namespace. Reaps
+ * zombies, serves the control channel (ctl.h): runs commands ("exec") with
+ * the fds it was passed, runs agent tools ("tool"), kills on request, and
+ * watches the workspace size. Never trusts a message: bad requests get an
+ * "error" reply. If the creator's end closes, init exits and the kernel
+ * tears the whole pid namespace down. */
+#include "base/cleanup.h"
+#include "base/clock.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "sandbox/ctl.h"
+#include "sandbox/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define INIT_MAX_EXECS 64
+#define INIT_MAX_ARGS  4096
+#define INIT_KILL_GRACE_MS 2000
+
+typedef struct exec_entry {
+    int64_t id;
+    pid_t pid;           /* also its process group */
+    int64_t deadline_ms; /* 0 = none */
+    int64_t kill_at_ms;  /* SIGKILL after SIGTERM, 0 = not yet */
+} exec_entry;
+
+typedef struct init_state {
+    int ctl;
+    char *workdir;
+    char **env; /* base environment for commands */
+    int64_t command_timeout_ms;
+    uint64_t disk_max;
+    uint64_t fallback_as, fallback_nproc;
+    exec_entry execs[INIT_MAX_EXECS];
+    int nexecs;
+    int64_t next_disk_check;
+    int64_t disk_interval;
+} init_state;
+
+static void send_msg(init_state *s, json_t *m, const int *fds, int nfds)
+{
+    shed_err err;
+    if (ctl_send(s->ctl, m, fds, nfds, &err) < 0) {
+        /* the creator is gone or the channel broke: nothing to serve */
+        log_error("shed init: %s", err.msg);
+        _exit(1);
+    }
+    json_decref(m);
+}
+
+static void reply_error(init_state *s, json_int_t id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_error(init_state *s, json_int_t id, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    send_msg(s, json_pack("{s:s,s:I,s:s}", "type", "error", "id", id, "message", msg), NULL, 0);
+}
+
+/* ---- environment ---- */
+
+static int env_add(char ***env, size_t *n, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) return -EINVAL;
+    size_t kl = (size_t)(eq - kv) + 1;
+    for (size_t i = 0; i < *n; i++)
+        if (!strncmp((*env)[i], kv, kl)) {
+            char *d = strdup(kv);
+            if (!d) return -ENOMEM;
+            free((*env)[i]);
+            (*env)[i] = d;
+            return 0;
+        }
+    char **e = realloc(*env, (*n + 2) * sizeof(char *));
+    if (!e) return -ENOMEM;
+    *env = e;
+    if (!(e[*n] = strdup(kv))) return -ENOMEM;
+    e[++*n] = NULL;
+    return 0;
+}
+
+static void env_free(char **env)
+{
+    for (char **e = env; e && *e; e++) free(*e);
+    free(env);
+}
+
+static int base_env(init_state *s, json_t *extra)
+{
+    size_t n = 0;
+    char buf[4200];
+    static const char *const FIXED[] = {
+        "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+        "USER=sandbox", "LOGNAME=sandbox", "SHELL=/bin/bash", "LANG=C.UTF-8",
+        /* the only way out: the creator's egress proxy, reached inside the netns */
+        "HTTP_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
+        "ALL_PROXY=socks5h://127.0.0.1:1080", "NO_PROXY=localhost,127.0.0.1,::1",
+        "http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3128",
+        "all_proxy=socks5h://127.0.0.1:1080", "no_proxy=localhost,127.0.0.1,::1"};
+    for (size_t i = 0; i < ARRAY_SIZE(FIXED); i++)
+        if (env_add(&s->env, &n, FIXED[i]) < 0) return -ENOMEM;
+    snprintf(buf, sizeof(buf), "HOME=%s", s->workdir);
+    if (env_add(&s->env, &n, buf) < 0) return -ENOMEM;
+    size_t i;
+    json_t *v;
+    json_array_foreach(extra, i, v) {
+        if (json_is_string(v) && env_add(&s->env, &n, json_string_value(v)) < 0) return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- exec ---- */
+
+static exec_entry *exec_find_pid(init_state *s, pid_t pid)
+{
+    for (int i = 0; i < s->nexecs; i++)
+        if (s->execs[i].pid == pid) return &s->execs[i];
+    return NULL;
+}
+
+static exec_entry *exec_find_id(init_state *s, int64_t id)
+{
+    for (int i = 0; i < s->nexecs; i++)
+        if (s->execs[i].id == id) return &s->execs[i];
+    return NULL;
+}
+
+static void exec_remove(init_state *s, exec_entry *e)
+{
+    *e = s->execs[--s->nexecs];
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0) close(fds[i]);
+}
+
+static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
+{
+    json_int_t id = json_integer_value(json_object_get(m, "id"));
+    json_t *argv_j = json_object_get(m, "argv"), *env_j = json_object_get(m, "env");
+    const char *cwd = json_string_value(json_object_get(m, "cwd"));
+    json_t *to = json_object_get(m, "timeout_ms");
+    if (nfds != 3) {
+        close_fds(fds, nfds);
+        return reply_error(s, id, "exec: expected 3 fds (stdin, stdout, stderr), got %d", nfds);
+    }
+    size_t argc = json_is_array(argv_j) ? json_array_size(argv_j) : 0;
+    if (argc == 0 || argc > INIT_MAX_ARGS || (env_j && !json_is_array(env_j)) ||
+        (to && !json_is_integer(to))) {
+        close_fds(fds, nfds);
+        return reply_error(s, id, "exec: 'argv' must be a non-empty array of strings");
+    }
+    if (s->nexecs == INIT_MAX_EXECS || exec_find_id(s, id)) {
+        close_fds(fds, nfds);
+        return reply_error(s, id, "exec: too many commands, or id %lld in use", (long long)id);
+    }
+    _cleanup_free_ char **argv = calloc(argc + 1, sizeof(char *));
+    char **env = NULL;
+    size_t en = 0;
+    for (char **e = s->env; e && *e; e++) env_add(&env, &en, *e);
+    size_t i;
+    json_t *v;
+    int bad = !argv;
+    json_array_foreach(argv_j, i, v) {
+        if (!bad && !json_is_string(v)) bad = 1;
+        if (!bad) argv[i] = (char *)json_string_value(v);
+    }
+    json_array_foreach(env_j, i, v) {
+        if (!json_is_string(v) || env_add(&env, &en, json_string_value(v)) < 0) bad = 1;
+    }
+    if (bad) {
+        env_free(env);
+        close_fds(fds, nfds);
+        return reply_error(s, id, "exec: bad 'argv' or 'env' (strings, env as K=V)");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        env_free(env);
+        close_fds(fds, nfds);
+        return reply_error(s, id, "exec: fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+        int in = fcntl(fds[0], F_DUPFD, 10), out = fcntl(fds[1], F_DUPFD, 10),
+            er = fcntl(fds[2], F_DUPFD, 10);
+        if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
+            _exit(126);
+        syscall(SYS_close_range, 3, ~0U, 0);
+        /* the OOM killer should pick a command before init */
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (write(fd, "500", 3) < 0) {}
+            close(fd);
+        }
+        if (s->fallback_as) {
+            struct rlimit rl = {s->fallback_as, s->fallback_as};
+            setrlimit(RLIMIT_AS, &rl);
+        }
+        if (chdir(cwd ? cwd : s->workdir) < 0) {
+            dprintf(2, "shed: chdir %s: %s\n", cwd ? cwd : s->workdir, strerror(errno));
+            _exit(126);
+        }
+        environ = env;
+        execvp(argv[0], argv);
+        int e = errno;
+        dprintf(2, "shed: exec %s: %s\n", argv[0], strerror(e));
+        _exit(e == ENOENT ? 127 : 126);
+    }
+    env_free(env);
+    close_fds(fds, nfds);
+    setpgid(pid, pid); /* also from here: no race with a signal to the group */
+    exec_entry *e = &s->execs[s->nexecs++];
+    int64_t t = to ? json_integer_value(to) : s->command_timeout_ms;
+    *e = (exec_entry){.id = id, .pid = pid, .deadline_ms = t > 0 ? clock_mono_ms() + t : 0};
+}
+
+static void reap(init_state *s)
+{
+    for (;;) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid <= 0) return;
+        exec_entry *e = exec_find_pid(s, pid);
+        if (!e) continue; /* an orphan, or a tool's helper */
+        int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+        int status = sig ? 128 + sig : WEXITSTATUS(st);
+        send_msg(s, json_pack("{s:s,s:I,s:i,s:i}", "type", "exit", "id", (json_int_t)e->id,
+                              "status", status, "signal", sig),
+                 NULL, 0);
+        exec_remove(s, e);
+    }
+}
+
+static void check_deadlines(init_state *s, int64_t now)
+{
+    for (int i = 0; i < s->nexecs; i++) {
+        exec_entry *e = &s->execs[i];
+        if (e->kill_at_ms && now >= e->kill_at_ms) {
+            kill(-e->pid, SIGKILL);
+            e->kill_at_ms = 0;
+            e->deadline_ms = 0;
+        } else if (e->deadline_ms && now >= e->deadline_ms) {
+            kill(-e->pid, SIGTERM);
+            e->kill_at_ms = now + INIT_KILL_GRACE_MS;
+            e->deadline_ms = 0;
+        }
+    }
+}
+
+/* ---- workspace size watchdog (bind-mounted workspaces) ---- */
+
+static uint64_t usage(int dfd, dev_t dev, int depth, int *budget)
+{
+    uint64_t total = 0;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) && --*budget > 0) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (st.st_dev != dev) continue; /* another mount */
+        total += (uint64_t)st.st_blocks * 512;
+        if (S_ISDIR(st.st_mode) && depth < 512) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) total += usage(sub, dev, depth + 1, budget);
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+static void check_disk(init_state *s, int64_t now)
+{
+    if (!s->disk_max || now < s->next_disk_check) return;
+    int64_t t0 = clock_mono_ms();
+    int fd = open(s->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    uint64_t used = 0;
+    int budget = 1 << 20;
+    if (fd >= 0 && fstat(fd, &st) == 0)
+        used = usage(fd, st.st_dev, 0, &budget);
+    else if (fd >= 0)
+        close(fd);
+    int64_t spent = clock_mono_ms() - t0;
+    /* keep the walk under ~10% of the time */
+    s->disk_interval = spent * 10 > 250 ? spent * 10 : 250;
+    s->next_disk_check = clock_mono_ms() + s->disk_interval;
+    if (used > s->disk_max) {
+        kill(-1, SIGKILL); /* every process of the sandbox but init */
+        send_msg(s, json_pack("{s:s,s:s,s:I,s:I}", "type", "limit", "what", "disk", "used",
+                              (json_int_t)used, "max", (json_int_t)s->disk_max),
+                 NULL, 0);
+    }
+}
+
+/* ---- main ---- */
+
+static int handle(init_state *s, json_t *m, int *fds, int nfds)
+{
+    const char *type = json_string_value(json_object_get(m, "type"));
+    json_int_t id = json_integer_value(json_object_get(m, "id"));
+    if (!type) {
+        close_fds(fds, nfds);
+        reply_error(s, id, "message without a 'type'");
+        return 0;
+    }
+    if (!strcmp(type, "exec")) {
+        do_exec(s, m, fds, nfds);
+        return 0;
+    }
+    close_fds(fds, nfds);
+    if (!strcmp(type, "cancel")) {
+        exec_entry *e = exec_find_id(s, id);
+        if (e) kill(-e->pid, SIGKILL);
+    } else if (!strcmp(type, "terminate")) {
+        kill(-1, SIGTERM);
+    } else if (!strcmp(type, "policy")) {
+        /* egress policy lives with the creator; nothing to do inside */
+    } else if (!strcmp(type, "tool")) {
+        reply_error(s, id, "the agent toolset is not wired into this build of shed init yet");
+    } else {
+        reply_error(s, id, "unknown message type '%s'", type);
+    }
+    return 0;
+}
+
+int sandbox_init_main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    if (getpid() != 1) {
+        fprintf(stderr, "shed init: only runs as pid 1 of a sandbox (started by shed itself)\n");
+        return 2;
+    }
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* /proc/1 closed to the sandbox user */
+    init_state s = {.ctl = SANDBOX_FD_CTL};
+    json_t *conf = NULL;
+    shed_err err;
+    if (ctl_recv(s.ctl, &conf, NULL, NULL, &err) < 0) {
+        fprintf(stderr, "shed init: %s\n", err.msg);
+        return 1;
+    }
+    const char *wd = json_string_value(json_object_get(conf, "workdir"));
+    s.workdir = strdup(wd ? wd : "/workspace");
+    s.command_timeout_ms = json_integer_value(json_object_get(conf, "command_timeout_ms"));
+    s.disk_max = (uint64_t)json_integer_value(json_object_get(conf, "disk_max"));
+    s.fallback_as = (uint64_t)json_integer_value(json_object_get(conf, "fallback_as"));
+    s.fallback_nproc = (uint64_t)json_integer_value(json_object_get(conf, "fallback_nproc"));
+    if (json_is_true(json_object_get(conf, "log_debug"))) log_setup(LOG_DEBUG, LOG_TEXT);
+    if (base_env(&s, json_object_get(conf, "env")) < 0) return 1;
+    json_decref(conf);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "shed init: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
+    int lfds[3] = {SANDBOX_FD_HTTP, SANDBOX_FD_SOCKS, SANDBOX_FD_DNS};
+    for (int i = 0; i < 3; i++) fcntl(lfds[i], F_SETFD, FD_CLOEXEC);
+    send_msg(&s,
+             json_pack("{s:s,s:i,s:[sss]}", "type", "ready", "pid", (int)getpid(), "listeners",
+                       "http", "socks", "dns"),
+             lfds, 3);
+    close_fds(lfds, 3); /* the creator holds them now */
+
+    for (;;) {
+        int64_t now = clock_mono_ms(), wait = -1;
+        for (int i = 0; i < s.nexecs; i++) {
+            int64_t t = s.execs[i].kill_at_ms ? s.execs[i].kill_at_ms : s.execs[i].deadline_ms;
+            if (t && (wait < 0 || t - now < wait)) wait = t - now < 0 ? 0 : t - now;
+        }
+        if (s.disk_max) {
+            int64_t t = s.next_disk_check - now;
+            if (wait < 0 || t < wait) wait = t < 0 ? 0 : t;
+        }
+        struct pollfd p[2] = {{.fd = s.ctl, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        int n = poll(p, 2, wait > 1000000 ? 1000000 : (int)wait);
+        if (n < 0 && errno != EINTR) return 1;
+        if (n > 0 && p[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == sizeof(si)) {}
+            reap(&s);
+        }
+        if (n > 0 && p[0].revents) {
+            json_t *m = NULL;
+            int fds[CTL_MAX_FDS], nfds = 0;
+            int rc = ctl_recv(s.ctl, &m, fds, &nfds, &err);
+            if (rc == -EPIPE) return 0; /* the creator is gone: end the sandbox */
+            if (rc < 0) {
+                fprintf(stderr, "shed init: %s\n", err.msg);
+                return 1;
+            }
+            handle(&s, m, fds, nfds);
+            json_decref(m);
+        }
+        now = clock_mono_ms();
+        check_deadlines(&s, now);
+        check_disk(&s, now);
+    }
+}

@@ -1,0 +1,1207 @@
+/* Sandbox lifecycle: create (plan the mounts in the parent, clone into new
+ * namespaces, apply the plan in the child, exec init from an fd), destroy
+ * (kill ladder, remove everything), reconcile, probe. The child between
+ * clone and exec only makes syscalls on data prepared before the clone and
+ * reports failures through a CLOEXEC error pipe naming the step and errno.
+ * Must never: give the sandbox a capability, a host uid shared with
+ * another slot, a host path the policy did not name, or an fd of the
+ * creator other than the control channel. */
+#include "sandbox/sandbox.h"
+
+#include "base/cleanup.h"
+#include "base/clock.h"
+#include "base/id.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/ctl.h"
+#include "sandbox/internal.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <grp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/mount.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+struct sandbox {
+    pid_t init_pid;
+    int pidfd;
+    int ctl_fd;
+    int listeners[3];
+    uid_t host_uid;
+    int slot;
+    char *label;
+    char *dir;       /* state_dir/sandboxes/<label> */
+    char *slot_path; /* state_dir/slots/<n> or NULL */
+    char *workspace; /* host path or NULL */
+    sandbox_cgroup *cg;
+    int64_t deadline_ms;
+};
+
+/* ---------- process-wide state: init exe fd, cgroup detection ---------- */
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_exe_fd = -1;
+static atomic_uint g_seq;
+
+int sandbox_set_init_exe(const char *path, shed_err *err)
+{
+    int fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0) return err_set(err, errno, "open init binary %s", path);
+    pthread_mutex_lock(&g_lock);
+    if (g_exe_fd >= 0) close(g_exe_fd);
+    g_exe_fd = fd;
+    pthread_mutex_unlock(&g_lock);
+    return 0;
+}
+
+static int exe_fd(shed_err *err)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_exe_fd < 0) {
+        const char *env = getenv("SHED_INIT_EXE");
+        g_exe_fd = open(env && *env ? env : "/proc/self/exe", O_PATH | O_CLOEXEC);
+    }
+    int fd = g_exe_fd;
+    pthread_mutex_unlock(&g_lock);
+    if (fd < 0) return err_set(err, errno, "open /proc/self/exe (the init binary)");
+    return fd;
+}
+
+/* ---------- the mount plan ---------- */
+
+enum {
+    OP_MKDIR,
+    OP_MKFILE,
+    OP_SYMLINK,
+    OP_WRITE,
+    OP_BIND_RO,
+    OP_BIND_RW,
+    OP_BIND_DEV, /* device node: bind, keep dev */
+    OP_TMPFS,
+    OP_PROC,
+    OP_DEVPTS,
+    OP_PROC_RO,  /* bind a /proc subpath read-only over itself (if present) */
+    OP_MASK,     /* deny_read: inside path hidden (tmpfs or /dev/null) if present */
+    OP_DENYWRITE,/* inside path made read-only if present */
+};
+
+typedef struct mop {
+    int kind;
+    char *src;  /* host path, symlink text, file content, tmpfs options */
+    char *dst;  /* absolute path in the child's view before pivot_root */
+    size_t len; /* content length for OP_WRITE */
+} mop;
+
+typedef struct plan {
+    mop *ops;
+    size_t n, cap;
+    char *root; /* the new root's mount point (host path, under the state dir) */
+} plan;
+
+static void plan_free(plan *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->ops[i].src);
+        free(p->ops[i].dst);
+    }
+    free(p->ops);
+    free(p->root);
+    memset(p, 0, sizeof(*p));
+}
+
+static int plan_add(plan *p, int kind, const char *src, const char *inside)
+{
+    if (p->n == p->cap) {
+        size_t c = p->cap ? p->cap * 2 : 64;
+        mop *o = realloc(p->ops, c * sizeof(*o));
+        if (!o) return -ENOMEM;
+        p->ops = o;
+        p->cap = c;
+    }
+    mop *o = &p->ops[p->n];
+    memset(o, 0, sizeof(*o));
+    o->kind = kind;
+    if (src && !(o->src = strdup(src))) return -ENOMEM;
+    o->len = src ? strlen(src) : 0;
+    if (asprintf(&o->dst, "%s%s", p->root, inside) < 0) {
+        free(o->src);
+        return -ENOMEM;
+    }
+    p->n++;
+    return 0;
+}
+
+/* mkdir -p of every parent of `inside` in the new root (which is empty, so
+ * each component is created by us: no symlink can be in the way). */
+static int plan_parents(plan *p, const char *inside)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", inside);
+    for (char *s = strchr(tmp + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = 0;
+        int rc = plan_add(p, OP_MKDIR, NULL, tmp);
+        *s = '/';
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* Bind host path `src` at `inside`: directory or file mount point, or a
+ * symlink mirrored as a symlink (merged-/usr hosts: /bin -> usr/bin). */
+static int plan_bind(plan *p, const char *src, const char *inside, int kind, bool mirror_links,
+                     bool optional, shed_err *err)
+{
+    struct stat st;
+    if (lstat(src, &st) < 0) {
+        if (optional && errno == ENOENT) return 0;
+        return err_set(err, errno, "mount source %s", src);
+    }
+    int rc = plan_parents(p, inside);
+    if (rc < 0) return rc;
+    if (S_ISLNK(st.st_mode) && mirror_links) {
+        char link[4096];
+        ssize_t n = readlink(src, link, sizeof(link) - 1);
+        if (n < 0) return err_set(err, errno, "readlink %s", src);
+        link[n] = 0;
+        return plan_add(p, OP_SYMLINK, link, inside);
+    }
+    if (stat(src, &st) < 0) {
+        if (optional && errno == ENOENT) return 0;
+        return err_set(err, errno, "mount source %s", src);
+    }
+    if ((rc = plan_add(p, S_ISDIR(st.st_mode) ? OP_MKDIR : OP_MKFILE, NULL, inside)) < 0) return rc;
+    return plan_add(p, kind, src, inside);
+}
+
+static int plan_write(plan *p, const char *inside, const char *content)
+{
+    return plan_add(p, OP_WRITE, content, inside);
+}
+
+typedef struct create_cfg {
+    const sandbox_policy *pol;
+    const sandbox_opts *opts;
+    const char *workdir;
+    const char *hostname;
+    uint64_t memory_max, pids_max;
+    bool cgroup_on;
+} create_cfg;
+
+static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_err *err)
+{
+    const sandbox_policy *pol = c->pol;
+    const char *base = pol->rootfs ? pol->rootfs : "";
+    char src[4096];
+    int rc;
+#define TRY(x)                                                                                  \
+    do {                                                                                        \
+        if ((rc = (x)) < 0) {                                                                   \
+            if (err && !err->code) err_set(err, -rc, "sandbox mount plan");                     \
+            return rc;                                                                          \
+        }                                                                                       \
+    } while (0)
+    if (err) err->code = 0;
+    static const char *const TOP[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                                      "/libx32"};
+    for (size_t i = 0; i < ARRAY_SIZE(TOP); i++) {
+        snprintf(src, sizeof(src), "%s%s", base, TOP[i]);
+        TRY(plan_bind(p, src, TOP[i], OP_BIND_RO, true, i > 0, err));
+    }
+    /* a minimal /etc */
+    TRY(plan_add(p, OP_MKDIR, NULL, "/etc"));
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+             "sandbox:x:%d:%d:shed sandbox:%s:/bin/bash\n"
+             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+             SANDBOX_UID, SANDBOX_GID, c->workdir);
+    TRY(plan_write(p, "/etc/passwd", buf));
+    snprintf(buf, sizeof(buf), "root:x:0:\nsandbox:x:%d:\nnogroup:x:65534:\n", SANDBOX_GID);
+    TRY(plan_write(p, "/etc/group", buf));
+    snprintf(buf, sizeof(buf), "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost\n",
+             c->hostname);
+    TRY(plan_write(p, "/etc/hosts", buf));
+    TRY(plan_write(p, "/etc/hostname", c->hostname));
+    /* the in-sandbox DNS stub (egress) */
+    TRY(plan_write(p, "/etc/resolv.conf", "nameserver 127.0.0.1\noptions ndots:0 attempts:1\n"));
+    TRY(plan_write(p, "/etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\n"
+                                            "hosts: files dns\nnetworks: files\n"
+                                            "protocols: files\nservices: files\n"));
+    static const char *const ETC[] = {"/etc/ssl", "/etc/ca-certificates", "/etc/ca-certificates.conf",
+                                      "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                                      "/etc/ld.so.conf.d", "/etc/localtime", "/etc/bash.bashrc",
+                                      "/etc/profile", "/etc/inputrc", "/etc/services",
+                                      "/etc/protocols", "/etc/mime.types", "/etc/magic",
+                                      "/etc/pki", "/etc/python3"};
+    for (size_t i = 0; i < ARRAY_SIZE(ETC); i++) {
+        snprintf(src, sizeof(src), "%s%s", base, ETC[i]);
+        TRY(plan_bind(p, src, ETC[i], OP_BIND_RO, false, true, err));
+    }
+    /* /dev */
+    TRY(plan_add(p, OP_MKDIR, NULL, "/dev"));
+    TRY(plan_add(p, OP_TMPFS, "mode=0755,size=64k,nr_inodes=64", "/dev"));
+    static const char *const DEV[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    for (size_t i = 0; i < ARRAY_SIZE(DEV); i++) {
+        char in[64], host[64];
+        snprintf(in, sizeof(in), "/dev/%s", DEV[i]);
+        snprintf(host, sizeof(host), "/dev/%s", DEV[i]);
+        TRY(plan_add(p, OP_MKFILE, NULL, in));
+        TRY(plan_add(p, OP_BIND_DEV, host, in));
+    }
+    TRY(plan_add(p, OP_MKDIR, NULL, "/dev/pts"));
+    TRY(plan_add(p, OP_DEVPTS, "newinstance,ptmxmode=0666,mode=0620", "/dev/pts"));
+    TRY(plan_add(p, OP_SYMLINK, "pts/ptmx", "/dev/ptmx"));
+    TRY(plan_add(p, OP_MKDIR, NULL, "/dev/shm"));
+    TRY(plan_add(p, OP_TMPFS, "mode=1777,size=64m", "/dev/shm"));
+    TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd", "/dev/fd"));
+    TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/0", "/dev/stdin"));
+    TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/1", "/dev/stdout"));
+    TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/2", "/dev/stderr"));
+    /* /proc: fresh, in the new pid namespace; kernel knobs read-only */
+    TRY(plan_add(p, OP_MKDIR, NULL, "/proc"));
+    TRY(plan_add(p, OP_PROC, NULL, "/proc"));
+    static const char *const PROC_RO[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
+                                          "/proc/bus", "/proc/fs"};
+    for (size_t i = 0; i < ARRAY_SIZE(PROC_RO); i++) TRY(plan_add(p, OP_PROC_RO, NULL, PROC_RO[i]));
+    /* /tmp */
+    snprintf(buf, sizeof(buf), "mode=1777,size=%llu", (unsigned long long)pol->tmp_size);
+    TRY(plan_add(p, OP_MKDIR, NULL, "/tmp"));
+    TRY(plan_add(p, OP_TMPFS, buf, "/tmp"));
+    /* the workspace */
+    TRY(plan_parents(p, c->workdir));
+    TRY(plan_add(p, OP_MKDIR, NULL, c->workdir));
+    if (workspace) {
+        TRY(plan_add(p, OP_BIND_RW, workspace, c->workdir));
+    } else {
+        snprintf(buf, sizeof(buf), "mode=0700,uid=%d,gid=%d,size=%llu", SANDBOX_UID, SANDBOX_GID,
+                 (unsigned long long)pol->workspace_max);
+        TRY(plan_add(p, OP_TMPFS, buf, c->workdir));
+    }
+    /* the operator's mounts: policy, then opts */
+    for (size_t i = 0; i < pol->nmounts; i++)
+        TRY(plan_bind(p, pol->mounts[i].source, pol->mounts[i].target,
+                      pol->mounts[i].writable ? OP_BIND_RW : OP_BIND_RO, false, false, err));
+    for (int rw = 0; rw < 2; rw++) {
+        const char *const *l = rw ? c->opts->rw_binds : c->opts->ro_binds;
+        for (; l && *l; l++) {
+            const char *colon = strchr(*l, ':');
+            if (!colon || colon == *l || colon[1] != '/' || (*l)[0] != '/')
+                return err_msg(err, EINVAL, "bind \"%s\": expected \"/host/path:/inside/path\"",
+                               *l);
+            char host[4096];
+            snprintf(host, sizeof(host), "%.*s", (int)(colon - *l), *l);
+            TRY(plan_bind(p, host, colon + 1, rw ? OP_BIND_RW : OP_BIND_RO, false, false, err));
+        }
+    }
+    for (char **d = pol->deny_write; d && *d; d++) TRY(plan_add(p, OP_DENYWRITE, NULL, *d));
+    for (char **d = pol->deny_read; d && *d; d++) TRY(plan_add(p, OP_MASK, NULL, *d));
+#undef TRY
+    return 0;
+}
+
+/* ---------- the child: between clone and exec ---------- */
+
+typedef struct child_args {
+    const plan *pl;
+    const create_cfg *cfg;
+    int sync_fd, err_fd, ctl_fd, exe_fd;
+    bool privileged;
+    int cap_last;
+    const struct sock_fprog *prog; /* NULL when waived */
+    struct rlimit nofile, fsize, nproc;
+    bool nproc_on;
+} child_args;
+
+struct child_err {
+    int err;
+    char step[248];
+};
+
+__attribute__((noreturn)) static void child_die(const child_args *a, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void child_die(const child_args *a, int e, const char *fmt, ...)
+{
+    struct child_err ce = {.err = e};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ce.step, sizeof(ce.step), fmt, ap);
+    va_end(ap);
+    ssize_t w = write(a->err_fd, &ce, sizeof(ce));
+    (void)w;
+    _exit(125);
+}
+
+static int sys_mount_setattr(const char *path, unsigned flags, uint64_t set, uint64_t clr)
+{
+    struct mount_attr attr = {.attr_set = set, .attr_clr = clr};
+    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof(attr));
+}
+
+static void child_bind(const child_args *a, const mop *o, uint64_t attrs)
+{
+    if (mount(o->src, o->dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+        child_die(a, errno, "bind mount %s", o->src);
+    if (sys_mount_setattr(o->dst, AT_RECURSIVE, attrs, 0) < 0)
+        child_die(a, errno, "mount_setattr %s", o->src);
+}
+
+static void child_write(const child_args *a, const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) child_die(a, errno, "create %s", path);
+    if (write(fd, data, len) != (ssize_t)len) child_die(a, errno, "write %s", path);
+    close(fd);
+}
+
+static void child_run_plan(const child_args *a)
+{
+    const plan *p = a->pl;
+    for (size_t i = 0; i < p->n; i++) {
+        const mop *o = &p->ops[i];
+        struct stat st;
+        switch (o->kind) {
+        case OP_MKDIR:
+            if (mkdir(o->dst, 0755) < 0 && errno != EEXIST) child_die(a, errno, "mkdir %s", o->dst);
+            break;
+        case OP_MKFILE: {
+            int fd = open(o->dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+            if (fd < 0 && errno != EEXIST) child_die(a, errno, "create mount point %s", o->dst);
+            if (fd >= 0) close(fd);
+            break;
+        }
+        case OP_SYMLINK:
+            if (symlink(o->src, o->dst) < 0 && errno != EEXIST)
+                child_die(a, errno, "symlink %s", o->dst);
+            break;
+        case OP_WRITE:
+            child_write(a, o->dst, o->src, o->len);
+            break;
+        case OP_BIND_RO:
+            child_bind(a, o, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+            break;
+        case OP_BIND_RW:
+            child_bind(a, o, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+            break;
+        case OP_BIND_DEV:
+            child_bind(a, o, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+            break;
+        case OP_TMPFS:
+            if (mount("tmpfs", o->dst, "tmpfs", MS_NOSUID | MS_NODEV, o->src) < 0)
+                child_die(a, errno, "mount tmpfs on %s", o->dst);
+            break;
+        case OP_PROC:
+            if (mount("proc", o->dst, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                child_die(a, errno,
+                          "mount proc on %s (fix: a host or container that allows mounting "
+                          "procfs in a user namespace, e.g. without masked /proc paths)",
+                          o->dst);
+            break;
+        case OP_DEVPTS:
+            if (mount("devpts", o->dst, "devpts", MS_NOSUID | MS_NOEXEC, o->src) < 0)
+                child_die(a, errno, "mount devpts on %s", o->dst);
+            break;
+        case OP_PROC_RO:
+            if (lstat(o->dst, &st) < 0) break;
+            if (mount(o->dst, o->dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+                child_die(a, errno, "bind %s", o->dst);
+            if (sys_mount_setattr(o->dst, AT_RECURSIVE, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                                            MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                                  0) < 0)
+                child_die(a, errno, "make %s read-only", o->dst);
+            break;
+        case OP_DENYWRITE:
+            if (lstat(o->dst, &st) < 0 || S_ISLNK(st.st_mode)) break;
+            if (mount(o->dst, o->dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+                child_die(a, errno, "bind %s (denyWrite)", o->dst);
+            if (sys_mount_setattr(o->dst, AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0) < 0)
+                child_die(a, errno, "make %s read-only (denyWrite)", o->dst);
+            break;
+        case OP_MASK:
+            if (lstat(o->dst, &st) < 0 || S_ISLNK(st.st_mode)) break;
+            if (S_ISDIR(st.st_mode)) {
+                if (mount("tmpfs", o->dst, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                          "mode=0000,size=4k,nr_inodes=1") < 0)
+                    child_die(a, errno, "hide %s (denyRead)", o->dst);
+            } else {
+                char null[4200];
+                snprintf(null, sizeof(null), "%s/dev/null", p->root);
+                if (mount(null, o->dst, NULL, MS_BIND, NULL) < 0)
+                    child_die(a, errno, "hide %s (denyRead)", o->dst);
+                sys_mount_setattr(o->dst, 0, MOUNT_ATTR_RDONLY, 0);
+            }
+            break;
+        }
+    }
+}
+
+static int move_fd_high(int fd)
+{
+    return fd < 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 64);
+}
+
+static int listen_on(int type, int port)
+{
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) return -errno;
+    if (type == SOCK_STREAM && listen(fd, 128) < 0) return -errno;
+    return fd;
+}
+
+__attribute__((noreturn)) static void child_main(child_args *a)
+{
+    char c;
+    /* Wait until the parent wrote our id maps and put us in the cgroup. */
+    ssize_t r;
+    do
+        r = read(a->sync_fd, &c, 1);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(125); /* parent gone */
+    close(a->sync_fd);
+
+    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
+        child_die(a, errno, "unshare cgroup namespace");
+    /* Become the sandbox user now (caps are kept: uid 0 is not mapped, so the
+     * kernel's setuid cap-clearing rule does not apply) so that files we
+     * create on our tmpfs have a mapped owner. */
+    if (a->privileged && setgroups(0, NULL) < 0) child_die(a, errno, "setgroups");
+    if (setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) < 0) child_die(a, errno, "setresgid");
+    if (setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0) child_die(a, errno, "setresuid");
+
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        child_die(a, errno, "make / a slave mount");
+    const char *root = a->pl->root;
+    if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096") < 0)
+        child_die(a, errno, "mount the root tmpfs on %s", root);
+    child_run_plan(a);
+    /* The root itself read-only (the tmpfs holding /etc's files). */
+    if (sys_mount_setattr(root, 0, MOUNT_ATTR_RDONLY, 0) < 0)
+        child_die(a, errno, "make the root read-only");
+    if (chdir(root) < 0) child_die(a, errno, "chdir %s", root);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) child_die(a, errno, "pivot_root");
+    if (umount2(".", MNT_DETACH) < 0) child_die(a, errno, "detach the old root");
+    if (chdir(a->cfg->workdir) < 0) child_die(a, errno, "chdir %s", a->cfg->workdir);
+
+    if (sethostname(a->cfg->hostname, strlen(a->cfg->hostname)) < 0)
+        child_die(a, errno, "sethostname");
+    /* lo up: an ioctl is enough, no netlink needed */
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) child_die(a, errno, "socket for lo");
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) child_die(a, errno, "SIOCGIFFLAGS lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_die(a, errno, "bring lo up (SIOCSIFFLAGS)");
+    close(s);
+    /* the egress listeners (port 53 needs our capability, so before the drop) */
+    int lfd[3] = {listen_on(SOCK_STREAM, 3128), listen_on(SOCK_STREAM, 1080),
+                  listen_on(SOCK_DGRAM, 53)};
+    static const char *const LN[] = {"127.0.0.1:3128", "127.0.0.1:1080", "udp 127.0.0.1:53"};
+    for (int i = 0; i < 3; i++) {
+        if (lfd[i] < 0) child_die(a, -lfd[i], "egress listener %s", LN[i]);
+        lfd[i] = move_fd_high(lfd[i]);
+    }
+
+    /* rlimits: second layer */
+    struct rlimit zero = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &zero) < 0) child_die(a, errno, "setrlimit core");
+    if (setrlimit(RLIMIT_NOFILE, &a->nofile) < 0) child_die(a, errno, "setrlimit nofile");
+    if (setrlimit(RLIMIT_FSIZE, &a->fsize) < 0) child_die(a, errno, "setrlimit fsize");
+    if (a->nproc_on && setrlimit(RLIMIT_NPROC, &a->nproc) < 0) child_die(a, errno, "setrlimit nproc");
+
+    if (setsid() < 0) child_die(a, errno, "setsid");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_die(a, errno, "PR_SET_NO_NEW_PRIVS");
+    for (int cap = 0; cap <= a->cap_last; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            child_die(a, errno, "drop capability %d from the bounding set", cap);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        child_die(a, errno, "clear ambient capabilities");
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {{0}};
+    if (syscall(SYS_capset, &hdr, data) < 0) child_die(a, errno, "capset (drop all)");
+    /* after the last credential change, which would clear it */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_die(a, errno, "PR_SET_PDEATHSIG");
+
+    /* fds: 0,1 /dev/null, 2 the creator's stderr (init's log), 3 ctl, 4-6 listeners */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) child_die(a, errno, "open /dev/null");
+    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0) child_die(a, errno, "dup2 stdio");
+    if (dup2(a->ctl_fd, SANDBOX_FD_CTL) < 0 || dup2(lfd[0], SANDBOX_FD_HTTP) < 0 ||
+        dup2(lfd[1], SANDBOX_FD_SOCKS) < 0 || dup2(lfd[2], SANDBOX_FD_DNS) < 0)
+        child_die(a, errno, "dup2 control/listener fds");
+    if (syscall(SYS_close_range, 7, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        child_die(a, errno, "close_range");
+
+    if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
+        child_die(a, errno, "install the seccomp filter");
+    char *const argv[] = {"shed", "init", NULL};
+    char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    syscall(SYS_execveat, a->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+    child_die(a, errno, "execveat shed init");
+}
+
+/* ---------- helpers in the parent ---------- */
+
+static int write_file(const char *path, const char *data, shed_err *err)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return err_set(err, errno, "open %s", path);
+    size_t n = strlen(data);
+    if (write(fd, data, n) != (ssize_t)n) return err_set(err, errno, "write %s", path);
+    return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *s = strchr(tmp + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = 0;
+        if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -errno;
+        *s = '/';
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -errno;
+    return 0;
+}
+
+static char *default_state_dir(void)
+{
+    char *s = NULL;
+    if (geteuid() == 0) return strdup("/run/shed");
+    const char *x = getenv("XDG_RUNTIME_DIR");
+    if (x && *x == '/' && access(x, W_OK) == 0) {
+        if (asprintf(&s, "%s/shed", x) < 0) return NULL;
+        return s;
+    }
+    if (asprintf(&s, "/tmp/shed-%u", (unsigned)getuid()) < 0) return NULL;
+    return s;
+}
+
+/* Start time of a process (field 22 of /proc/pid/stat), 0 if gone. */
+static unsigned long long proc_start(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    unsigned long long v = 0;
+    int field = 2;
+    for (char *t = strtok(p + 1, " "); t; t = strtok(NULL, " "))
+        if (++field == 22) {
+            v = strtoull(t, NULL, 10);
+            break;
+        }
+    return v;
+}
+
+static bool label_ok(const char *l)
+{
+    size_t n = strlen(l);
+    if (n == 0 || n > 64) return false;
+    for (const char *c = l; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '-'))
+            return false;
+    return true;
+}
+
+static int cap_last(void)
+{
+    static int v = -1;
+    if (v >= 0) return v;
+    char buf[16] = {0};
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, buf, sizeof(buf) - 1) < 0) buf[0] = 0;
+        close(fd);
+    }
+    v = buf[0] ? atoi(buf) : 63;
+    return v;
+}
+
+/* Give the slot's host uid the workspace (root only): the top directory,
+ * and everything below it when the top had another owner (first use, or a
+ * slot change). Never follows a symlink. */
+static int chown_tree(int dfd, uid_t uid, gid_t gid, int depth)
+{
+    if (depth > 256) return -ELOOP;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return -errno;
+    }
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (fchownat(dirfd(d), e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) rc = -errno;
+        if (e->d_type == DT_DIR) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                int r2 = chown_tree(sub, uid, gid, depth + 1);
+                if (r2 < 0) rc = r2;
+            }
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int claim_slot(const char *state_dir, int want, const char *label, char **path,
+                      shed_err *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/slots", state_dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return err_set(err, errno, "mkdir %s", dir);
+    unsigned start = want >= 0 ? (unsigned)want : (unsigned)(getpid() * 131u + atomic_fetch_add(&g_seq, 1) * 7919u);
+    int tries = want >= 0 ? 1 : 4096;
+    for (int i = 0; i < tries; i++) {
+        unsigned slot = (start + (unsigned)i) % SANDBOX_SLOTS;
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/%u", dir, slot);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno == EEXIST) continue;
+            return err_set(err, errno, "claim slot %s", p);
+        }
+        ssize_t w = write(fd, label, strlen(label));
+        (void)w;
+        close(fd);
+        *path = strdup(p);
+        return (int)slot;
+    }
+    if (want >= 0) return err_msg(err, EBUSY, "slot %d is in use (file %s/%d)", want, dir, want);
+    return err_msg(err, EBUSY, "no free sandbox slot under %s", dir);
+}
+
+static int write_state(sandbox_t *sb, const char *root, shed_err *err)
+{
+    _cleanup_json_ json_t *st = json_pack("{s:i,s:I,s:i,s:I,s:i,s:s,s:s?}", "owner_pid",
+                                          (int)getpid(), "owner_start",
+                                          (json_int_t)proc_start(getpid()), "init_pid",
+                                          (int)sb->init_pid, "init_start",
+                                          (json_int_t)proc_start(sb->init_pid), "slot", sb->slot,
+                                          "root", root, "slot_path", sb->slot_path);
+    if (!st) return err_set(err, ENOMEM, "state");
+    if (sb->cg) {
+        json_t *d = json_array();
+        for (int i = 0; i < sb->cg->ndirs; i++) json_array_append_new(d, json_string(sb->cg->dirs[i]));
+        json_object_set_new(st, "cgroup", json_string(sb->cg->be->name));
+        json_object_set_new(st, "cgroup_dirs", d);
+    }
+    char path[4200], tmp[4200];
+    snprintf(path, sizeof(path), "%s/state.json", sb->dir);
+    snprintf(tmp, sizeof(tmp), "%s/state.json.tmp", sb->dir);
+    if (json_dump_file(st, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0)
+        return err_set(err, errno ? errno : EIO, "write %s", path);
+    return 0;
+}
+
+/* ---------- probe ---------- */
+
+static int g_probed; /* 1 = ok for userns; guarded by g_lock */
+
+int sandbox_probe(const sandbox_policy *pol, shed_err *err)
+{
+    pthread_mutex_lock(&g_lock);
+    int done = g_probed;
+    pthread_mutex_unlock(&g_lock);
+    if (!done) {
+        pid_t pid = fork();
+        if (pid < 0) return err_set(err, errno, "probe: fork");
+        if (pid == 0) {
+            if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) < 0) _exit(10);
+            _exit(0);
+        }
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            return err_msg(err, EPERM,
+                           "user namespaces are not available to this user (unshare(CLONE_NEWUSER) "
+                           "failed); fix: sysctl kernel.unprivileged_userns_clone=1, "
+                           "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu >= 23.10) or an "
+                           "AppArmor profile allowing userns for shed, or run shed as root; in a "
+                           "container, allow clone(CLONE_NEWUSER) in its seccomp profile");
+        char buf[4096];
+        int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (fd >= 0) close(fd);
+        buf[n > 0 ? n : 0] = 0;
+        if (pol && !(pol->waived & SANDBOX_WAIVE_SECCOMP) && !strstr(buf, "Seccomp:"))
+            return err_msg(err, ENOTSUP,
+                           "seccomp is not available in this kernel (CONFIG_SECCOMP_FILTER); fix: "
+                           "a kernel with seccomp filters, or waive \"seccomp\" in the policy");
+        pthread_mutex_lock(&g_lock);
+        g_probed = 1;
+        pthread_mutex_unlock(&g_lock);
+    }
+    if (pol && !(pol->waived & SANDBOX_WAIVE_CGROUP)) {
+        const cgroup_backend *be;
+        _cleanup_free_ char *base = NULL;
+        int rc = cgroup_detect(&be, &base, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* ---------- create ---------- */
+
+static void sandbox_free(sandbox_t *sb)
+{
+    if (!sb) return;
+    if (sb->ctl_fd >= 0) close(sb->ctl_fd);
+    if (sb->pidfd >= 0) close(sb->pidfd);
+    for (int i = 0; i < 3; i++)
+        if (sb->listeners[i] >= 0) close(sb->listeners[i]);
+    free(sb->label);
+    free(sb->dir);
+    free(sb->slot_path);
+    free(sb->workspace);
+    free(sb);
+}
+
+static void cleanup_sandboxp(sandbox_t **sb)
+{
+    if (*sb) sandbox_destroy(*sb, 0, NULL);
+}
+static void cleanup_planp(plan *p)
+{
+    plan_free(p);
+}
+
+int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                   shed_err *err)
+{
+    static const sandbox_opts no_opts = {.slot = -1};
+    if (!opts) opts = &no_opts;
+    int rc = sandbox_probe(pol, err);
+    if (rc < 0) return rc;
+    int efd = exe_fd(err);
+    if (efd < 0) return efd;
+
+    bool privileged = geteuid() == 0;
+    __attribute__((cleanup(cleanup_sandboxp))) sandbox_t *sb = calloc(1, sizeof(*sb));
+    if (!sb) return err_set(err, ENOMEM, "sandbox");
+    sb->ctl_fd = sb->pidfd = -1;
+    sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
+    sb->slot = -1;
+
+    char label[80];
+    if (opts->label) {
+        if (!label_ok(opts->label))
+            return err_msg(err, EINVAL, "sandbox label \"%s\": use 1-64 of [A-Za-z0-9_-]",
+                           opts->label);
+        snprintf(label, sizeof(label), "%s", opts->label);
+    } else {
+        unsigned char rnd[4];
+        id_random(rnd, sizeof(rnd));
+        snprintf(label, sizeof(label), "sb-%d-%u-%02x%02x%02x%02x", (int)getpid(),
+                 atomic_fetch_add(&g_seq, 1), rnd[0], rnd[1], rnd[2], rnd[3]);
+    }
+    if (!(sb->label = strdup(label))) return err_set(err, ENOMEM, "sandbox");
+    _cleanup_free_ char *state_dir = opts->state_dir ? strdup(opts->state_dir) : default_state_dir();
+    if (!state_dir) return err_set(err, ENOMEM, "sandbox");
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sandboxes", state_dir);
+    if ((rc = mkdir_p(path, 0711)) < 0) return err_set(err, -rc, "create state dir %s", path);
+    if (asprintf(&sb->dir, "%s/sandboxes/%s", state_dir, label) < 0)
+        return err_set(err, ENOMEM, "sandbox");
+    if (mkdir(sb->dir, 0711) < 0) {
+        int e = errno;
+        free(steal_pointer(&sb->dir));
+        return err_set(err, e, "create %s (is label \"%s\" in use?)", path, label);
+    }
+    char root[4300];
+    snprintf(root, sizeof(root), "%s/root", sb->dir);
+    if (mkdir(root, 0755) < 0) return err_set(err, errno, "mkdir %s", root);
+
+    /* host ids */
+    gid_t host_gid;
+    if (privileged) {
+        rc = claim_slot(state_dir, opts->slot, label, &sb->slot_path, err);
+        if (rc < 0) return rc;
+        sb->slot = rc;
+        sb->host_uid = SANDBOX_HOST_ID_BASE + (unsigned)sb->slot;
+        host_gid = SANDBOX_HOST_ID_BASE + (unsigned)sb->slot;
+    } else {
+        sb->host_uid = getuid();
+        host_gid = getgid();
+    }
+
+    create_cfg cfg = {.pol = pol, .opts = opts};
+    cfg.workdir = opts->workdir ? opts->workdir : "/workspace";
+    cfg.hostname = opts->hostname ? opts->hostname : label;
+    if (cfg.workdir[0] != '/' || strstr(cfg.workdir, "..") || !strcmp(cfg.workdir, "/"))
+        return err_msg(err, EINVAL, "workdir \"%s\" must be an absolute path below /", cfg.workdir);
+    cfg.memory_max = opts->memory_max ? opts->memory_max : pol->memory_max;
+    cfg.pids_max = opts->pids_max ? opts->pids_max : pol->pids_max;
+    int64_t lifetime = opts->timeout_ms ? opts->timeout_ms : pol->timeout_ms;
+    sb->deadline_ms = lifetime > 0 ? clock_mono_ms() + lifetime : 0;
+
+    /* cgroup */
+    if (!(pol->waived & SANDBOX_WAIVE_CGROUP)) {
+        const cgroup_backend *be;
+        _cleanup_free_ char *base = NULL;
+        if ((rc = cgroup_detect(&be, &base, err)) < 0) return rc;
+        cgroup_limits lim = {cfg.memory_max, cfg.pids_max, pol->cpus};
+        if ((rc = be->create(base, label, &lim, &sb->cg, err)) < 0) {
+            if (rc == -EACCES || rc == -EPERM || rc == -EROFS)
+                err_wrap(err, "cgroup (%s) not writable: fix: run shed as root, delegate a cgroup "
+                              "to this user, or waive \"cgroup\" in the policy to use the "
+                              "rlimit fallback",
+                         be->name);
+            return rc;
+        }
+        cfg.cgroup_on = true;
+    } else {
+        slog(LOG_WARN, label, NULL,
+             "sandbox %s: layer \"cgroup\" waived by the policy: memory/pids limits fall back to "
+             "RLIMIT_AS/RLIMIT_NPROC of each command, no cpu limit",
+             label);
+    }
+    if (pol->waived & SANDBOX_WAIVE_SECCOMP)
+        slog(LOG_WARN, label, NULL, "sandbox %s: layer \"seccomp\" waived by the policy", label);
+
+    /* workspace */
+    _cleanup_free_ char *ws = NULL;
+    if (opts->workspace) {
+        ws = realpath(opts->workspace, NULL);
+        struct stat st;
+        if (!ws || stat(ws, &st) < 0) return err_set(err, errno, "workspace %s", opts->workspace);
+        if (!S_ISDIR(st.st_mode)) return err_msg(err, ENOTDIR, "workspace %s: not a directory", ws);
+        if (privileged && (st.st_uid != sb->host_uid || st.st_gid != host_gid)) {
+            if (chown(ws, sb->host_uid, host_gid) < 0)
+                return err_set(err, errno, "chown workspace %s to uid %u", ws, sb->host_uid);
+            int dfd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0 && (rc = chown_tree(dfd, sb->host_uid, host_gid, 0)) < 0)
+                return err_set(err, -rc, "chown the contents of workspace %s", ws);
+            chmod(ws, 0700);
+        }
+        if (!(sb->workspace = strdup(ws))) return err_set(err, ENOMEM, "sandbox");
+    }
+
+    __attribute__((cleanup(cleanup_planp))) plan pl = {0};
+    if (!(pl.root = strdup(root))) return err_set(err, ENOMEM, "sandbox");
+    if ((rc = build_plan(&pl, &cfg, ws, err)) < 0) return rc;
+
+    /* channels */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return err_set(err, errno, "socketpair for the control channel");
+    sb->ctl_fd = sv[0];
+    _cleanup_close_ int child_ctl = sv[1];
+    int syncp[2], errp[2];
+    if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    _cleanup_close_ int sync_r = syncp[0], sync_w = syncp[1];
+    if (pipe2(errp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    _cleanup_close_ int err_r = errp[0], err_w = errp[1];
+
+    struct sock_fprog prog = {.len = pol->bpf_len, .filter = pol->bpf};
+    child_args a = {.pl = &pl, .cfg = &cfg, .privileged = privileged, .cap_last = cap_last(),
+                    .prog = pol->bpf ? &prog : NULL};
+    uint64_t fsz = pol->fsize_max;
+    if (!ws && pol->workspace_max && pol->workspace_max < fsz) fsz = pol->workspace_max;
+    a.nofile = (struct rlimit){pol->nofile, pol->nofile};
+    a.fsize = (struct rlimit){fsz ? fsz : RLIM_INFINITY, fsz ? fsz : RLIM_INFINITY};
+    if (!cfg.cgroup_on && cfg.pids_max) {
+        a.nproc_on = true;
+        a.nproc = (struct rlimit){cfg.pids_max, cfg.pids_max};
+    }
+
+    struct clone_args ca = {0};
+    int pidfd = -1;
+    ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0) {
+        int e = errno;
+        return err_set(err, e, "clone3 into new namespaces%s",
+                       e == EPERM || e == ENOSPC ? " (fix: allow user namespaces, see "
+                                                   "`sysctl user.max_user_namespaces`)"
+                                                 : "");
+    }
+    if (pid == 0) {
+        a.sync_fd = move_fd_high(sync_r);
+        a.err_fd = move_fd_high(err_w);
+        a.ctl_fd = move_fd_high(child_ctl);
+        a.exe_fd = move_fd_high(efd);
+        if (a.sync_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
+        child_main(&a);
+    }
+    sb->init_pid = pid;
+    sb->pidfd = pidfd;
+    close(steal_fd(&child_ctl));
+    close(steal_fd(&err_w));
+    close(steal_fd(&sync_r));
+
+    /* id maps: the sandbox user 1000 is this slot's host uid (root) or the caller */
+    char m[128];
+    snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+    if (!privileged && (rc = write_file(path, "deny", err)) < 0) return rc;
+    snprintf(m, sizeof(m), "%d %u 1\n", SANDBOX_UID, (unsigned)sb->host_uid);
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    if ((rc = write_file(path, m, err)) < 0) return rc;
+    snprintf(m, sizeof(m), "%d %u 1\n", SANDBOX_GID, (unsigned)host_gid);
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    if ((rc = write_file(path, m, err)) < 0) return rc;
+    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
+    if ((rc = write_state(sb, root, err)) < 0) return rc;
+    if (write(sync_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
+    close(steal_fd(&sync_w));
+
+    struct child_err ce;
+    ssize_t n;
+    do
+        n = read(err_r, &ce, sizeof(ce));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(ce)) {
+        ce.step[sizeof(ce.step) - 1] = 0;
+        return err_set(err, ce.err, "sandbox setup: %s", ce.step);
+    }
+    if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
+
+    /* init is running: configuration, then wait for "ready" */
+    _cleanup_json_ json_t *conf = json_pack(
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "type", "config", "workdir", cfg.workdir, "label",
+        label, "command_timeout_ms", (json_int_t)pol->command_timeout_ms, "disk_max",
+        (json_int_t)(ws ? pol->workspace_max : 0), "fallback_as",
+        (json_int_t)(cfg.cgroup_on ? 0 : cfg.memory_max), "fallback_nproc",
+        (json_int_t)(cfg.cgroup_on ? 0 : cfg.pids_max), "log_debug", log_level() >= LOG_DEBUG);
+    json_t *env = json_array();
+    json_object_set_new(conf, "env", env);
+    for (char **e = pol->env; e && *e; e++) json_array_append_new(env, json_string(*e));
+    for (char *const *e = opts->env; e && *e; e++) json_array_append_new(env, json_string(*e));
+    if ((rc = ctl_send(sb->ctl_fd, conf, NULL, 0, err)) < 0) return rc;
+    struct pollfd pf = {.fd = sb->ctl_fd, .events = POLLIN};
+    int pr;
+    do
+        pr = poll(&pf, 1, 20000);
+    while (pr < 0 && errno == EINTR);
+    if (pr == 0) return err_msg(err, ETIMEDOUT, "sandbox init did not report ready within 20 s");
+    _cleanup_json_ json_t *ready = NULL;
+    int fds[CTL_MAX_FDS], nfds = 0;
+    if ((rc = ctl_recv(sb->ctl_fd, &ready, fds, &nfds, err)) < 0) {
+        err_wrap(err, "sandbox init exited during startup (see its message above)");
+        return rc;
+    }
+    const char *type = json_string_value(json_object_get(ready, "type"));
+    if (!type || strcmp(type, "ready") || nfds != 3) {
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        const char *msg = json_string_value(json_object_get(ready, "message"));
+        return err_msg(err, EPROTO, "sandbox init: %s", msg ? msg : "unexpected first message");
+    }
+    for (int i = 0; i < 3; i++) sb->listeners[i] = fds[i];
+    slog(LOG_DEBUG, label, NULL, "sandbox %s: init pid %d, host uid %u, cgroup %s", label,
+         (int)pid, (unsigned)sb->host_uid, sb->cg ? sb->cg->be->name : "none");
+    *out = steal_pointer(&sb);
+    return 0;
+}
+
+/* ---------- accessors ---------- */
+
+int sandbox_ctl_fd(const sandbox_t *sb) { return sb->ctl_fd; }
+pid_t sandbox_init_pid(const sandbox_t *sb) { return sb->init_pid; }
+uid_t sandbox_host_uid(const sandbox_t *sb) { return sb->host_uid; }
+const char *sandbox_workspace(const sandbox_t *sb) { return sb->workspace; }
+const char *sandbox_label(const sandbox_t *sb) { return sb->label; }
+int64_t sandbox_deadline_ms(const sandbox_t *sb) { return sb->deadline_ms; }
+int64_t sandbox_oom_kills(const sandbox_t *sb) { return sb->cg ? sb->cg->be->oom_kills(sb->cg) : 0; }
+int64_t sandbox_pids_denied(const sandbox_t *sb) { return sb->cg ? sb->cg->be->pids_denied(sb->cg) : 0; }
+const char *sandbox_cgroup_mode(const sandbox_t *sb)
+{
+    return sb->cg ? sb->cg->be->name : "none (waived: rlimit fallback)";
+}
+int64_t sandbox_policy_command_timeout_ms(const sandbox_policy *p) { return p->command_timeout_ms; }
+
+void sandbox_take_listeners(sandbox_t *sb, int *http_fd, int *socks_fd, int *dns_fd)
+{
+    *http_fd = steal_fd(&sb->listeners[0]);
+    *socks_fd = steal_fd(&sb->listeners[1]);
+    *dns_fd = steal_fd(&sb->listeners[2]);
+}
+
+/* ---------- destroy ---------- */
+
+static bool pid_alive(pid_t pid, int pidfd)
+{
+    if (pidfd >= 0) {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        return poll(&p, 1, 0) == 0;
+    }
+    return kill(pid, 0) == 0;
+}
+
+int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
+{
+    if (!sb) return 0;
+    int rc = 0;
+    shed_err e2;
+    if (sb->init_pid > 0) {
+        if (grace_ms > 0 && sb->ctl_fd >= 0 && pid_alive(sb->init_pid, sb->pidfd)) {
+            /* 1. SIGTERM every process but init, done by init (kill(-1)). */
+            _cleanup_json_ json_t *m = json_pack("{s:s}", "type", "terminate");
+            if (ctl_send(sb->ctl_fd, m, NULL, 0, NULL) == 0) {
+                int64_t end = clock_mono_ms() + grace_ms;
+                while (clock_mono_ms() < end) {
+                    char buf[64];
+                    /* only init left? (cgroup.procs holds one line) */
+                    if (sb->cg && cgroup_read(sb->cg->dirs[0], "cgroup.procs", buf, sizeof(buf)) > 0 &&
+                        strchr(buf, '\n') == buf + strlen(buf) - 1)
+                        break;
+                    if (!pid_alive(sb->init_pid, sb->pidfd)) break;
+                    struct timespec ts = {0, 10 * 1000 * 1000};
+                    nanosleep(&ts, NULL);
+                }
+            }
+        }
+        /* 2. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) */
+        if (sb->cg && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
+            rc = -e2.code;
+            if (err) *err = e2;
+        }
+        /* 3. kill init: the kernel then kills the rest of the pid namespace */
+        if (sb->pidfd >= 0)
+            syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+        else
+            kill(sb->init_pid, SIGKILL);
+        while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    if (sb->cg) {
+        if (cgroup_destroy(steal_pointer(&sb->cg), &e2) < 0 && !rc) {
+            rc = -e2.code;
+            if (err) *err = e2;
+        }
+    }
+    if (sb->dir) {
+        char p[4300];
+        snprintf(p, sizeof(p), "%s/root", sb->dir);
+        rmdir(p);
+        snprintf(p, sizeof(p), "%s/state.json", sb->dir);
+        unlink(p);
+        snprintf(p, sizeof(p), "%s/state.json.tmp", sb->dir);
+        unlink(p);
+        if (rmdir(sb->dir) < 0 && errno != ENOENT && !rc)
+            rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
+    }
+    if (sb->slot_path) unlink(sb->slot_path);
+    sandbox_free(sb);
+    return rc;
+}
+
+/* ---------- reconcile ---------- */
+
+int sandbox_reconcile(const char *state_dir, shed_err *err)
+{
+    _cleanup_free_ char *sd = state_dir ? strdup(state_dir) : default_state_dir();
+    if (!sd) return err_set(err, ENOMEM, "reconcile");
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/sandboxes", sd);
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : err_set(err, errno, "open %s", dir);
+    int swept = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !label_ok(e->d_name)) continue;
+        char sp[4400];
+        snprintf(sp, sizeof(sp), "%s/%s/state.json", dir, e->d_name);
+        json_error_t je;
+        _cleanup_json_ json_t *st = json_load_file(sp, 0, &je);
+        if (!st) {
+            /* a create that died before writing state: only an empty root */
+            struct stat sst;
+            snprintf(sp, sizeof(sp), "%s/%s", dir, e->d_name);
+            if (stat(sp, &sst) == 0 && time(NULL) - sst.st_mtime > 60) {
+                char r[4500];
+                snprintf(r, sizeof(r), "%s/root", sp);
+                rmdir(r);
+                if (rmdir(sp) == 0) swept++;
+            }
+            continue;
+        }
+        pid_t owner = (pid_t)json_integer_value(json_object_get(st, "owner_pid"));
+        unsigned long long ostart = (unsigned long long)json_integer_value(json_object_get(st, "owner_start"));
+        if (owner > 0 && proc_start(owner) == ostart && ostart) continue; /* creator alive */
+        sandbox_t *sb = calloc(1, sizeof(*sb));
+        if (!sb) break;
+        sb->ctl_fd = sb->pidfd = -1;
+        sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
+        pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
+        unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));
+        if (ip > 0 && istart && proc_start(ip) == istart) {
+            sb->pidfd = (int)syscall(SYS_pidfd_open, ip, 0);
+            if (sb->pidfd >= 0 && proc_start(ip) != istart) { /* raced with pid reuse */
+                close(sb->pidfd);
+                sb->pidfd = -1;
+            }
+            if (sb->pidfd >= 0) syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+        }
+        json_t *cgd = json_object_get(st, "cgroup_dirs");
+        const char *cgn = json_string_value(json_object_get(st, "cgroup"));
+        if (json_is_array(cgd) && cgn) {
+            char *dirs[CGROUP_MAX_DIRS];
+            int n = 0;
+            size_t i;
+            json_t *v;
+            json_array_foreach(cgd, i, v) {
+                if (n < CGROUP_MAX_DIRS && json_is_string(v)) dirs[n++] = (char *)json_string_value(v);
+            }
+            sb->cg = cgroup_from_dirs(!strcmp(cgn, "v2") ? &cgroup_v2_backend : &cgroup_v1_backend,
+                                      dirs, n);
+            if (sb->cg) sb->cg->be->kill_all(sb->cg, NULL);
+        }
+        const char *slotp = json_string_value(json_object_get(st, "slot_path"));
+        if (slotp) sb->slot_path = strdup(slotp);
+        if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
+        /* not our child: wait for the pid namespace to die via the pidfd */
+        if (sb->pidfd >= 0) {
+            struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+            poll(&p, 1, 2000);
+        }
+        shed_err e2;
+        if (sandbox_destroy(sb, 0, &e2) < 0)
+            log_warn("reconcile %s: %s", e->d_name, e2.msg);
+        else
+            swept++;
+        log_info("reconcile: swept sandbox %s left by dead creator pid %d", e->d_name, (int)owner);
+    }
+    closedir(d);
+    return swept;
+}

@@ -1,0 +1,83 @@
+/* Internal to src/server: the server object shared by http.c (daemon, auth,
+ * waiters) and routes.c (endpoint handlers). Not for other modules. */
+#pragma once
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/crypto.h"
+#include "base/id.h"
+#include "server/server.h"
+#include "server/store.h"
+
+enum { WAIT_POLL = 1, WAIT_STREAM = 2 };
+
+typedef struct waiter {
+    struct MHD_Connection *conn;
+    int kind;
+    char key[ID_MAX]; /* environment id (poll) or session id (stream) */
+    int64_t deadline_ms; /* monotonic */
+    struct waiter *next, *prev;
+    bool listed;
+} waiter_t;
+
+#define WORKER_SLOTS 4096
+typedef struct worker_seen {
+    char env_id[ID_MAX];
+    char worker_id[128];
+    int64_t last_ms;
+} worker_seen_t;
+
+struct server {
+    server_config_t cfg;
+    unsigned char admin_digest[SHA256_LEN];
+    store_t *store;
+    struct MHD_Daemon *mhd;
+    int port;
+    /* waiters: guarded by wlock (the MHD thread adds, both threads resume) */
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    pthread_t waker;
+    waiter_t *waiters;
+    int nwaiters;
+    bool stopping, waker_quit;
+    /* workers_polling: MHD thread only */
+    worker_seen_t workers[WORKER_SLOTS];
+};
+
+/* Per-request state (MHD's con_cls). */
+typedef struct req {
+    buf_t body;
+    bool too_large;
+    /* long-poll state across suspend/resume */
+    bool polling;
+    int64_t deadline_ms;
+    int64_t reclaim_ms;
+    char worker_id[128];
+    store_principal_t who;
+    char env_id[ID_MAX];
+    waiter_t waiter;
+} req_t;
+
+enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *r,
+                                const char *url, const char *method);
+
+enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body);
+enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
+enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *type,
+                           const char *msg);
+enum MHD_Result http_error_details(struct MHD_Connection *c, unsigned status, const char *type,
+                                   const char *msg, json_t *details);
+enum MHD_Result http_store_error(server_t *srv, struct MHD_Connection *c, int rc,
+                                 const shed_err *err);
+int http_authenticate(server_t *srv, struct MHD_Connection *c, store_principal_t *p,
+                      const char **msg);
+
+void http_wait(server_t *srv, waiter_t *w, struct MHD_Connection *conn, int kind, const char *key,
+               int64_t deadline_ms);
+void http_notify(server_t *srv, int kind, const char *key);
+void http_note_worker(server_t *srv, const char *env_id, const char *worker_id);
+int http_workers_polling(server_t *srv, const char *env_id);

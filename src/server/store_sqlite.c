@@ -1,0 +1,1371 @@
+/* The SQLite backend of the control plane store (store.h).
+ *
+ * One connection, used by one thread at a time (the HTTP event thread).
+ * WAL journal with synchronous=FULL: every acknowledged state change has been
+ * fsynced to the WAL before the HTTP answer leaves, so neither `kill -9` of
+ * the server (which NORMAL would already survive) nor a host crash or power
+ * loss (which NORMAL would not) loses it. The cost is one fsync per write
+ * transaction; reads never write, and empty polls are reads.
+ *
+ * Every state change is one BEGIN IMMEDIATE ... COMMIT: a poll's select and
+ * claim happen in the same transaction, so no two polls can take the same
+ * item. Only prepared statements with bound parameters; never SQL built from
+ * input. Never stores a credential: only SHA-256 digests. */
+#include "server/store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cleanup.h"
+#include "base/clock.h"
+#include "base/id.h"
+#include "base/json.h"
+
+#define STMT_CACHE 96
+
+typedef struct sq_store {
+    store_t base;
+    sqlite3 *db;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+} sq_store_t;
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS environments(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, name TEXT NOT NULL, description TEXT, config TEXT NOT NULL,"
+    " metadata TEXT NOT NULL, scope TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " archived_at INTEGER);"
+    "CREATE TABLE IF NOT EXISTS env_keys(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, env_id TEXT NOT NULL, key_hash TEXT UNIQUE NOT NULL,"
+    " created_at INTEGER NOT NULL, revoked_at INTEGER);"
+    "CREATE TABLE IF NOT EXISTS sessions(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, env_id TEXT NOT NULL, status TEXT NOT NULL, agent TEXT NOT NULL,"
+    " metadata TEXT NOT NULL, title TEXT, resources TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, archived_at INTEGER);"
+    "CREATE INDEX IF NOT EXISTS sessions_env ON sessions(env_id, seq);"
+    "CREATE TABLE IF NOT EXISTS work(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, env_id TEXT NOT NULL, data_type TEXT NOT NULL,"
+    " data_id TEXT NOT NULL, state TEXT NOT NULL, metadata TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, queued_at INTEGER NOT NULL, claimed_at INTEGER,"
+    " claimed_by TEXT, gen INTEGER NOT NULL DEFAULT 0, acknowledged_at INTEGER,"
+    " started_at INTEGER, latest_heartbeat_at INTEGER, stop_requested_at INTEGER,"
+    " stopped_at INTEGER, lease_expires_at INTEGER, ttl_seconds INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS work_queue ON work(env_id, state, seq);"
+    "CREATE INDEX IF NOT EXISTS work_data ON work(data_id, state);"
+    "CREATE TABLE IF NOT EXISTS work_tokens(token_hash TEXT PRIMARY KEY, work_id TEXT NOT NULL,"
+    " gen INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS work_tokens_work ON work_tokens(work_id);"
+    "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, session_id TEXT NOT NULL, type TEXT NOT NULL, answers TEXT,"
+    " body TEXT NOT NULL, processed_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS events_session ON events(session_id, seq);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_answers ON events(session_id, answers)"
+    " WHERE answers IS NOT NULL;";
+
+/* ---------------------------------------------------------------- helpers */
+
+static sq_store_t *SQ(store_t *s)
+{
+    return (sq_store_t *)s;
+}
+
+static int db_err(sq_store_t *q, shed_err *err, const char *what)
+{
+    int code = sqlite3_extended_errcode(q->db);
+    int rc = (code & 0xff) == SQLITE_FULL ? ENOSPC : EIO;
+    return err_msg(err, rc, "sqlite %s: %s", what, sqlite3_errmsg(q->db));
+}
+
+/* Prepared once per SQL literal and reused (keyed by the literal's address). */
+static sqlite3_stmt *prep(sq_store_t *q, const char *sql, shed_err *err)
+{
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (q->cache[i].sql == sql) {
+            sqlite3_reset(q->cache[i].st);
+            sqlite3_clear_bindings(q->cache[i].st);
+            return q->cache[i].st;
+        }
+        if (!q->cache[i].sql) {
+            sqlite3_stmt *st = NULL;
+            if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+                SQLITE_OK) {
+                db_err(q, err, "prepare");
+                return NULL;
+            }
+            q->cache[i].sql = sql;
+            q->cache[i].st = st;
+            return st;
+        }
+    }
+    err_msg(err, ENOMEM, "sqlite: statement cache full");
+    return NULL;
+}
+
+static int exec_simple(sq_store_t *q, const char *sql, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, sql, err);
+    if (!st) return -EIO;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return db_err(q, err, sql);
+    return 0;
+}
+
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+static int tx_begin(sq_store_t *q, shed_err *err)
+{
+    return exec_simple(q, SQL_BEGIN, err);
+}
+
+/* Commit if rc >= 0, else roll back; returns rc (or the commit's error). */
+static int tx_end(sq_store_t *q, int rc, shed_err *err)
+{
+    if (rc >= 0) {
+        int c = exec_simple(q, SQL_COMMIT, err);
+        if (c < 0) {
+            exec_simple(q, SQL_ROLLBACK, NULL);
+            return c;
+        }
+        return rc;
+    }
+    if (sqlite3_get_autocommit(q->db) == 0) exec_simple(q, SQL_ROLLBACK, NULL);
+    return rc;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static json_t *ts_json(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) return json_null();
+    char b[RFC3339_LEN];
+    clock_rfc3339_us(sqlite3_column_int64(st, col), b);
+    return json_string(b);
+}
+
+static json_t *text_json(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? json_string((const char *)t) : json_null();
+}
+
+/* A stored JSON column, parsed back (our own output: trusted, but still bounded). */
+static json_t *stored_json(sqlite3_stmt *st, int col, json_t *fallback)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    json_t *j = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+    if (!j) return fallback;
+    json_decref(fallback);
+    return j;
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    return t ? t : "";
+}
+
+static char *dump(json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Cursors are "pg_<seq>": opaque to clients, validated here. */
+static int cursor_decode(const store_page_t *pg, int64_t *seq, shed_err *err)
+{
+    if (!pg->cursor) {
+        *seq = pg->desc ? INT64_MAX : 0;
+        return 0;
+    }
+    const char *c = pg->cursor;
+    if (strncmp(c, "pg_", 3) || !c[3] || strlen(c) > 24)
+        return err_msg(err, EINVAL, "query parameter 'page' is not a cursor this server issued");
+    int64_t v = 0;
+    for (const char *p = c + 3; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return err_msg(err, EINVAL, "query parameter 'page' is not a cursor this server issued");
+        v = v * 10 + (*p - '0');
+    }
+    *seq = v;
+    return 0;
+}
+
+static json_t *page_json(json_t *data, bool more, int64_t last_seq)
+{
+    json_t *p = json_object();
+    json_object_set_new(p, "data", data);
+    if (more) {
+        char c[32];
+        snprintf(c, sizeof(c), "pg_%" PRId64, last_seq);
+        json_object_set_new(p, "next_page", json_string(c));
+    } else {
+        json_object_set_new(p, "next_page", json_null());
+    }
+    json_object_set_new(p, "prev_page", json_null());
+    return p;
+}
+
+/* Run a page query whose first two parameters are (cursor seq, limit+1) and
+ * whose last column is seq; rows become JSON through `row`. Extra text
+ * parameters follow as ?3, ?4. */
+static int run_page(sq_store_t *q, const char *sql, const store_page_t *pg, const char *p3,
+                    const char *p4, json_t *(*row)(sqlite3_stmt *), int seqcol, json_t **out,
+                    shed_err *err)
+{
+    int64_t cur = 0;
+    int rc = cursor_decode(pg, &cur, err);
+    if (rc < 0) return rc;
+    sqlite3_stmt *st = prep(q, sql, err);
+    if (!st) return -EIO;
+    sqlite3_bind_int64(st, 1, cur);
+    sqlite3_bind_int(st, 2, pg->limit + 1);
+    if (p3) bind_text(st, 3, p3);
+    if (p4) bind_text(st, 4, p4);
+    json_t *data = json_array();
+    int n = 0;
+    int64_t last = 0;
+    bool more = false;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == pg->limit) {
+            more = true;
+            break;
+        }
+        json_array_append_new(data, row(st));
+        last = sqlite3_column_int64(st, seqcol);
+        n++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        json_decref(data);
+        sqlite3_reset(st);
+        return db_err(q, err, "page");
+    }
+    sqlite3_reset(st);
+    *out = page_json(data, more, last);
+    return 0;
+}
+
+/* ----------------------------------------------------------- environments */
+
+#define ENV_COLS "id,name,description,config,metadata,scope,created_at,updated_at,archived_at,seq"
+
+static json_t *env_row(sqlite3_stmt *st)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "id", text_json(st, 0));
+    json_object_set_new(e, "type", json_string("environment"));
+    json_object_set_new(e, "name", text_json(st, 1));
+    json_object_set_new(e, "description", text_json(st, 2));
+    json_object_set_new(e, "config", stored_json(st, 3, json_object()));
+    json_object_set_new(e, "metadata", stored_json(st, 4, json_object()));
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL) json_object_set_new(e, "scope", text_json(st, 5));
+    json_object_set_new(e, "created_at", ts_json(st, 6));
+    json_object_set_new(e, "updated_at", ts_json(st, 7));
+    json_object_set_new(e, "archived_at", ts_json(st, 8));
+    return e;
+}
+
+static const char SQL_ENV_GET[] = "SELECT " ENV_COLS " FROM environments WHERE id=?1";
+
+static int env_load(sq_store_t *q, const char *id, json_t **out, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_ENV_GET, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = env_row(st);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no environment '%s'", id);
+    return db_err(q, err, "environment lookup");
+}
+
+static const char SQL_ENV_INSERT[] =
+    "INSERT INTO environments(id,name,description,config,metadata,scope,created_at,updated_at)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?7)";
+
+static int sq_env_create(store_t *s, json_t *f, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    char id[ID_MAX];
+    int rc = id_new("env", id, sizeof(id));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    json_t *cfg = json_object_get(f, "config");
+    json_t *md = json_object_get(f, "metadata");
+    _cleanup_free_ char *cfg_s = dump(cfg ? cfg : json_object());
+    _cleanup_free_ char *md_s = md ? dump(md) : strdup("{}");
+    if ((rc = tx_begin(q, err)) < 0) return rc;
+    sqlite3_stmt *st = prep(q, SQL_ENV_INSERT, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, id);
+    bind_text(st, 2, json_string_value(json_object_get(f, "name")));
+    bind_text(st, 3, json_string_value(json_object_get(f, "description")));
+    bind_text(st, 4, cfg_s);
+    bind_text(st, 5, md_s);
+    bind_text(st, 6, json_string_value(json_object_get(f, "scope")));
+    sqlite3_bind_int64(st, 7, clock_wall_us());
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert environment");
+    sqlite3_reset(st);
+    if (rc == 0) rc = env_load(q, id, out, err);
+    return tx_end(q, rc, err);
+}
+
+static int sq_env_get(store_t *s, const char *id, json_t **out, shed_err *err)
+{
+    return env_load(SQ(s), id, out, err);
+}
+
+static const char SQL_ENV_PAGE_ALL[] =
+    "SELECT " ENV_COLS " FROM environments WHERE seq>?1 ORDER BY seq LIMIT ?2";
+static const char SQL_ENV_PAGE_LIVE[] = "SELECT " ENV_COLS
+                                        " FROM environments WHERE seq>?1 AND archived_at IS NULL"
+                                        " ORDER BY seq LIMIT ?2";
+
+static int sq_env_list(store_t *s, bool include_archived, const store_page_t *pg, json_t **out,
+                       shed_err *err)
+{
+    store_page_t p = *pg;
+    p.desc = false;
+    return run_page(SQ(s), include_archived ? SQL_ENV_PAGE_ALL : SQL_ENV_PAGE_LIVE, &p, NULL, NULL,
+                    env_row, 9, out, err);
+}
+
+static const char SQL_ENV_UPDATE[] = "UPDATE environments SET name=?2, description=?3, config=?4,"
+                                     " metadata=?5, scope=?6, updated_at=?7 WHERE id=?1";
+
+static int sq_env_update(store_t *s, const char *id, json_t *f, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *cur = NULL;
+    if ((rc = env_load(q, id, &cur, err)) < 0) return tx_end(q, rc, err);
+    json_t *v;
+    if ((v = json_object_get(f, "name"))) json_object_set(cur, "name", v);
+    if ((v = json_object_get(f, "description"))) json_object_set(cur, "description", v);
+    if ((v = json_object_get(f, "config"))) json_object_set(cur, "config", v);
+    if ((v = json_object_get(f, "scope"))) json_object_set(cur, "scope", v);
+    if ((v = json_object_get(f, "metadata"))) {
+        json_t *md = json_object_get(cur, "metadata");
+        const char *k;
+        json_t *mv;
+        json_object_foreach(v, k, mv)
+        {
+            if (json_is_null(mv))
+                json_object_del(md, k);
+            else
+                json_object_set(md, k, mv);
+        }
+    }
+    _cleanup_free_ char *cfg_s = dump(json_object_get(cur, "config"));
+    _cleanup_free_ char *md_s = dump(json_object_get(cur, "metadata"));
+    sqlite3_stmt *st = prep(q, SQL_ENV_UPDATE, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, id);
+    bind_text(st, 2, json_string_value(json_object_get(cur, "name")));
+    bind_text(st, 3, json_string_value(json_object_get(cur, "description")));
+    bind_text(st, 4, cfg_s);
+    bind_text(st, 5, md_s);
+    bind_text(st, 6, json_string_value(json_object_get(cur, "scope")));
+    sqlite3_bind_int64(st, 7, clock_wall_us());
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "update environment");
+    sqlite3_reset(st);
+    if (rc == 0) rc = env_load(q, id, out, err);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_ENV_ARCHIVE[] =
+    "UPDATE environments SET archived_at=COALESCE(archived_at, ?2), updated_at=?2 WHERE id=?1";
+
+static int sq_env_archive(store_t *s, const char *id, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    sqlite3_stmt *st = prep(q, SQL_ENV_ARCHIVE, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, clock_wall_us());
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "archive environment");
+    sqlite3_reset(st);
+    if (rc == 0) rc = env_load(q, id, out, err);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_DEL_TOKENS[] =
+    "DELETE FROM work_tokens WHERE work_id IN (SELECT id FROM work WHERE env_id=?1)";
+static const char SQL_DEL_EVENTS[] =
+    "DELETE FROM events WHERE session_id IN (SELECT id FROM sessions WHERE env_id=?1)";
+static const char SQL_DEL_WORK[] = "DELETE FROM work WHERE env_id=?1";
+static const char SQL_DEL_SESSIONS[] = "DELETE FROM sessions WHERE env_id=?1";
+static const char SQL_DEL_KEYS[] = "DELETE FROM env_keys WHERE env_id=?1";
+static const char SQL_DEL_ENV[] = "DELETE FROM environments WHERE id=?1";
+
+static int sq_env_delete(store_t *s, const char *id, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *cur = NULL;
+    if ((rc = env_load(q, id, &cur, err)) < 0) return tx_end(q, rc, err);
+    const char *sqls[] = {SQL_DEL_TOKENS, SQL_DEL_EVENTS,  SQL_DEL_WORK,
+                          SQL_DEL_SESSIONS, SQL_DEL_KEYS, SQL_DEL_ENV};
+    for (size_t i = 0; i < ARRAY_SIZE(sqls) && rc == 0; i++) {
+        sqlite3_stmt *st = prep(q, sqls[i], err);
+        if (!st) return tx_end(q, -EIO, err);
+        bind_text(st, 1, id);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(q, err, "delete environment");
+        sqlite3_reset(st);
+    }
+    return tx_end(q, rc, err);
+}
+
+/* ------------------------------------------------------------------- keys */
+
+static json_t *key_row(sqlite3_stmt *st)
+{
+    json_t *k = json_object();
+    json_object_set_new(k, "type", json_string("environment_key"));
+    json_object_set_new(k, "id", text_json(st, 0));
+    json_object_set_new(k, "environment_id", text_json(st, 1));
+    json_object_set_new(k, "created_at", ts_json(st, 2));
+    json_object_set_new(k, "revoked_at", ts_json(st, 3));
+    return k;
+}
+
+static const char SQL_KEY_INSERT[] =
+    "INSERT INTO env_keys(id,env_id,key_hash,created_at) VALUES(?1,?2,?3,?4)";
+static const char SQL_KEY_GET[] =
+    "SELECT id,env_id,created_at,revoked_at,seq FROM env_keys WHERE id=?1 AND env_id=?2";
+
+static int sq_key_create(store_t *s, const char *env_id, const char *hash, json_t **out,
+                         shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    char id[ID_MAX];
+    int rc = id_new("envkey", id, sizeof(id));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    if ((rc = tx_begin(q, err)) < 0) return rc;
+    _cleanup_json_ json_t *env = NULL;
+    if ((rc = env_load(q, env_id, &env, err)) < 0) return tx_end(q, rc, err);
+    sqlite3_stmt *st = prep(q, SQL_KEY_INSERT, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, id);
+    bind_text(st, 2, env_id);
+    bind_text(st, 3, hash);
+    sqlite3_bind_int64(st, 4, clock_wall_us());
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert key");
+    sqlite3_reset(st);
+    if (rc == 0) {
+        st = prep(q, SQL_KEY_GET, err);
+        if (!st) return tx_end(q, -EIO, err);
+        bind_text(st, 1, id);
+        bind_text(st, 2, env_id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *out = key_row(st);
+        else
+            rc = db_err(q, err, "read key");
+        sqlite3_reset(st);
+    }
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_KEY_LIST[] = "SELECT id,env_id,created_at,revoked_at,seq FROM env_keys"
+                                   " WHERE seq>?1 AND env_id=?3 ORDER BY seq LIMIT ?2";
+
+static int sq_key_list(store_t *s, const char *env_id, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    _cleanup_json_ json_t *env = NULL;
+    int rc = env_load(q, env_id, &env, err);
+    if (rc < 0) return rc;
+    store_page_t pg = {.limit = 1000};
+    return run_page(q, SQL_KEY_LIST, &pg, env_id, NULL, key_row, 4, out, err);
+}
+
+static const char SQL_KEY_REVOKE[] =
+    "UPDATE env_keys SET revoked_at=COALESCE(revoked_at, ?3) WHERE id=?1 AND env_id=?2";
+
+static int sq_key_revoke(store_t *s, const char *env_id, const char *key_id, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    sqlite3_stmt *st = prep(q, SQL_KEY_REVOKE, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, key_id);
+    bind_text(st, 2, env_id);
+    sqlite3_bind_int64(st, 3, clock_wall_us());
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "revoke key");
+    sqlite3_reset(st);
+    if (rc == 0 && sqlite3_changes(q->db) == 0)
+        rc = err_msg(err, ENOENT, "no key '%s' in environment '%s'", key_id, env_id);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_AUTH_KEY[] =
+    "SELECT k.env_id FROM env_keys k JOIN environments e ON e.id=k.env_id"
+    " WHERE k.key_hash=?1 AND k.revoked_at IS NULL";
+
+static int sq_auth_env_key(store_t *s, const char *hash, store_principal_t *out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    sqlite3_stmt *st = prep(q, SQL_AUTH_KEY, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, hash);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->kind = PRINCIPAL_ENV_KEY;
+        snprintf(out->env_id, sizeof(out->env_id), "%s", col_text(st, 0));
+        out->gen = -1;
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "unknown or revoked environment key");
+    return db_err(q, err, "key lookup");
+}
+
+static const char SQL_AUTH_TOKEN[] = "SELECT w.env_id, w.id, w.data_id, t.gen FROM work_tokens t"
+                                     " JOIN work w ON w.id=t.work_id WHERE t.token_hash=?1";
+
+static int sq_auth_sessions_token(store_t *s, const char *hash, store_principal_t *out,
+                                  shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    sqlite3_stmt *st = prep(q, SQL_AUTH_TOKEN, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, hash);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->kind = PRINCIPAL_SESSIONS_TOKEN;
+        snprintf(out->env_id, sizeof(out->env_id), "%s", col_text(st, 0));
+        snprintf(out->work_id, sizeof(out->work_id), "%s", col_text(st, 1));
+        snprintf(out->session_id, sizeof(out->session_id), "%s", col_text(st, 2));
+        out->gen = sqlite3_column_int64(st, 3);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "unknown sessions token");
+    return db_err(q, err, "token lookup");
+}
+
+/* ------------------------------------------------------------------- work */
+
+#define WORK_COLS                                                                               \
+    "id,env_id,data_type,data_id,state,metadata,created_at,acknowledged_at,started_at,"          \
+    "latest_heartbeat_at,stop_requested_at,stopped_at,seq,gen,claimed_at,ttl_seconds,queued_at"
+
+enum {
+    W_ID, W_ENV, W_DTYPE, W_DID, W_STATE, W_MD, W_CREATED, W_ACK, W_STARTED, W_HB, W_STOPREQ,
+    W_STOPPED, W_SEQ, W_GEN, W_CLAIMED, W_TTL, W_QUEUED
+};
+
+static json_t *work_row(sqlite3_stmt *st)
+{
+    json_t *w = json_object();
+    json_object_set_new(w, "id", text_json(st, W_ID));
+    json_object_set_new(w, "type", json_string("work"));
+    json_object_set_new(w, "environment_id", text_json(st, W_ENV));
+    json_object_set_new(w, "data", json_pack("{s:o,s:o}", "type", text_json(st, W_DTYPE), "id",
+                                             text_json(st, W_DID)));
+    json_object_set_new(w, "state", text_json(st, W_STATE));
+    json_object_set_new(w, "metadata", stored_json(st, W_MD, json_object()));
+    json_object_set_new(w, "secret", json_null());
+    json_object_set_new(w, "created_at", ts_json(st, W_CREATED));
+    json_object_set_new(w, "acknowledged_at", ts_json(st, W_ACK));
+    json_object_set_new(w, "started_at", ts_json(st, W_STARTED));
+    json_object_set_new(w, "latest_heartbeat_at", ts_json(st, W_HB));
+    json_object_set_new(w, "stop_requested_at", ts_json(st, W_STOPREQ));
+    json_object_set_new(w, "stopped_at", ts_json(st, W_STOPPED));
+    return w;
+}
+
+/* The parts of a work row the state machine needs. */
+typedef struct work_state {
+    char state[16];
+    int64_t gen;
+    bool claimed;
+    int64_t hb_us; /* 0 = none */
+    int64_t ttl_s;
+    int64_t stopped_us;
+} work_state_t;
+
+static const char SQL_WORK_GET[] = "SELECT " WORK_COLS " FROM work WHERE id=?1 AND env_id=?2";
+
+static int work_load(sq_store_t *q, const char *env_id, const char *work_id, work_state_t *ws,
+                     json_t **out, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_WORK_GET, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, work_id);
+    bind_text(st, 2, env_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (ws) {
+            snprintf(ws->state, sizeof(ws->state), "%s", col_text(st, W_STATE));
+            ws->gen = sqlite3_column_int64(st, W_GEN);
+            ws->claimed = sqlite3_column_type(st, W_CLAIMED) != SQLITE_NULL;
+            ws->hb_us = sqlite3_column_type(st, W_HB) == SQLITE_NULL
+                            ? 0
+                            : sqlite3_column_int64(st, W_HB);
+            ws->ttl_s = sqlite3_column_int64(st, W_TTL);
+            ws->stopped_us = sqlite3_column_type(st, W_STOPPED) == SQLITE_NULL
+                                 ? 0
+                                 : sqlite3_column_int64(st, W_STOPPED);
+        }
+        if (out) *out = work_row(st);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return err_msg(err, ENOENT, "no work item '%s' in environment '%s'", work_id, env_id);
+    return db_err(q, err, "work lookup");
+}
+
+/* Lease expiry: an item whose holder stopped heartbeating goes back to the
+ * queue with the same id and a new delivery generation (so its old holder's
+ * token and heartbeat no longer match); a stopping item whose holder vanished
+ * is stopped. Runs inside the caller's transaction. */
+static const char SQL_SWEEP_REQUEUE[] =
+    "UPDATE work SET state='queued', queued_at=?2, claimed_at=NULL, claimed_by=NULL,"
+    " acknowledged_at=NULL, started_at=NULL, latest_heartbeat_at=NULL, lease_expires_at=NULL,"
+    " gen=gen+1 WHERE env_id=?1 AND state IN ('starting','active') AND lease_expires_at<?2";
+static const char SQL_SWEEP_STOP[] =
+    "UPDATE work SET state='stopped', stopped_at=?2, lease_expires_at=NULL"
+    " WHERE env_id=?1 AND state='stopping' AND lease_expires_at<?2";
+
+static int sweep(sq_store_t *q, const char *env_id, int64_t now, shed_err *err)
+{
+    const char *sqls[] = {SQL_SWEEP_REQUEUE, SQL_SWEEP_STOP};
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st = prep(q, sqls[i], err);
+        if (!st) return -EIO;
+        bind_text(st, 1, env_id);
+        sqlite3_bind_int64(st, 2, now);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) return db_err(q, err, "lease sweep");
+    }
+    return 0;
+}
+
+static const char SQL_WORK_INSERT[] =
+    "INSERT INTO work(id,env_id,data_type,data_id,state,metadata,created_at,queued_at,ttl_seconds)"
+    " VALUES(?1,?2,'session',?3,'queued','{}',?4,?4,?5)";
+
+static int work_enqueue(sq_store_t *q, const char *env_id, const char *session_id, shed_err *err)
+{
+    char id[ID_MAX];
+    int rc = id_new("work", id, sizeof(id));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    sqlite3_stmt *st = prep(q, SQL_WORK_INSERT, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, id);
+    bind_text(st, 2, env_id);
+    bind_text(st, 3, session_id);
+    sqlite3_bind_int64(st, 4, clock_wall_us());
+    sqlite3_bind_int64(st, 5, q->base.cfg.default_ttl_s);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "enqueue work");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char SQL_POLL_PICK[] =
+    "SELECT id FROM work WHERE env_id=?1 AND state='queued' AND (claimed_at IS NULL OR"
+    " claimed_at<=?2) ORDER BY seq LIMIT 1";
+static const char SQL_POLL_CLAIM[] =
+    "UPDATE work SET claimed_at=?2, claimed_by=?3, gen=gen+1 WHERE id=?1";
+static const char SQL_TOKEN_INSERT[] =
+    "INSERT INTO work_tokens(token_hash,work_id,gen) SELECT ?1, id, gen FROM work WHERE id=?2";
+
+static int sq_work_poll(store_t *s, const char *env_id, const char *worker_id, int64_t reclaim_ms,
+                        const char *token_hash, int64_t now, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    *out = NULL;
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    if ((rc = sweep(q, env_id, now, err)) < 0) return tx_end(q, rc, err);
+    sqlite3_stmt *st = prep(q, SQL_POLL_PICK, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, env_id);
+    sqlite3_bind_int64(st, 2, now - reclaim_ms * 1000);
+    char id[ID_MAX] = "";
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) snprintf(id, sizeof(id), "%s", col_text(st, 0));
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return tx_end(q, db_err(q, err, "poll"), err);
+    if (!id[0]) return tx_end(q, 0, err); /* empty: nothing was written, commit is a no-op */
+    st = prep(q, SQL_POLL_CLAIM, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    bind_text(st, 3, worker_id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "claim");
+    sqlite3_reset(st);
+    if (rc == 0 && token_hash) {
+        st = prep(q, SQL_TOKEN_INSERT, err);
+        if (!st) return tx_end(q, -EIO, err);
+        bind_text(st, 1, token_hash);
+        bind_text(st, 2, id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "token");
+        sqlite3_reset(st);
+    }
+    if (rc == 0) rc = work_load(q, env_id, id, NULL, out, err);
+    rc = tx_end(q, rc, err);
+    if (rc < 0 && *out) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static const char SQL_ACK[] = "UPDATE work SET state='starting', acknowledged_at=?2,"
+                              " lease_expires_at=?3 WHERE id=?1";
+
+static int sq_work_ack(store_t *s, const char *env_id, const char *work_id, int64_t gen,
+                       int64_t now, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    work_state_t ws;
+    if ((rc = sweep(q, env_id, now, err)) < 0 || (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
+        return tx_end(q, rc, err);
+    if (gen >= 0 && gen != ws.gen)
+        return tx_end(q, err_msg(err, EEXIST, "work item '%s' was delivered to another worker since this token was issued", work_id), err);
+    if (!strcmp(ws.state, "stopped"))
+        return tx_end(q, err_msg(err, EEXIST, "work item '%s' is stopped", work_id), err);
+    if (!strcmp(ws.state, "queued")) {
+        if (!ws.claimed)
+            return tx_end(q, err_msg(err, EEXIST, "work item '%s' has not been polled; poll it before acking", work_id), err);
+        sqlite3_stmt *st = prep(q, SQL_ACK, err);
+        if (!st) return tx_end(q, -EIO, err);
+        bind_text(st, 1, work_id);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, now + ws.ttl_s * 1000000);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "ack");
+        sqlite3_reset(st);
+    }
+    /* starting/active/stopping: a repeated ack of the same delivery is a no-op. */
+    if (rc == 0) rc = work_load(q, env_id, work_id, NULL, out, err);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_HEARTBEAT[] =
+    "UPDATE work SET state=CASE state WHEN 'starting' THEN 'active' ELSE state END,"
+    " started_at=COALESCE(started_at, ?2), latest_heartbeat_at=?3, lease_expires_at=?4,"
+    " ttl_seconds=?5 WHERE id=?1";
+
+static void fill_hb(store_heartbeat_t *hb, const char *state, int64_t hb_us, int64_t ttl,
+                    bool extended)
+{
+    snprintf(hb->state, sizeof(hb->state), "%s", state);
+    hb->last_heartbeat[0] = '\0';
+    if (hb_us) clock_rfc3339_us(hb_us, hb->last_heartbeat);
+    hb->ttl_seconds = ttl;
+    hb->lease_extended = extended;
+}
+
+static int sq_work_heartbeat(store_t *s, const char *env_id, const char *work_id, int64_t gen,
+                             const char *expected, int64_t desired_ttl, int64_t now,
+                             store_heartbeat_t *hb, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    work_state_t ws;
+    if ((rc = sweep(q, env_id, now, err)) < 0 || (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
+        return tx_end(q, rc, err);
+    fill_hb(hb, ws.state, ws.hb_us, ws.ttl_s, false);
+    if (gen >= 0 && gen != ws.gen)
+        return tx_end(q, err_msg(err, ESTALE, "the lease of work item '%s' belongs to a later delivery", work_id), err);
+    if (!strcmp(ws.state, "queued"))
+        return tx_end(q, err_msg(err, ESTALE, "work item '%s' is queued: its lease expired or it was never acked", work_id), err);
+    const char *have = ws.hb_us ? hb->last_heartbeat : "NO_HEARTBEAT";
+    if (!expected || strcmp(expected, have) != 0)
+        return tx_end(q, err_msg(err, ESTALE, "expected_last_heartbeat does not match the lease of work item '%s'", work_id), err);
+    if (!strcmp(ws.state, "stopped")) {
+        if (!ws.hb_us) clock_rfc3339_us(ws.stopped_us ? ws.stopped_us : now, hb->last_heartbeat);
+        return tx_end(q, 0, err);
+    }
+    int64_t ttl = desired_ttl > 0 ? desired_ttl : ws.ttl_s;
+    int64_t beat = now > ws.hb_us ? now : ws.hb_us + 1; /* strictly increasing: echo is unique */
+    sqlite3_stmt *st = prep(q, SQL_HEARTBEAT, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, work_id);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, beat);
+    sqlite3_bind_int64(st, 4, now + ttl * 1000000);
+    sqlite3_bind_int64(st, 5, ttl);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "heartbeat");
+    sqlite3_reset(st);
+    fill_hb(hb, !strcmp(ws.state, "starting") ? "active" : ws.state, beat, ttl, true);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_STOP_FINAL[] =
+    "UPDATE work SET state='stopped', stopped_at=?2, lease_expires_at=NULL,"
+    " stop_requested_at=COALESCE(stop_requested_at, ?2) WHERE id=?1";
+static const char SQL_STOP_REQUEST[] =
+    "UPDATE work SET state='stopping', stop_requested_at=?2 WHERE id=?1";
+
+static int sq_work_stop(store_t *s, const char *env_id, const char *work_id, int64_t gen,
+                        bool force, bool by_holder, int64_t now, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    work_state_t ws;
+    if ((rc = sweep(q, env_id, now, err)) < 0 || (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
+        return tx_end(q, rc, err);
+    if (gen >= 0 && gen != ws.gen)
+        return tx_end(q, err_msg(err, EEXIST, "work item '%s' was delivered to another worker since this token was issued", work_id), err);
+    if (!strcmp(ws.state, "stopped"))
+        return tx_end(q, err_msg(err, EEXIST, "work item '%s' is already stopped", work_id), err);
+    bool final = force || by_holder || !strcmp(ws.state, "queued");
+    if (!final && !strcmp(ws.state, "stopping")) return tx_end(q, 0, err);
+    sqlite3_stmt *st = prep(q, final ? SQL_STOP_FINAL : SQL_STOP_REQUEST, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, work_id);
+    sqlite3_bind_int64(st, 2, now);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "stop");
+    sqlite3_reset(st);
+    return tx_end(q, rc, err);
+}
+
+static int sq_work_get(store_t *s, const char *env_id, const char *work_id, int64_t now,
+                       json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    if ((rc = sweep(q, env_id, now, err)) == 0) rc = work_load(q, env_id, work_id, NULL, out, err);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_WORK_PAGE[] =
+    "SELECT " WORK_COLS " FROM work WHERE seq>?1 AND env_id=?3 ORDER BY seq LIMIT ?2";
+
+static int sq_work_list(store_t *s, const char *env_id, const store_page_t *pg, int64_t now,
+                        json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *env = NULL;
+    if ((rc = env_load(q, env_id, &env, err)) < 0 || (rc = sweep(q, env_id, now, err)) < 0)
+        return tx_end(q, rc, err);
+    store_page_t p = *pg;
+    p.desc = false;
+    rc = run_page(q, SQL_WORK_PAGE, &p, env_id, NULL, work_row, W_SEQ, out, err);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_WORK_MD[] = "UPDATE work SET metadata=?2 WHERE id=?1";
+
+static int sq_work_update(store_t *s, const char *env_id, const char *work_id, json_t *patch,
+                          json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *cur = NULL;
+    if ((rc = work_load(q, env_id, work_id, NULL, &cur, err)) < 0) return tx_end(q, rc, err);
+    json_t *md = json_object_get(cur, "metadata");
+    const char *k;
+    json_t *v;
+    json_object_foreach(patch, k, v)
+    {
+        if (json_is_null(v))
+            json_object_del(md, k);
+        else
+            json_object_set(md, k, v);
+    }
+    _cleanup_free_ char *md_s = dump(md);
+    sqlite3_stmt *st = prep(q, SQL_WORK_MD, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, work_id);
+    bind_text(st, 2, md_s);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "update work");
+    sqlite3_reset(st);
+    if (rc == 0) rc = work_load(q, env_id, work_id, NULL, out, err);
+    return tx_end(q, rc, err);
+}
+
+static const char SQL_STATS[] =
+    "SELECT COALESCE(SUM(claimed_at IS NULL OR claimed_at<=?2),0),"
+    " COALESCE(SUM(claimed_at IS NOT NULL AND claimed_at>?2),0), MIN(queued_at)"
+    " FROM work WHERE env_id=?1 AND state='queued'";
+
+static int sq_work_stats(store_t *s, const char *env_id, int64_t now, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *env = NULL;
+    if ((rc = env_load(q, env_id, &env, err)) < 0 || (rc = sweep(q, env_id, now, err)) < 0)
+        return tx_end(q, rc, err);
+    sqlite3_stmt *st = prep(q, SQL_STATS, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, env_id);
+    sqlite3_bind_int64(st, 2, now - q->base.cfg.default_reclaim_ms * 1000);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *out = json_pack("{s:s,s:I,s:I,s:o}", "type", "work_queue_stats", "depth",
+                         (json_int_t)sqlite3_column_int64(st, 0), "pending",
+                         (json_int_t)sqlite3_column_int64(st, 1), "oldest_queued_at",
+                         ts_json(st, 2));
+    } else {
+        rc = db_err(q, err, "stats");
+    }
+    sqlite3_reset(st);
+    return tx_end(q, rc, err);
+}
+
+/* --------------------------------------------------------------- sessions */
+
+#define SESSION_COLS                                                                            \
+    "id,env_id,status,agent,metadata,title,resources,created_at,updated_at,archived_at,seq"
+
+static json_t *session_row(sqlite3_stmt *st)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", text_json(st, 0));
+    json_object_set_new(j, "type", json_string("session"));
+    json_object_set_new(j, "environment_id", text_json(st, 1));
+    json_object_set_new(j, "status", text_json(st, 2));
+    json_object_set_new(j, "agent", stored_json(st, 3, json_object()));
+    json_object_set_new(j, "metadata", stored_json(st, 4, json_object()));
+    json_object_set_new(j, "title", text_json(st, 5));
+    json_object_set_new(j, "resources", stored_json(st, 6, json_array()));
+    json_object_set_new(j, "created_at", ts_json(st, 7));
+    json_object_set_new(j, "updated_at", ts_json(st, 8));
+    json_object_set_new(j, "archived_at", ts_json(st, 9));
+    json_object_set_new(j, "vault_ids", json_array());
+    json_object_set_new(j, "outcome_evaluations", json_array());
+    json_object_set_new(j, "budget", json_null());
+    json_object_set_new(j, "stats", json_object());
+    json_object_set_new(j, "usage", json_object());
+    return j;
+}
+
+static const char SQL_SESSION_GET[] = "SELECT " SESSION_COLS " FROM sessions WHERE id=?1";
+
+static int session_load(sq_store_t *q, const char *id, json_t **out, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_SESSION_GET, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = session_row(st);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no session '%s'", id);
+    return db_err(q, err, "session lookup");
+}
+
+static const char SQL_SESSION_INSERT[] =
+    "INSERT INTO sessions(id,env_id,status,agent,metadata,title,resources,created_at,updated_at)"
+    " VALUES(?1,?2,'idle',?3,?4,?5,?6,?7,?7)";
+
+static int sq_session_create(store_t *s, json_t *f, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    char id[ID_MAX];
+    int rc = id_new("sesn", id, sizeof(id));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    const char *env_id = json_string_value(json_object_get(f, "environment_id"));
+    if ((rc = tx_begin(q, err)) < 0) return rc;
+    _cleanup_json_ json_t *env = NULL;
+    if ((rc = env_load(q, env_id, &env, err)) < 0) return tx_end(q, rc, err);
+    if (!json_is_null(json_object_get(env, "archived_at")))
+        return tx_end(q, err_msg(err, EINVAL, "environment '%s' is archived", env_id), err);
+    json_t *agent = json_object_get(f, "agent");
+    json_t *md = json_object_get(f, "metadata");
+    json_t *res = json_object_get(f, "resources");
+    _cleanup_free_ char *agent_s = dump(agent ? agent : json_object());
+    _cleanup_free_ char *md_s = md ? dump(md) : strdup("{}");
+    _cleanup_free_ char *res_s = res ? dump(res) : strdup("[]");
+    sqlite3_stmt *st = prep(q, SQL_SESSION_INSERT, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, id);
+    bind_text(st, 2, env_id);
+    bind_text(st, 3, agent_s);
+    bind_text(st, 4, md_s);
+    bind_text(st, 5, json_string_value(json_object_get(f, "title")));
+    bind_text(st, 6, res_s);
+    sqlite3_bind_int64(st, 7, clock_wall_us());
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert session");
+    sqlite3_reset(st);
+    if (rc == 0) rc = work_enqueue(q, env_id, id, err);
+    if (rc == 0) rc = session_load(q, id, out, err);
+    return tx_end(q, rc, err);
+}
+
+static int sq_session_get(store_t *s, const char *id, json_t **out, shed_err *err)
+{
+    return session_load(SQ(s), id, out, err);
+}
+
+static const char SQL_SESSION_PAGE[] =
+    "SELECT " SESSION_COLS " FROM sessions WHERE seq>?1 ORDER BY seq LIMIT ?2";
+static const char SQL_SESSION_PAGE_ENV[] =
+    "SELECT " SESSION_COLS " FROM sessions WHERE seq>?1 AND env_id=?3 ORDER BY seq LIMIT ?2";
+
+static int sq_session_list(store_t *s, const char *env_id, const store_page_t *pg, json_t **out,
+                           shed_err *err)
+{
+    store_page_t p = *pg;
+    p.desc = false;
+    return run_page(SQ(s), env_id ? SQL_SESSION_PAGE_ENV : SQL_SESSION_PAGE, &p, env_id, NULL,
+                    session_row, 10, out, err);
+}
+
+/* ----------------------------------------------------------------- events */
+
+static const char SQL_EVENT_REF[] =
+    "SELECT type FROM events WHERE session_id=?1 AND id=?2";
+static const char SQL_EVENT_ANSWERED[] =
+    "SELECT 1 FROM events WHERE session_id=?1 AND answers=?2";
+static const char SQL_EVENT_INSERT[] =
+    "INSERT INTO events(id,session_id,type,answers,body,processed_at) VALUES(?1,?2,?3,?4,?5,?6)";
+static const char SQL_SESSION_STATUS[] =
+    "UPDATE sessions SET status=?2, updated_at=?3 WHERE id=?1";
+static const char SQL_WORK_OPEN[] =
+    "SELECT 1 FROM work WHERE data_id=?1 AND state IN ('queued','starting','active') LIMIT 1";
+
+/* The type of event `ref` in the session, or "" if there is none. */
+static int event_ref_type(sq_store_t *q, const char *sid, const char *ref, char *type, size_t n,
+                          shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_EVENT_REF, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, sid);
+    bind_text(st, 2, ref);
+    int rc = sqlite3_step(st);
+    type[0] = '\0';
+    if (rc == SQLITE_ROW) snprintf(type, n, "%s", col_text(st, 0));
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(q, err, "event lookup");
+}
+
+static int answered(sq_store_t *q, const char *sid, const char *ref, bool *yes, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_EVENT_ANSWERED, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, sid);
+    bind_text(st, 2, ref);
+    int rc = sqlite3_step(st);
+    *yes = rc == SQLITE_ROW;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(q, err, "answer lookup");
+}
+
+static int sq_events_append(store_t *s, const char *sid, json_t *events,
+                            store_append_result_t *res, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    memset(res, 0, sizeof(*res));
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *sess = NULL;
+    if ((rc = session_load(q, sid, &sess, err)) < 0) return tx_end(q, rc, err);
+    const char *env_id = json_string_value(json_object_get(sess, "environment_id"));
+    snprintf(res->env_id, sizeof(res->env_id), "%s", env_id ? env_id : "");
+    char status[32];
+    snprintf(status, sizeof(status), "%s", json_string_value(json_object_get(sess, "status")));
+    if (!strcmp(status, "terminated"))
+        return tx_end(q, err_msg(err, EINVAL, "session '%s' is terminated: it accepts no events", sid), err);
+    const char *orig_status = json_string_value(json_object_get(sess, "status"));
+    bool wake = false;
+    json_t *stored = json_array();
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const char *ref = NULL, *ref_field = NULL, *want = NULL;
+        if (!strcmp(type, "user.tool_result")) {
+            ref_field = "tool_use_id";
+            want = "agent.tool_use";
+        } else if (!strcmp(type, "user.custom_tool_result")) {
+            ref_field = "custom_tool_use_id";
+            want = "agent.custom_tool_use";
+        } else if (!strcmp(type, "user.tool_confirmation")) {
+            ref_field = "tool_use_id";
+        }
+        if (ref_field) {
+            ref = json_string_value(json_object_get(ev, ref_field));
+            char rtype[64];
+            if ((rc = event_ref_type(q, sid, ref, rtype, sizeof(rtype), err)) < 0) break;
+            bool ok = want ? !strcmp(rtype, want)
+                           : (!strcmp(rtype, "agent.tool_use") || !strcmp(rtype, "agent.custom_tool_use"));
+            if (!ok) {
+                rc = err_msg(err, EINVAL, "events[%zu].%s: no %s '%s' in session '%s'", i, ref_field,
+                             want ? want : "agent.tool_use", ref, sid);
+                break;
+            }
+            if (want) {
+                bool dup;
+                if ((rc = answered(q, sid, ref, &dup, err)) < 0) break;
+                if (dup) {
+                    rc = err_msg(err, EEXIST, "events[%zu].%s: '%s' already has a result; the first one stands", i, ref_field, ref);
+                    break;
+                }
+            } else {
+                ref = NULL; /* confirmations do not answer the call */
+            }
+        }
+        char id[ID_MAX];
+        if ((rc = id_new("sevt", id, sizeof(id))) < 0) {
+            rc = err_set(err, -rc, "getrandom");
+            break;
+        }
+        int64_t now = clock_wall_us();
+        char ts[RFC3339_LEN];
+        clock_rfc3339_us(now, ts);
+        json_t *e = json_deep_copy(ev);
+        json_object_set_new(e, "id", json_string(id));
+        json_object_set_new(e, "processed_at", json_string(ts));
+        _cleanup_free_ char *body = dump(e);
+        sqlite3_stmt *st = prep(q, SQL_EVENT_INSERT, err);
+        if (!st || !body) {
+            json_decref(e);
+            rc = -EIO;
+            break;
+        }
+        bind_text(st, 1, id);
+        bind_text(st, 2, sid);
+        bind_text(st, 3, type);
+        bind_text(st, 4, ref);
+        bind_text(st, 5, body);
+        sqlite3_bind_int64(st, 6, now);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            json_decref(e);
+            rc = db_err(q, err, "insert event");
+            break;
+        }
+        rc = 0;
+        json_array_append_new(stored, e);
+        if (!strcmp(type, "agent.tool_use") || !strcmp(type, "agent.custom_tool_use")) {
+            snprintf(status, sizeof(status), "running");
+            wake = true;
+        } else if (!strcmp(type, "session.status_running")) {
+            snprintf(status, sizeof(status), "running");
+        } else if (!strcmp(type, "session.status_idle")) {
+            snprintf(status, sizeof(status), "idle");
+        } else if (!strcmp(type, "session.status_terminated")) {
+            snprintf(status, sizeof(status), "terminated");
+            wake = false;
+        }
+    }
+    if (rc == 0 && strcmp(status, orig_status ? orig_status : "")) {
+        sqlite3_stmt *st = prep(q, SQL_SESSION_STATUS, err);
+        if (!st) rc = -EIO;
+        else {
+            bind_text(st, 1, sid);
+            bind_text(st, 2, status);
+            sqlite3_bind_int64(st, 3, clock_wall_us());
+            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "session status");
+            sqlite3_reset(st);
+        }
+    }
+    if (rc == 0 && wake) {
+        sqlite3_stmt *st = prep(q, SQL_WORK_OPEN, err);
+        if (!st) rc = -EIO;
+        else {
+            bind_text(st, 1, sid);
+            int r = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (r == SQLITE_DONE) {
+                rc = work_enqueue(q, env_id, sid, err);
+                res->work_enqueued = rc == 0;
+            } else if (r != SQLITE_ROW) {
+                rc = db_err(q, err, "open work lookup");
+            }
+        }
+    }
+    rc = tx_end(q, rc, err);
+    if (rc < 0) {
+        json_decref(stored);
+        res->work_enqueued = false;
+        return rc;
+    }
+    res->events = stored;
+    return 0;
+}
+
+static json_t *event_row(sqlite3_stmt *st)
+{
+    return stored_json(st, 0, json_object());
+}
+
+static const char SQL_EVENTS_ASC[] =
+    "SELECT body, seq FROM events WHERE seq>?1 AND session_id=?3 ORDER BY seq LIMIT ?2";
+static const char SQL_EVENTS_DESC[] =
+    "SELECT body, seq FROM events WHERE seq<?1 AND session_id=?3 ORDER BY seq DESC LIMIT ?2";
+
+static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, json_t **out,
+                          shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    _cleanup_json_ json_t *sess = NULL;
+    int rc = session_load(q, sid, &sess, err);
+    if (rc < 0) return rc;
+    return run_page(q, pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC, pg, sid, NULL, event_row, 1,
+                    out, err);
+}
+
+static const char SQL_EVENTS_LAST[] = "SELECT COALESCE(MAX(seq),0) FROM events WHERE session_id=?1";
+
+static int sq_events_last_seq(store_t *s, const char *sid, int64_t *seq, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    sqlite3_stmt *st = prep(q, SQL_EVENTS_LAST, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, sid);
+    int rc = sqlite3_step(st);
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : db_err(q, err, "last event");
+}
+
+static const char SQL_EVENTS_AFTER[] =
+    "SELECT seq, type, body FROM events WHERE session_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3";
+
+static int sq_events_after(store_t *s, const char *sid, int64_t after, store_stream_event_t *out,
+                           int max, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    sqlite3_stmt *st = prep(q, SQL_EVENTS_AFTER, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, sid);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int(st, 3, max);
+    int n = 0, rc;
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        out[n].seq = sqlite3_column_int64(st, 0);
+        snprintf(out[n].type, sizeof(out[n].type), "%s", col_text(st, 1));
+        out[n].json = strdup(col_text(st, 2));
+        if (!out[n].json) break;
+        n++;
+    }
+    sqlite3_reset(st);
+    return n;
+}
+
+/* ------------------------------------------------------------------- open */
+
+static void sq_close(store_t *s)
+{
+    sq_store_t *q = SQ(s);
+    if (!q) return;
+    for (int i = 0; i < STMT_CACHE && q->cache[i].sql; i++) sqlite3_finalize(q->cache[i].st);
+    sqlite3_close(q->db);
+    free(q);
+}
+
+static const struct store_ops SQLITE_OPS = {
+    .close = sq_close,
+    .auth_env_key = sq_auth_env_key,
+    .auth_sessions_token = sq_auth_sessions_token,
+    .env_create = sq_env_create,
+    .env_get = sq_env_get,
+    .env_list = sq_env_list,
+    .env_update = sq_env_update,
+    .env_archive = sq_env_archive,
+    .env_delete = sq_env_delete,
+    .key_create = sq_key_create,
+    .key_list = sq_key_list,
+    .key_revoke = sq_key_revoke,
+    .session_create = sq_session_create,
+    .session_get = sq_session_get,
+    .session_list = sq_session_list,
+    .events_append = sq_events_append,
+    .events_list = sq_events_list,
+    .events_last_seq = sq_events_last_seq,
+    .events_after = sq_events_after,
+    .work_poll = sq_work_poll,
+    .work_ack = sq_work_ack,
+    .work_heartbeat = sq_work_heartbeat,
+    .work_stop = sq_work_stop,
+    .work_get = sq_work_get,
+    .work_list = sq_work_list,
+    .work_update = sq_work_update,
+    .work_stats = sq_work_stats,
+};
+
+int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out,
+                      shed_err *err)
+{
+    sq_store_t *q = calloc(1, sizeof(*q));
+    if (!q) return err_set(err, ENOMEM, "store");
+    q->base.ops = &SQLITE_OPS;
+    q->base.cfg = *cfg;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &q->db, flags, NULL) != SQLITE_OK) {
+        int rc = err_msg(err, EIO, "open database %s: %s (check the directory exists and is writable)",
+                         path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
+        sqlite3_close(q->db);
+        free(q);
+        return rc;
+    }
+    sqlite3_busy_timeout(q->db, 5000);
+    char *msg = NULL;
+    const char *setup = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+    if (sqlite3_exec(q->db, setup, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(q->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = err_msg(err, EIO, "initialize database %s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        sq_close(&q->base);
+        return rc;
+    }
+    /* Confirm WAL took (it cannot on some filesystems): durability reasoning depends on it. */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && strcmp(col_text(st, 0), "wal") != 0) {
+        sqlite3_finalize(st);
+        int rc = err_msg(err, EIO, "database %s: WAL journal mode unavailable on this filesystem; put --state-dir on a local disk", path);
+        sq_close(&q->base);
+        return rc;
+    }
+    sqlite3_finalize(st);
+    *out = &q->base;
+    return 0;
+}
+
+int store_open(const char *url, const store_queue_cfg_t *cfg, store_t **out, shed_err *err)
+{
+    if (!strncmp(url, "sqlite:", 7)) return store_sqlite_open(url + 7, cfg, out, err);
+    if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13))
+        return err_msg(err, ENOTSUP, "--db %.12s...: the PostgreSQL backend is not built yet; use sqlite:PATH", url);
+    if (strstr(url, "://"))
+        return err_msg(err, EINVAL, "--db: unknown database URL scheme; use sqlite:PATH");
+    return store_sqlite_open(url, cfg, out, err);
+}
