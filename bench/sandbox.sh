@@ -64,5 +64,6 @@ mkdir -p "$(dirname "$drv")"
 libs=$(sed -n 's/^PKGS *:= *//p' Makefile)
 cc -O2 -std=gnu11 -D_GNU_SOURCE -Isrc $(pkg-config --cflags $libs) bench/sandbox_rate.c \
    "$SHED_BUILD/libshed.a" $(pkg-config --libs $libs) -lm -pthread -o "$drv"
-"$drv" "$SHED" "${BENCH_RATE_SECONDS:-5}" "$pol"
+"$drv" "$SHED" "${BENCH_RATE_SECONDS:-5}" "$pol" 1
+"$drv" "$SHED" "${BENCH_RATE_SECONDS:-5}" "$pol" "$(( $(nproc) * 2 ))"
 echo "  (target >= 300/s)"
