@@ -2,7 +2,7 @@
  * (exec /bin/true through init) and destroyed, back to back, from one
  * long-lived process (the worker's path). Prints rate, and median/p99 of
  * create, exec and destroy. Links build/libshed.a; never used by shed itself.
- *   sandbox_rate SHED_BINARY SECONDS [POLICY [THREADS]]
+ *   sandbox_rate SHED_BINARY SECONDS [POLICY [THREADS [zygote]]]
  * THREADS > 1: that many threads each run the loop (sandbox_create is
  * thread-safe for different sandboxes), as a worker with a creation pool would. */
 #include "base/clock.h"
@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -95,6 +96,11 @@ int main(int argc, char **argv)
         return 1;
     }
     int nt = argc > 4 ? atoi(argv[4]) : 1;
+    bool zygote = argc > 5 && !strcmp(argv[5], "zygote");
+    if (zygote && sandbox_zygote_start(&err) < 0) {
+        fprintf(stderr, "sandbox_rate: %s\n", err.msg);
+        return 1;
+    }
     if (nt < 1 || nt > 64) nt = 1;
     enum { MAX = 100000 };
     int64_t start = clock_mono_ns(), end = start + (int64_t)(atof(argv[2]) * 1e9);
@@ -117,8 +123,8 @@ int main(int argc, char **argv)
         for (int x = 0; x < jobs[i].n; x++, k++)
             tc[k] = jobs[i].tc[x], te[k] = jobs[i].te[x], td[k] = jobs[i].td[x];
     double el = (clock_mono_ns() - start) / 1e9;
-    printf("sandboxes created, used once, destroyed: %d in %.2f s = %.0f/s (one process, %d thread%s)\n",
-           n, el, n / el, nt, nt > 1 ? "s" : "");
+    printf("sandboxes created, used once, destroyed: %d in %.2f s = %.0f/s (one process, %d thread%s, init %s)\n",
+           n, el, n / el, nt, nt > 1 ? "s" : "", zygote ? "forked by the zygote" : "exec'd per sandbox");
     struct rusage self, kids;
     getrusage(RUSAGE_SELF, &self);
     getrusage(RUSAGE_CHILDREN, &kids);

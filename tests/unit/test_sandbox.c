@@ -550,3 +550,62 @@ TEST(tool_calls_run_inside_and_cancel)
     ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
     sandbox_policy_free(p);
 }
+
+TEST(zygote_creates_sandboxes_without_exec)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    if (sandbox_zygote_start(&err) < 0) test_fail(__FILE__, __LINE__, "zygote: %s", err.msg);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    for (int round = 0; round < 3; round++) {
+        sandbox_t *sb = NULL;
+        sandbox_opts o = {.slot = -1};
+        if (sandbox_create(p, &o, &sb, &err) < 0)
+            test_fail(__FILE__, __LINE__, "create: %s", err.msg);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int fds[3] = {null, null, null};
+        json_t *m = json_pack("{s:s,s:i,s:[s,s,s]}", "type", "exec", "id", 1, "argv", "/bin/sh",
+                              "-c", "test \"$(id -u)\" = 1000 && test ! -e /etc/shadow && exit 7");
+        ASSERT_EQ_INT(ctl_send(sandbox_ctl_fd(sb), m, fds, 3, &err), 0);
+        json_decref(m);
+        close(null);
+        json_t *r = NULL;
+        ASSERT_EQ_INT(ctl_recv(sandbox_ctl_fd(sb), &r, NULL, NULL, &err), 0);
+        ASSERT_EQ_INT(json_integer_value(json_object_get(r, "status")), 7);
+        json_decref(r);
+        r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 2, "tool",
+                                    "bash", "input", "command", "grep -c Seccomp:.2 /proc/self/status"));
+        _cleanup_free_ char *text = json_compact(json_object_get(r, "content"));
+        ASSERT_CONTAINS(text, "1");
+        json_decref(r);
+        pid_t init = sandbox_init_pid(sb);
+        ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+        ASSERT_TRUE(kill(init, 0) < 0 || errno != 0);
+    }
+    /* a step failing in the child is still reported through the error pipe
+     * (a work dir inside /proc cannot be created) */
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1, .workdir = "/proc/shed-test"};
+    ASSERT_TRUE(sandbox_create(p, &o, &sb, &err) < 0);
+    ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
+    ASSERT_CONTAINS(err.msg, "/proc/shed-test");
+    sandbox_zygote_stop();
+    sandbox_policy_free(p);
+}
+
+TEST(child_step_failure_names_step_and_errno)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1, .workdir = "/proc/shed-test"};
+    ASSERT_TRUE(sandbox_create(p, &o, &sb, &err) < 0);
+    ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
+    ASSERT_CONTAINS(err.msg, "/proc/shed-test: ");
+    sandbox_policy_free(p);
+}
