@@ -50,6 +50,25 @@ echo "{\"mounts\":[{\"source\":\"$T/nope\"}]$waive}" >"$T/bad.json"
 set +e; err=$("$SHED" run --policy "$T/bad.json" -- /bin/true 2>&1); rc=$?; set -e
 expect_eq "$rc" 125 "exit"; expect_contains "$err" "$T/nope" "message names the source"
 
+if [ "$(id -u)" = 0 ] && [ -d /sys/fs/cgroup/memory ]; then
+    step "cgroup v1 limits as written: memory (no swap), pids, cpu"
+    echo '{"limits":{"memoryMax":"200M","pidsMax":77,"cpus":0.5}}' >"$T/cg.json"
+    "$SHED" run --policy "$T/cg.json" --json-status 3 -- /bin/sleep 3 3>"$T/cg.st" &
+    runner=$!
+    wait_for 10 grep -q init-pid "$T/cg.st" || fail "sandbox did not start"
+    label=$(sed -n 's/.*"label":"\([^"]*\)".*/\1/p' "$T/cg.st" | head -n1)
+    mem=$(find /sys/fs/cgroup/memory -maxdepth 8 -type d -name "$label" | head -n1)
+    [ -n "$mem" ] || fail "no memory cgroup for $label"
+    expect_eq "$(cat "$mem/memory.limit_in_bytes")" $((200 << 20)) "memory limit"
+    [ ! -e "$mem/memory.memsw.limit_in_bytes" ] || expect_eq "$(cat "$mem/memory.memsw.limit_in_bytes")" $((200 << 20)) "memory+swap limit (no swap)"
+    expect_eq "$(cat /sys/fs/cgroup/pids/shed/"$label"/pids.max)" 77 "pids.max"
+    expect_eq "$(cat /sys/fs/cgroup/cpu/shed/"$label"/cpu.cfs_quota_us)" 50000 "cpu quota"
+    initpid=$(sed -n 's/.*"init-pid":\([0-9]*\).*/\1/p' "$T/cg.st" | head -n1)
+    grep -q "$initpid" "$mem/cgroup.procs" || fail "init is not in the memory cgroup"
+    wait "$runner"
+    [ ! -d "$mem" ] || fail "memory cgroup left behind"
+fi
+
 if [ "$(id -u)" = 0 ]; then
     step "unprivileged without a waiver fails closed and names the fix"
     echo '{}' >"$T/plain.json"; chmod 644 "$T/plain.json"
