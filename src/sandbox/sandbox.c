@@ -1162,6 +1162,9 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
             return rc;
         }
         cfg.cgroup_on = true;
+        /* recorded now, so that reconcile finds the cgroup even if we die
+         * before the clone; rewritten with init's pid below */
+        if ((rc = write_state(sb, root, err)) < 0) return rc;
     } else {
         slog(LOG_WARN, label, NULL,
              "sandbox %s: layer \"cgroup\" waived by the policy: memory/pids limits fall back to "
@@ -1232,9 +1235,14 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     pthread_mutex_unlock(&g_zyg_lock);
     if (zyg) {
         pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &pidfd, err);
-        if (pid < 0) return pid;
-        sb->via_zygote = true;
-        goto cloned;
+        if (pid >= 0) {
+            sb->via_zygote = true;
+            goto cloned;
+        }
+        if (pid != -EPIPE && pid != -ECONNRESET) return pid;
+        /* the zygote is gone (killed?): forget it, clone ourselves */
+        log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
+        sandbox_zygote_stop();
     }
     struct clone_args ca = {0};
     ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
@@ -1290,6 +1298,12 @@ child_failed:;
 
     struct child_err ce;
     ssize_t n;
+    struct pollfd ep = {.fd = err_r, .events = POLLIN};
+    int epr;
+    do
+        epr = poll(&ep, 1, 20000);
+    while (epr < 0 && errno == EINTR);
+    if (epr == 0) return err_msg(err, ETIMEDOUT, "sandbox setup did not finish within 20 s");
     do
         n = read(err_r, &ce, sizeof(ce));
     while (n < 0 && errno == EINTR);
