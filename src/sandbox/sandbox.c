@@ -702,7 +702,8 @@ int sandbox_zygote_main(void)
     const int fd = SANDBOX_FD_CTL;
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() == 1) return 1;
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* stays dumpable: an unprivileged creator writes its children's id maps
+     * (each init makes itself non-dumpable) */
     signal(SIGCHLD, SIG_DFL);
     for (;;) {
         zyg_reap();
