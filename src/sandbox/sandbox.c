@@ -952,12 +952,15 @@ static int chown_tree(int dfd, uid_t uid, gid_t gid, int depth)
     return rc;
 }
 
-static int claim_slot(const char *state_dir, int want, const char *label, char **path,
-                      shed_err *err)
+/* Slots are host-wide (not per state dir): a worker and a `shed run` with
+ * different state dirs must still never share a host uid. */
+#define SANDBOX_SLOT_DIR "/run/shed/slots"
+
+static int claim_slot(int want, const char *owner_dir, char **path, shed_err *err)
 {
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/slots", state_dir);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return err_set(err, errno, "mkdir %s", dir);
+    const char *dir = SANDBOX_SLOT_DIR;
+    int mrc = mkdir_p(dir, 0700);
+    if (mrc < 0) return err_set(err, -mrc, "mkdir %s", dir);
     unsigned start = want >= 0 ? (unsigned)want : (unsigned)(getpid() * 131u + atomic_fetch_add(&g_seq, 1) * 7919u);
     int tries = want >= 0 ? 1 : 4096;
     for (int i = 0; i < tries; i++) {
@@ -969,7 +972,7 @@ static int claim_slot(const char *state_dir, int want, const char *label, char *
             if (errno == EEXIST) continue;
             return err_set(err, errno, "claim slot %s", p);
         }
-        ssize_t w = write(fd, label, strlen(label));
+        ssize_t w = write(fd, owner_dir, strlen(owner_dir));
         (void)w;
         close(fd);
         *path = strdup(p);
@@ -1127,7 +1130,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     /* host ids */
     gid_t host_gid;
     if (privileged) {
-        rc = claim_slot(state_dir, opts->slot, label, &sb->slot_path, err);
+        rc = claim_slot(opts->slot, sb->dir, &sb->slot_path, err);
         if (rc < 0) return rc;
         sb->slot = rc;
         sb->host_uid = SANDBOX_HOST_ID_BASE + (unsigned)sb->slot;
@@ -1553,5 +1556,20 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         log_info("reconcile: swept sandbox %s left by dead creator pid %d", e->d_name, (int)owner);
     }
     closedir(d);
+    /* slot files name their sandbox's state dir: without it, the slot is stale */
+    DIR *sd2 = geteuid() == 0 ? opendir(SANDBOX_SLOT_DIR) : NULL;
+    while (sd2 && (e = readdir(sd2))) {
+        if (e->d_name[0] == '.') continue;
+        char owner[4200] = "";
+        int fd = openat(dirfd(sd2), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, owner, sizeof(owner) - 1);
+        close(fd);
+        owner[n > 0 ? n : 0] = 0;
+        struct stat st;
+        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
+            unlinkat(dirfd(sd2), e->d_name, 0);
+    }
+    if (sd2) closedir(sd2);
     return swept;
 }
