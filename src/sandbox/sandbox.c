@@ -64,6 +64,9 @@ struct sandbox {
     sandbox_cgroup *cg;
     int64_t deadline_ms;
     bool via_zygote; /* init is the zygote's child: wait on the pidfd */
+    bool ready;      /* sandbox_create_finish() saw "ready" */
+    int err_fd;      /* the child's error pipe until then */
+    int64_t started_ns;
 };
 
 /* ---------- process-wide state: init exe fd, cgroup detection ---------- */
@@ -1059,6 +1062,7 @@ static void sandbox_free(sandbox_t *sb)
     if (!sb) return;
     if (sb->ctl_fd >= 0) close(sb->ctl_fd);
     if (sb->pidfd >= 0) close(sb->pidfd);
+    if (sb->err_fd >= 0) close(sb->err_fd);
     for (int i = 0; i < 3; i++)
         if (sb->listeners[i] >= 0) close(sb->listeners[i]);
     free(sb->label);
@@ -1077,8 +1081,8 @@ static void cleanup_planp(plan *p)
     plan_free(p);
 }
 
-int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
-                   shed_err *err)
+int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                         shed_err *err)
 {
     static const sandbox_opts no_opts = {.slot = -1};
     if (!opts) opts = &no_opts;
@@ -1094,7 +1098,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
 #define TRACE() (tr[ntr < 12 ? ntr++ : 11] = clock_mono_ns())
     __attribute__((cleanup(cleanup_sandboxp))) sandbox_t *sb = calloc(1, sizeof(*sb));
     if (!sb) return err_set(err, ENOMEM, "sandbox");
-    sb->ctl_fd = sb->pidfd = -1;
+    sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
     sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
     sb->slot = -1;
 
@@ -1299,26 +1303,8 @@ cloned:
     if (send(sync2_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync2_w));
 child_failed:;
-
-    struct child_err ce;
-    ssize_t n;
-    struct pollfd ep = {.fd = err_r, .events = POLLIN};
-    int epr;
-    do
-        epr = poll(&ep, 1, 20000);
-    while (epr < 0 && errno == EINTR);
-    if (epr == 0) return err_msg(err, ETIMEDOUT, "sandbox setup did not finish within 20 s");
-    do
-        n = read(err_r, &ce, sizeof(ce));
-    while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(ce)) {
-        ce.step[sizeof(ce.step) - 1] = 0;
-        return err_set(err, ce.err, "sandbox setup: %s", ce.step);
-    }
-    if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
-
-    TRACE(); /* 7: child setup until exec */
-    /* init is running: configuration, then wait for "ready" */
+    TRACE(); /* 7: released */
+    /* The configuration waits in the socket until init reads it. */
     _cleanup_json_ json_t *conf = json_pack(
         "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "type", "config", "workdir", cfg.workdir, "label",
         label, "command_timeout_ms", (json_int_t)pol->command_timeout_ms, "disk_max",
@@ -1338,16 +1324,66 @@ child_failed:;
             json_array_append_new(roots, json_string(in));
             if (!rw) json_array_append_new(ro_roots, json_string(in));
         }
-    if ((rc = ctl_send(sb->ctl_fd, conf, NULL, 0, err)) < 0) return rc;
+    /* a child that died already closed its end: EPIPE here, the reason is in
+     * the error pipe, which finish reads */
+    if (ctl_send(sb->ctl_fd, conf, NULL, 0, NULL) < 0) {}
+    sb->err_fd = steal_fd(&err_r);
+    if (trace) {
+        static const char *const N[] = {"", "state", "cgroup", "plan", "clone", "maps", "attach", "released"};
+        char line[512];
+        int o = 0;
+        for (int i = 1; i < ntr && i < 8; i++)
+            o += snprintf(line + o, sizeof(line) - o, " %s=%.2f", N[i], (tr[i] - tr[i - 1]) / 1e6);
+        fprintf(stderr, "sandbox_create_start trace (ms):%s total=%.2f\n", line,
+                (tr[ntr - 1] - tr[0]) / 1e6);
+    }
+    sb->started_ns = tr[0];
+    *out = steal_pointer(&sb);
+    return 0;
+}
+
+/* The child's report, if any: 1 = none yet, 0 = exec'd (EOF), <0 = its error. */
+static int read_setup_error(sandbox_t *sb, int timeout_ms, shed_err *err)
+{
+    if (sb->err_fd < 0) return 0;
+    struct pollfd ep = {.fd = sb->err_fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&ep, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) return 1;
+    struct child_err ce;
+    ssize_t n;
+    do
+        n = read(sb->err_fd, &ce, sizeof(ce));
+    while (n < 0 && errno == EINTR);
+    close(sb->err_fd);
+    sb->err_fd = -1;
+    if (n == (ssize_t)sizeof(ce)) {
+        ce.step[sizeof(ce.step) - 1] = 0;
+        return err_set(err, ce.err ? ce.err : EIO, "sandbox setup: %s", ce.step);
+    }
+    if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
+    return 0;
+}
+
+int sandbox_create_finish(sandbox_t *sb, shed_err *err)
+{
+    if (sb->ready) return 0;
+    int rc = read_setup_error(sb, 0, err);
+    if (rc < 0) return rc;
     struct pollfd pf = {.fd = sb->ctl_fd, .events = POLLIN};
     int pr;
     do
-        pr = poll(&pf, 1, 20000);
+        pr = poll(&pf, 1, 0);
     while (pr < 0 && errno == EINTR);
-    if (pr == 0) return err_msg(err, ETIMEDOUT, "sandbox init did not report ready within 20 s");
+    if (pr == 0) return -EAGAIN;
     _cleanup_json_ json_t *ready = NULL;
     int fds[CTL_MAX_FDS], nfds = 0;
     if ((rc = ctl_recv(sb->ctl_fd, &ready, fds, &nfds, err)) < 0) {
+        /* the child or init died: the error pipe says why, if it was setup */
+        int r2 = read_setup_error(sb, 2000, err);
+        if (r2 < 0) return r2;
         err_wrap(err, "sandbox init exited during startup (see its message above)");
         return rc;
     }
@@ -1358,18 +1394,55 @@ child_failed:;
         return err_msg(err, EPROTO, "sandbox init: %s", msg ? msg : "unexpected first message");
     }
     for (int i = 0; i < 3; i++) sb->listeners[i] = fds[i];
-    TRACE(); /* 8: init ready */
-    if (trace) {
-        static const char *const N[] = {"", "state", "cgroup", "plan", "clone", "maps", "attach", "child", "ready"};
-        char line[512];
-        int o = 0;
-        for (int i = 1; i < ntr && i < 9; i++)
-            o += snprintf(line + o, sizeof(line) - o, " %s=%.2f", N[i], (tr[i] - tr[i - 1]) / 1e6);
-        fprintf(stderr, "sandbox_create trace (ms):%s total=%.2f\n", line, (tr[ntr - 1] - tr[0]) / 1e6);
+    if (sb->err_fd >= 0) {
+        close(sb->err_fd);
+        sb->err_fd = -1;
     }
-    slog(LOG_DEBUG, label, NULL, "sandbox %s: init pid %d, host uid %u, cgroup %s", label,
-         (int)pid, (unsigned)sb->host_uid, sb->cg ? sb->cg->be->name : "none");
-    *out = steal_pointer(&sb);
+    sb->ready = true;
+    if (getenv("SHED_SANDBOX_TRACE"))
+        fprintf(stderr, "sandbox_create ready after %.2f ms\n",
+                (clock_mono_ns() - sb->started_ns) / 1e6);
+    slog(LOG_DEBUG, sb->label, NULL, "sandbox %s: init pid %d, host uid %u, cgroup %s", sb->label,
+         (int)sb->init_pid, (unsigned)sb->host_uid, sb->cg ? sb->cg->be->name : "none");
+    return 0;
+}
+
+int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                   shed_err *err)
+{
+    sandbox_t *sb = NULL;
+    int rc = sandbox_create_start(pol, opts, &sb, err);
+    if (rc < 0) return rc;
+    int64_t end = clock_mono_ms() + 20000;
+    for (;;) {
+        rc = sandbox_create_finish(sb, err);
+        if (rc != -EAGAIN) break;
+        int64_t left = end - clock_mono_ms();
+        if (left <= 0) {
+            rc = err_msg(err, ETIMEDOUT, "sandbox init did not report ready within 20 s");
+            break;
+        }
+        struct pollfd p[2] = {{.fd = sb->ctl_fd, .events = POLLIN},
+                              {.fd = sb->err_fd, .events = POLLIN}};
+        int np = sb->err_fd >= 0 ? 2 : 1;
+        if (poll(p, np, (int)left) < 0 && errno != EINTR) {
+            rc = err_set(err, errno, "poll");
+            break;
+        }
+        /* exec'd: the error pipe is at EOF; stop watching it */
+        if (np == 2 && (p[1].revents & (POLLIN | POLLHUP)) && !(p[0].revents & POLLIN)) {
+            int r2 = read_setup_error(sb, 0, err);
+            if (r2 < 0) {
+                rc = r2;
+                break;
+            }
+        }
+    }
+    if (rc < 0) {
+        sandbox_destroy(sb, 0, NULL);
+        return rc;
+    }
+    *out = sb;
     return 0;
 }
 
@@ -1514,7 +1587,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         if (owner > 0 && proc_start(owner) == ostart && ostart) continue; /* creator alive */
         sandbox_t *sb = calloc(1, sizeof(*sb));
         if (!sb) break;
-        sb->ctl_fd = sb->pidfd = -1;
+        sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
         sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));

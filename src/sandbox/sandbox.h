@@ -63,6 +63,16 @@ typedef struct sandbox_opts {
 
 int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
                    shed_err *err);
+/* For event loops: the same in two steps. start returns once the child is
+ * cloned, in its cgroup and released (it blocks only for that: a few ms,
+ * up to ~10 ms for the v1 cgroup move); then wait for sandbox_ctl_fd() to
+ * be readable and call finish, which returns -EAGAIN until init reported
+ * "ready" (or fills err with the failing setup step). Until finish returned
+ * 0, the only valid calls are finish, sandbox_ctl_fd and sandbox_destroy.
+ * sandbox_create() = start + wait + finish. */
+int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                         shed_err *err);
+int sandbox_create_finish(sandbox_t *sb, shed_err *err);
 /* The control channel to init (SOCK_SEQPACKET, CLOEXEC, owned by the sandbox). */
 int sandbox_ctl_fd(const sandbox_t *sb);
 /* The egress listeners from init's "ready" message, handed over once (the

@@ -666,3 +666,43 @@ TEST(reconcile_sweeps_what_a_dead_creator_left)
     ASSERT_EQ_INT(sandbox_reconcile(state, &err), 0);
     rm_tree(state);
 }
+
+/* The event-loop way: start, wait for the ctl fd, finish. */
+static int finish_by_polling(sandbox_t *sb, shed_err *err)
+{
+    for (int i = 0; i < 400; i++) {
+        int rc = sandbox_create_finish(sb, err);
+        if (rc != -EAGAIN) return rc;
+        struct pollfd p = {.fd = sandbox_ctl_fd(sb), .events = POLLIN};
+        poll(&p, 1, 50);
+    }
+    return -ETIMEDOUT;
+}
+
+TEST(create_in_two_steps_for_event_loops)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1};
+    ASSERT_EQ_INT(sandbox_create_start(p, &o, &sb, &err), 0);
+    int rc = finish_by_polling(sb, &err);
+    if (rc < 0) test_fail(__FILE__, __LINE__, "finish: %s", err.msg);
+    ASSERT_EQ_INT(sandbox_create_finish(sb, &err), 0); /* idempotent */
+    int h, s2, d;
+    sandbox_take_listeners(sb, &h, &s2, &d);
+    ASSERT_TRUE(h >= 0);
+    close(h), close(s2), close(d);
+    ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+    /* a setup failure surfaces from finish, naming the step */
+    sandbox_opts bad = {.slot = -1, .workdir = "/proc/shed-test"};
+    ASSERT_EQ_INT(sandbox_create_start(p, &bad, &sb, &err), 0);
+    rc = finish_by_polling(sb, &err);
+    ASSERT_TRUE(rc < 0 && rc != -ETIMEDOUT);
+    ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
+    ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+    sandbox_policy_free(p);
+}
