@@ -165,6 +165,8 @@ static bool walk_dir(search_t *s, int dirfd, const char *path, int depth)
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* not reachable for the reference, which decodes names lossily */
+        if (!tools_utf8_valid(de->d_name, strlen(de->d_name))) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 32;
             dent_t *nv = realloc(v, cap * sizeof(*nv));

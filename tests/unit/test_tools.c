@@ -405,3 +405,17 @@ TEST(conformance_with_the_reference_on_the_host)
            node, root, cf, root, ref, ref, mine, mine);
     }
 }
+
+TEST(invalid_utf8_file_names_stay_valid_json)
+{
+    sh("mkdir -p u && printf 'needle\\n' > \"u/bad$(printf '\\377')name.txt\"");
+    char *env[] = {"PATH=/nonexistent", NULL};
+    tools_t *t = mk(env);
+    bool e;
+    /* the reference cannot reach such a file through glob or its walker */
+    EXPECT(t, "glob", "{\"pattern\":\"u/*.txt\"}", false, "no matches");
+    EXPECT(t, "grep", "{\"pattern\":\"needle\",\"path\":\"u\"}", false, "no matches");
+    _cleanup_free_ char *b = call(t, "bash", "{\"command\":\"/bin/ls u\"}", &e);
+    ASSERT_EQ_STR(b, "bad\xEF\xBF\xBDname.txt");
+    tools_free(t);
+}
