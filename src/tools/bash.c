@@ -204,7 +204,8 @@ static enum exec_end bash_exec(tools_bash *b, const char *cmd, size_t cmdlen, in
 {
     /* Whatever a background job printed since the last call is not this call's. */
     char scratch[65536];
-    while (read(b->out, scratch, sizeof(scratch)) > 0) {
+    /* bounded: a background job may write without end (`yes &`) */
+    for (int i = 0; i < 64 && read(b->out, scratch, sizeof(scratch)) > 0; i++) {
     }
     char split[80];
     snprintf(split, sizeof(split), "%.8s''%s", sentinel, sentinel + 8);
@@ -248,7 +249,9 @@ static enum exec_end bash_exec(tools_bash *b, const char *cmd, size_t cmdlen, in
                 sent = in.len; /* the shell is gone: its output will end */
         }
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            for (;;) {
+            /* a few chunks per wakeup, so that a flood (`yes &`) cannot keep
+             * us from the deadline and the cancel fd */
+            for (int chunks = 0; chunks < 16; chunks++) {
                 ssize_t r = read(b->out, scratch, sizeof(scratch));
                 if (r > 0) {
                     ring_append(ring, scratch, (size_t)r);
@@ -271,6 +274,8 @@ static enum exec_end bash_exec(tools_bash *b, const char *cmd, size_t cmdlen, in
                             ncarry = keep;
                         }
                     }
+                    /* the sentinel ends the call: what follows is not ours */
+                    if (seen) return EXEC_DONE;
                     continue;
                 }
                 if (r == 0) return seen ? EXEC_DONE : EXEC_DIED;

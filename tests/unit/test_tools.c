@@ -161,6 +161,22 @@ TEST(bash_background_job_does_not_hold_the_call)
     tools_free(t);
 }
 
+TEST(bash_background_flood_does_not_stall_the_next_call)
+{
+    tools_t *t = mk(NULL);
+    bool e;
+    /* the flood starts after the call, fills the pipe between calls */
+    EXPECT(t, "bash", "{\"command\":\"(sleep 0.2; exec yes flood) & echo started\"}", false, "started");
+    usleep(500000);
+    int64_t t0 = clock_mono_ms();
+    _cleanup_free_ char *o = call(t, "bash", "{\"command\":\"kill %1; wait; echo done\"}", &e);
+    ASSERT_TRUE(clock_mono_ms() - t0 < 10000);
+    ASSERT_FALSE(e);
+    ASSERT_TRUE(strlen(o) >= 4);
+    ASSERT_EQ_STR(o + strlen(o) - 4, "done");
+    tools_free(t);
+}
+
 TEST(bash_cancel_fd_aborts_and_restarts)
 {
     tools_t *t = mk(NULL);
