@@ -174,6 +174,10 @@ TEST(bash_background_flood_does_not_stall_the_next_call)
     ASSERT_FALSE(e);
     ASSERT_TRUE(strlen(o) >= 4);
     ASSERT_EQ_STR(o + strlen(o) - 4, "done");
+    /* a foreground flood still times out */
+    t0 = clock_mono_ms();
+    EXPECT(t, "bash", "{\"command\":\"yes\",\"timeout_ms\":300}", true, "bash: bash command timed out after 300ms");
+    ASSERT_TRUE(clock_mono_ms() - t0 < 10000);
     tools_free(t);
 }
 
