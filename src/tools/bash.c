@@ -80,6 +80,9 @@ static int bash_start(tools_t *t, tools_bash **out, shed_err *err)
     posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, po[1], 2);
+    /* nothing else of the caller's (init's control channel above all) may
+     * reach the agent's processes, CLOEXEC or not */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawn_file_actions_addchdir_np(&fa, t->roots[0].real ? t->roots[0].real : t->roots[0].path);
     sigset_t none, all;
     sigemptyset(&none);

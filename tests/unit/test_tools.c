@@ -121,6 +121,21 @@ TEST(bash_protocol_state_and_errors)
     tools_free(t);
 }
 
+TEST(bash_inherits_no_descriptor_of_the_caller)
+{
+    /* deliberately not CLOEXEC, like a control channel left open by the caller */
+    int fd = dup2(open("/dev/null", O_RDONLY), 77);
+    ASSERT_EQ_INT(fd, 77);
+    tools_t *t = mk(NULL);
+    bool e;
+    _cleanup_free_ char *o = call(t, "bash", "{\"command\":\"/bin/ls /proc/$$/fd | tr '\\\\n' ' '\"}", &e);
+    ASSERT_FALSE(e);
+    ASSERT_NOT_CONTAINS(o, "77");
+    ASSERT_CONTAINS(o, "0 1 ");
+    close(fd);
+    tools_free(t);
+}
+
 TEST(bash_environment_is_scrubbed)
 {
     char *env[] = {"PATH=/usr/bin:/bin", "ANTHROPIC_API_KEY=sk-secret", "anthropic_token=lower", "KEEP=yes",
