@@ -10,6 +10,7 @@
 
 #include "base/cleanup.h"
 #include "base/clock.h"
+#include "base/b64.h"
 #include "base/id.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -62,6 +63,7 @@ struct sandbox {
     char *workspace; /* host path or NULL */
     sandbox_cgroup *cg;
     int64_t deadline_ms;
+    bool via_zygote; /* init is the zygote's child: wait on the pidfd */
 };
 
 /* ---------- process-wide state: init exe fd, cgroup detection ---------- */
@@ -339,6 +341,7 @@ typedef struct child_args {
     const struct sock_fprog *prog; /* NULL when waived */
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
+    bool no_exec; /* forked by the zygote: become init without an exec */
 } child_args;
 
 struct child_err {
@@ -579,12 +582,262 @@ __attribute__((noreturn)) static void child_main(child_args *a)
 
     if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
         child_die(a, errno, "install the seccomp filter");
+    if (a->no_exec) {
+        /* The zygote's image was exec'd from the binary's fd and never held
+         * anything but mount plans: become init in place. Everything but
+         * 0-6 is closed now (the error pipe too: EOF = "started"). */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        syscall(SYS_close_range, 7, ~0U, 0);
+        char *argv0[] = {"shed", "init", NULL};
+        _exit(sandbox_init_main(2, argv0));
+    }
     char *const argv[] = {"shed", "init", NULL};
     /* init never uses TLS: skip GnuTLS's constructor (pulled in by libcurl),
      * a measurable part of init's start-up. Commands get their own env. */
     char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "GNUTLS_NO_IMPLICIT_INIT=1", NULL};
     syscall(SYS_execveat, a->exe_fd, "", argv, envp, AT_EMPTY_PATH);
     child_die(a, errno, "execveat shed init");
+}
+
+/* ---------- the zygote ----------
+ * Optional (sandbox_zygote_start): a `shed init --zygote` process exec'd
+ * once from the binary's fd; each create asks it to clone the sandbox child,
+ * which then becomes init without an exec. This saves the dynamic loading
+ * of shed's ~40 shared libraries per sandbox (most of a create's CPU). */
+
+static int g_zyg_fd = -1;
+static pid_t g_zyg_pid = -1;
+static pthread_mutex_t g_zyg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static json_t *encode_child(const child_args *a)
+{
+    json_t *ops = json_array();
+    for (size_t i = 0; i < a->pl->n; i++) {
+        const mop *o = &a->pl->ops[i];
+        json_array_append_new(ops, json_pack("[i,s?,s]", o->kind, o->src, o->dst));
+    }
+    json_t *j = json_pack("{s:s,s:o,s:s,s:s,s:b,s:b,s:i,s:I,s:I,s:I,s:b}", "type", "clone", "ops",
+                          ops, "root", a->pl->root, "workdir", a->cfg->workdir, "cgroup_on",
+                          a->cfg->cgroup_on, "privileged", a->privileged, "cap_last", a->cap_last,
+                          "nofile", (json_int_t)a->nofile.rlim_cur, "fsize",
+                          (json_int_t)a->fsize.rlim_cur, "nproc", (json_int_t)a->nproc.rlim_cur,
+                          "nproc_on", a->nproc_on);
+    if (!j) return NULL;
+    json_object_set_new(j, "hostname", json_string(a->cfg->hostname));
+    if (a->prog) {
+        char *b = b64_encode_alloc(a->prog->filter, a->prog->len * sizeof(struct sock_filter),
+                                   false, true);
+        json_object_set_new(j, "bpf", json_string(b ? b : ""));
+        free(b);
+    }
+    return j;
+}
+
+/* In the zygote: decode a request into storage that lives until the fork. */
+static int decode_child(json_t *j, child_args *a, plan *pl, create_cfg *cfg,
+                        struct sock_fprog *prog)
+{
+    json_t *ops = json_object_get(j, "ops");
+    const char *root = json_string_value(json_object_get(j, "root"));
+    cfg->workdir = json_string_value(json_object_get(j, "workdir"));
+    cfg->hostname = json_string_value(json_object_get(j, "hostname"));
+    if (!json_is_array(ops) || !root || !cfg->workdir || !cfg->hostname) return -EINVAL;
+    pl->root = strdup(root);
+    size_t i;
+    json_t *o;
+    json_array_foreach(ops, i, o) {
+        if (pl->n == pl->cap) {
+            size_t c = pl->cap ? pl->cap * 2 : 64;
+            mop *m = realloc(pl->ops, c * sizeof(*m));
+            if (!m) return -ENOMEM;
+            pl->ops = m;
+            pl->cap = c;
+        }
+        const char *src = json_string_value(json_array_get(o, 1));
+        const char *dst = json_string_value(json_array_get(o, 2));
+        if (!dst) return -EINVAL;
+        mop *m = &pl->ops[pl->n++];
+        m->kind = (int)json_integer_value(json_array_get(o, 0));
+        m->src = src ? strdup(src) : NULL;
+        m->len = src ? strlen(src) : 0;
+        m->dst = strdup(dst);
+    }
+    cfg->cgroup_on = json_is_true(json_object_get(j, "cgroup_on"));
+    a->pl = pl;
+    a->cfg = cfg;
+    a->privileged = json_is_true(json_object_get(j, "privileged"));
+    a->cap_last = (int)json_integer_value(json_object_get(j, "cap_last"));
+    rlim_t v = (rlim_t)json_integer_value(json_object_get(j, "nofile"));
+    a->nofile = (struct rlimit){v, v};
+    v = (rlim_t)json_integer_value(json_object_get(j, "fsize"));
+    a->fsize = (struct rlimit){v, v};
+    v = (rlim_t)json_integer_value(json_object_get(j, "nproc"));
+    a->nproc = (struct rlimit){v, v};
+    a->nproc_on = json_is_true(json_object_get(j, "nproc_on"));
+    const char *b = json_string_value(json_object_get(j, "bpf"));
+    if (b) {
+        size_t n = 0;
+        void *f = b64_decode_alloc(b, strlen(b), false, &n);
+        if (!f || n == 0 || n % sizeof(struct sock_filter)) {
+            free(f);
+            return -EINVAL;
+        }
+        prog->filter = f;
+        prog->len = (unsigned short)(n / sizeof(struct sock_filter));
+        a->prog = prog;
+    }
+    a->no_exec = true;
+    return 0;
+}
+
+static void zyg_reap(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0) {}
+}
+
+int sandbox_zygote_main(void)
+{
+    const int fd = SANDBOX_FD_CTL;
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() == 1) return 1;
+    /* stays dumpable: an unprivileged creator writes its children's id maps
+     * (each init makes itself non-dumpable) */
+    signal(SIGCHLD, SIG_DFL);
+    for (;;) {
+        zyg_reap();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) == 0) continue; /* also reaps every 200 ms */
+        json_t *req = NULL;
+        int fds[CTL_MAX_FDS], nfds = 0;
+        shed_err err;
+        int rc = ctl_recv(fd, &req, fds, &nfds, &err);
+        if (rc == -EPIPE) return 0;
+        if (rc < 0) return 1;
+        child_args a = {0};
+        plan pl = {0};
+        create_cfg cfg = {0};
+        struct sock_fprog prog = {0};
+        json_t *reply;
+        int pidfd = -1;
+        if (nfds != 4 || decode_child(req, &a, &pl, &cfg, &prog) < 0) {
+            reply = json_pack("{s:s}", "error", "bad clone request");
+        } else {
+            struct clone_args ca = {0};
+            ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                       CLONE_NEWNET | CLONE_PIDFD;
+            ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+            ca.exit_signal = SIGCHLD;
+            pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+            if (pid == 0) {
+                a.ctl_fd = move_fd_high(fds[0]);
+                a.err_fd = move_fd_high(fds[1]);
+                a.sync_fd = move_fd_high(fds[2]);
+                a.sync2_fd = move_fd_high(fds[3]);
+                a.exe_fd = -1;
+                if (a.ctl_fd < 0 || a.err_fd < 0 || a.sync_fd < 0 || a.sync2_fd < 0) _exit(125);
+                close(fd);
+                child_main(&a);
+            }
+            reply = pid < 0 ? json_pack("{s:s,s:i}", "error", "clone3", "errno", errno)
+                            : json_pack("{s:i}", "pid", (int)pid);
+        }
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        rc = ctl_send(fd, reply, pidfd >= 0 ? &pidfd : NULL, pidfd >= 0 ? 1 : 0, &err);
+        if (pidfd >= 0) close(pidfd);
+        json_decref(reply);
+        json_decref(req);
+        free((void *)prog.filter);
+        plan_free(&pl);
+        if (rc < 0) return 1;
+    }
+}
+
+int sandbox_zygote_start(shed_err *err)
+{
+    int efd = exe_fd(err);
+    if (efd < 0) return efd;
+    pthread_mutex_lock(&g_zyg_lock);
+    if (g_zyg_fd >= 0) {
+        pthread_mutex_unlock(&g_zyg_lock);
+        return 0;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        pthread_mutex_unlock(&g_zyg_lock);
+        return err_set(err, errno, "socketpair for the zygote");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int x = move_fd_high(efd), y = move_fd_high(sv[1]);
+        if (x < 0 || y < 0 || dup2(y, SANDBOX_FD_CTL) < 0) _exit(125);
+        efd = x;
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull >= 0) dup2(devnull, 0), dup2(devnull, 1);
+        syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
+        char *const argv[] = {"shed", "init", "--zygote", NULL};
+        char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "GNUTLS_NO_IMPLICIT_INIT=1",
+                              NULL};
+        syscall(SYS_execveat, efd, "", argv, envp, AT_EMPTY_PATH);
+        _exit(127);
+    }
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        pthread_mutex_unlock(&g_zyg_lock);
+        return err_set(err, e, "fork the zygote");
+    }
+    g_zyg_fd = sv[0];
+    g_zyg_pid = pid;
+    pthread_mutex_unlock(&g_zyg_lock);
+    return 0;
+}
+
+void sandbox_zygote_stop(void)
+{
+    pthread_mutex_lock(&g_zyg_lock);
+    if (g_zyg_fd >= 0) {
+        close(g_zyg_fd);
+        kill(g_zyg_pid, SIGKILL);
+        while (waitpid(g_zyg_pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    g_zyg_fd = -1;
+    g_zyg_pid = -1;
+    pthread_mutex_unlock(&g_zyg_lock);
+}
+
+/* Ask the zygote to clone; returns the pid (and *pidfd) or -errno. */
+static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, int sync2_r,
+                          int *pidfd, shed_err *err)
+{
+    _cleanup_json_ json_t *req = encode_child(a);
+    if (!req) return err_set(err, ENOMEM, "zygote request");
+    int fds[4] = {ctl, err_w, sync_r, sync2_r};
+    pthread_mutex_lock(&g_zyg_lock);
+    if (g_zyg_fd < 0) {
+        pthread_mutex_unlock(&g_zyg_lock);
+        return err_msg(err, ESRCH, "the zygote is not running");
+    }
+    int rc = ctl_send(g_zyg_fd, req, fds, 4, err);
+    _cleanup_json_ json_t *rep = NULL;
+    int got[CTL_MAX_FDS], n = 0;
+    if (rc == 0) rc = ctl_recv(g_zyg_fd, &rep, got, &n, err);
+    pthread_mutex_unlock(&g_zyg_lock);
+    if (rc < 0) {
+        err_wrap(err, "zygote");
+        return rc;
+    }
+    json_t *pj = json_object_get(rep, "pid");
+    if (!json_is_integer(pj) || n != 1) {
+        for (int i = 0; i < n; i++) close(got[i]);
+        int e = (int)json_integer_value(json_object_get(rep, "errno"));
+        return err_set(err, e > 0 ? e : EPROTO, "zygote: %s",
+                       json_string_value(json_object_get(rep, "error")) ?: "bad reply");
+    }
+    *pidfd = got[0];
+    return (pid_t)json_integer_value(pj);
 }
 
 /* ---------- helpers in the parent ---------- */
@@ -699,12 +952,15 @@ static int chown_tree(int dfd, uid_t uid, gid_t gid, int depth)
     return rc;
 }
 
-static int claim_slot(const char *state_dir, int want, const char *label, char **path,
-                      shed_err *err)
+/* Slots are host-wide (not per state dir): a worker and a `shed run` with
+ * different state dirs must still never share a host uid. */
+#define SANDBOX_SLOT_DIR "/run/shed/slots"
+
+static int claim_slot(int want, const char *owner_dir, char **path, shed_err *err)
 {
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/slots", state_dir);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return err_set(err, errno, "mkdir %s", dir);
+    const char *dir = SANDBOX_SLOT_DIR;
+    int mrc = mkdir_p(dir, 0700);
+    if (mrc < 0) return err_set(err, -mrc, "mkdir %s", dir);
     unsigned start = want >= 0 ? (unsigned)want : (unsigned)(getpid() * 131u + atomic_fetch_add(&g_seq, 1) * 7919u);
     int tries = want >= 0 ? 1 : 4096;
     for (int i = 0; i < tries; i++) {
@@ -716,7 +972,7 @@ static int claim_slot(const char *state_dir, int want, const char *label, char *
             if (errno == EEXIST) continue;
             return err_set(err, errno, "claim slot %s", p);
         }
-        ssize_t w = write(fd, label, strlen(label));
+        ssize_t w = write(fd, owner_dir, strlen(owner_dir));
         (void)w;
         close(fd);
         *path = strdup(p);
@@ -874,7 +1130,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     /* host ids */
     gid_t host_gid;
     if (privileged) {
-        rc = claim_slot(state_dir, opts->slot, label, &sb->slot_path, err);
+        rc = claim_slot(opts->slot, sb->dir, &sb->slot_path, err);
         if (rc < 0) return rc;
         sb->slot = rc;
         sb->host_uid = SANDBOX_HOST_ID_BASE + (unsigned)sb->slot;
@@ -910,6 +1166,9 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
             return rc;
         }
         cfg.cgroup_on = true;
+        /* recorded now, so that reconcile finds the cgroup even if we die
+         * before the clone; rewritten with init's pid below */
+        if ((rc = write_state(sb, root, err)) < 0) return rc;
     } else {
         slog(LOG_WARN, label, NULL,
              "sandbox %s: layer \"cgroup\" waived by the policy: memory/pids limits fall back to "
@@ -949,10 +1208,14 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         return err_set(err, errno, "socketpair for the control channel");
     sb->ctl_fd = sv[0];
     _cleanup_close_ int child_ctl = sv[1];
+    /* release "pipes" are sockets: send(MSG_NOSIGNAL) to a child that
+     * already died must be EPIPE, not SIGPIPE in the creator */
     int syncp[2], errp[2];
-    if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, syncp) < 0)
+        return err_set(err, errno, "socketpair");
     _cleanup_close_ int sync_r = syncp[0], sync_w = syncp[1];
-    if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, syncp) < 0)
+        return err_set(err, errno, "socketpair");
     _cleanup_close_ int sync2_r = syncp[0], sync2_w = syncp[1];
     if (pipe2(errp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
     _cleanup_close_ int err_r = errp[0], err_w = errp[1];
@@ -969,13 +1232,28 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         a.nproc = (struct rlimit){cfg.pids_max, cfg.pids_max};
     }
 
-    struct clone_args ca = {0};
     int pidfd = -1;
+    pid_t pid;
+    pthread_mutex_lock(&g_zyg_lock);
+    bool zyg = g_zyg_fd >= 0;
+    pthread_mutex_unlock(&g_zyg_lock);
+    if (zyg) {
+        pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &pidfd, err);
+        if (pid >= 0) {
+            sb->via_zygote = true;
+            goto cloned;
+        }
+        if (pid != -EPIPE && pid != -ECONNRESET) return pid;
+        /* the zygote is gone (killed?): forget it, clone ourselves */
+        log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
+        sandbox_zygote_stop();
+    }
+    struct clone_args ca = {0};
     ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                CLONE_NEWNET | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
-    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         int e = errno;
         if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {
@@ -993,6 +1271,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
         child_main(&a);
     }
+cloned:
     TRACE(); /* 4: clone */
     sb->init_pid = pid;
     sb->pidfd = pidfd;
@@ -1012,16 +1291,23 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
     if ((rc = write_file(path, m, err)) < 0) return rc;
     TRACE(); /* 5: maps */
-    if (write(sync_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
+    if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync_w));
     if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
     if ((rc = write_state(sb, root, err)) < 0) return rc;
     TRACE(); /* 6: cgroup attach + state */
-    if (write(sync2_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
+    if (send(sync2_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync2_w));
+child_failed:;
 
     struct child_err ce;
     ssize_t n;
+    struct pollfd ep = {.fd = err_r, .events = POLLIN};
+    int epr;
+    do
+        epr = poll(&ep, 1, 20000);
+    while (epr < 0 && errno == EINTR);
+    if (epr == 0) return err_msg(err, ETIMEDOUT, "sandbox setup did not finish within 20 s");
     do
         n = read(err_r, &ce, sizeof(ce));
     while (n < 0 && errno == EINTR);
@@ -1150,7 +1436,14 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
             syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
         else
             kill(sb->init_pid, SIGKILL);
-        while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+        if (sb->via_zygote) {
+            /* not our child: the pidfd turns readable when init (and so the
+             * whole pid namespace) is gone; the zygote reaps it */
+            struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+            while (poll(&p, 1, 10000) < 0 && errno == EINTR) {}
+        } else {
+            while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+        }
     }
     /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
      * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
@@ -1263,5 +1556,20 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         log_info("reconcile: swept sandbox %s left by dead creator pid %d", e->d_name, (int)owner);
     }
     closedir(d);
+    /* slot files name their sandbox's state dir: without it, the slot is stale */
+    DIR *sd2 = geteuid() == 0 ? opendir(SANDBOX_SLOT_DIR) : NULL;
+    while (sd2 && (e = readdir(sd2))) {
+        if (e->d_name[0] == '.') continue;
+        char owner[4200] = "";
+        int fd = openat(dirfd(sd2), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, owner, sizeof(owner) - 1);
+        close(fd);
+        owner[n > 0 ? n : 0] = 0;
+        struct stat st;
+        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
+            unlinkat(dirfd(sd2), e->d_name, 0);
+    }
+    if (sd2) closedir(sd2);
     return swept;
 }

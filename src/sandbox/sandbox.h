@@ -107,6 +107,15 @@ int sandbox_reconcile(const char *state_dir, shed_err *err);
  * what is missing and how to fix it. */
 int sandbox_probe(const sandbox_policy *pol, shed_err *err);
 
+/* Optional, for long-lived creators (the worker): start a zygote, a
+ * `shed init --zygote` process exec'd once from the binary's fd, which
+ * clones every later sandbox; each sandbox's init is then a fork of that
+ * clean image instead of a fresh exec (no per-sandbox dynamic loading).
+ * Call from the main thread (the zygote dies with the thread that started
+ * it, PR_SET_PDEATHSIG). Without it, each init is exec'd from the fd. */
+int sandbox_zygote_start(shed_err *err);
+void sandbox_zygote_stop(void);
+
 /* The binary started as init (default: this process's own executable, opened
  * once). Tests that link the library use it to point at build/shed. */
 int sandbox_set_init_exe(const char *path, shed_err *err);
