@@ -420,6 +420,9 @@ static ent_t *list_dir(walk_t *w, int dirfd, size_t *n)
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* Node reads names as UTF-8 with U+FFFD for bad bytes, so the
+         * reference can never open such an entry: it is not there for it */
+        if (!tools_utf8_valid(de->d_name, strlen(de->d_name))) continue;
         if (++w->visits > WALK_MAX_VISITS) {
             w->stop = true;
             break;

@@ -121,6 +121,21 @@ TEST(bash_protocol_state_and_errors)
     tools_free(t);
 }
 
+TEST(bash_inherits_no_descriptor_of_the_caller)
+{
+    /* deliberately not CLOEXEC, like a control channel left open by the caller */
+    int fd = dup2(open("/dev/null", O_RDONLY), 77);
+    ASSERT_EQ_INT(fd, 77);
+    tools_t *t = mk(NULL);
+    bool e;
+    _cleanup_free_ char *o = call(t, "bash", "{\"command\":\"/bin/ls /proc/$$/fd | tr '\\\\n' ' '\"}", &e);
+    ASSERT_FALSE(e);
+    ASSERT_NOT_CONTAINS(o, "77");
+    ASSERT_CONTAINS(o, "0 1 ");
+    close(fd);
+    tools_free(t);
+}
+
 TEST(bash_environment_is_scrubbed)
 {
     char *env[] = {"PATH=/usr/bin:/bin", "ANTHROPIC_API_KEY=sk-secret", "anthropic_token=lower", "KEEP=yes",
@@ -158,6 +173,26 @@ TEST(bash_background_job_does_not_hold_the_call)
     EXPECT(t, "bash", "{\"command\":\"sleep 20 >/dev/null & jobs | wc -l\"}", false, "2");
     ASSERT_TRUE(clock_mono_ms() - t0 < 5000);
     EXPECT(t, "bash", "{\"command\":\"echo next\"}", false, "next");
+    tools_free(t);
+}
+
+TEST(bash_background_flood_does_not_stall_the_next_call)
+{
+    tools_t *t = mk(NULL);
+    bool e;
+    /* the flood starts after the call, fills the pipe between calls */
+    EXPECT(t, "bash", "{\"command\":\"(sleep 0.2; exec yes flood) & echo started\"}", false, "started");
+    usleep(500000);
+    int64_t t0 = clock_mono_ms();
+    _cleanup_free_ char *o = call(t, "bash", "{\"command\":\"kill %1; wait; echo done\"}", &e);
+    ASSERT_TRUE(clock_mono_ms() - t0 < 10000);
+    ASSERT_FALSE(e);
+    ASSERT_TRUE(strlen(o) >= 4);
+    ASSERT_EQ_STR(o + strlen(o) - 4, "done");
+    /* a foreground flood still times out */
+    t0 = clock_mono_ms();
+    EXPECT(t, "bash", "{\"command\":\"yes\",\"timeout_ms\":300}", true, "bash: bash command timed out after 300ms");
+    ASSERT_TRUE(clock_mono_ms() - t0 < 10000);
     tools_free(t);
 }
 
@@ -404,4 +439,18 @@ TEST(conformance_with_the_reference_on_the_host)
            "--ref-workdir '%s' --shed '%s.out' --shed-workdir '%s'",
            node, root, cf, root, ref, ref, mine, mine);
     }
+}
+
+TEST(invalid_utf8_file_names_stay_valid_json)
+{
+    sh("mkdir -p u && printf 'needle\\n' > \"u/bad$(printf '\\377')name.txt\"");
+    char *env[] = {"PATH=/nonexistent", NULL};
+    tools_t *t = mk(env);
+    bool e;
+    /* the reference cannot reach such a file through glob or its walker */
+    EXPECT(t, "glob", "{\"pattern\":\"u/*.txt\"}", false, "no matches");
+    EXPECT(t, "grep", "{\"pattern\":\"needle\",\"path\":\"u\"}", false, "no matches");
+    _cleanup_free_ char *b = call(t, "bash", "{\"command\":\"/bin/ls u\"}", &e);
+    ASSERT_EQ_STR(b, "bad\xEF\xBF\xBDname.txt");
+    tools_free(t);
 }
