@@ -91,5 +91,13 @@ for s in streams:
     s.close()
 time.sleep(0.5)
 eq(srv.call("GET", "/v1/environments/%s" % eid)[0], 200, "still serving")
+print("--- SIGTERM with 50 streams and 50 long-polls open: exits 0, every client sees the end", flush=True)
+streams = [open_raw("/v1/sessions/%s/events/stream" % sid, "x-api-key: " + srv.admin) for _ in range(50)]
+polls = [open_raw("/v1/environments/%s/work/poll?block_ms=999" % eid, "Authorization: Bearer " + key) for _ in range(50)]
+time.sleep(0.3)
+t0 = time.time()
 eq(srv.stop(), 0, "exit status")
+check(time.time() - t0 < 5, "shutdown took %.1f s" % (time.time() - t0))
+data, left = read_all(streams + polls, lambda d: False, 5)
+check(not left, "%d connections left open after the server exited" % len(left))
 print("serve scale ok")
