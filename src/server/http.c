@@ -370,6 +370,7 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, shed_er
         memcpy(host, listen, (size_t)(colon - listen));
         host[colon - listen] = '\0';
     }
+    if (!strcmp(host, "localhost")) snprintf(host, sizeof(host), "127.0.0.1");
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (!colon[1] || *end || port < 0 || port > 65535) goto bad;
@@ -436,7 +437,7 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
         /* Per-connection memory (request line + headers + buffers): bounds header size. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (!srv->mhd) {
         pthread_mutex_lock(&srv->wlock);
         srv->waker_quit = true;

@@ -327,6 +327,8 @@ TEST(keys_hashed_revocation_and_pages)
     json_decref(page);
     pg.cursor = "pg_12x";
     ASSERT_EQ_INT(s->ops->env_list(s, false, &pg, &page, &err), -EINVAL);
+    pg.cursor = "pg_99999999999999999999"; /* would overflow int64 */
+    ASSERT_EQ_INT(s->ops->env_list(s, false, &pg, &page, &err), -EINVAL);
     pg.cursor = "bogus";
     ASSERT_EQ_INT(s->ops->env_list(s, false, &pg, &page, &err), -EINVAL);
     s->ops->close(s);
