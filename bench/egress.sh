@@ -45,21 +45,37 @@ else
 fi
 
 echo "transfers: $mib MiB each way per round, $rounds rounds; set-up: $conns sequential connections"
+# CPU time of a process in seconds (utime + stime from /proc/PID/stat).
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+gib=$(awk -v m="$mib" 'BEGIN { print 2 * m / 1024 }')
 for r in $(seq "$rounds"); do
     for m in $modes; do
         name=${m%%:*}; [ "$name" = proxy ] && name=srt
-        "$tmp/egress_bench" "$m" "$mib" 1 $((conns / rounds + 1)) | sed "s/^/$name /" >>"$tmp/results"
+        [ "$name" = srt ] && c0=$(proc_cpu "$srt_pid")
+        "$tmp/egress_bench" "$m" "$mib" 1 $((conns / rounds + 1)) | sed "s/^/$name /" >"$tmp/one"
+        if [ "$name" = srt ]; then
+            # add the proxy process's CPU (its share of the set-up loop included)
+            c1=$(proc_cpu "$srt_pid")
+            awk -v d="$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b - a}')" -v g="$gib" \
+                '$2 == "cpu_s_per_gib" { $3 = sprintf("%.3f", $3 + d / g) } { print }' "$tmp/one" >"$tmp/one2"
+            mv "$tmp/one2" "$tmp/one"
+        fi
+        cat "$tmp/one" >>"$tmp/results"
     done
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 val() { grep "^$1 $2 " "$tmp/results" | awk '{print $3}' | median; }
-printf '%-8s %14s %14s %14s %14s\n' "" "download MiB/s" "upload MiB/s" "setup p50 µs" "setup p99 µs"
+printf '%-8s %14s %14s %13s %13s %14s\n' "" "download MiB/s" "upload MiB/s" "setup p50 µs" \
+    "setup p99 µs" "CPU s per GiB"
 for name in direct shed srt; do
     grep -q "^$name " "$tmp/results" || continue
-    printf '%-8s %14s %14s %14s %14s\n' "$name" "$(val $name download_mibps)" "$(val $name upload_mibps)" \
-        "$(val $name setup_us_p50)" "$(val $name setup_us_p99)"
+    printf '%-8s %14s %14s %13s %13s %14s\n' "$name" "$(val $name download_mibps)" \
+        "$(val $name upload_mibps)" "$(val $name setup_us_p50)" "$(val $name setup_us_p99)" \
+        "$(val $name cpu_s_per_gib)"
 done
+echo "(CPU s per GiB: client + server + proxy, all processes, during the transfers; less sensitive"
+echo " to other load than MiB/s. load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 dd=$(val direct download_mibps); du=$(val direct upload_mibps)
 echo "shed/direct throughput: download $(ratio "$(val shed download_mibps)" "$dd"), upload $(ratio "$(val shed upload_mibps)" "$du") (target >= 0.80)"

@@ -4,8 +4,10 @@
  * in-process on its own loop thread, listeners on 127.0.0.2 standing in for
  * init's), or through an external HTTP CONNECT proxy.
  *   egress_bench direct|shed|proxy:PORT SIZE_MIB ROUNDS CONNS
- * Prints "download_mibps", "upload_mibps" (medians of ROUNDS) and
- * "setup_us_p50/p99" (over CONNS sequential connections). */
+ * Prints "download_mibps", "upload_mibps" (medians of ROUNDS),
+ * "setup_us_p50/p99" (over CONNS sequential connections), and "cpu_s_per_gib":
+ * this process's CPU time (client, server and, for shed, the proxy) per GiB
+ * moved during the transfers. */
 #include "base/json.h"
 #include "egress/egress.h"
 
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -223,10 +226,16 @@ int main(int argc, char **argv)
     }
 
     double *d = calloc((size_t)rounds, sizeof(double)), *u = calloc((size_t)rounds, sizeof(double));
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
     for (int i = 0; i < rounds; i++) {
         d[i] = download();
         u[i] = upload();
     }
+    getrusage(RUSAGE_SELF, &r1);
+#define TV(t) ((double)(t).tv_sec + (double)(t).tv_usec / 1e6)
+    double cpu = TV(r1.ru_utime) - TV(r0.ru_utime) + TV(r1.ru_stime) - TV(r0.ru_stime);
+    double gib = 2.0 * rounds * (double)g_size / (1 << 30);
     qsort(d, (size_t)rounds, sizeof(double), cmp_d);
     qsort(u, (size_t)rounds, sizeof(double), cmp_d);
     double *lat = calloc((size_t)conns, sizeof(double));
@@ -239,8 +248,9 @@ int main(int argc, char **argv)
         close(fd);
     }
     qsort(lat, (size_t)conns, sizeof(double), cmp_d);
-    printf("download_mibps %.0f\nupload_mibps %.0f\nsetup_us_p50 %.0f\nsetup_us_p99 %.0f\n",
-           d[rounds / 2], u[rounds / 2], lat[conns / 2], lat[(conns * 99) / 100]);
+    printf("download_mibps %.0f\nupload_mibps %.0f\nsetup_us_p50 %.0f\nsetup_us_p99 %.0f\n"
+           "cpu_s_per_gib %.3f\n",
+           d[rounds / 2], u[rounds / 2], lat[conns / 2], lat[(conns * 99) / 100], cpu / gib);
     egress_runner_stop(runner);
     egress_policy_free(pol);
     return 0;

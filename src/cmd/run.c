@@ -116,14 +116,14 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "shed run: %s\n", err.msg);
         return EXIT_SETUP;
     }
-    /* Sweep sandboxes whose `shed run` was killed (owner pid gone). */
-    if (sandbox_reconcile(NULL, &err) < 0) fprintf(stderr, "shed run: reconcile: %s\n", err.msg);
     egress_policy *epol = NULL;
     if (egress_policy_parse(sandbox_policy_network(pol), &epol, &err) < 0) {
         fprintf(stderr, "shed run: policy: %s\n", err.msg);
         sandbox_policy_free(pol);
         return EXIT_SETUP;
     }
+    /* Sweep sandboxes whose `shed run` was killed (owner pid gone). */
+    if (sandbox_reconcile(NULL, &err) < 0) fprintf(stderr, "shed run: reconcile: %s\n", err.msg);
     if (timeout_s > 0) o.timeout_ms = (int64_t)(timeout_s * 1000) + 10000; /* backstop */
     sandbox_t *sb = NULL;
     if (sandbox_create(pol, &o, &sb, &err) < 0) {

@@ -166,7 +166,8 @@ static const struct {
     {"::/96", "unspecified, loopback, v4-compatible"},
     {"fc00::/7", "unique-local"},       {"fe80::/10", "link-local"},
     {"fec0::/10", "site-local"},        {"ff00::/8", "multicast"},
-    {"100::/64", "discard"},
+    {"100::/64", "discard"},            {"::ffff:0:0:0/96", "IPv4-translated"},
+    {"64:ff9b:1::/48", "local-use NAT64"},
 };
 
 static egress_cidr refused_cidrs[ARRAY_SIZE(REFUSED)];

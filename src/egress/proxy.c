@@ -34,7 +34,8 @@
 #define ACCEPTS_PER_WAKE 16
 #define DNS_PER_WAKE 16
 #define DNS_PENDING_MAX 64       /* per sandbox */
-#define RESOLVING_MAX 16         /* concurrent lookups per sandbox; the rest queue */
+#define RESOLVING_MAX 4          /* lookups in flight per sandbox (the pool has 8 threads);
+                                  * the rest queue per sandbox */
 #define LINGER_MS 2000
 #define SWEEP_MS 250
 #define ISSUED_MAX 256           /* addresses the DNS stub handed out, per sandbox */
@@ -99,6 +100,7 @@ struct conn {
 
 typedef struct dnsq {
     struct dnsq *prev, *next;
+    struct dnsq *wait_next; /* queued behind this sandbox's lookups */
     sbx_t *sb;
     struct sockaddr_storage from;
     socklen_t fromlen;
@@ -128,6 +130,8 @@ struct sbx {
     conn_t *wait_head, *wait_tail;
     dnsq_t *dnsqs;
     int ndnsq;
+    dnsq_t *dwait_head, *dwait_tail;
+    bool dns_turn; /* queued lookups alternate between connections and DNS */
     issued_t issued[ISSUED_MAX];
     int issued_next;
 };
@@ -147,6 +151,7 @@ static void on_conn_fd(loop_t *l, int fd, uint32_t events, void *arg);
 static void start_resolve(conn_t *c);
 static void wait_remove(sbx_t *sb, conn_t *c);
 static void sbx_lookup_done(sbx_t *sb);
+static void dns_start(dnsq_t *d);
 
 /* ---------- events ---------- */
 
@@ -343,15 +348,28 @@ static void wait_remove(sbx_t *sb, conn_t *c)
     c->wait_next = NULL;
 }
 
+/* A lookup of this sandbox ended: start queued ones, connections and DNS
+ * questions in turn, so neither kind can crowd the other out. */
 static void sbx_lookup_done(sbx_t *sb)
 {
     sb->nresolving--;
-    while (sb->wait_head && sb->nresolving < RESOLVING_MAX) {
-        conn_t *c = sb->wait_head;
-        sb->wait_head = c->wait_next;
-        if (!sb->wait_head) sb->wait_tail = NULL;
-        c->wait_next = NULL;
-        start_resolve(c);
+    if (sb->detaching) return;
+    while (sb->nresolving < RESOLVING_MAX && (sb->wait_head || sb->dwait_head)) {
+        bool dns = sb->dwait_head && (sb->dns_turn || !sb->wait_head);
+        sb->dns_turn = !dns;
+        if (dns) {
+            dnsq_t *d = sb->dwait_head;
+            sb->dwait_head = d->wait_next;
+            if (!sb->dwait_head) sb->dwait_tail = NULL;
+            d->wait_next = NULL;
+            dns_start(d);
+        } else {
+            conn_t *c = sb->wait_head;
+            sb->wait_head = c->wait_next;
+            if (!sb->wait_head) sb->wait_tail = NULL;
+            c->wait_next = NULL;
+            start_resolve(c);
+        }
     }
 }
 
@@ -629,7 +647,7 @@ static void try_next_addr(conn_t *c, int last_errno)
         c->state = S_CONNECT;
         return;
     }
-    static char msg[128];
+    char msg[128];
     snprintf(msg, sizeof(msg), "connect to %s port %d: %s", c->addr_str, c->port,
              strerror(last_errno ? last_errno : EHOSTUNREACH));
     c->error = "connect failed";
@@ -678,8 +696,14 @@ static void on_resolved(void *arg, int gai_rc, const egress_addr *addrs, int nad
     conn_t *c = arg;
     c->job = NULL;
     sbx_lookup_done(c->sb);
+    /* The policy may have changed while we looked the name up. */
+    char rule[EGRESS_RULE_MAX];
+    if (!egress_decide_name(c->sb->pol, c->host, c->port, rule)) {
+        conn_deny(c, rule);
+        return;
+    }
     if (gai_rc != 0 || naddrs == 0) {
-        static char msg[EGRESS_NAME_MAX + 64];
+        char msg[EGRESS_NAME_MAX + 64];
         snprintf(msg, sizeof(msg), "cannot resolve %s", c->host);
         c->allowed = true;
         c->error = "resolution failed";
@@ -1106,6 +1130,21 @@ static void on_dns_resolved(void *arg, int gai_rc, const egress_addr *addrs, int
         dns_answer_addrs(sb, &d->from, d->fromlen, d->pkt, &d->q, name, addrs, n, d->start_ms);
     }
     dnsq_free(d);
+    sbx_lookup_done(sb);
+}
+
+static void dns_start(dnsq_t *d)
+{
+    sbx_t *sb = d->sb;
+    char name[EGRESS_NAME_MAX + 1];
+    egress_name_normalize(d->q.name, strlen(d->q.name), name);
+    d->job = resolver_start(sb->e->res, name, on_dns_resolved, d);
+    if (!d->job) {
+        dns_send(sb, &d->from, d->fromlen, d->pkt, &d->q, DNS_SERVFAIL, NULL, 0);
+        dnsq_free(d);
+        return;
+    }
+    sb->nresolving++;
 }
 
 static void dns_one(sbx_t *sb, const uint8_t *pkt, size_t len, struct sockaddr_storage *from,
@@ -1155,16 +1194,19 @@ static void dns_one(sbx_t *sb, const uint8_t *pkt, size_t len, struct sockaddr_s
     d->q = q;
     if (d->q.qend > sizeof(d->pkt)) d->q.qend = 0;
     d->start_ms = now;
-    d->job = resolver_start(sb->e->res, name, on_dns_resolved, d);
-    if (!d->job) {
-        dns_send(sb, from, fromlen, pkt, &q, DNS_SERVFAIL, NULL, 0);
-        free(d);
-        return;
-    }
     d->next = sb->dnsqs;
     if (sb->dnsqs) sb->dnsqs->prev = d;
     sb->dnsqs = d;
     sb->ndnsq++;
+    if (sb->nresolving < RESOLVING_MAX) {
+        dns_start(d);
+    } else {
+        if (sb->dwait_tail)
+            sb->dwait_tail->wait_next = d;
+        else
+            sb->dwait_head = d;
+        sb->dwait_tail = d;
+    }
 }
 
 static void on_dns(loop_t *l, int fd, uint32_t events, void *arg)
@@ -1204,7 +1246,7 @@ static void sweep(loop_t *l, void *arg)
                 case S_RESOLVE_WAIT:
                 case S_RESOLVE:
                 case S_CONNECT:
-                    c->allowed = c->allowed || c->state == S_CONNECT;
+                    c->allowed = true; /* only allowed destinations get this far */
                     c->error = "connect timeout";
                     conn_report(c, conn_proto(c));
                     conn_fail(c, 504, false, "timed out resolving or connecting", SOCKS_REP_TTL);
@@ -1390,6 +1432,7 @@ void egress_detach(egress_t *e, const char *label)
         if (!sb->conns->error) sb->conns->error = "sandbox detached";
         conn_close(sb->conns);
     }
+    sb->dwait_head = sb->dwait_tail = NULL;
     while (sb->dnsqs) {
         resolver_cancel(sb->dnsqs->job);
         dnsq_free(sb->dnsqs);

@@ -18,7 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define POOL_THREADS 4
+#define POOL_THREADS 8
 #define QUEUE_MAX 1024
 
 struct resolve_job {
@@ -42,6 +42,7 @@ struct resolver {
     resolve_job *todo_head, *todo_tail;
     resolve_job *done_head, *done_tail;
     int queued;
+    int idle;      /* threads waiting for work */
     bool stop;
 };
 
@@ -86,7 +87,9 @@ static void *worker(void *arg)
     resolver *r = arg;
     pthread_mutex_lock(&r->mu);
     for (;;) {
+        r->idle++;
         while (!r->stop && !r->todo_head) pthread_cond_wait(&r->cv, &r->mu);
+        r->idle--;
         if (r->stop) break;
         resolve_job *j = pop(&r->todo_head, &r->todo_tail);
         pthread_mutex_unlock(&r->mu);
@@ -143,19 +146,6 @@ int resolver_new(loop_t *loop, resolver **out, shed_err *err)
         free(r);
         return err_set(err, -rc, "loop_add egress resolver eventfd");
     }
-    /* The threads take no signals: those belong to the loop's thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (int i = 0; i < POOL_THREADS; i++) {
-        if (pthread_create(&r->th[i], NULL, worker, r) != 0) break;
-        r->nth++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r->nth == 0) {
-        resolver_free(r);
-        return err_msg(err, EAGAIN, "pthread_create for the egress resolver failed");
-    }
     *out = r;
     return 0;
 }
@@ -193,6 +183,22 @@ resolve_job *resolver_start(resolver *r, const char *name, resolve_cb cb, void *
     }
     r->queued++;
     push(&r->todo_head, &r->todo_tail, j);
+    /* Threads start on demand: a sandbox that never looks a name up (no
+     * network, or staticHosts only) costs no thread. */
+    if (r->idle == 0 && r->nth < POOL_THREADS) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old); /* signals belong to the loop's thread */
+        if (pthread_create(&r->th[r->nth], NULL, worker, r) == 0) r->nth++;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (r->nth == 0) { /* no thread at all: fail this lookup rather than hang */
+        r->queued--;
+        r->todo_head = r->todo_tail = NULL;
+        pthread_mutex_unlock(&r->mu);
+        free(j);
+        return NULL;
+    }
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return j;

@@ -96,6 +96,16 @@ def main():
             fail("direct IPv6 connection succeeded")
         except OSError:
             pass
+        # DNS straight to a public resolver, bypassing the stub: no route.
+        try:
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.settimeout(2)
+            u.sendto(b"\x12\x34\x01\x00\x00\x01" + b"\x00" * 6 + b"\x01a\x00\x00\x01\x00\x01",
+                     ("8.8.8.8", 53))
+            u.recv(512)
+            fail("a UDP query to 8.8.8.8 got an answer")
+        except OSError:
+            pass
     elif check == "download":
         host, port, n = args[0], int(args[1]), int(args[2])
         s, head = tunnel(host, port)

@@ -1047,3 +1047,126 @@ TEST(egress_one_sandbox_flood_does_not_starve_another)
     free(flood);
     stop();
 }
+
+/* Names resolved by the resolver pool (getaddrinfo, here through the host's
+ * /etc/hosts), many at once: the per-sandbox lookup queue must serve them all. */
+TEST(egress_real_resolution_and_lookup_queue)
+{
+    srv_t *echo = srv_start(0);
+    start("{\"allowedDomains\":[\"localhost\"],\"allowCidrs\":[\"127.0.0.0/8\",\"::1\"]}");
+    enum { N = 40 };
+    int fds[N];
+    char req[128];
+    snprintf(req, sizeof(req), "CONNECT localhost:%d HTTP/1.1\r\n\r\n", echo->port);
+    for (int i = 0; i < N; i++) {
+        fds[i] = dial(&F.http_sa);
+        send_str(fds[i], req);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        char head[256];
+        read_head(fds[i], head, sizeof(head));
+        /* localhost may resolve to ::1 first, where nobody listens: the
+         * proxy then tries the next address. */
+        ok += strstr(head, "HTTP/1.1 200") != NULL;
+        close(fds[i]);
+    }
+    ASSERT_EQ_INT(ok, N);
+    uint8_t r[512];
+    for (int i = 0; i < 10; i++) {
+        int n = dns_query("localhost", 1, r, sizeof(r));
+        ASSERT_GE_INT(n, 12);
+        ASSERT_EQ_INT(r[3] & 0xf, 0);
+        ASSERT_EQ_INT(r[7], 1);
+        ASSERT_EQ_INT(r[n - 4], 127);
+    }
+    /* 60 questions at once (glibc asks A and AAAA in parallel): all queue
+     * behind the 4 lookups in flight and are all answered. */
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    static const uint8_t q[] = {0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9, 'l', 'o', 'c', 'a', 'l',
+                                'h', 'o', 's', 't', 0, 0, 1, 0, 1};
+    for (int i = 0; i < 60; i++) {
+        uint8_t p[sizeof(q)];
+        memcpy(p, q, sizeof(q));
+        p[1] = (uint8_t)i;
+        sendto(u, p, sizeof(p), 0, (struct sockaddr *)&F.dns_sa, sizeof(F.dns_sa));
+    }
+    bool seen[60] = {false};
+    for (int i = 0; i < 60; i++) {
+        ssize_t n = recv(u, r, sizeof(r), 0);
+        ASSERT_GE_INT(n, 12);
+        ASSERT_EQ_INT(r[3] & 0xf, 0);
+        ASSERT_TRUE(r[1] < 60 && !seen[r[1]]);
+        seen[r[1]] = true;
+    }
+    close(u);
+    ev_t e = wait_event("connect", "localhost");
+    ASSERT_TRUE(e.allowed);
+    ASSERT_EQ_STR(e.address, "127.0.0.1");
+    stop();
+}
+
+static void *v6_echo(void *arg)
+{
+    int l = (int)(intptr_t)arg;
+    int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    char b[64];
+    ssize_t n = read(fd, b, sizeof(b));
+    if (n > 0) {
+        ssize_t w = write(fd, b, (size_t)n);
+        (void)w;
+    }
+    close(fd);
+    return NULL;
+}
+
+TEST(egress_ipv6_upstream)
+{
+    int l = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0) test_skip("no IPv6 loopback");
+    listen(l, 8);
+    socklen_t sl = sizeof(a);
+    getsockname(l, (struct sockaddr *)&a, &sl);
+    pthread_t t;
+    pthread_create(&t, NULL, v6_echo, (void *)(intptr_t)l);
+    start("{\"allowedDomains\":[\"v6.test\",\"[::1]:1\"],\"staticHosts\":{\"v6.test\":\"::1\"},"
+          "\"allowCidrs\":[\"::1/128\"]}");
+    char auth[64], head[512];
+    snprintf(auth, sizeof(auth), "v6.test:%d", ntohs(a.sin6_port));
+    int fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 200");
+    echo_roundtrip(fd, "over v6");
+    close(fd);
+    pthread_join(t, NULL);
+    ev_t e = wait_event("connect", "v6.test");
+    ASSERT_EQ_STR(e.address, "::1");
+    /* The literal is listed on port 1 only. */
+    snprintf(auth, sizeof(auth), "[::1]:%d", ntohs(a.sin6_port));
+    fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 403");
+    close(fd);
+    close(l);
+    stop();
+}
+
+TEST(egress_idle_connection_is_closed)
+{
+    srv_t *echo = srv_start(0);
+    start("{\"allowedDomains\":[\"ok.test\"],\"staticHosts\":{\"ok.test\":\"127.0.0.1\"},"
+          "\"allowCidrs\":[\"127.0.0.0/8\"],\"idleTimeoutMs\":300}");
+    char auth[64], head[256];
+    snprintf(auth, sizeof(auth), "ok.test:%d", echo->port);
+    int fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "200");
+    echo_roundtrip(fd, "then silence");
+    size_t n;
+    free(read_all(fd, 64, &n)); /* returns at EOF: the proxy closed it */
+    ASSERT_EQ_INT(n, 0);
+    close(fd);
+    ev_t e = wait_event("connect", "ok.test");
+    ASSERT_EQ_STR(e.error, "idle timeout");
+    stop();
+}
