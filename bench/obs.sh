@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${SHED_BUILD:-$PWD/build}
 [ -f "$B/libshed.a" ] || make -s all
-pkgs="libcurl jansson libseccomp libmicrohttpd sqlite3 libcrypto libarchive"
+pkgs=$(sed -n "s/^PKGS *:= *//p" Makefile)
 tmp=$(mktemp -d /tmp/shed-bench-obs.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cc -std=gnu11 -D_GNU_SOURCE -O2 -Isrc $(pkg-config --cflags $pkgs) -o "$tmp/obs_bench" \

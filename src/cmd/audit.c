@@ -6,6 +6,7 @@
 #include "obs/obs.h"
 
 #include "base/cleanup.h"
+#include "base/json.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -197,10 +198,12 @@ static int append(int argc, char **argv)
     json_t *fields = NULL;
     if (optind + 2 < argc) {
         const char *js = argv[optind + 2];
-        fields = json_loads(js, JSON_REJECT_DUPLICATES, NULL);
+        shed_err jerr = {0};
+        fields = json_parse(js, strlen(js), AUDIT_MAX_LINE, 32, &jerr);
         if (!json_is_object(fields)) {
             json_decref(fields);
-            return cmd_usage_error("audit", USAGE, "append: JSON must be an object");
+            return cmd_usage_error("audit", USAGE, "append: JSON must be an object%s%s",
+                                   jerr.msg[0] ? ": " : "", jerr.msg);
         }
     }
     audit_t *a;

@@ -10,6 +10,8 @@
  * the rotated file in "prev_file" and continues the chain. */
 #include "obs/obs.h"
 
+#include "obs/internal.h"
+
 #include "base/cleanup.h"
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -138,11 +140,7 @@ static bool secret_key(const char *key)
     return false;
 }
 
-/* Could log_redact change s? Every pattern it masks (log.h: sk-ant-, sk-shed-,
- * whsec_, Bearer, x-api-key) contains one of these; a cheap scan saves the
- * per-character prefix matching on the common string that has none. Keep in
- * step with log_redact (test_obs_audit checks each pattern). */
-static bool may_hold_credential(const char *s)
+bool obs_may_hold_credential(const char *s)
 {
     return strstr(s, "sk-") || strstr(s, "whsec_") || strcasestr(s, "bearer") ||
            strcasestr(s, "api-key");
@@ -158,7 +156,7 @@ static json_t *clean_string(const char *s, size_t len, size_t cap)
     }
     _cleanup_free_ char *cut = strndup(s, keep);
     if (!cut) return NULL;
-    if (keep == len && !may_hold_credential(cut)) {
+    if (keep == len && !obs_may_hold_credential(cut)) {
         json_t *j = json_string(cut);
         return j ? j : json_string("[not valid UTF-8]");
     }
@@ -950,7 +948,7 @@ static int verify_file(audit_verifier *v, const char *path, shed_err *err)
     buf_t b;
     buf_init(&b, AUDIT_MAX_LINE + 65536);
     char chunk[65536];
-    int rc = 0;
+    int rc = 0, tail_waits = 0;
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR) continue;
@@ -959,6 +957,12 @@ static int verify_file(audit_verifier *v, const char *path, shed_err *err)
             break;
         }
         if (r == 0) {
+            /* A live log may have a line in flight (the worker writes it with
+             * one write(), which a reader can see half done): look again. */
+            if (b.len && tail_waits++ < 3) {
+                usleep(100 * 1000);
+                continue;
+            }
             if (b.len) rc = audit_verifier_line(v, b.data, b.len, false);
             break;
         }

@@ -162,6 +162,48 @@ void obs_catalog_worker(void)
         metrics_touch(obs_m.sandbox_failures, LV(LAYERS[i]));
 }
 
+static void collect_queue_age(void *arg);
+static void register_queue_collector(void)
+{
+    metrics_add_collector(collect_queue_age, NULL);
+}
+
+/* oldest_queued_at per environment, so the age is computed at scrape time
+ * (stats are refreshed every 15-30 s; an age frozen between refreshes would
+ * lag by as much). */
+#define MAX_QUEUE_ENVS 64
+static pthread_mutex_t g_q_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char env[METRICS_LABEL_VALUE_MAX + 1];
+    int64_t oldest_us; /* 0: queue empty */
+} g_q[MAX_QUEUE_ENVS];
+static int g_nq;
+
+static void collect_queue_age(void *arg)
+{
+    (void)arg;
+    int64_t now = clock_wall_us();
+    pthread_mutex_lock(&g_q_mu);
+    for (int i = 0; i < g_nq; i++) {
+        double age = g_q[i].oldest_us ? (double)(now - g_q[i].oldest_us) / 1e6 : 0;
+        metrics_set(obs_m.queue_oldest_age, LV(g_q[i].env), age < 0 ? 0 : age);
+    }
+    pthread_mutex_unlock(&g_q_mu);
+}
+
+static void remember_oldest(const char *env, int64_t oldest_us)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_queue_collector);
+    pthread_mutex_lock(&g_q_mu);
+    int i = 0;
+    while (i < g_nq && strcmp(g_q[i].env, env)) i++;
+    if (i == g_nq && g_nq < MAX_QUEUE_ENVS)
+        snprintf(g_q[g_nq++].env, sizeof(g_q[0].env), "%s", env);
+    if (i < g_nq) g_q[i].oldest_us = oldest_us;
+    pthread_mutex_unlock(&g_q_mu);
+}
+
 int obs_queue_stats_update(const char *environment, json_t *stats, shed_err *err)
 {
     obs_catalog_init();
@@ -178,15 +220,17 @@ int obs_queue_stats_update(const char *environment, json_t *stats, shed_err *err
     if (depth < 0 || pending < 0)
         return err_msg(err, EINVAL, "queue stats: negative depth or pending");
     double age = 0;
+    int64_t us = 0;
     if (oldest) {
-        int64_t us;
         if (clock_parse_rfc3339(oldest, &us) < 0)
             return err_msg(err, EINVAL,
                            "queue stats: field 'oldest_queued_at' is not RFC 3339: '%.64s'",
                            oldest);
+        if (us == 0) us = 1; /* the epoch itself still means "an item waits" */
         age = (double)(clock_wall_us() - us) / 1e6;
         if (age < 0) age = 0; /* clocks of two hosts */
     }
+    remember_oldest(environment, us);
     metrics_set(obs_m.queue_depth, LV(environment), (double)depth);
     metrics_set(obs_m.queue_pending, LV(environment), (double)pending);
     metrics_set(obs_m.queue_oldest_age, LV(environment), age);

@@ -5,6 +5,7 @@
 #include "obs/obs.h"
 
 #include "base/cleanup.h"
+#include "base/clock.h"
 #include "base/log.h"
 
 #include <arpa/inet.h>
@@ -30,10 +31,16 @@ static struct {
     char name[32];
     bool ok;
     char why[200];
+    int64_t set_ms, valid_ms; /* valid_ms 0: until set again */
 } g_checks[MAX_CHECKS];
 static int g_nchecks;
 
 void obs_ready_set(const char *check, bool ok, const char *why)
+{
+    obs_ready_set_for(check, ok, why, 0);
+}
+
+void obs_ready_set_for(const char *check, bool ok, const char *why, int64_t valid_ms)
 {
     if (!check) return;
     pthread_mutex_lock(&g_checks_mu);
@@ -45,6 +52,8 @@ void obs_ready_set(const char *check, bool ok, const char *why)
     }
     if (i < g_nchecks) {
         g_checks[i].ok = ok;
+        g_checks[i].set_ms = clock_mono_ms();
+        g_checks[i].valid_ms = valid_ms > 0 ? valid_ms : 0;
         log_redact(why ? why : "", g_checks[i].why, sizeof(g_checks[i].why));
     }
     pthread_mutex_unlock(&g_checks_mu);
@@ -59,7 +68,15 @@ int obs_ready_checks(void *arg, char *why, size_t n)
         snprintf(why, n, "no readiness check has reported yet");
         rc = 1;
     }
+    int64_t now = clock_mono_ms();
     for (int i = 0; i < g_nchecks && rc == 0; i++) {
+        int64_t age = now - g_checks[i].set_ms;
+        if (g_checks[i].valid_ms && age > g_checks[i].valid_ms) {
+            snprintf(why, n, "%s: not reported for %lld s (is the event loop stuck?)",
+                     g_checks[i].name, (long long)(age / 1000));
+            rc = 1;
+            break;
+        }
         if (g_checks[i].ok) continue;
         snprintf(why, n, "%s: %s", g_checks[i].name,
                  g_checks[i].why[0] ? g_checks[i].why : "failing");

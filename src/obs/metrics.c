@@ -5,6 +5,8 @@
  * each metric its own; the only nesting is registry -> metric. */
 #include "obs/obs.h"
 
+#include "obs/internal.h"
+
 #include "base/cleanup.h"
 #include "base/log.h"
 
@@ -257,6 +259,13 @@ static void clean_value(const char *in, char out[METRICS_LABEL_VALUE_MAX + 1])
         p += n;
     }
     out[o] = '\0';
+    /* A label is an enum, never a credential: but if a caller passes an
+     * error text by mistake, no key reaches the page. */
+    if (obs_may_hold_credential(out)) {
+        char red[METRICS_LABEL_VALUE_MAX * 2 + 32];
+        log_redact(out, red, sizeof(red));
+        snprintf(out, METRICS_LABEL_VALUE_MAX + 1, "%s", red);
+    }
 }
 
 static void overflow(const metric_t *m)
@@ -450,12 +459,11 @@ static int put_sample(buf_t *out, const metric_t *m, const char *suffix, const s
     return buf_printf(out, " %s\n", num);
 }
 
-static const metric_t *g_sort_metric;
-
-static int cmp_series(const void *a, const void *b)
+static int cmp_series(const void *a, const void *b, void *arg)
 {
+    const metric_t *m = arg;
     const series_t *x = *(series_t *const *)a, *y = *(series_t *const *)b;
-    for (int i = 0; i < g_sort_metric->nlabels; i++) {
+    for (int i = 0; i < m->nlabels; i++) {
         int c = strcmp(x->values[i], y->values[i]);
         if (c) return c;
     }
@@ -474,8 +482,7 @@ static int render_metric(buf_t *out, metric_t *m)
     if ((rc = put_escaped(out, m->help, false)) < 0) return rc;
     if ((rc = buf_printf(out, "\n# TYPE %s %s\n", m->name, TYPE_NAMES[m->type])) < 0) return rc;
     /* series in label order, so the page is stable from scrape to scrape */
-    g_sort_metric = m;
-    if (m->nseries > 1) qsort(m->series, (size_t)m->nseries, sizeof(series_t *), cmp_series);
+    if (m->nseries > 1) qsort_r(m->series, (size_t)m->nseries, sizeof(series_t *), cmp_series, m);
     for (int i = 0; i < m->nseries; i++) {
         const series_t *s = m->series[i];
         if (m->type != M_HISTOGRAM) {
@@ -527,7 +534,7 @@ int metrics_render(buf_t *out)
     pthread_mutex_unlock(&g_coll_mu);
     for (int i = 0; i < nc; i++) g_coll[i].fn(g_coll[i].arg);
 
-    /* g_mu is held for the whole render: it also serializes g_sort_metric. */
+    /* g_mu is held for the whole render: a metric cannot appear half way. */
     pthread_mutex_lock(&g_mu);
     metric_t *sorted[METRICS_MAX_METRICS];
     int n = g_nmetrics;

@@ -166,6 +166,10 @@ void obs_catalog_worker(void);
  * thread. /readyz answers 200 when every check set so far is ok and at least
  * one was set, else 503 naming the first failing check and its reason. */
 void obs_ready_set(const char *check, bool ok, const char *why);
+/* The same, but the report goes stale after valid_ms: a check its owner
+ * stops refreshing (a wedged event loop) then fails /readyz by itself. The
+ * worker: obs_ready_set_for("poll", true, NULL, 60000) after each good poll. */
+void obs_ready_set_for(const char *check, bool ok, const char *why, int64_t valid_ms);
 /* The default readiness callback (uses the checks above). */
 int obs_ready_checks(void *arg, char *why, size_t n);
 

@@ -28,8 +28,13 @@ int sbx_policy_load(const char *path, sandbox_policy **out, shed_err *err);
 void sbx_policy_free(sandbox_policy *p);
 int sbx_reconcile(const char *state_dir, shed_err *err);
 
+typedef struct egress egress_t;
+typedef struct egress_policy egress_policy;
+
 typedef struct sbx_opts {
     loop_t *loop;
+    egress_t *egress;                   /* serves the sandbox's listeners; NULL = close them */
+    const egress_policy *egress_policy; /* NULL = deny all */
     const sandbox_policy *policy;
     const char *label;      /* session id */
     const char *workspace;  /* host dir */
@@ -41,6 +46,19 @@ typedef struct sbx_opts {
 } sbx_opts;
 
 int sbx_create(const sbx_opts *o, sbx_t **out, shed_err *err);
+
+/* The same on a pool thread (creating a sandbox blocks for tens of ms):
+ * ready(s, NULL, arg) or ready(NULL, error, arg) later on the loop thread. */
+typedef struct pool pool_t;
+typedef struct sbx_pending sbx_pending_t;
+typedef void (*sbx_ready_cb)(sbx_t *s, const char *error, void *arg);
+sbx_pending_t *sbx_create_async(pool_t *pool, const sbx_opts *o, sbx_ready_cb ready,
+                                shed_err *err);
+/* The caller no longer wants it: ready is never called; the sandbox, if it
+ * gets made, is destroyed. */
+void sbx_create_abandon(sbx_pending_t *p);
+/* Stop watching it now; the kill ladder runs on a pool thread; frees s. */
+void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms);
 int sbx_call(sbx_t *s, uint64_t call_id, const char *tool, json_t *input, int64_t timeout_ms,
              shed_err *err);
 int sbx_cancel(sbx_t *s, uint64_t call_id);

@@ -51,8 +51,11 @@ static int mkdir_p(const char *path, mode_t mode)
 
 int wstate_open(const char *dir, wstate_t **out, shed_err *err)
 {
-    int rc = mkdir_p(dir, 0700);
+    /* 0711 down to each workspace: the sandbox (another uid, in its user
+     * namespace) must traverse to bind-mount it; nothing here is listable. */
+    int rc = mkdir_p(dir, 0711);
     if (rc < 0) return err_set(err, -rc, "create state directory %s", dir);
+    if (chmod(dir, 0711) < 0) return err_set(err, errno, "chmod 0711 %s", dir);
     char sub[4096];
     snprintf(sub, sizeof(sub), "%s/sessions", dir);
     rc = mkdir_p(sub, 0711);
@@ -84,9 +87,12 @@ int wstate_session_workspace(wstate_t *s, const char *sid, char **path, shed_err
     char *p = NULL;
     if (asprintf(&p, "%s/sessions/%s/workspace", s->dir, sid) < 0)
         return err_set(err, ENOMEM, "workspace path");
-    char calls[4096];
+    char calls[4096], sdir[4096];
     snprintf(calls, sizeof(calls), "%s/sessions/%s/calls", s->dir, sid);
-    int rc = mkdir_p(p, 0700);
+    snprintf(sdir, sizeof(sdir), "%s/sessions/%s", s->dir, sid);
+    int rc = mkdir_p(sdir, 0711);
+    if (rc == 0 && chmod(sdir, 0711) < 0) rc = -errno;
+    if (rc == 0) rc = mkdir_p(p, 0700);
     if (rc == 0) rc = mkdir_p(calls, 0700);
     if (rc < 0) {
         err_set(err, -rc, "create %s", p);

@@ -12,6 +12,9 @@
 #include "base/id.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "egress/egress.h"
+#include "sandbox/sandbox.h"
+#include "worker/pool.h"
 #include "worker/proto.h"
 #include "worker/runner.h"
 #include "worker/sbx.h"
@@ -74,6 +77,8 @@ struct wsess {
     bool terminated;
     /* sandbox */
     sbx_t *sb;
+    sbx_pending_t *sb_pending;
+    int64_t sb_start_ms;
     char *workspace;
     /* the one in-flight call */
     json_t *call_ev;
@@ -109,8 +114,12 @@ struct worker {
     loop_t *loop;
     http_t *http;
     api_t *api;
+    pool_t *pool;
+    egress_t *egress;
+    egress_policy *egress_policy;
     wstate_t *state;
     sandbox_policy *policy;
+    char sandbox_dir[4200]; /* the sandboxes' bookkeeping, under the state dir */
     char worker_id[256];
     wsess_t *sessions;
     int nsessions;
@@ -727,6 +736,29 @@ static void stream_open(wsess_t *s)
 
 /* ---------- session start: retrieve, sandbox ---------- */
 
+static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
+{
+    wsess_t *s = arg;
+    worker_t *w = s->w;
+    s->sb_pending = NULL;
+    if (!sb) {
+        slog(LOG_ERROR, s->session_id, s->work_id, "sandbox: %s", error);
+        sess_end(s, LEASE_END_DONE);
+        return;
+    }
+    s->sb = sb;
+    slog(LOG_INFO, s->session_id, s->work_id, "sandbox ready in %lld ms: %s",
+         (long long)(clock_mono_ms() - s->sb_start_ms), sbx_describe(s->sb));
+    s->runner = runner_new(w->cfg.max_idle_ms, owns_cb, on_runner_note, s);
+    if (!s->runner) {
+        sess_end(s, LEASE_END_DONE);
+        return;
+    }
+    s->phase = PH_RUN;
+    s->stream_backoff = PROTO_STREAM_BACKOFF_BASE;
+    stream_open(s);
+}
+
 static void start_run(wsess_t *s)
 {
     worker_t *w = s->w;
@@ -742,27 +774,20 @@ static void start_run(wsess_t *s)
         .label = s->session_id,
         .workspace = s->workspace,
         .workdir = w->cfg.workdir,
-        .state_dir = wstate_dir(w->state),
+        .state_dir = w->sandbox_dir,
+        .egress = w->egress,
+        .egress_policy = w->egress_policy,
         .on_result = on_sbx_result,
         .on_dead = on_sbx_dead,
         .arg = s,
     };
-    int64_t t0 = clock_mono_ms();
-    if (sbx_create(&o, &s->sb, &err) < 0) {
+    s->sb_start_ms = clock_mono_ms();
+    /* Made on a pool thread: the loop keeps serving the other sessions. */
+    s->sb_pending = sbx_create_async(w->pool, &o, on_sandbox_ready, &err);
+    if (!s->sb_pending) {
         slog(LOG_ERROR, s->session_id, s->work_id, "sandbox: %s", err.msg);
         sess_end(s, LEASE_END_DONE);
-        return;
     }
-    slog(LOG_INFO, s->session_id, s->work_id, "sandbox ready in %lld ms: %s",
-         (long long)(clock_mono_ms() - t0), sbx_describe(s->sb));
-    s->runner = runner_new(w->cfg.max_idle_ms, owns_cb, on_runner_note, s);
-    if (!s->runner) {
-        sess_end(s, LEASE_END_DONE);
-        return;
-    }
-    s->phase = PH_RUN;
-    s->stream_backoff = PROTO_STREAM_BACKOFF_BASE;
-    stream_open(s);
 }
 
 static void get_session(wsess_t *s);
@@ -818,7 +843,7 @@ static void get_session(wsess_t *s)
  * the previous item of its session is gone). */
 static void sess_begin(wsess_t *s)
 {
-    if (s->phase != PH_RETRIEVE || s->get_call || s->runner) return;
+    if (s->phase != PH_RETRIEVE || s->get_call || s->runner || s->sb_pending || s->sb) return;
     get_session(s);
 }
 
@@ -903,6 +928,8 @@ static void sess_end(wsess_t *s, lease_end why)
         s->list_call = NULL;
         if (s->get_call) api_cancel(s->get_call);
         s->get_call = NULL;
+        if (s->sb_pending) sbx_create_abandon(s->sb_pending);
+        s->sb_pending = NULL;
         if (lease_is_lost(&s->lease)) {
             timer_clear(w, &s->hb_timer);
             if (s->hb_call) api_cancel(s->hb_call);
@@ -923,7 +950,7 @@ static void sess_end(wsess_t *s, lease_end why)
     timer_clear(w, &s->end_timer);
     s->phase = PH_STOPPING;
     if (s->sb) {
-        sbx_destroy(s->sb, 500);
+        sbx_destroy_async(w->pool, s->sb, 500);
         s->sb = NULL;
         slog(LOG_INFO, s->session_id, s->work_id, "sandbox destroyed");
     }
@@ -953,7 +980,8 @@ static void sess_free(wsess_t *s)
     api_cancel(s->list_call);
     api_cancel(s->post_call);
     api_cancel(s->stop_call);
-    if (s->sb) sbx_destroy(s->sb, 0);
+    if (s->sb_pending) sbx_create_abandon(s->sb_pending);
+    if (s->sb) sbx_destroy_async(w->pool, s->sb, 0);
     runner_free(s->runner);
     json_decref(s->stream_buffer);
     json_decref(s->call_ev);
@@ -1314,6 +1342,19 @@ static void on_signal(loop_t *l, int fd, uint32_t events, void *arg)
     }
 }
 
+/* ---------- egress decisions ---------- */
+
+static void on_egress_event(const egress_event *ev, void *arg)
+{
+    (void)arg;
+    /* The label is the session id. Denials at info, the rest at debug. */
+    int lvl = ev->allowed ? LOG_DEBUG : LOG_INFO;
+    if (log_level() < lvl) return;
+    slog(lvl, ev->label, NULL, "egress %s %s:%d %s (rule %s)%s%s", ev->proto, ev->host, ev->port,
+         ev->allowed ? "allowed" : "denied", ev->rule ? ev->rule : "-", ev->error ? ": " : "",
+         ev->error ? ev->error : "");
+}
+
 /* ---------- start ---------- */
 
 static void make_worker_id(char *out, size_t n)
@@ -1330,7 +1371,7 @@ static void make_worker_id(char *out, size_t n)
 static void reconcile_start(worker_t *w)
 {
     shed_err err = {0};
-    int n = sbx_reconcile(wstate_dir(w->state), &err);
+    int n = sbx_reconcile(w->sandbox_dir, &err);
     if (n < 0)
         log_warn("reconcile sandboxes left by a previous worker: %s", err.msg);
     else if (n > 0)
@@ -1367,6 +1408,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
     if (rc < 0) return rc;
     rc = wstate_open(cfg->state_dir, &w.state, err);
     if (rc < 0) goto out;
+    snprintf(w.sandbox_dir, sizeof(w.sandbox_dir), "%s/sandboxes", wstate_dir(w.state));
     w.loop = loop_new();
     if (!w.loop) {
         rc = err_set(err, ENOMEM, "event loop");
@@ -1395,6 +1437,17 @@ int worker_run(const worker_config *cfg, shed_err *err)
         rc = err_set(err, errno, "signalfd");
         goto out;
     }
+    /* After the signal mask: the pool's threads must not take signals. */
+    rc = pool_new(w.loop, 4, &w.pool, err);
+    if (rc < 0) goto out;
+    /* Egress: the sandboxes' only way out, served on this loop. */
+    rc = egress_policy_parse(sandbox_policy_network(w.policy), &w.egress_policy, err);
+    if (rc < 0) {
+        err_wrap(err, "sandbox policy");
+        goto out;
+    }
+    rc = egress_new(w.loop, on_egress_event, &w, &w.egress, err);
+    if (rc < 0) goto out;
     reconcile_start(&w);
     log_info("worker %s started: environment %s, %s, up to %d session(s), state %s", w.worker_id,
              cfg->environment_id, api_base_url(w.api), w.cfg.max_sessions, wstate_dir(w.state));
@@ -1418,6 +1471,10 @@ out:
     if (w.poll_call) api_cancel(w.poll_call);
     timer_clear(&w, &w.poll_timer);
     timer_clear(&w, &w.shutdown_timer);
+    /* Waits for the sandboxes still being made or destroyed. */
+    pool_free(w.pool);
+    egress_free(w.egress);
+    egress_policy_free(w.egress_policy);
     if (w.sigfd >= 0) close(w.sigfd);
     api_free(w.api);
     http_free(w.http);

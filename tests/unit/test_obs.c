@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <unistd.h>
 
 static char *render(void)
 {
@@ -51,6 +52,12 @@ TEST(exposition_escaping)
     ASSERT_CONTAINS(s, "# HELP t_esc_total Back\\\\slash and\\nnewline \"quotes\" kept.\n");
     ASSERT_CONTAINS(s, "t_esc_total{v=\"a\\\"b\\\\c\\nd\"} 1\n");
     ASSERT_CONTAINS(s, "t_esc_total{v=\"caf\xc3\xa9 ?\"} 1\n");
+    /* a credential passed as a label by mistake never reaches the page */
+    metrics_inc(c, LV("auth failed: Bearer sk-ant-api03-SECRETSECRET"), 1);
+    free(s);
+    s = render();
+    ASSERT_NOT_CONTAINS(s, "SECRETSECRET");
+    ASSERT_CONTAINS(s, "Bearer [REDACTED]");
 }
 
 TEST(exposition_histogram_exact)
@@ -399,6 +406,11 @@ TEST(queue_stats_update_sets_the_gauges)
     ASSERT_EQ_INT((long long)metrics_value(obs_m.workers_polling, LV("env_a")), 3);
     double age = metrics_value(obs_m.queue_oldest_age, LV("env_a"));
     ASSERT_TRUE(age >= 89 && age < 150);
+    /* the age keeps growing between stats refreshes: computed at scrape time */
+    usleep(1100 * 1000);
+    free(render());
+    double later = metrics_value(obs_m.queue_oldest_age, LV("env_a"));
+    ASSERT_TRUE(later >= age + 1);
     /* empty queue: null oldest -> 0; null workers_polling leaves the gauge */
     _cleanup_json_ json_t *empty = json_pack("{s:i,s:i,s:n,s:n}", "depth", 0, "pending", 0,
                                              "oldest_queued_at", "workers_polling");
@@ -444,4 +456,55 @@ TEST(http_answer_for_an_embedding_server)
     ASSERT_EQ_INT(status, 503);
     ASSERT_EQ_STR(body, "not ready: db: sqlite: database is locked\n");
     free(body);
+}
+
+TEST(readiness_reports_go_stale)
+{
+    char why[256];
+    obs_ready_set_for("poll", true, NULL, 50);
+    ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 0);
+    usleep(200 * 1000);
+    ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 1);
+    ASSERT_CONTAINS(why, "poll: not reported for");
+    obs_ready_set_for("poll", true, NULL, 60000); /* refreshed */
+    ASSERT_EQ_INT(obs_ready_checks(NULL, why, sizeof(why)), 0);
+}
+
+TEST(promtool_accepts_the_whole_page)
+{
+    /* promtool (Debian's prometheus package, installed by scripts/install-deps)
+     * parses and lints the page: format, HELP/TYPE, naming conventions. */
+    if (system("command -v promtool >/dev/null 2>&1") != 0)
+        test_fail(__FILE__, __LINE__, "promtool missing: run scripts/install-deps");
+    obs_catalog_worker();
+    metrics_inc(obs_m.tool_calls, LV("bash", "ok"), 3);
+    metrics_inc(obs_m.tool_calls, LV("we\"ird\\\ntool", "error"), 1);
+    metrics_observe(obs_m.tool_call_seconds, LV("bash"), 0.3);
+    metrics_inc(obs_m.egress_decisions, LV("connect", "deny"), 2);
+    metrics_set(obs_m.queue_depth, LV("env_01"), 4);
+    metrics_inc(obs_m.kills, LV("timeout"), 1);
+    metrics_inc(obs_m.http_requests, LV("/v1/sessions", "201"), 1);
+    metrics_observe(obs_m.http_request_seconds, LV("/v1/sessions"), 0.002);
+    metrics_observe(obs_m.sandbox_destroy_seconds, NULL, 0.04);
+    _cleanup_free_ char *page = render();
+    char path[] = "/tmp/shed-metrics-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ_INT(write(fd, page, strlen(page)), (long long)strlen(page));
+    close(fd);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s.out 2>&1", path, path);
+    int rc = system(cmd);
+    char out[300];
+    snprintf(out, sizeof(out), "%s.out", path);
+    FILE *f = fopen(out, "re");
+    char msg[4096] = "";
+    if (f) {
+        size_t n = fread(msg, 1, sizeof(msg) - 1, f);
+        msg[n] = '\0';
+        fclose(f);
+    }
+    unlink(path);
+    unlink(out);
+    if (rc != 0) test_fail(__FILE__, __LINE__, "promtool check metrics: %s\npage:\n%s", msg, page);
 }
