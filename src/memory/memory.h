@@ -38,10 +38,12 @@
 /* shed's own bounds: a local file larger than this is refused without a
  * round trip (the API caps content at 100 kB and would answer 413); a store
  * folder with more files than this is not synced (the API caps a store at
- * 2000 memories); nesting deeper than this is not walked. */
+ * 2000 memories), nor a listing longer than that or than MEMORY_MAX_LIST_PAGES;
+ * nesting deeper than this is not walked. */
 #define MEMORY_MAX_FILE_BYTES  (1u << 20)
 #define MEMORY_MAX_LOCAL_FILES 20000
 #define MEMORY_MAX_DEPTH       64
+#define MEMORY_MAX_LIST_PAGES  2000 /* a pass's listing: 20000 memories at 20 a page (a full pull) is 1000 */
 
 /* Whether a locally deleted file may delete its memory on the server. */
 typedef enum memory_delete_mode {

@@ -82,6 +82,7 @@ struct memory_store {
     memory_map_t j_unsent; /* flush: not finished */
     char *cursor;
     int list_full;
+    unsigned list_pages, list_items; /* this pass's listing, bounded */
     memory_task_t *q_head, *q_tail;
     memory_req_t *inflight[MAX_INFLIGHT_CAP + 1];
     unsigned n_inflight;
@@ -356,6 +357,7 @@ static void end_job(memory_store_t *s)
     memory_map_clear(&s->j_unsent);
     free(s->cursor);
     s->cursor = NULL;
+    s->list_pages = s->list_items = 0;
     if (s->mounting) {
         s->mounting = 0;
         s->mount_done = 1;
@@ -447,6 +449,7 @@ static void begin_pull_all(memory_store_t *s, const char *recover_reason)
     memory_map_clear(&s->j_remote);
     free(s->cursor);
     s->cursor = NULL;
+    s->list_pages = s->list_items = 0;
     shed_err err = {0};
     if (recover_reason) {
         SLOG(s, LOG_WARN, "%s; re-downloading the memory store folder instead of syncing",
@@ -496,6 +499,14 @@ static void on_list_page(memory_store_t *s, memory_req_t *r)
 {
     if (!status_ok(r->status)) {
         fail_job(s, "list memories", req_error(r));
+        return;
+    }
+    /* A server that pages forever (or lists more than a store can hold)
+     * ends the pass instead of growing without bound. */
+    s->list_pages++;
+    s->list_items += (unsigned)r->n_items;
+    if (s->list_pages > MEMORY_MAX_LIST_PAGES || s->list_items > MEMORY_MAX_LOCAL_FILES) {
+        fail_job(s, "list memories", "the listing is longer than any store can be");
         return;
     }
     for (size_t i = 0; i < r->n_items; i++) {

@@ -45,6 +45,7 @@ typedef struct fake {
     int async, applying, max_nq;
     memory_req_t *queue[256];
     int nq;
+    int loop_cursor; /* a broken server: every page says there is another */
     /* change the store between the listing and the next call (a racing writer) */
     const char *race_path, *race_content;
 } fake_t;
@@ -166,7 +167,8 @@ static int answer(fake_t *f, memory_req_t *r)
             memory_req_add_item(r, sorted[i]->id, sorted[i]->path, sorted[i]->sha,
                                 full ? sorted[i]->content : NULL, full ? sorted[i]->len : 0, 0);
         }
-        if (end < k) {
+        if (f->loop_cursor) memory_req_set_next_page(r, "again");
+        else if (end < k) {
             char cur[16];
             snprintf(cur, sizeof cur, "%d", end);
             memory_req_set_next_page(r, cur);
@@ -445,6 +447,25 @@ TEST(memory_mount_refuses_existing_path)
     ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "store", 0, &err), -EEXIST);
     ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "../x", 0, &err), -EINVAL);
     ASSERT_TRUE(s == NULL);
+    fake_free(f);
+    scratch_done();
+}
+
+TEST(memory_endless_listing_ends_the_pass)
+{
+    scratch();
+    fake_t *f = fake_new();
+    fake_put(f, "/a.md", "alpha");
+    memory_store_t *s = mount(f, cfg_of("memstore_01"));
+    f->loop_cursor = 1;
+    sync_at(f, s, 15000);
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_LIST], 1 + MEMORY_MAX_LIST_PAGES + 1);
+    ASSERT_EQ_INT(stats(s).failed_syncs, 1);
+    ASSERT_EQ_STR(file("store/a.md"), "alpha");
+    f->loop_cursor = 0;
+    sync_at(f, s, 30000); /* a fresh pass starts counting again */
+    ASSERT_EQ_INT(stats(s).failed_syncs, 1);
+    memory_store_free(s);
     fake_free(f);
     scratch_done();
 }
