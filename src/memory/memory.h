@@ -43,7 +43,8 @@
 #define MEMORY_MAX_FILE_BYTES  (1u << 20)
 #define MEMORY_MAX_LOCAL_FILES 20000
 #define MEMORY_MAX_DEPTH       64
-#define MEMORY_MAX_LIST_PAGES  2000 /* a pass's listing: 20000 memories at 20 a page (a full pull) is 1000 */
+#define MEMORY_MAX_LIST_PAGES                                                                      \
+    2000 /* a pass's listing: 20000 memories at 20 a page (a full pull) is 1000 */
 
 /* Whether a locally deleted file may delete its memory on the server. */
 typedef enum memory_delete_mode {
@@ -203,8 +204,7 @@ void memory_store_free(memory_store_t *s);
 typedef struct memory_session memory_session_t;
 
 /* interval_ms below MEMORY_MIN_SYNC_INTERVAL_MS is refused. */
-int memory_session_new(memory_session_t **out, int64_t interval_ms, int64_t now_ms,
-                       shed_err *err);
+int memory_session_new(memory_session_t **out, int64_t interval_ms, int64_t now_ms, shed_err *err);
 /* Takes ownership of a mounted store (at most 8 per session, as the API). */
 int memory_session_add(memory_session_t *m, memory_store_t *s, shed_err *err);
 size_t memory_session_count(const memory_session_t *m);
