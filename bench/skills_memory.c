@@ -83,10 +83,10 @@ static int do_sync(const char *dir, int n)
         int k = snprintf(c, sizeof c, "memory %d", i);
         crypto_sha256_hex(c, (size_t)k, g_sha[i]);
     }
-    memory_remote_t remote = {.list = r_list, .get = r_write, .create = r_write,
-                              .update = r_write, .del = r_write};
-    memory_store_config_t cfg = {.memory_store_id = "memstore_bench", .owner_uid = (uid_t)-1,
-                                 .owner_gid = (gid_t)-1};
+    memory_remote_t remote = {
+        .list = r_list, .get = r_write, .create = r_write, .update = r_write, .del = r_write};
+    memory_store_config_t cfg = {
+        .memory_store_id = "memstore_bench", .owner_uid = (uid_t)-1, .owner_gid = (gid_t)-1};
     int pfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     memory_store_t *s;
     shed_err err;

@@ -49,8 +49,7 @@ static int split_rel(const char *rel, relpath_t *p, shed_err *err)
         if (*q == '\\') *q = '/';
     for (char *save = NULL, *t = strtok_r(p->buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
         if (!strcmp(t, ".")) continue;
-        if (!strcmp(t, ".."))
-            return err_msg(err, EPERM, "path \"%s\" escapes the store root", rel);
+        if (!strcmp(t, "..")) return err_msg(err, EPERM, "path \"%s\" escapes the store root", rel);
         if (p->n >= MEMORY_MAX_DEPTH)
             return err_msg(err, ELOOP, "path \"%s\" is nested too deeply", rel);
         p->c[p->n++] = t;
@@ -95,7 +94,8 @@ static int open_dir(memory_local_t *l, char **comps, int n, int create, const ch
         int e = errno;
         close(fd);
         if (sub < 0) {
-            if (e == ENOENT) return create ? err_set(err, e, "open directory for \"%s\"", rel) : -ENOENT;
+            if (e == ENOENT)
+                return create ? err_set(err, e, "open directory for \"%s\"", rel) : -ENOENT;
             if (e == ELOOP) return err_msg(err, ELOOP, "path \"%s\" is a symlink", rel);
             if (e == ENOTDIR) return err_msg(err, ENOTDIR, "path \"%s\" is not a directory", rel);
             return err_set(err, e, "open directory for \"%s\"", rel);
@@ -382,10 +382,14 @@ int memory_utf8_valid(const char *s, size_t n)
         }
         int k;
         unsigned min, cp;
-        if ((c & 0xe0) == 0xc0) k = 1, min = 0x80, cp = c & 0x1f;
-        else if ((c & 0xf0) == 0xe0) k = 2, min = 0x800, cp = c & 0x0f;
-        else if ((c & 0xf8) == 0xf0) k = 3, min = 0x10000, cp = c & 0x07;
-        else return 0;
+        if ((c & 0xe0) == 0xc0)
+            k = 1, min = 0x80, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            k = 2, min = 0x800, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            k = 3, min = 0x10000, cp = c & 0x07;
+        else
+            return 0;
         if (e - p <= k) return 0;
         for (int i = 1; i <= k; i++) {
             if ((p[i] & 0xc0) != 0x80) return 0;

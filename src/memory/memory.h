@@ -38,10 +38,13 @@
 /* shed's own bounds: a local file larger than this is refused without a
  * round trip (the API caps content at 100 kB and would answer 413); a store
  * folder with more files than this is not synced (the API caps a store at
- * 2000 memories); nesting deeper than this is not walked. */
+ * 2000 memories), nor a listing longer than that or than MEMORY_MAX_LIST_PAGES;
+ * nesting deeper than this is not walked. */
 #define MEMORY_MAX_FILE_BYTES  (1u << 20)
 #define MEMORY_MAX_LOCAL_FILES 20000
 #define MEMORY_MAX_DEPTH       64
+#define MEMORY_MAX_LIST_PAGES                                                                      \
+    2000 /* a pass's listing: 20000 memories at 20 a page (a full pull) is 1000 */
 
 /* Whether a locally deleted file may delete its memory on the server. */
 typedef enum memory_delete_mode {
@@ -201,8 +204,7 @@ void memory_store_free(memory_store_t *s);
 typedef struct memory_session memory_session_t;
 
 /* interval_ms below MEMORY_MIN_SYNC_INTERVAL_MS is refused. */
-int memory_session_new(memory_session_t **out, int64_t interval_ms, int64_t now_ms,
-                       shed_err *err);
+int memory_session_new(memory_session_t **out, int64_t interval_ms, int64_t now_ms, shed_err *err);
 /* Takes ownership of a mounted store (at most 8 per session, as the API). */
 int memory_session_add(memory_session_t *m, memory_store_t *s, shed_err *err);
 size_t memory_session_count(const memory_session_t *m);

@@ -19,8 +19,7 @@ struct memory_session {
     size_t n;
 };
 
-int memory_session_new(memory_session_t **out, int64_t interval_ms, int64_t now_ms,
-                       shed_err *err)
+int memory_session_new(memory_session_t **out, int64_t interval_ms, int64_t now_ms, shed_err *err)
 {
     *out = NULL;
     int r = memory_check_sync_interval(interval_ms, err);

@@ -82,6 +82,7 @@ struct memory_store {
     memory_map_t j_unsent; /* flush: not finished */
     char *cursor;
     int list_full;
+    unsigned list_pages, list_items; /* this pass's listing, bounded */
     memory_task_t *q_head, *q_tail;
     memory_req_t *inflight[MAX_INFLIGHT_CAP + 1];
     unsigned n_inflight;
@@ -91,7 +92,7 @@ struct memory_store {
     memory_store_stats_t stats;
 };
 
-#define SLOG(s, lvl, fmt, ...)                                                                  \
+#define SLOG(s, lvl, fmt, ...)                                                                     \
     slog(lvl, (s)->session_id, NULL, "memory_store_id=%s: " fmt, (s)->id, ##__VA_ARGS__)
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -99,10 +100,14 @@ struct memory_store {
 int memory_parse_delete_mode(const char *s, memory_delete_mode_t *out)
 {
     if (!s) return -EINVAL;
-    if (!strcmp(s, "enabled")) *out = MEMORY_DELETE_ENABLED;
-    else if (!strcmp(s, "log_only")) *out = MEMORY_DELETE_LOG_ONLY;
-    else if (!strcmp(s, "disabled")) *out = MEMORY_DELETE_DISABLED;
-    else return -EINVAL;
+    if (!strcmp(s, "enabled"))
+        *out = MEMORY_DELETE_ENABLED;
+    else if (!strcmp(s, "log_only"))
+        *out = MEMORY_DELETE_LOG_ONLY;
+    else if (!strcmp(s, "disabled"))
+        *out = MEMORY_DELETE_DISABLED;
+    else
+        return -EINVAL;
     return 0;
 }
 
@@ -237,8 +242,10 @@ void memory_req_done(memory_req_t *req)
         }
     }
     req->next = NULL;
-    if (s->done_tail) s->done_tail->next = req;
-    else s->done_head = req;
+    if (s->done_tail)
+        s->done_tail->next = req;
+    else
+        s->done_head = req;
     s->done_tail = req;
     if (s->wake) s->wake(s->wake_ctx);
 }
@@ -258,11 +265,21 @@ static void issue(memory_store_t *s, memory_req_t *r)
 {
     int (*fn)(void *, memory_req_t *) = NULL;
     switch (r->op) {
-    case MEMORY_OP_LIST: fn = s->remote.list; break;
-    case MEMORY_OP_GET: fn = s->remote.get; break;
-    case MEMORY_OP_CREATE: fn = s->remote.create; break;
-    case MEMORY_OP_UPDATE: fn = s->remote.update; break;
-    case MEMORY_OP_DELETE: fn = s->remote.del; break;
+    case MEMORY_OP_LIST:
+        fn = s->remote.list;
+        break;
+    case MEMORY_OP_GET:
+        fn = s->remote.get;
+        break;
+    case MEMORY_OP_CREATE:
+        fn = s->remote.create;
+        break;
+    case MEMORY_OP_UPDATE:
+        fn = s->remote.update;
+        break;
+    case MEMORY_OP_DELETE:
+        fn = s->remote.del;
+        break;
     }
     s->inflight[s->n_inflight++] = r;
     int rc = fn ? fn(s->remote.ctx, r) : -ENOSYS;
@@ -276,8 +293,10 @@ static void issue(memory_store_t *s, memory_req_t *r)
 static const char *req_error(const memory_req_t *r)
 {
     static __thread char buf[320];
-    if (r->status) snprintf(buf, sizeof buf, "HTTP %d%s%s", r->status, r->error[0] ? ": " : "", r->error);
-    else snprintf(buf, sizeof buf, "%s", r->error[0] ? r->error : "no response");
+    if (r->status)
+        snprintf(buf, sizeof buf, "HTTP %d%s%s", r->status, r->error[0] ? ": " : "", r->error);
+    else
+        snprintf(buf, sizeof buf, "%s", r->error[0] ? r->error : "no response");
     return buf;
 }
 
@@ -302,8 +321,10 @@ static memory_task_t *task_new(memory_store_t *s, task_kind_t kind, const char *
         return NULL;
     }
     t->kind = kind;
-    if (s->q_tail) s->q_tail->next = t;
-    else s->q_head = t;
+    if (s->q_tail)
+        s->q_tail->next = t;
+    else
+        s->q_head = t;
     s->q_tail = t;
     return t;
 }
@@ -356,6 +377,7 @@ static void end_job(memory_store_t *s)
     memory_map_clear(&s->j_unsent);
     free(s->cursor);
     s->cursor = NULL;
+    s->list_pages = s->list_items = 0;
     if (s->mounting) {
         s->mounting = 0;
         s->mount_done = 1;
@@ -398,7 +420,8 @@ static void start_list(memory_store_t *s, int full)
 static int revalidate_root(memory_store_t *s)
 {
     struct stat st;
-    if (fstatat(s->parent_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) < 0) return errno == ENOENT ? 0 : -1;
+    if (fstatat(s->parent_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -1;
     if (!S_ISDIR(st.st_mode)) return -1;
     if (st.st_dev == s->root_dev && st.st_ino == s->root_ino) return 1;
     int fd = openat(s->parent_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -428,7 +451,8 @@ static int ensure_root(memory_store_t *s, shed_err *err)
         return err_set(err, errno, "create the memory store's folder %s", s->name);
     s->root_dev = 0;
     s->root_ino = 0;
-    if (revalidate_root(s) != 1) return err_msg(err, EIO, "reopen the memory store's folder %s", s->name);
+    if (revalidate_root(s) != 1)
+        return err_msg(err, EIO, "reopen the memory store's folder %s", s->name);
     if ((s->local.uid != (uid_t)-1 || s->local.gid != (gid_t)-1) &&
         fchown(s->local.root_fd, s->local.uid, s->local.gid) < 0)
         SLOG(s, LOG_WARN, "chown the store folder: %s", strerror(errno));
@@ -447,6 +471,7 @@ static void begin_pull_all(memory_store_t *s, const char *recover_reason)
     memory_map_clear(&s->j_remote);
     free(s->cursor);
     s->cursor = NULL;
+    s->list_pages = s->list_items = 0;
     shed_err err = {0};
     if (recover_reason) {
         SLOG(s, LOG_WARN, "%s; re-downloading the memory store folder instead of syncing",
@@ -498,6 +523,14 @@ static void on_list_page(memory_store_t *s, memory_req_t *r)
         fail_job(s, "list memories", req_error(r));
         return;
     }
+    /* A server that pages forever (or lists more than a store can hold)
+     * ends the pass instead of growing without bound. */
+    s->list_pages++;
+    s->list_items += (unsigned)r->n_items;
+    if (s->list_pages > MEMORY_MAX_LIST_PAGES || s->list_items > MEMORY_MAX_LOCAL_FILES) {
+        fail_job(s, "list memories", "the listing is longer than any store can be");
+        return;
+    }
     for (size_t i = 0; i < r->n_items; i++) {
         const memory_item_t *it = &r->items[i];
         const char *rel = listed_rel(s, it);
@@ -526,8 +559,7 @@ static void on_list_page(memory_store_t *s, memory_req_t *r)
         return;
     }
     if (s->job == JOB_PULL_ALL) {
-        if (!s->mounting)
-            SLOG(s, LOG_INFO, "re-downloaded %zu memories", s->baseline.len);
+        if (!s->mounting) SLOG(s, LOG_INFO, "re-downloaded %zu memories", s->baseline.len);
         end_job(s);
         return;
     }
@@ -595,8 +627,8 @@ static void queue_pull(memory_store_t *s, const char *rel, const memory_map_entr
     if (t) task_set_remote(t, remote);
 }
 
-static void corroborated_delete(memory_store_t *s, const char *rel, const memory_map_entry_t *remote,
-                                const char *base, int64_t now)
+static void corroborated_delete(memory_store_t *s, const char *rel,
+                                const memory_map_entry_t *remote, const char *base, int64_t now)
 {
     if (s->delete_mode == MEMORY_DELETE_DISABLED) {
         s->del_suppressed++;
@@ -716,8 +748,8 @@ static void sync_path(memory_store_t *s, const char *rel, const memory_map_entry
             return;
         }
         if (locally_edited) {
-            SLOG(s, LOG_WARN, "memory %s changed both locally and remotely; keeping the remote version",
-                 rel);
+            SLOG(s, LOG_WARN,
+                 "memory %s changed both locally and remotely; keeping the remote version", rel);
             s->stats.conflicts++;
         }
         queue_pull(s, rel, remote);
@@ -780,7 +812,8 @@ static void finish_sync(memory_store_t *s)
     s->stats.deletes_capped += (unsigned)s->del_capped;
     s->stats.deletes_suppressed += (unsigned)s->del_suppressed;
     if (s->del_suppressed > 0)
-        SLOG(s, LOG_DEBUG, "remote deletes are disabled; %d locally deleted memories stay on the server",
+        SLOG(s, LOG_DEBUG,
+             "remote deletes are disabled; %d locally deleted memories stay on the server",
              s->del_suppressed);
     if (s->del_capped > 0)
         SLOG(s, LOG_WARN, "delete cap reached: %s %d deletes, held %d for later syncs",
@@ -849,8 +882,10 @@ static void upload_result(memory_store_t *s, memory_task_t *t, const char *sha)
         if (sha) memory_map_set_sha(&s->baseline, t->rel, sha);
         return;
     }
-    if (sha) keep(s, t->rel, sha);
-    else if (t->has_fallback) keep(s, t->rel, t->fallback_sha);
+    if (sha)
+        keep(s, t->rel, sha);
+    else if (t->has_fallback)
+        keep(s, t->rel, t->fallback_sha);
 }
 
 /* Start one task; 0 when it finished at once (no request). */
@@ -865,8 +900,10 @@ static int start_upload(memory_store_t *s, memory_task_t *t)
         return 0;
     }
     if (r < 0) {
-        if (permanent_local_error(r)) refuse(s, t, err.msg);
-        else SLOG(s, LOG_WARN, "failed to upload memory %s: %s", t->rel, err.msg);
+        if (permanent_local_error(r))
+            refuse(s, t, err.msg);
+        else
+            SLOG(s, LOG_WARN, "failed to upload memory %s: %s", t->rel, err.msg);
         upload_result(s, t, NULL);
         return 0;
     }
@@ -919,8 +956,10 @@ static void on_upload_done(memory_store_t *s, memory_task_t *t, memory_req_t *r,
         s->stats.pushed++;
         if (r->op == MEMORY_OP_CREATE) s->stats.created++;
         char sha[SHA256_HEX_LEN];
-        if (r->item.sha[0]) snprintf(sha, sizeof sha, "%s", r->item.sha);
-        else sha_of(t->content, t->content_len, sha);
+        if (r->item.sha[0])
+            snprintf(sha, sizeof sha, "%s", r->item.sha);
+        else
+            sha_of(t->content, t->content_len, sha);
         upload_result(s, t, sha);
         return;
     }
@@ -959,9 +998,10 @@ static void on_delete_done(memory_store_t *s, memory_task_t *t, memory_req_t *r)
         return; /* dropped from the baseline */
     }
     if (r->status == 409 || r->status == 412)
-        SLOG(s, LOG_WARN, "memory %s deleted locally but changed remotely; keeping the remote version",
-             t->rel);
-    else SLOG(s, LOG_WARN, "failed to delete memory %s: %s", t->rel, req_error(r));
+        SLOG(s, LOG_WARN,
+             "memory %s deleted locally but changed remotely; keeping the remote version", t->rel);
+    else
+        SLOG(s, LOG_WARN, "failed to delete memory %s: %s", t->rel, req_error(r));
     keep(s, t->rel, t->base_sha);
 }
 
@@ -1001,9 +1041,12 @@ static void on_done(memory_store_t *s, memory_req_t *r)
     }
     memory_task_t *t = r->task;
     int requeue = 0;
-    if (t->kind == TASK_UPLOAD) on_upload_done(s, t, r, &requeue);
-    else if (t->kind == TASK_DELETE) on_delete_done(s, t, r);
-    else on_pull_done(s, t, r);
+    if (t->kind == TASK_UPLOAD)
+        on_upload_done(s, t, r, &requeue);
+    else if (t->kind == TASK_DELETE)
+        on_delete_done(s, t, r);
+    else
+        on_pull_done(s, t, r);
     req_free(r);
     if (requeue) {
         t->next = s->q_head;
@@ -1079,14 +1122,18 @@ static int advance(memory_store_t *s, int64_t now)
     if (s->job == JOB_NONE) return 0;
     switch (s->phase) {
     case PH_START:
-        if (s->job == JOB_PULL_ALL) begin_pull_all(s, NULL);
-        else start_sync_pass(s);
+        if (s->job == JOB_PULL_ALL)
+            begin_pull_all(s, NULL);
+        else
+            start_sync_pass(s);
         return 1;
     case PH_LIST:
         return 0; /* the page's completion moves on */
     case PH_DECIDE:
-        if (s->job == JOB_FLUSH) decide_flush(s);
-        else decide_sync(s, now);
+        if (s->job == JOB_FLUSH)
+            decide_flush(s);
+        else
+            decide_sync(s, now);
         return 1;
     case PH_TASKS: {
         int progress = 0;
@@ -1099,8 +1146,10 @@ static int advance(memory_store_t *s, int64_t now)
             progress = 1;
         }
         if (!s->q_head && s->n_inflight == 0 && !s->done_head) {
-            if (s->job == JOB_FLUSH) end_job(s);
-            else finish_sync(s);
+            if (s->job == JOB_FLUSH)
+                end_job(s);
+            else
+                finish_sync(s);
             progress = 1;
         }
         return progress;
@@ -1204,7 +1253,8 @@ int memory_store_mount_result(const memory_store_t *s, shed_err *err)
         if (err) *err = s->mount_err;
         return -s->mount_err.code;
     }
-    if (!s->mount_done) return err_msg(err, EINPROGRESS, "memory store %s: still downloading", s->id);
+    if (!s->mount_done)
+        return err_msg(err, EINPROGRESS, "memory store %s: still downloading", s->id);
     return 0;
 }
 
@@ -1245,8 +1295,8 @@ void memory_store_abort(memory_store_t *s)
     }
     if (s->mounting) {
         s->mount_failed = 1;
-        err_msg(&s->mount_err, ETIMEDOUT, "failed to download memory store memory_store_id=%s: cut off",
-                s->id);
+        err_msg(&s->mount_err, ETIMEDOUT,
+                "failed to download memory store memory_store_id=%s: cut off", s->id);
     }
     cancel_inflight(s);
     end_job(s); /* an aborted sync keeps the previous baseline */
@@ -1290,7 +1340,8 @@ int memory_store_dispose(memory_store_t *s, shed_err *err)
     memory_map_clear(&files);
     if (r == 0 && marker_ok != 1 && nfiles > 0) {
         SLOG(s, LOG_WARN, "%s; leaving the memory store folder on disk",
-             marker_ok < 0 ? "the marker file does not match this store" : "the marker file is gone");
+             marker_ok < 0 ? "the marker file does not match this store"
+                           : "the marker file is gone");
         return 0;
     }
     r = tree_remove_at(s->parent_fd, s->name, err);

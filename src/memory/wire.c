@@ -54,8 +54,8 @@ int memory_req_set_json(memory_req_t *req, int status, json_t *body)
         json_t *e = json_is_object(body) ? json_object_get(body, "error") : NULL;
         const char *msg = json_is_object(e) ? str_field(e, "message") : NULL;
         const char *type = json_is_object(e) ? str_field(e, "type") : NULL;
-        snprintf(req->error, sizeof req->error, "%s%s%s", type ? type : "",
-                 type && msg ? ": " : "", msg ? msg : "");
+        snprintf(req->error, sizeof req->error, "%s%s%s", type ? type : "", type && msg ? ": " : "",
+                 msg ? msg : "");
         return 0;
     }
     if (req->op == MEMORY_OP_DELETE) return 0;
@@ -70,11 +70,14 @@ int memory_req_set_json(memory_req_t *req, int status, json_t *body)
     if (!json_is_array(data)) goto bad;
     size_t i;
     json_t *it;
-    json_array_foreach(data, i, it) {
+    json_array_foreach(data, i, it)
+    {
         int r = parse_item(it, &id, &path, &sha, &content, &clen);
         if (r < 0) goto bad;
-        if (r == 1) r = memory_req_add_item(req, NULL, path, NULL, NULL, 0, 1);
-        else r = memory_req_add_item(req, id, path, sha, content, clen, 0);
+        if (r == 1)
+            r = memory_req_add_item(req, NULL, path, NULL, NULL, 0, 1);
+        else
+            r = memory_req_add_item(req, id, path, sha, content, clen, 0);
         if (r < 0) return r;
     }
     json_t *np = json_object_get(body, "next_page");

@@ -20,10 +20,10 @@
 #include "base/tree.h"
 #include "skills/skills.h"
 
-#define DIR_MODE       0700 /* fs-util.ts DIR_CREATE_MODE */
-#define READ_CHUNK     (64 * 1024)
-#define STAGE_PREFIX   ".skill-stage-"
-#define INCONSISTENT   "skill archive listing is inconsistent; refusing to extract"
+#define DIR_MODE     0700 /* fs-util.ts DIR_CREATE_MODE */
+#define READ_CHUNK   (64 * 1024)
+#define STAGE_PREFIX ".skill-stage-"
+#define INCONSISTENT "skill archive listing is inconsistent; refusing to extract"
 
 void skills_opts_default(skills_opts_t *l)
 {
@@ -103,12 +103,13 @@ static int split_components(char *name, char **comps, int max)
 
 /* mkdir (0700) and open one directory level below `dirfd`, never through a
  * link. A non-directory in the way is a conflict inside the archive. */
-static int open_subdir(int dirfd, const char *comp, const char *member, int *created,
-                       shed_err *err)
+static int open_subdir(int dirfd, const char *comp, const char *member, int *created, shed_err *err)
 {
     *created = 0;
-    if (mkdirat(dirfd, comp, DIR_MODE) == 0) *created = 1;
-    else if (errno != EEXIST) return err_set(err, errno, "skill archive: mkdir for member '%s'", member);
+    if (mkdirat(dirfd, comp, DIR_MODE) == 0)
+        *created = 1;
+    else if (errno != EEXIST)
+        return err_set(err, errno, "skill archive: mkdir for member '%s'", member);
     int fd = openat(dirfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOTDIR || errno == ELOOP)
@@ -164,8 +165,8 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static int extract_file(extract_t *x, int dirfd, const char *leaf, const char *member,
-                        mode_t perm, shed_err *err)
+static int extract_file(extract_t *x, int dirfd, const char *leaf, const char *member, mode_t perm,
+                        shed_err *err)
 {
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
     _cleanup_close_ int fd = openat(dirfd, leaf, flags, 0600);
@@ -213,8 +214,10 @@ static int extract_file(extract_t *x, int dirfd, const char *leaf, const char *m
 static void note_top(extract_t *x, char **comps, int n)
 {
     if (n == 0) return;
-    if (!x->top) x->top = strdup(comps[0]);
-    else if (strcmp(x->top, comps[0]) != 0) x->top_differs = 1;
+    if (!x->top)
+        x->top = strdup(comps[0]);
+    else if (strcmp(x->top, comps[0]) != 0)
+        x->top_differs = 1;
     if (n > 1) x->nested = 1;
 }
 
@@ -300,7 +303,8 @@ static int make_stage(const extract_t *x, int parent_fd, char *name, size_t len,
         if (mkdirat(parent_fd, name, DIR_MODE) == 0) {
             int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             int rc = fd < 0 ? err_set(err, errno, "open skill stage %s", name) : 0;
-            if (rc == 0 && fchmod(fd, DIR_MODE) < 0) rc = err_set(err, errno, "chmod skill stage %s", name);
+            if (rc == 0 && fchmod(fd, DIR_MODE) < 0)
+                rc = err_set(err, errno, "chmod skill stage %s", name);
             if (rc == 0) rc = own(x, fd, name, err);
             if (rc == 0) return fd;
             if (fd >= 0) close(fd);
@@ -314,8 +318,7 @@ static int make_stage(const extract_t *x, int parent_fd, char *name, size_t len,
 
 /* Put the finished tree (src_name in src_fd) at `name` in parent_fd,
  * atomically replacing what was there; the replaced tree is left at src. */
-static int promote(int src_fd, const char *src_name, int parent_fd, const char *name,
-                   shed_err *err)
+static int promote(int src_fd, const char *src_name, int parent_fd, const char *name, shed_err *err)
 {
     if (renameat2(src_fd, src_name, parent_fd, name, RENAME_NOREPLACE) == 0) return 0;
     if (errno != EEXIST) return err_set(err, errno, "rename the extracted skill to %s", name);
@@ -325,15 +328,16 @@ static int promote(int src_fd, const char *src_name, int parent_fd, const char *
 }
 
 static int extract_common(struct archive *a, int parent_fd, const char *name,
-                          const skills_opts_t *opts, skills_extract_stats_t *stats,
-                          shed_err *err)
+                          const skills_opts_t *opts, skills_extract_stats_t *stats, shed_err *err)
 {
     if (!name || !*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
         return err_msg(err, EINVAL, "skill directory '%s' is not a single path component",
                        name ? name : "");
     extract_t x = {.a = a, .stage_fd = -1};
-    if (opts) x.lim = *opts;
-    else skills_opts_default(&x.lim);
+    if (opts)
+        x.lim = *opts;
+    else
+        skills_opts_default(&x.lim);
     if (x.lim.max_depth == 0 || x.lim.max_depth > 4096) x.lim.max_depth = SKILLS_DEFAULT_MAX_DEPTH;
 
     char stage[64];
@@ -353,8 +357,7 @@ static int extract_common(struct archive *a, int parent_fd, const char *name,
             break;
         }
         if (++entries > x.lim.max_entries) {
-            r = err_msg(err, E2BIG,
-                        "skill archive has more than %u members; refusing to extract",
+            r = err_msg(err, E2BIG, "skill archive has more than %u members; refusing to extract",
                         x.lim.max_entries);
             break;
         }
@@ -366,8 +369,10 @@ static int extract_common(struct archive *a, int parent_fd, const char *name,
     if (r == 0 && x.top && !x.top_differs && x.nested) {
         /* Strip the wrapper: its contents become the skill directory. */
         int fd = openat(x.stage_fd, x.top, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) r = err_msg(err, EINVAL, INCONSISTENT);
-        else close(fd);
+        if (fd < 0)
+            r = err_msg(err, EINVAL, INCONSISTENT);
+        else
+            close(fd);
         src_fd = x.stage_fd;
         src_name = x.top;
         x.st.stripped = 1;
@@ -390,9 +395,8 @@ static int extract_common(struct archive *a, int parent_fd, const char *name,
     return r;
 }
 
-int skills_extract_fd(int archive_fd, int parent_fd, const char *name,
-                      const skills_opts_t *opts, skills_extract_stats_t *stats,
-                      shed_err *err)
+int skills_extract_fd(int archive_fd, int parent_fd, const char *name, const skills_opts_t *opts,
+                      skills_extract_stats_t *stats, shed_err *err)
 {
     _cleanup_archive_ struct archive *a = archive_read_new();
     if (!a) return err_set(err, ENOMEM, "archive_read_new");
@@ -407,8 +411,7 @@ int skills_extract_fd(int archive_fd, int parent_fd, const char *name,
 }
 
 int skills_extract_mem(const void *data, size_t len, int parent_fd, const char *name,
-                       const skills_opts_t *opts, skills_extract_stats_t *stats,
-                       shed_err *err)
+                       const skills_opts_t *opts, skills_extract_stats_t *stats, shed_err *err)
 {
     _cleanup_archive_ struct archive *a = archive_read_new();
     if (!a) return err_set(err, ENOMEM, "archive_read_new");

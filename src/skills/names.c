@@ -72,8 +72,8 @@ static int cmp_numeric(const char *a, const char *b)
     return strcmp(a, b);
 }
 
-int skills_resolve_version(const char *requested, const char *const *versions, size_t n,
-                           char *out, size_t outlen, shed_err *err)
+int skills_resolve_version(const char *requested, const char *const *versions, size_t n, char *out,
+                           size_t outlen, shed_err *err)
 {
     const char *best = NULL;
     if (skills_version_is_numeric(requested)) {

@@ -61,13 +61,11 @@ typedef struct skills_extract_stats {
  * directory every member shares is stripped; directories are 0700, files
  * 0755 when any execute bit is set in the archive, else 0644. `opts` NULL
  * means the defaults. `stats` may be NULL. */
-int skills_extract_fd(int archive_fd, int parent_fd, const char *name,
-                      const skills_opts_t *opts, skills_extract_stats_t *stats,
-                      shed_err *err);
+int skills_extract_fd(int archive_fd, int parent_fd, const char *name, const skills_opts_t *opts,
+                      skills_extract_stats_t *stats, shed_err *err);
 /* The same, from a buffer. */
 int skills_extract_mem(const void *data, size_t len, int parent_fd, const char *name,
-                       const skills_opts_t *opts, skills_extract_stats_t *stats,
-                       shed_err *err);
+                       const skills_opts_t *opts, skills_extract_stats_t *stats, shed_err *err);
 
 /* The directory a skill lands in: basename(trim(version_name)), falling back
  * to `skill_id` when that is empty, "." or "..". The result must be a single
@@ -83,5 +81,5 @@ int skills_version_is_numeric(const char *v);
  * ("latest", or any alias) the highest numeric entry of `versions` (compared
  * as unbounded integers; non-numeric entries ignored). -ENOENT with a message
  * when there is none. */
-int skills_resolve_version(const char *requested, const char *const *versions, size_t n,
-                           char *out, size_t outlen, shed_err *err);
+int skills_resolve_version(const char *requested, const char *const *versions, size_t n, char *out,
+                           size_t outlen, shed_err *err);

@@ -22,7 +22,7 @@
 
 /* ---- the in-process store --------------------------------------------------- */
 
-#define FAKE_MAX 512
+#define FAKE_MAX         512
 #define FAKE_MAX_CONTENT 100000
 
 typedef struct fmem {
@@ -45,6 +45,7 @@ typedef struct fake {
     int async, applying, max_nq;
     memory_req_t *queue[256];
     int nq;
+    int loop_cursor; /* a broken server: every page says there is another */
     /* change the store between the listing and the next call (a racing writer) */
     const char *race_path, *race_content;
 } fake_t;
@@ -166,7 +167,9 @@ static int answer(fake_t *f, memory_req_t *r)
             memory_req_add_item(r, sorted[i]->id, sorted[i]->path, sorted[i]->sha,
                                 full ? sorted[i]->content : NULL, full ? sorted[i]->len : 0, 0);
         }
-        if (end < k) {
+        if (f->loop_cursor)
+            memory_req_set_next_page(r, "again");
+        else if (end < k) {
             char cur[16];
             snprintf(cur, sizeof cur, "%d", end);
             memory_req_set_next_page(r, cur);
@@ -179,8 +182,10 @@ static int answer(fake_t *f, memory_req_t *r)
         r->status = m ? 200 : 404;
         break;
     case MEMORY_OP_CREATE:
-        if (r->content_len > FAKE_MAX_CONTENT) r->status = 413;
-        else if (fake_find_path(f, r->path)) r->status = 409;
+        if (r->content_len > FAKE_MAX_CONTENT)
+            r->status = 413;
+        else if (fake_find_path(f, r->path))
+            r->status = 409;
         else {
             m = fake_put(f, r->path, "");
             fake_set(m, r->content, r->content_len);
@@ -190,9 +195,12 @@ static int answer(fake_t *f, memory_req_t *r)
     case MEMORY_OP_UPDATE:
         snprintf(f->last_precondition, sizeof f->last_precondition, "%s", r->sha ? r->sha : "");
         m = fake_find_id(f, r->memory_id);
-        if (!m) r->status = 404;
-        else if (r->content_len > FAKE_MAX_CONTENT) r->status = 413, m = NULL;
-        else if (r->sha && strcmp(r->sha, m->sha)) r->status = 409, m = NULL;
+        if (!m)
+            r->status = 404;
+        else if (r->content_len > FAKE_MAX_CONTENT)
+            r->status = 413, m = NULL;
+        else if (r->sha && strcmp(r->sha, m->sha))
+            r->status = 409, m = NULL;
         else {
             fake_set(m, r->content, r->content_len);
             r->status = 200;
@@ -201,8 +209,10 @@ static int answer(fake_t *f, memory_req_t *r)
     case MEMORY_OP_DELETE:
         snprintf(f->last_expected, sizeof f->last_expected, "%s", r->sha ? r->sha : "");
         m = fake_find_id(f, r->memory_id);
-        if (!m) r->status = 404;
-        else if (r->sha && strcmp(r->sha, m->sha)) r->status = 409;
+        if (!m)
+            r->status = 404;
+        else if (r->sha && strcmp(r->sha, m->sha))
+            r->status = 409;
         else {
             m->live = 0;
             r->status = 200;
@@ -418,8 +428,8 @@ TEST(memory_mount_pulls_all_and_stamps_marker)
     ASSERT_EQ_INT(f->calls[MEMORY_OP_LIST], 1);
     ASSERT_EQ_STR(f->last_view, "basic");
     ASSERT_EQ_INT(f->last_limit, 100);
-    ASSERT_EQ_INT(f->calls[MEMORY_OP_GET] + f->calls[MEMORY_OP_CREATE] + f->calls[MEMORY_OP_UPDATE] +
-                      f->calls[MEMORY_OP_DELETE],
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_GET] + f->calls[MEMORY_OP_CREATE] +
+                      f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_DELETE],
                   0);
     shed_err err = {0};
     ASSERT_EQ_INT(memory_store_dispose(s, &err), 0);
@@ -445,6 +455,25 @@ TEST(memory_mount_refuses_existing_path)
     ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "store", 0, &err), -EEXIST);
     ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "../x", 0, &err), -EINVAL);
     ASSERT_TRUE(s == NULL);
+    fake_free(f);
+    scratch_done();
+}
+
+TEST(memory_endless_listing_ends_the_pass)
+{
+    scratch();
+    fake_t *f = fake_new();
+    fake_put(f, "/a.md", "alpha");
+    memory_store_t *s = mount(f, cfg_of("memstore_01"));
+    f->loop_cursor = 1;
+    sync_at(f, s, 15000);
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_LIST], 1 + MEMORY_MAX_LIST_PAGES + 1);
+    ASSERT_EQ_INT(stats(s).failed_syncs, 1);
+    ASSERT_EQ_STR(file("store/a.md"), "alpha");
+    f->loop_cursor = 0;
+    sync_at(f, s, 30000); /* a fresh pass starts counting again */
+    ASSERT_EQ_INT(stats(s).failed_syncs, 1);
+    memory_store_free(s);
     fake_free(f);
     scratch_done();
 }
@@ -517,7 +546,8 @@ TEST(memory_local_only_change_is_pushed_with_precondition)
     ASSERT_TRUE(fake_content(f, "/.anthropic-memory-store") == NULL); /* the marker never syncs */
     memset(f->calls, 0, sizeof f->calls);
     sync_at(f, s, 30000);
-    ASSERT_EQ_INT(f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_CREATE] + f->calls[MEMORY_OP_GET], 0);
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_CREATE] + f->calls[MEMORY_OP_GET],
+                  0);
     ASSERT_EQ_INT(stats(s).conflicts, 0);
     memory_store_free(s);
     fake_free(f);
@@ -765,7 +795,8 @@ TEST(memory_read_only_store_pulls_only)
     fake_put(f, "/c.md", "gamma v2");
     sync_at(f, s, 0);
     sync_at(f, s, 60000);
-    ASSERT_EQ_INT(f->calls[MEMORY_OP_CREATE] + f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_DELETE], 0);
+    ASSERT_EQ_INT(
+        f->calls[MEMORY_OP_CREATE] + f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_DELETE], 0);
     ASSERT_EQ_STR(fake_content(f, "/a.md"), "alpha");
     ASSERT_EQ_STR(fake_content(f, "/b.md"), "beta");
     ASSERT_TRUE(fake_content(f, "/new.md") == NULL);
@@ -887,8 +918,8 @@ TEST(memory_symlinks_in_the_folder_are_never_followed)
     fake_put(f, "/evil/planted.md", "through a link");
     fake_put(f, "/../escape.md", "dot dot");
     sync_at(f, s, 15000);
-    ASSERT_TRUE(fake_content(f, "/leak.md") == NULL);       /* not uploaded */
-    ASSERT_FALSE(exists("outside/planted.md"));              /* not written through */
+    ASSERT_TRUE(fake_content(f, "/leak.md") == NULL); /* not uploaded */
+    ASSERT_FALSE(exists("outside/planted.md"));       /* not written through */
     ASSERT_FALSE(exists("escape.md"));
     ASSERT_EQ_STR(file("outside/secret"), "host secret");
     /* a remote memory whose local path is a link: the write refuses */
@@ -925,7 +956,8 @@ TEST(memory_flush_pushes_only)
     memset(f->calls, 0, sizeof f->calls);
     ASSERT_EQ_INT(memory_store_flush_start(s, 6000), 0);
     drive(f, s, 6000);
-    ASSERT_EQ_INT(f->calls[MEMORY_OP_LIST] + f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_CREATE], 0);
+    ASSERT_EQ_INT(
+        f->calls[MEMORY_OP_LIST] + f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_CREATE], 0);
     memory_store_free(s);
     fake_free(f);
     scratch_done();
@@ -952,7 +984,7 @@ TEST(memory_flush_cut_off_counts_unsent)
     ASSERT_EQ_INT(f->nq, 10);
     fake_pump(f, 4);
     memory_store_run(s, 0);
-    memory_store_abort(s); /* the 30 s bound */
+    memory_store_abort(s);   /* the 30 s bound */
     ASSERT_EQ_INT(f->nq, 0); /* in-flight calls were cancelled */
     ASSERT_EQ_INT(stats(s).unsent, 6);
     ASSERT_FALSE(memory_store_busy(s));
@@ -1096,8 +1128,8 @@ TEST(memory_killed_mid_sync_then_remounted)
     ASSERT_EQ_INT(landed, 2);
     memset(f->calls, 0, sizeof f->calls);
     sync_at(f, s2, 30000);
-    ASSERT_EQ_INT(f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_CREATE] + f->calls[MEMORY_OP_GET] +
-                      f->calls[MEMORY_OP_DELETE],
+    ASSERT_EQ_INT(f->calls[MEMORY_OP_UPDATE] + f->calls[MEMORY_OP_CREATE] +
+                      f->calls[MEMORY_OP_GET] + f->calls[MEMORY_OP_DELETE],
                   0);
     memory_store_free(s2);
     fake_free(f);

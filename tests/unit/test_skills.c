@@ -87,7 +87,8 @@ static size_t build(int fmt, const member_t *m, size_t n, char *out, size_t cap)
         archive_entry_set_size(e, (la_int64_t)size);
         int r = archive_write_header(a, e);
         if (r != ARCHIVE_OK)
-            test_fail(__FILE__, __LINE__, "write header %s: %s", m[i].name, archive_error_string(a));
+            test_fail(__FILE__, __LINE__, "write header %s: %s", m[i].name,
+                      archive_error_string(a));
         if (m[i].type == M_FILE) {
             if (m[i].zeros) {
                 for (size_t left = m[i].zeros; left > 0;) {
@@ -117,7 +118,8 @@ static char g_root[256];
  * never be touched). Returns the fd of skills/. */
 static int scratch(void)
 {
-    snprintf(g_root, sizeof g_root, "%s/shed-skills-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(g_root, sizeof g_root, "%s/shed-skills-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     ASSERT_TRUE(mkdtemp(g_root) != NULL);
     char p[512];
     snprintf(p, sizeof p, "%s/skills", g_root);
@@ -151,7 +153,10 @@ static int list_one(const char *path, const struct stat *st, int flag, struct FT
 {
     (void)flag;
     if (ftw->level == 0) return 0;
-    char t = S_ISREG(st->st_mode) ? 'f' : S_ISDIR(st->st_mode) ? 'd' : S_ISLNK(st->st_mode) ? 'l' : '?';
+    char t = S_ISREG(st->st_mode)   ? 'f'
+             : S_ISDIR(st->st_mode) ? 'd'
+             : S_ISLNK(st->st_mode) ? 'l'
+                                    : '?';
     g_list_len += (size_t)snprintf(g_list + g_list_len, sizeof g_list - g_list_len, "%s %c %o\n",
                                    path + g_list_base, t, (unsigned)(st->st_mode & 07777));
     return 0;
@@ -278,14 +283,14 @@ static const char *ok(int fd, int fmt, const member_t *m, size_t n, skills_extra
 
 /* Extract and expect refusal with `msg`; nothing may be left in skills/ or
  * outside/. */
-static void refused(int fmt, const member_t *m, size_t n, const skills_opts_t *lim,
-                    const char *msg)
+static void refused(int fmt, const member_t *m, size_t n, const skills_opts_t *lim, const char *msg)
 {
     int fd = scratch();
     size_t len = build(fmt, m, n, g_arc, ARCHIVE_CAP);
     shed_err err = {0};
     int r = skills_extract_mem(g_arc, len, fd, "s", lim, NULL, &err);
-    if (r >= 0) test_fail(__FILE__, __LINE__, "expected refusal (%s); tree:\n%s", msg, tree("skills"));
+    if (r >= 0)
+        test_fail(__FILE__, __LINE__, "expected refusal (%s); tree:\n%s", msg, tree("skills"));
     ASSERT_CONTAINS(err.msg, msg);
     ASSERT_EQ_STR(tree("skills"), "");
     ASSERT_EQ_STR(tree("outside"), "");
@@ -307,7 +312,8 @@ TEST(skills_multi_root_and_lone_dir_are_not_stripped)
 {
     int fd = scratch();
     const member_t m[] = {{"a/x", M_FILE, "x", 0, 0}, {"b/y", M_FILE, "y", 0, 0}};
-    ASSERT_EQ_STR(ok(fd, F_ZIP, m, 2, NULL), "s d 700\ns/a d 700\ns/a/x f 644\ns/b d 700\ns/b/y f 644\n");
+    ASSERT_EQ_STR(ok(fd, F_ZIP, m, 2, NULL),
+                  "s d 700\ns/a d 700\ns/a/x f 644\ns/b d 700\ns/b/y f 644\n");
     scratch_done(fd);
     fd = scratch();
     /* archiveTopDir needs a nested member: a lone "pdf/" stays as is. */
@@ -323,7 +329,8 @@ TEST(skills_multi_root_and_lone_dir_are_not_stripped)
 
 TEST(skills_traversal_refused)
 {
-    const member_t a[] = {{"pdf/SKILL.md", M_FILE, "ok", 0, 0}, {"../outside/evil", M_FILE, "x", 0, 0}};
+    const member_t a[] = {{"pdf/SKILL.md", M_FILE, "ok", 0, 0},
+                          {"../outside/evil", M_FILE, "x", 0, 0}};
     refused(F_TAR, a, 2, NULL, "refusing to extract unsafe archive member: ../outside/evil");
     const member_t b[] = {{"pdf/../../outside/evil", M_FILE, "x", 0, 0}};
     refused(F_ZIP, b, 1, NULL, "unsafe archive member");
@@ -398,7 +405,8 @@ TEST(skills_bomb_total_bytes_refused)
     skills_opts_default(&lim);
     lim.max_total_bytes = 1 << 20;
     /* 4 MiB of zeros compresses to a few KiB */
-    const member_t m[] = {{"pdf/a", M_FILE, NULL, 0, 3u << 20}, {"pdf/b", M_FILE, NULL, 0, 3u << 20}};
+    const member_t m[] = {{"pdf/a", M_FILE, NULL, 0, 3u << 20},
+                          {"pdf/b", M_FILE, NULL, 0, 3u << 20}};
     lim.max_entry_bytes = 8u << 20;
     refused(F_TGZ, m, 2, &lim, "expands to more than 1048576 bytes");
     refused(F_ZIP, m, 2, &lim, "expands to more than 1048576 bytes");
