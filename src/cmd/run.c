@@ -29,6 +29,7 @@ static const char USAGE[] =
     "                [--timeout SECONDS] [--json-status FD] [--label NAME] -- COMMAND [ARG...]\n"
     "  Run COMMAND as the sandbox user in a fresh sandbox, /workspace as its working\n"
     "  directory (DIR on the host; without it, a size-limited tmpfs that is gone after).\n"
+    "  As root, DIR is given to the sandbox's own host uid (chown): use a dedicated one.\n"
     "  --policy FILE       sandbox policy (docs/policy.md); default: built-in, deny by default\n"
     "  --memory-max BYTES  memory limit (K/M/G suffixes), overrides the policy\n"
     "  --pids-max N        process limit, overrides the policy\n"

@@ -93,6 +93,12 @@ for mode in "${MODES[@]}"; do
     step "[$mode] escapes through /proc"
     probe_blocked "$mode" proc
 
+    step "[$mode] setuid-root binaries of the host give nothing"
+    out=$(sbrun "$mode" -- /bin/sh -c 'ls -l /usr/bin/su | cut -c1-10; /usr/bin/su -c "id -u" root </dev/null 2>&1; echo "rc=$?"' 2>/dev/null || true)
+    echo "$out" | sed "s/^/    [$mode] /"
+    expect_not_contains "$out" $'\n0\n' "su gave uid 0"
+    expect_not_contains "$out" "rc=0" "su succeeded"
+
     step "[$mode] no fd of the creator is visible"
     out=$(sbrun "$mode" -- /opt/probe/probe fds </dev/null)
     expect_eq "$(cut -d' ' -f1 <<<"$out" | tr '\n' ' ')" "0 1 2 " "only stdio fds"

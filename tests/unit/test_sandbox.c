@@ -550,3 +550,159 @@ TEST(tool_calls_run_inside_and_cancel)
     ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
     sandbox_policy_free(p);
 }
+
+TEST(zygote_creates_sandboxes_without_exec)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    if (sandbox_zygote_start(&err) < 0) test_fail(__FILE__, __LINE__, "zygote: %s", err.msg);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    for (int round = 0; round < 3; round++) {
+        sandbox_t *sb = NULL;
+        sandbox_opts o = {.slot = -1};
+        if (sandbox_create(p, &o, &sb, &err) < 0)
+            test_fail(__FILE__, __LINE__, "create: %s", err.msg);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int fds[3] = {null, null, null};
+        json_t *m = json_pack("{s:s,s:i,s:[s,s,s]}", "type", "exec", "id", 1, "argv", "/bin/sh",
+                              "-c", "test \"$(id -u)\" = 1000 && test ! -e /etc/shadow && exit 7");
+        ASSERT_EQ_INT(ctl_send(sandbox_ctl_fd(sb), m, fds, 3, &err), 0);
+        json_decref(m);
+        close(null);
+        json_t *r = NULL;
+        ASSERT_EQ_INT(ctl_recv(sandbox_ctl_fd(sb), &r, NULL, NULL, &err), 0);
+        ASSERT_EQ_INT(json_integer_value(json_object_get(r, "status")), 7);
+        json_decref(r);
+        r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 2, "tool",
+                                    "bash", "input", "command", "grep -c Seccomp:.2 /proc/self/status"));
+        _cleanup_free_ char *text = json_compact(json_object_get(r, "content"));
+        ASSERT_CONTAINS(text, "1");
+        json_decref(r);
+        ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+    }
+    /* a step failing in the child is still reported through the error pipe
+     * (a work dir inside /proc cannot be created) */
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1, .workdir = "/proc/shed-test"};
+    ASSERT_TRUE(sandbox_create(p, &o, &sb, &err) < 0);
+    ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
+    ASSERT_CONTAINS(err.msg, "/proc/shed-test");
+    sandbox_zygote_stop();
+    sandbox_policy_free(p);
+}
+
+TEST(child_step_failure_names_step_and_errno)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1, .workdir = "/proc/shed-test"};
+    ASSERT_TRUE(sandbox_create(p, &o, &sb, &err) < 0);
+    ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
+    ASSERT_CONTAINS(err.msg, "/proc/shed-test: ");
+    sandbox_policy_free(p);
+}
+
+TEST(reconcile_sweeps_what_a_dead_creator_left)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    char state[] = "/tmp/shed-state-XXXXXX";
+    ASSERT_TRUE(mkdtemp(state) != NULL);
+    chmod(state, 0711);
+    int pipefd[2];
+    ASSERT_EQ_INT(pipe(pipefd), 0);
+    pid_t creator = fork();
+    if (creator == 0) {
+        /* a creator that dies with its sandbox up */
+        if (sandbox_set_init_exe(shed, &err) < 0) _exit(2);
+        sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+        sandbox_opts o = {.slot = -1, .state_dir = state, .label = "orphan-1"};
+        sandbox_t *sb;
+        if (!p || sandbox_create(p, &o, &sb, &err) < 0) {
+            fprintf(stderr, "create: %s\n", err.msg);
+            _exit(3);
+        }
+        char line[64];
+        int n = snprintf(line, sizeof(line), "%d\n", (int)sandbox_init_pid(sb));
+        if (write(pipefd[1], line, n) != n) _exit(4);
+        _exit(0); /* no destroy */
+    }
+    close(pipefd[1]);
+    char buf[64] = {0};
+    ASSERT_TRUE(read(pipefd[0], buf, sizeof(buf) - 1) > 0);
+    int st;
+    waitpid(creator, &st, 0);
+    ASSERT_EQ_INT(WEXITSTATUS(st), 0);
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/sandboxes/orphan-1/state.json", state);
+    struct stat sst;
+    ASSERT_EQ_INT(stat(dir, &sst), 0); /* left behind */
+    json_t *sj = json_load_file(dir, 0, NULL);
+    ASSERT_TRUE(sj != NULL);
+    json_t *d0 = json_array_get(json_object_get(sj, "cgroup_dirs"), 0);
+    char cg0[4096] = "";
+    if (d0) snprintf(cg0, sizeof(cg0), "%s", json_string_value(d0));
+    json_decref(sj);
+    ASSERT_EQ_INT(sandbox_reconcile(state, &err), 1);
+    ASSERT_TRUE(stat(dir, &sst) < 0 && errno == ENOENT);
+    if (cg0[0]) ASSERT_TRUE(stat(cg0, &sst) < 0 && errno == ENOENT);
+    /* gone, or a zombie waiting for whoever inherited it */
+    char sp[64], stat_line[512] = "";
+    snprintf(sp, sizeof(sp), "/proc/%d/stat", atoi(buf));
+    FILE *f = fopen(sp, "r");
+    if (f) {
+        if (!fgets(stat_line, sizeof(stat_line), f)) stat_line[0] = 0;
+        fclose(f);
+        char *rp = strrchr(stat_line, ')');
+        ASSERT_TRUE(rp && rp[2] == 'Z');
+    }
+    ASSERT_EQ_INT(sandbox_reconcile(state, &err), 0);
+    rm_tree(state);
+}
+
+/* The event-loop way: start, wait for the ctl fd, finish. */
+static int finish_by_polling(sandbox_t *sb, shed_err *err)
+{
+    for (int i = 0; i < 400; i++) {
+        int rc = sandbox_create_finish(sb, err);
+        if (rc != -EAGAIN) return rc;
+        struct pollfd p = {.fd = sandbox_ctl_fd(sb), .events = POLLIN};
+        poll(&p, 1, 50);
+    }
+    return -ETIMEDOUT;
+}
+
+TEST(create_in_two_steps_for_event_loops)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    sandbox_policy *p = parse(geteuid() == 0 ? "{}" : "{\"waive\":[\"cgroup\"]}", &err);
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1};
+    ASSERT_EQ_INT(sandbox_create_start(p, &o, &sb, &err), 0);
+    int rc = finish_by_polling(sb, &err);
+    if (rc < 0) test_fail(__FILE__, __LINE__, "finish: %s", err.msg);
+    ASSERT_EQ_INT(sandbox_create_finish(sb, &err), 0); /* idempotent */
+    int h, s2, d;
+    sandbox_take_listeners(sb, &h, &s2, &d);
+    ASSERT_TRUE(h >= 0);
+    close(h), close(s2), close(d);
+    ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+    /* a setup failure surfaces from finish, naming the step */
+    sandbox_opts bad = {.slot = -1, .workdir = "/proc/shed-test"};
+    ASSERT_EQ_INT(sandbox_create_start(p, &bad, &sb, &err), 0);
+    rc = finish_by_polling(sb, &err);
+    ASSERT_TRUE(rc < 0 && rc != -ETIMEDOUT);
+    ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
+    ASSERT_EQ_INT(sandbox_destroy(sb, 0, &err), 0);
+    sandbox_policy_free(p);
+}
