@@ -11,8 +11,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wno-format-nonliteral -Wno-format-truncation -Werror
-CFLAGS   ?= -O2 -g
-override CFLAGS += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc \
+OPT      ?= -O2 -g
+CFLAGS   ?=
+CFLAGS   += $(OPT) -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc \
             -DSHED_VERSION=\"$(VERSION)\" $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  += -pthread $(EXTRA_LDFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm
@@ -68,7 +69,7 @@ check: all unit
 
 asan:
 	$(MAKE) O=build/asan EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" CFLAGS="-O1 -g" check
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" OPT="-O1 -g" check
 
 bench: all
 	SHED=$(abspath $(O)/shed) SHED_BUILD=$(abspath $(O)) bench/run
