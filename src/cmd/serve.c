@@ -213,8 +213,11 @@ int cmd_serve(int argc, char **argv)
         return EXIT_SETUP;
     }
     const char *host_end = strrchr(cfg.listen, ':');
-    printf("shed serve: listening on http://%.*s:%d\n", (int)(host_end - cfg.listen), cfg.listen,
-           server_port(srv));
+    int hlen = (int)(host_end - cfg.listen);
+    if (hlen == 9 && !strncmp(cfg.listen, "localhost", 9))
+        printf("shed serve: listening on http://127.0.0.1:%d\n", server_port(srv));
+    else
+        printf("shed serve: listening on http://%.*s:%d\n", hlen, cfg.listen, server_port(srv));
     fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

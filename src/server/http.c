@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/b64.h"
 #include "base/cleanup.h"
@@ -81,6 +82,22 @@ void http_notify(server_t *srv, int kind, const char *key)
             srv->nwaiters--;
             MHD_resume_connection(w->conn);
         }
+    }
+    pthread_mutex_unlock(&srv->wlock);
+}
+
+/* Wake the longest-waiting waiter of that key only: one new work item can
+ * satisfy one poll, so waking every poller would only make them race. */
+void http_notify_one(server_t *srv, int kind, const char *key)
+{
+    pthread_mutex_lock(&srv->wlock);
+    waiter_t *pick = NULL;
+    for (waiter_t *w = srv->waiters; w; w = w->next)
+        if (w->kind == kind && !strcmp(w->key, key)) pick = w; /* newest first: the last is the oldest */
+    if (pick) {
+        waiter_unlink(srv, pick);
+        srv->nwaiters--;
+        MHD_resume_connection(pick->conn);
     }
     pthread_mutex_unlock(&srv->wlock);
 }
@@ -353,6 +370,7 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, shed_er
         memcpy(host, listen, (size_t)(colon - listen));
         host[colon - listen] = '\0';
     }
+    if (!strcmp(host, "localhost")) snprintf(host, sizeof(host), "127.0.0.1");
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (!colon[1] || *end || port < 0 || port > 65535) goto bad;
@@ -419,7 +437,7 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
         /* Per-connection memory (request line + headers + buffers): bounds header size. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (!srv->mhd) {
         pthread_mutex_lock(&srv->wlock);
         srv->waker_quit = true;
@@ -444,7 +462,7 @@ int server_port(const server_t *srv)
 void server_stop(server_t *srv)
 {
     if (!srv) return;
-    MHD_quiesce_daemon(srv->mhd);
+    MHD_socket lsock = MHD_quiesce_daemon(srv->mhd);
     pthread_mutex_lock(&srv->wlock);
     srv->stopping = true;
     for (waiter_t *w = srv->waiters, *next; w; w = next) {
@@ -461,6 +479,7 @@ void server_stop(server_t *srv)
     struct timespec ts = {0, 100 * 1000000};
     nanosleep(&ts, NULL);
     MHD_stop_daemon(srv->mhd);
+    if (lsock != MHD_INVALID_SOCKET) close(lsock); /* ours after quiesce, closed after the stop */
     srv->store->ops->close(srv->store);
     pthread_cond_destroy(&srv->wcond);
     pthread_mutex_destroy(&srv->wlock);

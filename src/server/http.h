@@ -79,5 +79,6 @@ int http_authenticate(server_t *srv, struct MHD_Connection *c, store_principal_t
 void http_wait(server_t *srv, waiter_t *w, struct MHD_Connection *conn, int kind, const char *key,
                int64_t deadline_ms);
 void http_notify(server_t *srv, int kind, const char *key);
+void http_notify_one(server_t *srv, int kind, const char *key);
 void http_note_worker(server_t *srv, const char *env_id, const char *worker_id);
 int http_workers_polling(server_t *srv, const char *env_id);

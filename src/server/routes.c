@@ -20,6 +20,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "server/http.h"
+#include "server/validate.h"
 
 #define JSON_MAX_DEPTH 32
 #define MAX_SEGS       8
@@ -615,7 +616,7 @@ static enum MHD_Result session_create(route_ctx_t *x)
     shed_err err = {0};
     int rc = OPS(x)->session_create(STORE(x), b, &out, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
-    http_notify(x->srv, WAIT_POLL, env_id);
+    http_notify_one(x->srv, WAIT_POLL, env_id);
     return http_json(x->c, 200, out);
 }
 
@@ -636,79 +637,6 @@ static enum MHD_Result session_list(route_ctx_t *x)
     return http_json(x->c, 200, out);
 }
 
-/* Validate one event's shape; agent-side events need the admin key. */
-static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n)
-{
-    if (!json_is_object(ev)) {
-        snprintf(msg, n, "field 'events[%zu]' must be an object", i);
-        return false;
-    }
-    const char *t = json_string_value(json_object_get(ev, "type"));
-    if (!t) {
-        snprintf(msg, n, "field 'events[%zu].type' is required (a string)", i);
-        return false;
-    }
-    json_t *v;
-#define FIELD(name) (v = json_object_get(ev, name))
-#define NEED(cond, ...)                                                                         \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            snprintf(msg, n, __VA_ARGS__);                                                      \
-            return false;                                                                       \
-        }                                                                                       \
-    } while (0)
-    static const char *const AGENT_SIDE[] = {"agent.tool_use",       "agent.custom_tool_use",
-                                             "agent.message",        "agent.thinking",
-                                             "session.status_idle",  "session.status_running",
-                                             "session.status_terminated"};
-    bool agent_side = false;
-    for (size_t k = 0; k < ARRAY_SIZE(AGENT_SIDE); k++)
-        if (!strcmp(t, AGENT_SIDE[k])) agent_side = true;
-    if (agent_side && !admin) {
-        snprintf(msg, n, "events[%zu]: '%s' events come from the agent: they need the admin key", i, t);
-        return false;
-    }
-    if (!strcmp(t, "agent.tool_use") || !strcmp(t, "agent.custom_tool_use")) {
-        NEED(FIELD("name") && json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 128,
-             "field 'events[%zu].name' is required (a tool name)", i);
-        NEED(FIELD("input") && json_is_object(v), "field 'events[%zu].input' is required (an object)", i);
-        if (FIELD("evaluated_permission") && !json_is_null(v)) {
-            const char *p = json_string_value(v);
-            NEED(p && (!strcmp(p, "allow") || !strcmp(p, "ask") || !strcmp(p, "deny")),
-                 "field 'events[%zu].evaluated_permission' must be 'allow', 'ask' or 'deny'", i);
-        }
-    } else if (!strcmp(t, "agent.message") || !strcmp(t, "user.message")) {
-        NEED(FIELD("content") && json_is_array(v), "field 'events[%zu].content' is required (an array of content blocks)", i);
-    } else if (!strcmp(t, "session.status_idle")) {
-        NEED(!FIELD("stop_reason") || json_is_null(v) || json_is_object(v),
-             "field 'events[%zu].stop_reason' must be an object", i);
-    } else if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.tool_confirmation")) {
-        NEED(FIELD("tool_use_id") && json_is_string(v), "field 'events[%zu].tool_use_id' is required (a string)", i);
-        if (!strcmp(t, "user.tool_confirmation")) {
-            const char *res = json_string_value(json_object_get(ev, "result"));
-            NEED(res && (!strcmp(res, "allow") || !strcmp(res, "deny")),
-                 "field 'events[%zu].result' must be 'allow' or 'deny'", i);
-        }
-    } else if (!strcmp(t, "user.custom_tool_result")) {
-        NEED(FIELD("custom_tool_use_id") && json_is_string(v),
-             "field 'events[%zu].custom_tool_use_id' is required (a string)", i);
-    } else if (strcmp(t, "agent.thinking") && strcmp(t, "session.status_running") &&
-               strcmp(t, "session.status_terminated") && strcmp(t, "user.interrupt") &&
-               strcmp(t, "user.define_outcome")) {
-        snprintf(msg, n, "field 'events[%zu].type': unknown event type '%.64s'", i, t);
-        return false;
-    }
-    if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result")) {
-        NEED(!FIELD("content") || json_is_null(v) || json_is_array(v),
-             "field 'events[%zu].content' must be an array of content blocks", i);
-        NEED(!FIELD("is_error") || json_is_null(v) || json_is_boolean(v),
-             "field 'events[%zu].is_error' must be a boolean", i);
-    }
-#undef FIELD
-#undef NEED
-    return true;
-}
-
 static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
 {
     enum MHD_Result ret;
@@ -721,7 +649,12 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     char msg[256];
     size_t i;
     json_t *ev;
-    json_array_foreach(evs, i, ev) if (!check_event(ev, i, is_admin(x), msg, sizeof(msg))) return bad(x, "%s", msg);
+    json_array_foreach(evs, i, ev)
+    {
+        int st = server_check_event(ev, i, is_admin(x), msg, sizeof(msg));
+        if (st == 403) return forbid(x, msg);
+        if (st) return bad(x, "%s", msg);
+    }
     _cleanup_json_ json_t *s = session_for(x, sid, &ret);
     if (!s) return ret;
     store_append_result_t res;
@@ -729,7 +662,7 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
     http_notify(x->srv, WAIT_STREAM, sid);
-    if (res.work_enqueued) http_notify(x->srv, WAIT_POLL, res.env_id);
+    if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 
@@ -793,10 +726,27 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                                                  (int)ARRAY_SIZE(evs), &err);
         if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
         for (int i = 0; i < n; i++) {
-            if (buf_printf(&s->out, "event: %s\ndata: %s\n\n", evs[i].type, evs[i].json) == 0)
-                s->last_seq = evs[i].seq;
-            if (!strcmp(evs[i].type, "session.status_terminated")) s->closing = true;
+            bool full = false;
+            if (!s->closing) {
+                size_t before = s->out.len;
+                if (buf_printf(&s->out, "event: %s\ndata: %s\n\n", evs[i].type, evs[i].json) == 0) {
+                    s->last_seq = evs[i].seq;
+                    if (!strcmp(evs[i].type, "session.status_terminated")) s->closing = true;
+                } else if (before > 0) {
+                    s->out.len = before; /* no room now: send what is there, this one next time */
+                    s->out.data[before] = '\0';
+                    full = true;
+                } else {
+                    /* cannot happen: the buffer holds any event a request body can carry */
+                    log_error("SSE: event %" PRId64 " of %s too large to stream; skipped", evs[i].seq, s->session_id);
+                    s->last_seq = evs[i].seq;
+                }
+            }
             free(evs[i].json);
+            if (full) {
+                for (int j = i + 1; j < n; j++) free(evs[j].json);
+                break;
+            }
         }
         if (s->out.len) continue;
         int64_t now = clock_mono_ms();
@@ -822,7 +772,7 @@ static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
     s->srv = x->srv;
     s->conn = x->c;
     snprintf(s->session_id, sizeof(s->session_id), "%s", sid);
-    buf_init(&s->out, 1u << 20);
+    buf_init(&s->out, x->srv->cfg.max_body + (256u << 10)); /* room for the largest event */
     shed_err err = {0};
     int rc = OPS(x)->events_last_seq(STORE(x), sid, &s->last_seq, &err);
     if (rc < 0) {

@@ -66,6 +66,19 @@ eq(js["error"]["type"], "request_too_large", "413 type")
 st, _, _ = srv.call("GET", "/v1/environments", headers={"X-Big": "y" * 100000})
 check(st in (400, 413, 431), "oversized header refused (%d)" % st)
 eq(srv.call("GET", "/v1/nothing")[0], 404, "unknown route")
+import socket  # noqa: E402
+for junk in [b"\x00\xff garbage\r\n\r\n", b"GET /v1/environments HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+             b"POST /v1/environments HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nContent-Length: 50\r\n\r\n{\"name\":" % srv.admin.encode(),
+             b"GET /v1/environments HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]:
+    s_ = socket.create_connection((srv.host, srv.port), timeout=5)
+    s_.sendall(junk)
+    s_.shutdown(socket.SHUT_WR)
+    try:
+        s_.recv(4096)
+    except OSError:
+        pass
+    s_.close()
+eq(srv.call("GET", "/v1/environments")[0], 200, "the server survives garbage and truncated requests")
 eq(srv.call("GET", "/v1/environments/not-an-id")[0], 404, "malformed id")
 eq(srv.call("GET", "/v1/environments/env_00000000000000000000000000")[0], 404, "unknown env")
 eq(srv.call("GET", "/v1/environments?limit=0")[0], 400, "limit 0")
@@ -212,7 +225,7 @@ sid4 = s4["id"]
 w6 = srv.poll(eid, key)
 srv.ok("POST", "/v1/environments/%s/work/%s/stop" % (eid, w6["id"]), {"force": True}, want=204)
 eq(srv.call("POST", "/v1/sessions/%s/events" % sid4, {"events": [{"type": "agent.tool_use", "name": "bash", "input": {}}]}, bearer=key)[0],
-   400, "agent events need the admin key")
+   403, "agent events need the admin key")
 ev = srv.post_events(sid4, [{"type": "agent.tool_use", "name": "bash", "input": {"command": "echo hi"}}])["data"][0]
 check(ev["id"].startswith("sevt_") and ev["processed_at"], "event id and processed_at")
 eq(srv.ok("GET", "/v1/sessions/" + sid4)["status"], "running", "tool_use -> running")
@@ -274,7 +287,26 @@ sse.close()
 eq(srv.call("POST", "/v1/sessions/%s/events" % sid4, {"events": [{"type": "user.interrupt"}]})[0], 400, "terminated session takes no events")
 eq(srv.call("GET", "/v1/sessions/%s/events/stream" % sid4, bearer=okey)[0], 404, "other env cannot stream")
 
+step("SSE: a 3 MB result and the events after it all arrive, in order")
+s6 = srv.session(eid)["id"]
+srv.ok("POST", "/v1/environments/%s/work/%s/stop" % (eid, srv.poll(eid, key)["id"]), {"force": True}, want=204)
+u6 = srv.post_events(s6, [{"type": "agent.tool_use", "name": "read", "input": {"file_path": "big"}}])["data"][0]["id"]
+sse = SSE(srv, s6, bearer=key)
+big = "x" * (3 << 20)
+srv.post_events(s6, [{"type": "user.tool_result", "tool_use_id": u6, "content": [{"type": "text", "text": big}]},
+                     {"type": "agent.message", "content": [{"type": "text", "text": "after"}]}], bearer=None)
+got = sse.next(timeout=10)
+eq(got and got[0], "user.tool_result", "big event")
+eq(len(json.loads(got[1])["content"][0]["text"]), 3 << 20, "big event intact")
+eq(sse.next(timeout=10)[0], "agent.message", "the event after it")
+sse.close()
+
 step("a waiting long-poll is answered as soon as work arrives")
+while True:  # drain what earlier steps left queued
+    w_ = srv.poll(eid, key, reclaim=1)
+    if w_ is None:
+        break
+    srv.ok("POST", "/v1/environments/%s/work/%s/stop" % (eid, w_["id"]), {"force": True}, want=204)
 box = {}
 
 

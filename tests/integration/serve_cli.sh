@@ -102,4 +102,30 @@ SHED_BASE_URL=http://127.0.0.1:1 "$SHED" env list --state-dir "$S" 2>"$T/e3"; rc
 expect_eq "$rc" 1 "unreachable server"
 set -e
 kill -TERM $pid; wait $pid || fail "serve exited $? on SIGTERM"
+
+step "SIGINT exits 0 too; --listen localhost and [::1]; bad --listen and a busy port fail clearly"
+SHED_ADMIN_KEY=cli-admin-key-0123456789 "$SHED" serve --listen localhost:0 --state-dir "$S" >"$T/out2" 2>"$T/err2" &
+pid=$!
+wait_for 10 grep -q 'listening on http://127.0.0.1:' "$T/out2" || fail "localhost: $(cat "$T/out2" "$T/err2")"
+PORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$T/out2")
+set +e
+SHED_ADMIN_KEY=cli-admin-key-0123456789 "$SHED" serve --listen 127.0.0.1:$PORT --state-dir "$T/s3" 2>"$T/err3"; rc=$?
+expect_eq "$rc" 125 "a busy port"
+expect_contains "$(cat "$T/err3")" "127.0.0.1:$PORT" "names the address"
+SHED_ADMIN_KEY=cli-admin-key-0123456789 "$SHED" serve --listen nowhere --state-dir "$T/s3" 2>"$T/err4"; rc=$?
+expect_eq "$rc" 125 "bad --listen"
+expect_contains "$(cat "$T/err4")" "--listen" "names the flag"
+SHED_ADMIN_KEY=short "$SHED" serve --listen 127.0.0.1:0 --state-dir "$T/s3" 2>"$T/err5"; rc=$?
+expect_eq "$rc" 125 "short admin key"
+set -e
+kill -INT $pid; wait $pid || fail "serve exited $? on SIGINT"
+if [ -e /proc/net/if_inet6 ]; then
+    SHED_ADMIN_KEY=cli-admin-key-0123456789 "$SHED" serve --listen '[::1]:0' --state-dir "$S" >"$T/out6" 2>"$T/err6" &
+    pid=$!
+    if wait_for 10 grep -q 'listening on http://\[::1\]:' "$T/out6"; then
+        URL6=$(sed -n 's/^shed serve: listening on //p' "$T/out6")
+        expect_eq "$(curl -s -o /dev/null -w '%{http_code}' -H 'x-api-key: cli-admin-key-0123456789' "$URL6/v1/environments")" 200 "IPv6"
+    fi
+    kill $pid; wait $pid || true
+fi
 echo "serve cli ok"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# shed serve: poll->ack->heartbeat->stop cycles/s and event post->SSE
+# delivery latency (p50/p99) with 1 and 50 concurrent workers/streams, and
+# server CPU with 50 idle long-polling workers; anchor: a plain authenticated
+# read in the same run. Driver: bench/serve_load.py (python3 stdlib).
+# BENCH_SECONDS (default 3) sets each throughput phase's length.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${SHED:=$PWD/build/shed}"
+command -v python3 >/dev/null || { echo "serve bench: python3 missing"; exit 1; }
+T=$(mktemp -d /tmp/shed-bench-serve.XXXXXX)
+ADMIN=bench-admin-key-0123456789
+SHED_ADMIN_KEY=$ADMIN "$SHED" serve --listen 127.0.0.1:0 --state-dir "$T" --log-level warn >"$T/out" 2>"$T/err" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 100); do grep -qs 'listening on' "$T/out" && break; sleep 0.05; done
+URL=$(sed -n 's/^shed serve: listening on //p' "$T/out")
+[ -n "$URL" ] || { cat "$T/err"; exit 1; }
+echo "shed serve (SQLite WAL, synchronous=FULL) on $URL; $(nproc) cores"
+SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN SHED_PID=$pid timeout 300 python3 bench/serve_load.py
