@@ -10,9 +10,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char USAGE[] = "usage: shed init [--help] [--seccomp-table [--policy FILE]]\n"
+static const char USAGE[] = "usage: shed init [--help] [--seccomp-table [--policy FILE]] [--zygote]\n"
                             "  (internal) pid 1 of a sandbox, started by shed itself.\n"
-                            "  --seccomp-table  print the seccomp rules: NAME NR ARG MASK VALUE VERDICT\n";
+                            "  --seccomp-table  print the seccomp rules: NAME NR ARG MASK VALUE VERDICT\n"
+                            "  --zygote         (internal) clone sandboxes for a long-lived creator\n";
 
 static int seccomp_table(const char *policy)
 {

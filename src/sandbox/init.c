@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -52,6 +53,10 @@ typedef struct init_state {
     int nexecs;
     int64_t next_disk_check;
     int64_t disk_interval;
+    int ino_fd;      /* inotify on the workspace's directories: walk only after a change */
+    bool ino_ok;     /* every directory is watched (else: walk on every tick) */
+    bool disk_dirty; /* something changed since the last walk */
+    int64_t last_walk, idle_interval;
     tools_t *tools;  /* made on the first "tool" request */
     char **roots;    /* operator binds inside (memory stores, skills) */
     char **ro_roots; /* the read-only ones among them */
@@ -287,9 +292,20 @@ static void check_deadlines(init_state *s, int64_t now)
 
 /* ---- workspace size watchdog (bind-mounted workspaces) ---- */
 
-static uint64_t usage(int dfd, dev_t dev, int depth, int *budget)
+static void watch_dir(init_state *s, int dfd)
+{
+    if (s->ino_fd < 0) return;
+    char p[64];
+    snprintf(p, sizeof(p), "/proc/self/fd/%d", dfd);
+    if (inotify_add_watch(s->ino_fd, p, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE |
+                                            IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0)
+        s->ino_ok = false; /* e.g. fs.inotify.max_user_watches: fall back to ticking */
+}
+
+static uint64_t usage(init_state *s, int dfd, dev_t dev, int depth, int *budget)
 {
     uint64_t total = 0;
+    watch_dir(s, dfd);
     DIR *d = fdopendir(dfd);
     if (!d) {
         close(dfd);
@@ -304,28 +320,42 @@ static uint64_t usage(int dfd, dev_t dev, int depth, int *budget)
         total += (uint64_t)st.st_blocks * 512;
         if (S_ISDIR(st.st_mode) && depth < 512) {
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) total += usage(sub, dev, depth + 1, budget);
+            if (sub >= 0) total += usage(s, sub, dev, depth + 1, budget);
         }
     }
     closedir(d);
     return total;
 }
 
+static void drain_inotify(init_state *s)
+{
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (s->ino_fd >= 0 && read(s->ino_fd, buf, sizeof(buf)) > 0) s->disk_dirty = true;
+}
+
 static void check_disk(init_state *s, int64_t now)
 {
     if (!s->disk_max || now < s->next_disk_check) return;
+    drain_inotify(s);
+    /* Nothing changed: no walk, except a slow one (writes through mmap send
+     * no inotify event). */
+    if (s->ino_ok && !s->disk_dirty && now < s->last_walk + s->idle_interval) return;
+    s->disk_dirty = false;
+    s->ino_ok = s->ino_fd >= 0;
     int64_t t0 = clock_mono_ms();
     int fd = open(s->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     uint64_t used = 0;
     int budget = 1 << 20;
     if (fd >= 0 && fstat(fd, &st) == 0)
-        used = usage(fd, st.st_dev, 0, &budget);
+        used = usage(s, fd, st.st_dev, 0, &budget);
     else if (fd >= 0)
         close(fd);
     int64_t spent = clock_mono_ms() - t0;
     /* keep the walk under ~10% of the time */
-    s->disk_interval = spent * 10 > 100 ? spent * 10 : 100;
+    s->disk_interval = spent * 10 > 50 ? spent * 10 : 50;
+    s->idle_interval = spent * 100 > 5000 ? spent * 100 : 5000;
+    s->last_walk = clock_mono_ms();
     s->next_disk_check = clock_mono_ms() + s->disk_interval;
     if (used > s->disk_max) {
         kill(-1, SIGKILL); /* every process of the sandbox but init */
@@ -428,6 +458,8 @@ int sandbox_init_main(int argc, char **argv)
     s.workdir = strdup(wd ? wd : "/workspace");
     s.command_timeout_ms = json_integer_value(json_object_get(conf, "command_timeout_ms"));
     s.disk_max = (uint64_t)json_integer_value(json_object_get(conf, "disk_max"));
+    s.ino_fd = s.disk_max ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
+    s.disk_dirty = true; /* the first walk also installs the watches */
     s.fallback_as = (uint64_t)json_integer_value(json_object_get(conf, "fallback_as"));
     s.fallback_nproc = (uint64_t)json_integer_value(json_object_get(conf, "fallback_nproc"));
     if (json_is_true(json_object_get(conf, "log_debug"))) log_setup(LOG_DEBUG, LOG_TEXT);
@@ -473,11 +505,15 @@ int sandbox_init_main(int argc, char **argv)
             if (t && (wait < 0 || t - now < wait)) wait = t - now < 0 ? 0 : t - now;
         }
         if (s.disk_max) {
-            int64_t t = s.next_disk_check - now;
+            int64_t t = (s.disk_dirty || !s.ino_ok) ? s.next_disk_check - now
+                                                    : s.last_walk + s.idle_interval - now;
             if (wait < 0 || t < wait) wait = t < 0 ? 0 : t;
         }
-        struct pollfd p[2] = {{.fd = s.ctl, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        int n = poll(p, 2, wait > 1000000 ? 1000000 : (int)wait);
+        struct pollfd p[3] = {{.fd = s.ctl, .events = POLLIN},
+                              {.fd = sfd, .events = POLLIN},
+                              {.fd = s.ino_fd, .events = POLLIN}};
+        int n = poll(p, s.ino_fd >= 0 ? 3 : 2, wait > 1000000 ? 1000000 : (int)wait);
+        if (n > 0 && s.ino_fd >= 0 && p[2].revents) drain_inotify(&s);
         if (n < 0 && errno != EINTR) return 1;
         if (n > 0 && p[1].revents) {
             struct signalfd_siginfo si;

@@ -1127,9 +1127,11 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         free(steal_pointer(&sb->dir));
         return err_set(err, e, "create %s (is label \"%s\" in use?)", path, label);
     }
+    /* The new root's mount point: one empty directory shared by every
+     * sandbox (each mounts its tmpfs there in its own mount namespace). */
     char root[4300];
-    snprintf(root, sizeof(root), "%s/root", sb->dir);
-    if (mkdir(root, 0755) < 0) return err_set(err, errno, "mkdir %s", root);
+    snprintf(root, sizeof(root), "%s/mnt", state_dir);
+    if (mkdir(root, 0755) < 0 && errno != EEXIST) return err_set(err, errno, "mkdir %s", root);
 
     /* host ids */
     gid_t host_gid;
@@ -1485,6 +1487,7 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
     if (!sb) return 0;
     int rc = 0;
     shed_err e2;
+    int64_t t0 = clock_mono_ns(), t1 = t0, t2 = t0;
     if (sb->init_pid > 0) {
         if (grace_ms > 0 && sb->ctl_fd >= 0 && pid_alive(sb->init_pid, sb->pidfd)) {
             /* 1. SIGTERM every process but init, done by init (kill(-1)). */
@@ -1518,6 +1521,7 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
             while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
         }
     }
+    t1 = clock_mono_ns();
     /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
      * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
     if (sb->cg) {
@@ -1536,10 +1540,9 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
             if (err) *err = e2;
         }
     }
+    t2 = clock_mono_ns();
     if (sb->dir) {
         char p[4300];
-        snprintf(p, sizeof(p), "%s/root", sb->dir);
-        rmdir(p);
         snprintf(p, sizeof(p), "%s/state.json", sb->dir);
         unlink(p);
         snprintf(p, sizeof(p), "%s/state.json.tmp", sb->dir);
@@ -1548,6 +1551,9 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
             rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
     }
     if (sb->slot_path) unlink(sb->slot_path);
+    if (getenv("SHED_SANDBOX_TRACE"))
+        fprintf(stderr, "sandbox_destroy trace (ms): kill=%.2f cgroup=%.2f state=%.2f\n",
+                (t1 - t0) / 1e6, (t2 - t1) / 1e6, (clock_mono_ns() - t2) / 1e6);
     sandbox_free(sb);
     return rc;
 }

@@ -523,6 +523,13 @@ TEST(tool_calls_run_inside_and_cancel)
     _cleanup_free_ char *text = json_compact(json_object_get(r, "content"));
     ASSERT_CONTAINS(text, "hi 1000 /workspace");
     json_decref(r);
+    /* a result larger than one datagram comes back in parts */
+    r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 15, "tool", "bash",
+                                "input", "command", "head -c 90000 /dev/zero | tr '\\0' x"));
+    _cleanup_free_ char *big = json_compact(json_object_get(r, "content"));
+    ASSERT_GE_INT(strlen(big), CTL_MAX_MSG + 1000);
+    ASSERT_CONTAINS(big, "xxxxxxxxxxxxxxxx");
+    json_decref(r);
     /* write then read through the file tools, confined to the workspace */
     r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s,s:s}}", "type", "tool", "id", 12, "tool",
                                 "write", "input", "file_path", "/workspace/a.txt", "content", "abc\n"));
