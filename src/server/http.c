@@ -170,9 +170,13 @@ int http_workers_polling(server_t *srv, const char *env_id)
 
 /* -------------------------------------------------------------- responses */
 
+/* The status of the answer queued by the current handler call (one MHD thread). */
+static unsigned last_status;
+
 static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, char *body, size_t len,
                              const char *ctype)
 {
+    last_status = status;
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
@@ -350,7 +354,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *c, const
         snprintf(msg, sizeof(msg), "request body is over the %zu-byte limit", srv->cfg.max_body);
         return http_error(c, 413, NULL, msg);
     }
-    return routes_dispatch(srv, c, r, url, method);
+    last_status = 0;
+    int64_t t0 = clock_mono_ns();
+    enum MHD_Result ret = routes_dispatch(srv, c, r, url, method);
+    /* Access log (debug): method, path (never the query or a header), status. */
+    if (last_status && log_level() >= LOG_DEBUG)
+        log_debug("%s %s -> %u (%.2f ms)", method, url, last_status, (double)(clock_mono_ns() - t0) / 1e6);
+    return ret;
 }
 
 static int parse_listen(const char *listen, struct sockaddr_storage *ss, shed_err *err)
