@@ -164,6 +164,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind < argc) return cmd_usage_error("serve", USAGE, "unexpected argument '%s'", argv[optind]);
     log_setup(level, LOG_TEXT);
+    /* The database holds session content (tool inputs and outputs): owner only. */
+    umask(077);
 
     char sd[4000];
     if (state_dir)

@@ -20,6 +20,8 @@ expect_eq "$(stat -c %a "$S/admin.key")" 600 "admin.key mode"
 KEY=$(cat "$S/admin.key")
 expect_not_contains "$(cat "$T/out" "$T/err")" "$KEY" "serve output"
 expect_contains "$(cat "$T/err")" "$S/admin.key" "the key's path is named"
+expect_eq "$(stat -c %a "$S/shed.db")" 600 "the database is the owner's only"
+expect_eq "$(stat -c %a "$S")" 700 "state dir mode"
 
 step "shed env create"
 out=$("$SHED" env create --name cli-env --state-dir "$S")
