@@ -55,7 +55,8 @@ static const char SCHEMA[] =
     " created_at INTEGER NOT NULL, queued_at INTEGER NOT NULL, claimed_at INTEGER,"
     " claimed_by TEXT, gen INTEGER NOT NULL DEFAULT 0, acknowledged_at INTEGER,"
     " started_at INTEGER, latest_heartbeat_at INTEGER, stop_requested_at INTEGER,"
-    " stopped_at INTEGER, lease_expires_at INTEGER, ttl_seconds INTEGER NOT NULL);"
+    " stopped_at INTEGER, lease_expires_at INTEGER, ttl_seconds INTEGER NOT NULL,"
+    " deliveries INTEGER NOT NULL DEFAULT 0, acked_gen INTEGER);"
     "CREATE INDEX IF NOT EXISTS work_queue ON work(env_id, state, seq);"
     "CREATE INDEX IF NOT EXISTS work_data ON work(data_id, state);"
     "CREATE TABLE IF NOT EXISTS work_tokens(token_hash TEXT PRIMARY KEY, work_id TEXT NOT NULL,"
@@ -573,11 +574,12 @@ static int sq_auth_sessions_token(store_t *s, const char *hash, store_principal_
 
 #define WORK_COLS                                                                               \
     "id,env_id,data_type,data_id,state,metadata,created_at,acknowledged_at,started_at,"          \
-    "latest_heartbeat_at,stop_requested_at,stopped_at,seq,gen,claimed_at,ttl_seconds,queued_at"
+    "latest_heartbeat_at,stop_requested_at,stopped_at,seq,gen,claimed_at,ttl_seconds,queued_at," \
+    "deliveries,acked_gen"
 
 enum {
     W_ID, W_ENV, W_DTYPE, W_DID, W_STATE, W_MD, W_CREATED, W_ACK, W_STARTED, W_HB, W_STOPREQ,
-    W_STOPPED, W_SEQ, W_GEN, W_CLAIMED, W_TTL, W_QUEUED
+    W_STOPPED, W_SEQ, W_GEN, W_CLAIMED, W_TTL, W_QUEUED, W_DELIVERIES, W_ACKED_GEN
 };
 
 static json_t *work_row(sqlite3_stmt *st)
@@ -608,6 +610,8 @@ typedef struct work_state {
     int64_t hb_us; /* 0 = none */
     int64_t ttl_s;
     int64_t stopped_us;
+    int64_t deliveries; /* polls that handed it out since it was last queued */
+    int64_t acked_gen;  /* the delivery whose token acked it; -1 unknown (ack by key) */
 } work_state_t;
 
 static const char SQL_WORK_GET[] = "SELECT " WORK_COLS " FROM work WHERE id=?1 AND env_id=?2";
@@ -632,6 +636,10 @@ static int work_load(sq_store_t *q, const char *env_id, const char *work_id, wor
             ws->stopped_us = sqlite3_column_type(st, W_STOPPED) == SQLITE_NULL
                                  ? 0
                                  : sqlite3_column_int64(st, W_STOPPED);
+            ws->deliveries = sqlite3_column_int64(st, W_DELIVERIES);
+            ws->acked_gen = sqlite3_column_type(st, W_ACKED_GEN) == SQLITE_NULL
+                                ? -1
+                                : sqlite3_column_int64(st, W_ACKED_GEN);
         }
         if (out) *out = work_row(st);
         sqlite3_reset(st);
@@ -650,7 +658,7 @@ static int work_load(sq_store_t *q, const char *env_id, const char *work_id, wor
 static const char SQL_SWEEP_REQUEUE[] =
     "UPDATE work SET state='queued', queued_at=?2, claimed_at=NULL, claimed_by=NULL,"
     " acknowledged_at=NULL, started_at=NULL, latest_heartbeat_at=NULL, lease_expires_at=NULL,"
-    " gen=gen+1 WHERE env_id=?1 AND state IN ('starting','active') AND lease_expires_at<?2";
+    " gen=gen+1, deliveries=0, acked_gen=NULL WHERE env_id=?1 AND state IN ('starting','active') AND lease_expires_at<?2";
 static const char SQL_SWEEP_STOP[] =
     "UPDATE work SET state='stopped', stopped_at=?2, lease_expires_at=NULL"
     " WHERE env_id=?1 AND state='stopping' AND lease_expires_at<?2";
@@ -695,7 +703,7 @@ static const char SQL_POLL_PICK[] =
     "SELECT id FROM work WHERE env_id=?1 AND state='queued' AND (claimed_at IS NULL OR"
     " claimed_at<=?2) ORDER BY seq LIMIT 1";
 static const char SQL_POLL_CLAIM[] =
-    "UPDATE work SET claimed_at=?2, claimed_by=?3, gen=gen+1 WHERE id=?1";
+    "UPDATE work SET claimed_at=?2, claimed_by=?3, gen=gen+1, deliveries=deliveries+1 WHERE id=?1";
 static const char SQL_TOKEN_INSERT[] =
     "INSERT INTO work_tokens(token_hash,work_id,gen) SELECT ?1, id, gen FROM work WHERE id=?2";
 
@@ -742,7 +750,7 @@ static int sq_work_poll(store_t *s, const char *env_id, const char *worker_id, i
 }
 
 static const char SQL_ACK[] = "UPDATE work SET state='starting', acknowledged_at=?2,"
-                              " lease_expires_at=?3 WHERE id=?1";
+                              " lease_expires_at=?3, acked_gen=?4 WHERE id=?1";
 
 static int sq_work_ack(store_t *s, const char *env_id, const char *work_id, int64_t gen,
                        int64_t now, json_t **out, shed_err *err)
@@ -765,10 +773,20 @@ static int sq_work_ack(store_t *s, const char *env_id, const char *work_id, int6
         bind_text(st, 1, work_id);
         sqlite3_bind_int64(st, 2, now);
         sqlite3_bind_int64(st, 3, now + ws.ttl_s * 1000000);
+        if (gen >= 0)
+            sqlite3_bind_int64(st, 4, gen);
+        else
+            sqlite3_bind_null(st, 4);
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "ack");
         sqlite3_reset(st);
     }
-    /* starting/active/stopping: a repeated ack of the same delivery is a no-op. */
+    /* starting/active/stopping: a repeated ack of the same delivery is a no-op
+     * (a retry after a lost answer). If the item was handed out more than once
+     * (an unacked delivery was reclaimed), only the delivery that acked may
+     * repeat it — known by its token; an ack by key names no delivery — and
+     * every other ack is refused: two workers never both believe they hold it. */
+    else if (ws.deliveries > 1 && !(gen >= 0 && ws.acked_gen == gen))
+        return tx_end(q, err_msg(err, EEXIST, "work item '%s' was delivered more than once and is already acked; the first ack holds it", work_id), err);
     if (rc == 0) rc = work_load(q, env_id, work_id, NULL, out, err);
     return tx_end(q, rc, err);
 }
@@ -1321,6 +1339,25 @@ static const struct store_ops SQLITE_OPS = {
     .work_stats = sq_work_stats,
 };
 
+/* Databases made before a column existed get it (idempotent). */
+static int migrate(sq_store_t *q, char **msg)
+{
+    static const char *const ALTER[] = {
+        "ALTER TABLE work ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE work ADD COLUMN acked_gen INTEGER",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(ALTER); i++) {
+        int rc = sqlite3_exec(q->db, ALTER[i], NULL, NULL, msg);
+        if (rc != SQLITE_OK && *msg && strstr(*msg, "duplicate column")) {
+            sqlite3_free(*msg);
+            *msg = NULL;
+            rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK;
+}
+
 int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out,
                       shed_err *err)
 {
@@ -1340,7 +1377,8 @@ int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **
     char *msg = NULL;
     const char *setup = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
     if (sqlite3_exec(q->db, setup, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(q->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(q->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+        migrate(q, &msg) != SQLITE_OK) {
         int rc = err_msg(err, EIO, "initialize database %s: %s", path, msg ? msg : "?");
         sqlite3_free(msg);
         sq_close(&q->base);

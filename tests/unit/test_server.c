@@ -379,3 +379,43 @@ TEST(store_open_refuses_unknown_backends)
     ASSERT_EQ_INT(store_open("mysql://x", &cfg, &s, &err), -EINVAL);
     ASSERT_TRUE(store_open("sqlite:/nonexistent-dir/x.db", &cfg, &s, &err) < 0);
 }
+
+TEST(ack_is_idempotent_for_one_delivery_and_first_wins_after_redelivery)
+{
+    store_t *s = open_store();
+    _cleanup_free_ char *env = new_env(s);
+    _cleanup_free_ char *sid = new_session(s, env);
+    int64_t t = clock_wall_us();
+    shed_err err = {0};
+    json_t *a = NULL;
+    /* one delivery: a retried ack (lost answer) is fine, with or without the token */
+    _cleanup_free_ char *w = poll_at(s, env, "h1", t, 5000);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, token_gen(s, "h1"), t, &a, &err), 0);
+    json_decref(a);
+    /* two deliveries (the first was slow to ack): the first ack holds it */
+    _cleanup_free_ char *s2 = new_session(s, env);
+    _cleanup_free_ char *w2 = poll_at(s, env, "h2", t, 5000);
+    _cleanup_free_ char *w3 = poll_at(s, env, "h3", t + 6 * S, 5000);
+    ASSERT_EQ_STR(w3, w2);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, -1, t + 6 * S, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, -1, t + 6 * S, &a, &err), -EEXIST);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, token_gen(s, "h2"), t + 6 * S, &a, &err), -EEXIST);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, token_gen(s, "h3"), t + 6 * S, &a, &err), -EEXIST);
+    /* ... and when the current delivery's token acked first, only it may repeat */
+    _cleanup_free_ char *s3 = new_session(s, env);
+    _cleanup_free_ char *w4 = poll_at(s, env, "h4", t, 5000);
+    _cleanup_free_ char *w5 = poll_at(s, env, "h5", t + 6 * S, 5000);
+    ASSERT_EQ_STR(w5, w4);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, token_gen(s, "h5"), t + 6 * S, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, token_gen(s, "h5"), t + 6 * S, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, -1, t + 6 * S, &a, &err), -EEXIST);
+    s->ops->close(s);
+    cleanup_db();
+}
