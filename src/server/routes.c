@@ -151,6 +151,7 @@ static bool check_str(json_t *o, const char *key, bool required, size_t maxlen, 
 
 static int page_ok(route_ctx_t *x, store_page_t *pg, int64_t def, enum MHD_Result *ret)
 {
+    memset(pg, 0, sizeof(*pg));
     int64_t limit = def;
     if (parse_int(qarg(x, "limit"), 1, 1000, &limit) < 0) {
         *ret = bad(x, "query parameter 'limit' must be an integer from 1 to 1000");
@@ -666,11 +667,39 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 
+typedef struct types_acc {
+    store_page_t *pg;
+    bool bad;
+} types_acc_t;
+
+/* Collect `types[]=a&types[]=b` (the SDKs' bracket format; `types=a` too). */
+static enum MHD_Result collect_type(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    types_acc_t *a = cls;
+    if (strcmp(key, "types[]") && strcmp(key, "types")) return MHD_YES;
+    size_t n = value ? strlen(value) : 0;
+    bool ok = n > 0 && n < 64 && a->pg->ntypes < STORE_MAX_TYPES;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (value[i] >= 'a' && value[i] <= 'z') || value[i] == '.' || value[i] == '_';
+    if (!ok) {
+        a->bad = true;
+        return MHD_NO;
+    }
+    a->pg->types[a->pg->ntypes++] = value;
+    return MHD_YES;
+}
+
 static enum MHD_Result events_list(route_ctx_t *x, const char *sid)
 {
     enum MHD_Result ret;
     store_page_t pg;
     if (page_ok(x, &pg, 100, &ret) < 0) return ret;
+    types_acc_t acc = {.pg = &pg};
+    MHD_get_connection_values(x->c, MHD_GET_ARGUMENT_KIND, collect_type, &acc);
+    if (acc.bad)
+        return bad(x, "query parameter 'types[]' must be event types (at most %d)", STORE_MAX_TYPES);
     _cleanup_json_ json_t *s = session_for(x, sid, &ret);
     if (!s) return ret;
     json_t *out = NULL;

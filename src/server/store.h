@@ -34,10 +34,14 @@ typedef struct store_principal {
 } store_principal_t;
 
 /* A page request: items after `after` (opaque cursor decoded by the backend). */
+#define STORE_MAX_TYPES 16
 typedef struct store_page {
     int limit;          /* 1..1000 */
     const char *cursor; /* NULL = first page */
     bool desc;
+    /* events only: keep these event types (none = all) */
+    const char *types[STORE_MAX_TYPES];
+    int ntypes;
 } store_page_t;
 
 /* Work-queue parameters a backend applies. */

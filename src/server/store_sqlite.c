@@ -236,6 +236,7 @@ static int run_page(sq_store_t *q, const char *sql, const store_page_t *pg, cons
     sqlite3_bind_int(st, 2, pg->limit + 1);
     if (p3) bind_text(st, 3, p3);
     if (p4) bind_text(st, 4, p4);
+    for (int i = 0; i < pg->ntypes && i < STORE_MAX_TYPES; i++) bind_text(st, 4 + i, pg->types[i]);
     json_t *data = json_array();
     int n = 0;
     int64_t last = 0;
@@ -1249,6 +1250,12 @@ static const char SQL_EVENTS_ASC[] =
 static const char SQL_EVENTS_DESC[] =
     "SELECT body, seq FROM events WHERE seq<?1 AND session_id=?3 ORDER BY seq DESC LIMIT ?2";
 
+#define TYPES_IN " AND type IN (?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+static const char SQL_EVENTS_ASC_T[] = "SELECT body, seq FROM events WHERE seq>?1 AND session_id=?3"
+                                       TYPES_IN " ORDER BY seq LIMIT ?2";
+static const char SQL_EVENTS_DESC_T[] = "SELECT body, seq FROM events WHERE seq<?1 AND session_id=?3"
+                                        TYPES_IN " ORDER BY seq DESC LIMIT ?2";
+
 static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, json_t **out,
                           shed_err *err)
 {
@@ -1256,8 +1263,9 @@ static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, j
     _cleanup_json_ json_t *sess = NULL;
     int rc = session_load(q, sid, &sess, err);
     if (rc < 0) return rc;
-    return run_page(q, pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC, pg, sid, NULL, event_row, 1,
-                    out, err);
+    const char *sql = pg->ntypes ? (pg->desc ? SQL_EVENTS_DESC_T : SQL_EVENTS_ASC_T)
+                                 : (pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC);
+    return run_page(q, sql, pg, sid, NULL, event_row, 1, out, err);
 }
 
 static const char SQL_EVENTS_LAST[] = "SELECT COALESCE(MAX(seq),0) FROM events WHERE session_id=?1";

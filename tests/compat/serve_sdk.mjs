@@ -122,6 +122,8 @@ await assert.rejects(
 const hist = [];
 for await (const ev of worker.beta.sessions.events.list(sess.id, { limit: 1 })) hist.push(ev.type);
 assert.deepEqual(hist, ['agent.tool_use', 'user.tool_result']);
+const onlyResults = (await worker.beta.sessions.events.list(sess.id, { types: ['user.tool_result'] })).data;
+assert.deepEqual(onlyResults.map((e) => e.type), ['user.tool_result'], 'types[] as the SDK sends it');
 await admin.beta.sessions.events.send(sess.id, { events: [{ type: 'session.status_terminated' }] });
 const third = await it.next();
 assert.equal(third.value.type, 'session.status_terminated');
