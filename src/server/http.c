@@ -423,7 +423,8 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
     srv->cfg = *cfg;
     srv->cfg.admin_key = NULL; /* only the digest stays */
     crypto_sha256(cfg->admin_key, strlen(cfg->admin_key), srv->admin_digest);
-    store_queue_cfg_t qc = {.default_ttl_s = cfg->lease_ttl_s, .default_reclaim_ms = cfg->reclaim_ms};
+    store_queue_cfg_t qc = {.default_ttl_s = cfg->lease_ttl_s, .default_reclaim_ms = cfg->reclaim_ms,
+                            .sync_normal = cfg->sync_normal};
     if ((rc = store_open(cfg->db_url, &qc, &srv->store, err)) < 0) {
         free(srv);
         return rc;

@@ -48,6 +48,7 @@ typedef struct store_page {
 typedef struct store_queue_cfg {
     int64_t default_ttl_s;      /* lease TTL when the worker asks for none */
     int64_t default_reclaim_ms; /* re-deliver unacked items after this long */
+    bool sync_normal;           /* SQLite synchronous=NORMAL instead of FULL (see store_sqlite.c) */
 } store_queue_cfg_t;
 
 /* Heartbeat outcome (also filled on -ESTALE, for error.details.current_state). */

@@ -1,11 +1,13 @@
 /* The SQLite backend of the control plane store (store.h).
  *
  * One connection, used by one thread at a time (the HTTP event thread).
- * WAL journal with synchronous=FULL: every acknowledged state change has been
- * fsynced to the WAL before the HTTP answer leaves, so neither `kill -9` of
- * the server (which NORMAL would already survive) nor a host crash or power
- * loss (which NORMAL would not) loses it. The cost is one fsync per write
- * transaction; reads never write, and empty polls are reads.
+ * WAL journal with synchronous=FULL by default: every acknowledged state
+ * change has been fsynced to the WAL before the HTTP answer leaves, so neither
+ * `kill -9` of the server (which NORMAL would already survive: the WAL write
+ * is in the kernel before COMMIT returns) nor a host crash or power loss
+ * (which NORMAL would not) loses it. The cost is one fsync per write
+ * transaction; reads never write, and empty polls are reads. `--sync normal`
+ * trades the power-loss guarantee for throughput (laptops, CI).
  *
  * Every state change is one BEGIN IMMEDIATE ... COMMIT: a poll's select and
  * claim happen in the same transaction, so no two polls can take the same
@@ -1383,7 +1385,9 @@ int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **
     }
     sqlite3_busy_timeout(q->db, 5000);
     char *msg = NULL;
-    const char *setup = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+    const char *setup = cfg->sync_normal
+                            ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                            : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
     if (sqlite3_exec(q->db, setup, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(q->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
         migrate(q, &msg) != SQLITE_OK) {
