@@ -90,7 +90,8 @@ static int resolve_admin_key(const char *key_file, const char *state_dir, char *
     }
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        fprintf(stderr, "shed serve: create %s: %s (check --state-dir is writable)\n", path, strerror(errno));
+        fprintf(stderr, "shed serve: create %s: %s (check --state-dir is writable)\n", path,
+                strerror(errno));
         return -1;
     }
     size_t len = strlen(out);
@@ -105,7 +106,16 @@ static int resolve_admin_key(const char *key_file, const char *state_dir, char *
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { OPT_LEASE = 256, OPT_PING, OPT_RECLAIM, OPT_LOG, OPT_KEYFILE, OPT_STATE, OPT_MAXBODY, OPT_SYNC };
+    enum {
+        OPT_LEASE = 256,
+        OPT_PING,
+        OPT_RECLAIM,
+        OPT_LOG,
+        OPT_KEYFILE,
+        OPT_STATE,
+        OPT_MAXBODY,
+        OPT_SYNC
+    };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
         {"listen", required_argument, NULL, 'l'},
@@ -131,11 +141,21 @@ int cmd_serve(int argc, char **argv)
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         char *end = NULL;
         switch (o) {
-        case 'h': fputs(USAGE, stdout); return 0;
-        case 'l': cfg.listen = optarg; break;
-        case 'd': db = optarg; break;
-        case OPT_STATE: state_dir = optarg; break;
-        case OPT_KEYFILE: key_file = optarg; break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        case 'l':
+            cfg.listen = optarg;
+            break;
+        case 'd':
+            db = optarg;
+            break;
+        case OPT_STATE:
+            state_dir = optarg;
+            break;
+        case OPT_KEYFILE:
+            key_file = optarg;
+            break;
         case OPT_LEASE:
             cfg.lease_ttl_s = strtoll(optarg, &end, 10);
             if (*end || cfg.lease_ttl_s < 1 || cfg.lease_ttl_s > 3600)
@@ -168,11 +188,14 @@ int cmd_serve(int argc, char **argv)
             if ((level = log_parse_level(optarg)) < 0)
                 return cmd_usage_error("serve", USAGE, "--log-level: unknown level '%s'", optarg);
             break;
-        case ':': return cmd_usage_error("serve", USAGE, "option '%s' needs a value", argv[optind - 1]);
-        default: return cmd_usage_error("serve", USAGE, "unknown option '%s'", argv[optind - 1]);
+        case ':':
+            return cmd_usage_error("serve", USAGE, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cmd_usage_error("serve", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) return cmd_usage_error("serve", USAGE, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc)
+        return cmd_usage_error("serve", USAGE, "unexpected argument '%s'", argv[optind]);
     log_setup(level, LOG_TEXT);
     /* The database holds session content (tool inputs and outputs): owner only. */
     umask(077);
@@ -183,7 +206,8 @@ int cmd_serve(int argc, char **argv)
     else if (client_default_state_dir(sd, sizeof(sd)) < 0)
         return cmd_usage_error("serve", USAGE, "state directory path too long");
     if (mkdir_p(sd, 0700) < 0) {
-        fprintf(stderr, "shed serve: create state directory %s: %s (pass --state-dir)\n", sd, strerror(errno));
+        fprintf(stderr, "shed serve: create state directory %s: %s (pass --state-dir)\n", sd,
+                strerror(errno));
         return EXIT_SETUP;
     }
     char dburl[4200];

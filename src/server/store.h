@@ -144,5 +144,4 @@ struct store {
 int store_open(const char *url, const store_queue_cfg_t *cfg, store_t **out, shed_err *err);
 
 /* SQLite backend (store_sqlite.c). */
-int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out,
-                      shed_err *err);
+int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out, shed_err *err);
