@@ -12,8 +12,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wno-format-nonliteral -Wno-format-truncation -Werror
 OPT      ?= -O2 -g
-CFLAGS   ?=
-CFLAGS   += $(OPT) -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc \
+override CFLAGS += $(OPT) -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc \
             -DSHED_VERSION=\"$(VERSION)\" $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  += -pthread $(EXTRA_LDFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm

@@ -31,6 +31,12 @@ int json_depth(const char *data, size_t len, int limit)
 
 json_t *json_parse(const char *data, size_t len, size_t max_bytes, int max_depth, shed_err *err)
 {
+    return json_parse_flags(data, len, max_bytes, max_depth, 0, err);
+}
+
+json_t *json_parse_flags(const char *data, size_t len, size_t max_bytes, int max_depth, size_t flags,
+                         shed_err *err)
+{
     if (!data) {
         err_msg(err, EINVAL, "empty body: expected JSON");
         return NULL;
@@ -44,7 +50,7 @@ json_t *json_parse(const char *data, size_t len, size_t max_bytes, int max_depth
         return NULL;
     }
     json_error_t je;
-    json_t *j = json_loadb(data, len, JSON_DECODE_ANY, &je);
+    json_t *j = json_loadb(data, len, JSON_DECODE_ANY | flags, &je);
     if (!j) {
         err_msg(err, EINVAL, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
         return NULL;

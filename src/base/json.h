@@ -14,6 +14,11 @@
 /* Parse len bytes; refuse more than max_bytes or nesting deeper than max_depth.
  * Returns a new reference or NULL with err set (message names line/column). */
 json_t *json_parse(const char *data, size_t len, size_t max_bytes, int max_depth, shed_err *err);
+/* The same with extra jansson decode flags, e.g. JSON_ALLOW_NUL where a
+ * string may carry U+0000 (a tool result read from a binary file) and every
+ * reader uses json_string_length(). */
+json_t *json_parse_flags(const char *data, size_t len, size_t max_bytes, int max_depth, size_t flags,
+                         shed_err *err);
 /* Deepest nesting of arrays/objects in the text (strings skipped); -1 if over limit. */
 int json_depth(const char *data, size_t len, int limit);
 

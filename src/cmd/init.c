@@ -54,6 +54,7 @@ int cmd_init(int argc, char **argv)
         if (argc == 2) return seccomp_table(NULL);
         return cmd_usage_error("init", USAGE, "bad arguments to --seccomp-table");
     }
+    if (argc == 2 && !strcmp(argv[1], "--zygote")) return sandbox_zygote_main();
     if (argc > 1) return cmd_usage_error("init", USAGE, "unknown argument '%s'", argv[1]);
     return sandbox_init_main(argc, argv);
 }

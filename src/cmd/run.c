@@ -9,6 +9,7 @@
 #include "base/cleanup.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "egress/egress.h"
 #include "sandbox/ctl.h"
 #include "sandbox/sandbox.h"
 
@@ -28,6 +29,7 @@ static const char USAGE[] =
     "                [--timeout SECONDS] [--json-status FD] [--label NAME] -- COMMAND [ARG...]\n"
     "  Run COMMAND as the sandbox user in a fresh sandbox, /workspace as its working\n"
     "  directory (DIR on the host; without it, a size-limited tmpfs that is gone after).\n"
+    "  As root, DIR is given to the sandbox's own host uid (chown): use a dedicated one.\n"
     "  --policy FILE       sandbox policy (docs/policy.md); default: built-in, deny by default\n"
     "  --memory-max BYTES  memory limit (K/M/G suffixes), overrides the policy\n"
     "  --pids-max N        process limit, overrides the policy\n"
@@ -114,24 +116,42 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "shed run: %s\n", err.msg);
         return EXIT_SETUP;
     }
+    egress_policy *epol = NULL;
+    if (egress_policy_parse(sandbox_policy_network(pol), &epol, &err) < 0) {
+        fprintf(stderr, "shed run: policy: %s\n", err.msg);
+        sandbox_policy_free(pol);
+        return EXIT_SETUP;
+    }
+    /* Sweep sandboxes whose `shed run` was killed (owner pid gone). */
+    if (sandbox_reconcile(NULL, &err) < 0) fprintf(stderr, "shed run: reconcile: %s\n", err.msg);
     if (timeout_s > 0) o.timeout_ms = (int64_t)(timeout_s * 1000) + 10000; /* backstop */
     sandbox_t *sb = NULL;
     if (sandbox_create(pol, &o, &sb, &err) < 0) {
         fprintf(stderr, "shed run: %s\n", err.msg);
         sandbox_policy_free(pol);
+        egress_policy_free(epol);
         return EXIT_SETUP;
     }
-    /* Egress is served by the egress module once it is wired in; until then
-     * the listeners are closed and connections to the proxy are refused. */
+    /* The sandbox's only way out: the egress proxy, served on its own thread
+     * (this process waits in poll below). */
     int lf[3];
     sandbox_take_listeners(sb, &lf[0], &lf[1], &lf[2]);
-    for (int i = 0; i < 3; i++)
-        if (lf[i] >= 0) close(lf[i]);
+    egress_runner *eg = NULL;
+    if (egress_runner_start(sandbox_label(sb), epol, lf[0], lf[1], lf[2], &eg, &err) < 0) {
+        fprintf(stderr, "shed run: %s\n", err.msg);
+        if (sandbox_destroy(sb, 0, &err) < 0)
+            fprintf(stderr, "shed run: tearing the sandbox down: %s\n", err.msg);
+        sandbox_policy_free(pol);
+        egress_policy_free(epol);
+        return EXIT_SETUP;
+    }
 
-    status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
-                                     "init-pid", (int)sandbox_init_pid(sb), "host-uid",
-                                     (int)sandbox_host_uid(sb), "cgroup", sandbox_cgroup_mode(sb),
-                                     "policy-digest", sandbox_policy_digest(pol)));
+    if (status_fd >= 0)
+        status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
+                                         "init-pid", (int)sandbox_init_pid(sb), "host-uid",
+                                         (int)sandbox_host_uid(sb), "cgroup",
+                                         sandbox_cgroup_mode(sb), "policy-digest",
+                                         sandbox_policy_digest(pol)));
 
     json_t *argv_j = json_array(), *env_j = json_array();
     for (int i = optind; i < argc; i++) json_array_append_new(argv_j, json_string(argv[i]));
@@ -218,6 +238,8 @@ int cmd_run(int argc, char **argv)
                                      (json_int_t)sandbox_pids_denied(sb), "timed-out", timed_out,
                                      "signal", sig_got));
 out:
+    egress_runner_stop(eg);
+    egress_policy_free(epol);
     if (sandbox_destroy(sb, sig_got ? 500 : 0, &err) < 0)
         fprintf(stderr, "shed run: tearing the sandbox down: %s\n", err.msg);
     sandbox_policy_free(pol);

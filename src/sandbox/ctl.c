@@ -190,7 +190,9 @@ int ctl_read(ctl_reader *r, int fd, json_t **msg, int *fds, int *nfds, shed_err 
         }
         if (rc == 0) continue;
         shed_err perr;
-        json_t *j = json_parse(r->acc.data, r->acc.len, CTL_MAX_TOTAL, JSON_DEFAULT_DEPTH, &perr);
+        /* a tool result may carry U+0000 (a binary file read as text) */
+        json_t *j = json_parse_flags(r->acc.data, r->acc.len, CTL_MAX_TOTAL, JSON_DEFAULT_DEPTH,
+                                     JSON_ALLOW_NUL, &perr);
         if (!j || !json_is_object(j)) {
             json_decref(j);
             close_fds(r->fds, r->nfds);

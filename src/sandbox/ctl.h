@@ -19,12 +19,15 @@
  *   protocol error; the receiver should close the channel.
  *
  * creator -> init
- *   {"type":"config", ...}                   first message, sent by sandbox_create
+ *   {"type":"config","workdir":W,"env":[...],"roots":[...],"ro_roots":[...],
+ *    "command_timeout_ms":T,"disk_max":B,"fallback_as":B,"fallback_nproc":N,...}
+ *                                            first message, sent by sandbox_create only
  *   {"type":"tool","id":N,"tool":"bash","input":{...},"timeout_ms":T}
  *   {"type":"cancel","id":N}                 abort call N (tool: error result; exec: SIGKILL group)
  *   {"type":"exec","id":N,"argv":[...],"env":[...],"cwd":"/workspace","timeout_ms":T}
  *                                            + 3 fds: stdin, stdout, stderr of the command
  *   {"type":"policy","network":{...}}        runtime policy change notice (ignored by init)
+ *   {"type":"terminate"}                     SIGTERM every process but init (destroy's first step)
  * init -> creator
  *   {"type":"ready","pid":P,"listeners":["http","socks","dns"]}
  *                                            + 3 fds: egress listeners (TCP 127.0.0.1:3128,
@@ -34,6 +37,11 @@
  *   {"type":"limit","what":"disk","used":U,"max":M}                 a limit was hit; processes killed
  *   {"type":"error","id":N,"message":"..."}  a request could not be served
  * A request that is not understood gets an "error" (id 0 when it had none).
+ * Ordering: init serves one request at a time; a tool call blocks the
+ * channel until its result, except that ANY message arriving during a tool
+ * call aborts that call (cancel_fd semantics), after which the message is
+ * handled normally. Exec'd commands run concurrently; their "exit" comes
+ * whenever they end. Ids are the creator's; init echoes them.
  * Closing the creator's end makes init exit, which tears the sandbox down.
  */
 #pragma once

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "sandbox/ctl.h"
 #include "sandbox/internal.h"
+#include "tools/tools.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +52,9 @@ typedef struct init_state {
     int nexecs;
     int64_t next_disk_check;
     int64_t disk_interval;
+    tools_t *tools;  /* made on the first "tool" request */
+    char **roots;    /* operator binds inside (memory stores, skills) */
+    char **ro_roots; /* the read-only ones among them */
 } init_state;
 
 static void send_msg(init_state *s, json_t *m, const int *fds, int nfds)
@@ -212,7 +217,9 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
         if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
             _exit(126);
         syscall(SYS_close_range, 3, ~0U, 0);
-        /* the OOM killer should pick a command before init */
+        /* the OOM killer should pick a command before init (init is not
+         * dumpable, so /proc/self is root's until we say otherwise) */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (write(fd, "500", 3) < 0) {}
@@ -228,8 +235,13 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
         }
         environ = env;
         execvp(argv[0], argv);
+        /* Only raw writes from here: with RLIMIT_AS set, a sanitizer runtime
+         * cannot allocate. */
         int e = errno;
-        dprintf(2, "shed: exec %s: %s\n", argv[0], strerror(e));
+        const char *why = strerror(e);
+        struct iovec iov[5] = {{"shed: exec ", 11}, {argv[0], strlen(argv[0])}, {": ", 2},
+                               {(void *)why, strlen(why)}, {"\n", 1}};
+        if (writev(2, iov, 5) < 0) {}
         _exit(e == ENOENT ? 127 : 126);
     }
     env_free(env);
@@ -313,7 +325,7 @@ static void check_disk(init_state *s, int64_t now)
         close(fd);
     int64_t spent = clock_mono_ms() - t0;
     /* keep the walk under ~10% of the time */
-    s->disk_interval = spent * 10 > 250 ? spent * 10 : 250;
+    s->disk_interval = spent * 10 > 100 ? spent * 10 : 100;
     s->next_disk_check = clock_mono_ms() + s->disk_interval;
     if (used > s->disk_max) {
         kill(-1, SIGKILL); /* every process of the sandbox but init */
@@ -321,6 +333,48 @@ static void check_disk(init_state *s, int64_t now)
                               (json_int_t)used, "max", (json_int_t)s->disk_max),
                  NULL, 0);
     }
+}
+
+/* ---- agent tools ---- */
+
+static void do_tool(init_state *s, json_t *m, json_int_t id)
+{
+    const char *name = json_string_value(json_object_get(m, "tool"));
+    json_t *input = json_object_get(m, "input");
+    json_t *to = json_object_get(m, "timeout_ms");
+    if (!name || !json_is_object(input) || (to && !json_is_integer(to)))
+        return reply_error(s, id, "tool: needs 'tool' (string), 'input' (object), optional "
+                                  "'timeout_ms' (integer)");
+    if (!s->tools) {
+        tools_config cfg = {.workdir = s->workdir,
+                            .allowed_roots = (const char *const *)s->roots,
+                            .read_only_roots = (const char *const *)s->ro_roots,
+                            .env = s->env,
+                            .default_timeout_ms = 120000};
+        shed_err err;
+        if (tools_new(&cfg, &s->tools, &err) < 0)
+            return reply_error(s, id, "tool: the toolset could not start: %s", err.msg);
+    }
+    int64_t t = to ? json_integer_value(to) : s->command_timeout_ms;
+    /* A message arriving on the channel during the call aborts it (cancel_fd);
+     * the main loop then reads that message. */
+    json_t *r = tools_call(s->tools, name, input, t, s->ctl);
+    json_t *reply = json_pack("{s:s,s:I,s:b,s:O}", "type", "result", "id", id, "is_error",
+                              json_is_true(json_object_get(r, "is_error")), "content",
+                              json_object_get(r, "content") ?: json_array());
+    json_decref(r);
+    send_msg(s, reply, NULL, 0);
+}
+
+static char **str_array(json_t *a)
+{
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    char **l = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; l && i < n; i++) {
+        const char *v = json_string_value(json_array_get(a, i));
+        l[i] = strdup(v ? v : "/");
+    }
+    return l;
 }
 
 /* ---- main ---- */
@@ -347,7 +401,7 @@ static int handle(init_state *s, json_t *m, int *fds, int nfds)
     } else if (!strcmp(type, "policy")) {
         /* egress policy lives with the creator; nothing to do inside */
     } else if (!strcmp(type, "tool")) {
-        reply_error(s, id, "the agent toolset is not wired into this build of shed init yet");
+        do_tool(s, m, id);
     } else {
         reply_error(s, id, "unknown message type '%s'", type);
     }
@@ -378,6 +432,17 @@ int sandbox_init_main(int argc, char **argv)
     s.fallback_nproc = (uint64_t)json_integer_value(json_object_get(conf, "fallback_nproc"));
     if (json_is_true(json_object_get(conf, "log_debug"))) log_setup(LOG_DEBUG, LOG_TEXT);
     if (base_env(&s, json_object_get(conf, "env")) < 0) return 1;
+#if !defined(__SANITIZE_ADDRESS__)
+    /* Cgroup waived: the memory fallback also covers what init starts
+     * itself (the tools' bash). Not under ASan, whose shadow mappings exceed
+     * any sane RLIMIT_AS; there each exec'd command still gets it. */
+    if (s.fallback_as) {
+        struct rlimit rl = {s.fallback_as, s.fallback_as};
+        setrlimit(RLIMIT_AS, &rl);
+    }
+#endif
+    s.roots = str_array(json_object_get(conf, "roots"));
+    s.ro_roots = str_array(json_object_get(conf, "ro_roots"));
     json_decref(conf);
 
     sigset_t set;

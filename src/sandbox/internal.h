@@ -79,3 +79,5 @@ int sandbox_seccomp_nr(const char *name);
 
 /* init.c: the body of `shed init` (pid 1 inside the sandbox). */
 int sandbox_init_main(int argc, char **argv);
+/* sandbox.c: the body of `shed init --zygote`. */
+int sandbox_zygote_main(void);

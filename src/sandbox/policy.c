@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,9 +416,6 @@ int sandbox_policy_parse(json_t *doc, sandbox_policy **out, shed_err *err)
                                "policy: 'waive[%zu]' must be \"cgroup\" or \"seccomp\"", i);
         }
     }
-    _cleanup_free_ char *canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!canon) return err_set(err, ENOMEM, "policy");
-    crypto_sha256_hex(canon, strlen(canon), p->digest);
     if (!(p->waived & SANDBOX_WAIVE_SECCOMP) && (rc = sandbox_seccomp_compile(p, err)) < 0)
         return rc;
     *out = steal_pointer(&p);
@@ -446,8 +444,17 @@ int sandbox_policy_load(const char *path, sandbox_policy **out, shed_err *err)
     return rc;
 }
 
-const char *sandbox_policy_digest(const sandbox_policy *p)
+/* Computed on first use: creating a sandbox does not need it. */
+const char *sandbox_policy_digest(const sandbox_policy *cp)
 {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    sandbox_policy *p = (sandbox_policy *)cp;
+    pthread_mutex_lock(&lock);
+    if (!p->digest[0]) {
+        _cleanup_free_ char *canon = json_dumps(p->doc, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!canon || crypto_sha256_hex(canon, strlen(canon), p->digest) < 0) p->digest[0] = 0;
+    }
+    pthread_mutex_unlock(&lock);
     return p->digest;
 }
 

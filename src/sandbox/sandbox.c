@@ -10,6 +10,7 @@
 
 #include "base/cleanup.h"
 #include "base/clock.h"
+#include "base/b64.h"
 #include "base/id.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -62,6 +63,10 @@ struct sandbox {
     char *workspace; /* host path or NULL */
     sandbox_cgroup *cg;
     int64_t deadline_ms;
+    bool via_zygote; /* init is the zygote's child: wait on the pidfd */
+    bool ready;      /* sandbox_create_finish() saw "ready" */
+    int err_fd;      /* the child's error pipe until then */
+    int64_t started_ns;
 };
 
 /* ---------- process-wide state: init exe fd, cgroup detection ---------- */
@@ -110,6 +115,7 @@ enum {
     OP_PROC_RO,  /* bind a /proc subpath read-only over itself (if present) */
     OP_MASK,     /* deny_read: inside path hidden (tmpfs or /dev/null) if present */
     OP_DENYWRITE,/* inside path made read-only if present */
+    OP_RDONLY,   /* this mount (not its submounts) read-only */
 };
 
 typedef struct mop {
@@ -284,6 +290,7 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/0", "/dev/stdin"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/1", "/dev/stdout"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/2", "/dev/stderr"));
+    TRY(plan_add(p, OP_RDONLY, NULL, "/dev"));
     /* /proc: fresh, in the new pid namespace; kernel knobs read-only */
     TRY(plan_add(p, OP_MKDIR, NULL, "/proc"));
     TRY(plan_add(p, OP_PROC, NULL, "/proc"));
@@ -331,12 +338,13 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
 typedef struct child_args {
     const plan *pl;
     const create_cfg *cfg;
-    int sync_fd, err_fd, ctl_fd, exe_fd;
+    int sync_fd, sync2_fd, err_fd, ctl_fd, exe_fd;
     bool privileged;
     int cap_last;
     const struct sock_fprog *prog; /* NULL when waived */
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
+    bool no_exec; /* forked by the zygote: become init without an exec */
 } child_args;
 
 struct child_err {
@@ -443,6 +451,10 @@ static void child_run_plan(const child_args *a)
             if (sys_mount_setattr(o->dst, AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0) < 0)
                 child_die(a, errno, "make %s read-only (denyWrite)", o->dst);
             break;
+        case OP_RDONLY:
+            if (sys_mount_setattr(o->dst, 0, MOUNT_ATTR_RDONLY, 0) < 0)
+                child_die(a, errno, "make %s read-only", o->dst);
+            break;
         case OP_MASK:
             if (lstat(o->dst, &st) < 0 || S_ISLNK(st.st_mode)) break;
             if (S_ISDIR(st.st_mode)) {
@@ -490,8 +502,6 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (r != 1) _exit(125); /* parent gone */
     close(a->sync_fd);
 
-    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
-        child_die(a, errno, "unshare cgroup namespace");
     /* Become the sandbox user now (caps are kept: uid 0 is not mapped, so the
      * kernel's setuid cap-clearing rule does not apply) so that files we
      * create on our tmpfs have a mapped owner. */
@@ -540,6 +550,16 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (setrlimit(RLIMIT_FSIZE, &a->fsize) < 0) child_die(a, errno, "setrlimit fsize");
     if (a->nproc_on && setrlimit(RLIMIT_NPROC, &a->nproc) < 0) child_die(a, errno, "setrlimit nproc");
 
+    /* Second release: the parent has put us into the cgroup (done while we
+     * were mounting, to overlap the cgroup migration's RCU wait). */
+    do
+        r = read(a->sync2_fd, &c, 1);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(125);
+    close(a->sync2_fd);
+    if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
+        child_die(a, errno, "unshare cgroup namespace");
+
     if (setsid() < 0) child_die(a, errno, "setsid");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_die(a, errno, "PR_SET_NO_NEW_PRIVS");
     for (int cap = 0; cap <= a->cap_last; cap++)
@@ -565,10 +585,262 @@ __attribute__((noreturn)) static void child_main(child_args *a)
 
     if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
         child_die(a, errno, "install the seccomp filter");
+    if (a->no_exec) {
+        /* The zygote's image was exec'd from the binary's fd and never held
+         * anything but mount plans: become init in place. Everything but
+         * 0-6 is closed now (the error pipe too: EOF = "started"). */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        syscall(SYS_close_range, 7, ~0U, 0);
+        char *argv0[] = {"shed", "init", NULL};
+        _exit(sandbox_init_main(2, argv0));
+    }
     char *const argv[] = {"shed", "init", NULL};
-    char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+    /* init never uses TLS: skip GnuTLS's constructor (pulled in by libcurl),
+     * a measurable part of init's start-up. Commands get their own env. */
+    char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "GNUTLS_NO_IMPLICIT_INIT=1", NULL};
     syscall(SYS_execveat, a->exe_fd, "", argv, envp, AT_EMPTY_PATH);
     child_die(a, errno, "execveat shed init");
+}
+
+/* ---------- the zygote ----------
+ * Optional (sandbox_zygote_start): a `shed init --zygote` process exec'd
+ * once from the binary's fd; each create asks it to clone the sandbox child,
+ * which then becomes init without an exec. This saves the dynamic loading
+ * of shed's ~40 shared libraries per sandbox (most of a create's CPU). */
+
+static int g_zyg_fd = -1;
+static pid_t g_zyg_pid = -1;
+static pthread_mutex_t g_zyg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static json_t *encode_child(const child_args *a)
+{
+    json_t *ops = json_array();
+    for (size_t i = 0; i < a->pl->n; i++) {
+        const mop *o = &a->pl->ops[i];
+        json_array_append_new(ops, json_pack("[i,s?,s]", o->kind, o->src, o->dst));
+    }
+    json_t *j = json_pack("{s:s,s:o,s:s,s:s,s:b,s:b,s:i,s:I,s:I,s:I,s:b}", "type", "clone", "ops",
+                          ops, "root", a->pl->root, "workdir", a->cfg->workdir, "cgroup_on",
+                          a->cfg->cgroup_on, "privileged", a->privileged, "cap_last", a->cap_last,
+                          "nofile", (json_int_t)a->nofile.rlim_cur, "fsize",
+                          (json_int_t)a->fsize.rlim_cur, "nproc", (json_int_t)a->nproc.rlim_cur,
+                          "nproc_on", a->nproc_on);
+    if (!j) return NULL;
+    json_object_set_new(j, "hostname", json_string(a->cfg->hostname));
+    if (a->prog) {
+        char *b = b64_encode_alloc(a->prog->filter, a->prog->len * sizeof(struct sock_filter),
+                                   false, true);
+        json_object_set_new(j, "bpf", json_string(b ? b : ""));
+        free(b);
+    }
+    return j;
+}
+
+/* In the zygote: decode a request into storage that lives until the fork. */
+static int decode_child(json_t *j, child_args *a, plan *pl, create_cfg *cfg,
+                        struct sock_fprog *prog)
+{
+    json_t *ops = json_object_get(j, "ops");
+    const char *root = json_string_value(json_object_get(j, "root"));
+    cfg->workdir = json_string_value(json_object_get(j, "workdir"));
+    cfg->hostname = json_string_value(json_object_get(j, "hostname"));
+    if (!json_is_array(ops) || !root || !cfg->workdir || !cfg->hostname) return -EINVAL;
+    pl->root = strdup(root);
+    size_t i;
+    json_t *o;
+    json_array_foreach(ops, i, o) {
+        if (pl->n == pl->cap) {
+            size_t c = pl->cap ? pl->cap * 2 : 64;
+            mop *m = realloc(pl->ops, c * sizeof(*m));
+            if (!m) return -ENOMEM;
+            pl->ops = m;
+            pl->cap = c;
+        }
+        const char *src = json_string_value(json_array_get(o, 1));
+        const char *dst = json_string_value(json_array_get(o, 2));
+        if (!dst) return -EINVAL;
+        mop *m = &pl->ops[pl->n++];
+        m->kind = (int)json_integer_value(json_array_get(o, 0));
+        m->src = src ? strdup(src) : NULL;
+        m->len = src ? strlen(src) : 0;
+        m->dst = strdup(dst);
+    }
+    cfg->cgroup_on = json_is_true(json_object_get(j, "cgroup_on"));
+    a->pl = pl;
+    a->cfg = cfg;
+    a->privileged = json_is_true(json_object_get(j, "privileged"));
+    a->cap_last = (int)json_integer_value(json_object_get(j, "cap_last"));
+    rlim_t v = (rlim_t)json_integer_value(json_object_get(j, "nofile"));
+    a->nofile = (struct rlimit){v, v};
+    v = (rlim_t)json_integer_value(json_object_get(j, "fsize"));
+    a->fsize = (struct rlimit){v, v};
+    v = (rlim_t)json_integer_value(json_object_get(j, "nproc"));
+    a->nproc = (struct rlimit){v, v};
+    a->nproc_on = json_is_true(json_object_get(j, "nproc_on"));
+    const char *b = json_string_value(json_object_get(j, "bpf"));
+    if (b) {
+        size_t n = 0;
+        void *f = b64_decode_alloc(b, strlen(b), false, &n);
+        if (!f || n == 0 || n % sizeof(struct sock_filter)) {
+            free(f);
+            return -EINVAL;
+        }
+        prog->filter = f;
+        prog->len = (unsigned short)(n / sizeof(struct sock_filter));
+        a->prog = prog;
+    }
+    a->no_exec = true;
+    return 0;
+}
+
+static void zyg_reap(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0) {}
+}
+
+int sandbox_zygote_main(void)
+{
+    const int fd = SANDBOX_FD_CTL;
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() == 1) return 1;
+    /* stays dumpable: an unprivileged creator writes its children's id maps
+     * (each init makes itself non-dumpable) */
+    signal(SIGCHLD, SIG_DFL);
+    for (;;) {
+        zyg_reap();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) == 0) continue; /* also reaps every 200 ms */
+        json_t *req = NULL;
+        int fds[CTL_MAX_FDS], nfds = 0;
+        shed_err err;
+        int rc = ctl_recv(fd, &req, fds, &nfds, &err);
+        if (rc == -EPIPE) return 0;
+        if (rc < 0) return 1;
+        child_args a = {0};
+        plan pl = {0};
+        create_cfg cfg = {0};
+        struct sock_fprog prog = {0};
+        json_t *reply;
+        int pidfd = -1;
+        if (nfds != 4 || decode_child(req, &a, &pl, &cfg, &prog) < 0) {
+            reply = json_pack("{s:s}", "error", "bad clone request");
+        } else {
+            struct clone_args ca = {0};
+            ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                       CLONE_NEWNET | CLONE_PIDFD;
+            ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+            ca.exit_signal = SIGCHLD;
+            pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+            if (pid == 0) {
+                a.ctl_fd = move_fd_high(fds[0]);
+                a.err_fd = move_fd_high(fds[1]);
+                a.sync_fd = move_fd_high(fds[2]);
+                a.sync2_fd = move_fd_high(fds[3]);
+                a.exe_fd = -1;
+                if (a.ctl_fd < 0 || a.err_fd < 0 || a.sync_fd < 0 || a.sync2_fd < 0) _exit(125);
+                close(fd);
+                child_main(&a);
+            }
+            reply = pid < 0 ? json_pack("{s:s,s:i}", "error", "clone3", "errno", errno)
+                            : json_pack("{s:i}", "pid", (int)pid);
+        }
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        rc = ctl_send(fd, reply, pidfd >= 0 ? &pidfd : NULL, pidfd >= 0 ? 1 : 0, &err);
+        if (pidfd >= 0) close(pidfd);
+        json_decref(reply);
+        json_decref(req);
+        free((void *)prog.filter);
+        plan_free(&pl);
+        if (rc < 0) return 1;
+    }
+}
+
+int sandbox_zygote_start(shed_err *err)
+{
+    int efd = exe_fd(err);
+    if (efd < 0) return efd;
+    pthread_mutex_lock(&g_zyg_lock);
+    if (g_zyg_fd >= 0) {
+        pthread_mutex_unlock(&g_zyg_lock);
+        return 0;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        pthread_mutex_unlock(&g_zyg_lock);
+        return err_set(err, errno, "socketpair for the zygote");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int x = move_fd_high(efd), y = move_fd_high(sv[1]);
+        if (x < 0 || y < 0 || dup2(y, SANDBOX_FD_CTL) < 0) _exit(125);
+        efd = x;
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull >= 0) dup2(devnull, 0), dup2(devnull, 1);
+        syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
+        char *const argv[] = {"shed", "init", "--zygote", NULL};
+        char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "GNUTLS_NO_IMPLICIT_INIT=1",
+                              NULL};
+        syscall(SYS_execveat, efd, "", argv, envp, AT_EMPTY_PATH);
+        _exit(127);
+    }
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        pthread_mutex_unlock(&g_zyg_lock);
+        return err_set(err, e, "fork the zygote");
+    }
+    g_zyg_fd = sv[0];
+    g_zyg_pid = pid;
+    pthread_mutex_unlock(&g_zyg_lock);
+    return 0;
+}
+
+void sandbox_zygote_stop(void)
+{
+    pthread_mutex_lock(&g_zyg_lock);
+    if (g_zyg_fd >= 0) {
+        close(g_zyg_fd);
+        kill(g_zyg_pid, SIGKILL);
+        while (waitpid(g_zyg_pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    g_zyg_fd = -1;
+    g_zyg_pid = -1;
+    pthread_mutex_unlock(&g_zyg_lock);
+}
+
+/* Ask the zygote to clone; returns the pid (and *pidfd) or -errno. */
+static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, int sync2_r,
+                          int *pidfd, shed_err *err)
+{
+    _cleanup_json_ json_t *req = encode_child(a);
+    if (!req) return err_set(err, ENOMEM, "zygote request");
+    int fds[4] = {ctl, err_w, sync_r, sync2_r};
+    pthread_mutex_lock(&g_zyg_lock);
+    if (g_zyg_fd < 0) {
+        pthread_mutex_unlock(&g_zyg_lock);
+        return err_msg(err, ESRCH, "the zygote is not running");
+    }
+    int rc = ctl_send(g_zyg_fd, req, fds, 4, err);
+    _cleanup_json_ json_t *rep = NULL;
+    int got[CTL_MAX_FDS], n = 0;
+    if (rc == 0) rc = ctl_recv(g_zyg_fd, &rep, got, &n, err);
+    pthread_mutex_unlock(&g_zyg_lock);
+    if (rc < 0) {
+        err_wrap(err, "zygote");
+        return rc;
+    }
+    json_t *pj = json_object_get(rep, "pid");
+    if (!json_is_integer(pj) || n != 1) {
+        for (int i = 0; i < n; i++) close(got[i]);
+        int e = (int)json_integer_value(json_object_get(rep, "errno"));
+        return err_set(err, e > 0 ? e : EPROTO, "zygote: %s",
+                       json_string_value(json_object_get(rep, "error")) ?: "bad reply");
+    }
+    *pidfd = got[0];
+    return (pid_t)json_integer_value(pj);
 }
 
 /* ---------- helpers in the parent ---------- */
@@ -683,12 +955,15 @@ static int chown_tree(int dfd, uid_t uid, gid_t gid, int depth)
     return rc;
 }
 
-static int claim_slot(const char *state_dir, int want, const char *label, char **path,
-                      shed_err *err)
+/* Slots are host-wide (not per state dir): a worker and a `shed run` with
+ * different state dirs must still never share a host uid. */
+#define SANDBOX_SLOT_DIR "/run/shed/slots"
+
+static int claim_slot(int want, const char *owner_dir, char **path, shed_err *err)
 {
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/slots", state_dir);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return err_set(err, errno, "mkdir %s", dir);
+    const char *dir = SANDBOX_SLOT_DIR;
+    int mrc = mkdir_p(dir, 0700);
+    if (mrc < 0) return err_set(err, -mrc, "mkdir %s", dir);
     unsigned start = want >= 0 ? (unsigned)want : (unsigned)(getpid() * 131u + atomic_fetch_add(&g_seq, 1) * 7919u);
     int tries = want >= 0 ? 1 : 4096;
     for (int i = 0; i < tries; i++) {
@@ -700,7 +975,7 @@ static int claim_slot(const char *state_dir, int want, const char *label, char *
             if (errno == EEXIST) continue;
             return err_set(err, errno, "claim slot %s", p);
         }
-        ssize_t w = write(fd, label, strlen(label));
+        ssize_t w = write(fd, owner_dir, strlen(owner_dir));
         (void)w;
         close(fd);
         *path = strdup(p);
@@ -787,6 +1062,7 @@ static void sandbox_free(sandbox_t *sb)
     if (!sb) return;
     if (sb->ctl_fd >= 0) close(sb->ctl_fd);
     if (sb->pidfd >= 0) close(sb->pidfd);
+    if (sb->err_fd >= 0) close(sb->err_fd);
     for (int i = 0; i < 3; i++)
         if (sb->listeners[i] >= 0) close(sb->listeners[i]);
     free(sb->label);
@@ -805,20 +1081,24 @@ static void cleanup_planp(plan *p)
     plan_free(p);
 }
 
-int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
-                   shed_err *err)
+int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                         shed_err *err)
 {
     static const sandbox_opts no_opts = {.slot = -1};
     if (!opts) opts = &no_opts;
-    int rc = sandbox_probe(pol, err);
-    if (rc < 0) return rc;
+    int rc;
     int efd = exe_fd(err);
     if (efd < 0) return efd;
 
     bool privileged = geteuid() == 0;
+    static int trace = -1;
+    if (trace < 0) trace = getenv("SHED_SANDBOX_TRACE") != NULL;
+    int64_t tr[12] = {clock_mono_ns()};
+    int ntr = 1;
+#define TRACE() (tr[ntr < 12 ? ntr++ : 11] = clock_mono_ns())
     __attribute__((cleanup(cleanup_sandboxp))) sandbox_t *sb = calloc(1, sizeof(*sb));
     if (!sb) return err_set(err, ENOMEM, "sandbox");
-    sb->ctl_fd = sb->pidfd = -1;
+    sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
     sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
     sb->slot = -1;
 
@@ -854,7 +1134,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     /* host ids */
     gid_t host_gid;
     if (privileged) {
-        rc = claim_slot(state_dir, opts->slot, label, &sb->slot_path, err);
+        rc = claim_slot(opts->slot, sb->dir, &sb->slot_path, err);
         if (rc < 0) return rc;
         sb->slot = rc;
         sb->host_uid = SANDBOX_HOST_ID_BASE + (unsigned)sb->slot;
@@ -864,6 +1144,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         host_gid = getgid();
     }
 
+    TRACE(); /* 1: state dir, slot */
     create_cfg cfg = {.pol = pol, .opts = opts};
     cfg.workdir = opts->workdir ? opts->workdir : "/workspace";
     cfg.hostname = opts->hostname ? opts->hostname : label;
@@ -889,6 +1170,9 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
             return rc;
         }
         cfg.cgroup_on = true;
+        /* recorded now, so that reconcile finds the cgroup even if we die
+         * before the clone; rewritten with init's pid below */
+        if ((rc = write_state(sb, root, err)) < 0) return rc;
     } else {
         slog(LOG_WARN, label, NULL,
              "sandbox %s: layer \"cgroup\" waived by the policy: memory/pids limits fall back to "
@@ -898,6 +1182,7 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     if (pol->waived & SANDBOX_WAIVE_SECCOMP)
         slog(LOG_WARN, label, NULL, "sandbox %s: layer \"seccomp\" waived by the policy", label);
 
+    TRACE(); /* 2: cgroup */
     /* workspace */
     _cleanup_free_ char *ws = NULL;
     if (opts->workspace) {
@@ -920,15 +1205,22 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     if (!(pl.root = strdup(root))) return err_set(err, ENOMEM, "sandbox");
     if ((rc = build_plan(&pl, &cfg, ws, err)) < 0) return rc;
 
+    TRACE(); /* 3: plan */
     /* channels */
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return err_set(err, errno, "socketpair for the control channel");
     sb->ctl_fd = sv[0];
     _cleanup_close_ int child_ctl = sv[1];
+    /* release "pipes" are sockets: send(MSG_NOSIGNAL) to a child that
+     * already died must be EPIPE, not SIGPIPE in the creator */
     int syncp[2], errp[2];
-    if (pipe2(syncp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, syncp) < 0)
+        return err_set(err, errno, "socketpair");
     _cleanup_close_ int sync_r = syncp[0], sync_w = syncp[1];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, syncp) < 0)
+        return err_set(err, errno, "socketpair");
+    _cleanup_close_ int sync2_r = syncp[0], sync2_w = syncp[1];
     if (pipe2(errp, O_CLOEXEC) < 0) return err_set(err, errno, "pipe");
     _cleanup_close_ int err_r = errp[0], err_w = errp[1];
 
@@ -944,33 +1236,53 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         a.nproc = (struct rlimit){cfg.pids_max, cfg.pids_max};
     }
 
-    struct clone_args ca = {0};
     int pidfd = -1;
+    pid_t pid;
+    pthread_mutex_lock(&g_zyg_lock);
+    bool zyg = g_zyg_fd >= 0;
+    pthread_mutex_unlock(&g_zyg_lock);
+    if (zyg) {
+        pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &pidfd, err);
+        if (pid >= 0) {
+            sb->via_zygote = true;
+            goto cloned;
+        }
+        if (pid != -EPIPE && pid != -ECONNRESET) return pid;
+        /* the zygote is gone (killed?): forget it, clone ourselves */
+        log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
+        sandbox_zygote_stop();
+    }
+    struct clone_args ca = {0};
     ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                CLONE_NEWNET | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
-    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         int e = errno;
-        return err_set(err, e, "clone3 into new namespaces%s",
-                       e == EPERM || e == ENOSPC ? " (fix: allow user namespaces, see "
-                                                   "`sysctl user.max_user_namespaces`)"
-                                                 : "");
+        if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {
+            shed_err pe;
+            if (sandbox_probe(pol, &pe) < 0) return err_msg(err, pe.code, "%s", pe.msg);
+        }
+        return err_set(err, e, "clone3 into new namespaces (user, mount, pid, ipc, uts, net)");
     }
     if (pid == 0) {
         a.sync_fd = move_fd_high(sync_r);
+        a.sync2_fd = move_fd_high(sync2_r);
         a.err_fd = move_fd_high(err_w);
         a.ctl_fd = move_fd_high(child_ctl);
         a.exe_fd = move_fd_high(efd);
-        if (a.sync_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
+        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
         child_main(&a);
     }
+cloned:
+    TRACE(); /* 4: clone */
     sb->init_pid = pid;
     sb->pidfd = pidfd;
     close(steal_fd(&child_ctl));
     close(steal_fd(&err_w));
     close(steal_fd(&sync_r));
+    close(steal_fd(&sync2_r));
 
     /* id maps: the sandbox user 1000 is this slot's host uid (root) or the caller */
     char m[128];
@@ -982,23 +1294,17 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     snprintf(m, sizeof(m), "%d %u 1\n", SANDBOX_GID, (unsigned)host_gid);
     snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
     if ((rc = write_file(path, m, err)) < 0) return rc;
+    TRACE(); /* 5: maps */
+    if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
+    close(steal_fd(&sync_w));
     if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
     if ((rc = write_state(sb, root, err)) < 0) return rc;
-    if (write(sync_w, "x", 1) != 1) return err_set(err, errno, "release the sandbox child");
-    close(steal_fd(&sync_w));
-
-    struct child_err ce;
-    ssize_t n;
-    do
-        n = read(err_r, &ce, sizeof(ce));
-    while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(ce)) {
-        ce.step[sizeof(ce.step) - 1] = 0;
-        return err_set(err, ce.err, "sandbox setup: %s", ce.step);
-    }
-    if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
-
-    /* init is running: configuration, then wait for "ready" */
+    TRACE(); /* 6: cgroup attach + state */
+    if (send(sync2_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
+    close(steal_fd(&sync2_w));
+child_failed:;
+    TRACE(); /* 7: released */
+    /* The configuration waits in the socket until init reads it. */
     _cleanup_json_ json_t *conf = json_pack(
         "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "type", "config", "workdir", cfg.workdir, "label",
         label, "command_timeout_ms", (json_int_t)pol->command_timeout_ms, "disk_max",
@@ -1009,16 +1315,75 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
     json_object_set_new(conf, "env", env);
     for (char **e = pol->env; e && *e; e++) json_array_append_new(env, json_string(*e));
     for (char *const *e = opts->env; e && *e; e++) json_array_append_new(env, json_string(*e));
-    if ((rc = ctl_send(sb->ctl_fd, conf, NULL, 0, err)) < 0) return rc;
+    json_t *roots = json_array(), *ro_roots = json_array();
+    json_object_set_new(conf, "roots", roots);
+    json_object_set_new(conf, "ro_roots", ro_roots);
+    for (int rw = 0; rw < 2; rw++)
+        for (const char *const *l = rw ? opts->rw_binds : opts->ro_binds; l && *l; l++) {
+            const char *in = strchr(*l, ':') + 1; /* validated by build_plan */
+            json_array_append_new(roots, json_string(in));
+            if (!rw) json_array_append_new(ro_roots, json_string(in));
+        }
+    /* a child that died already closed its end: EPIPE here, the reason is in
+     * the error pipe, which finish reads */
+    if (ctl_send(sb->ctl_fd, conf, NULL, 0, NULL) < 0) {}
+    sb->err_fd = steal_fd(&err_r);
+    if (trace) {
+        static const char *const N[] = {"", "state", "cgroup", "plan", "clone", "maps", "attach", "released"};
+        char line[512];
+        int o = 0;
+        for (int i = 1; i < ntr && i < 8; i++)
+            o += snprintf(line + o, sizeof(line) - o, " %s=%.2f", N[i], (tr[i] - tr[i - 1]) / 1e6);
+        fprintf(stderr, "sandbox_create_start trace (ms):%s total=%.2f\n", line,
+                (tr[ntr - 1] - tr[0]) / 1e6);
+    }
+    sb->started_ns = tr[0];
+    *out = steal_pointer(&sb);
+    return 0;
+}
+
+/* The child's report, if any: 1 = none yet, 0 = exec'd (EOF), <0 = its error. */
+static int read_setup_error(sandbox_t *sb, int timeout_ms, shed_err *err)
+{
+    if (sb->err_fd < 0) return 0;
+    struct pollfd ep = {.fd = sb->err_fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&ep, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) return 1;
+    struct child_err ce;
+    ssize_t n;
+    do
+        n = read(sb->err_fd, &ce, sizeof(ce));
+    while (n < 0 && errno == EINTR);
+    close(sb->err_fd);
+    sb->err_fd = -1;
+    if (n == (ssize_t)sizeof(ce)) {
+        ce.step[sizeof(ce.step) - 1] = 0;
+        return err_set(err, ce.err ? ce.err : EIO, "sandbox setup: %s", ce.step);
+    }
+    if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
+    return 0;
+}
+
+int sandbox_create_finish(sandbox_t *sb, shed_err *err)
+{
+    if (sb->ready) return 0;
+    int rc = read_setup_error(sb, 0, err);
+    if (rc < 0) return rc;
     struct pollfd pf = {.fd = sb->ctl_fd, .events = POLLIN};
     int pr;
     do
-        pr = poll(&pf, 1, 20000);
+        pr = poll(&pf, 1, 0);
     while (pr < 0 && errno == EINTR);
-    if (pr == 0) return err_msg(err, ETIMEDOUT, "sandbox init did not report ready within 20 s");
+    if (pr == 0) return -EAGAIN;
     _cleanup_json_ json_t *ready = NULL;
     int fds[CTL_MAX_FDS], nfds = 0;
     if ((rc = ctl_recv(sb->ctl_fd, &ready, fds, &nfds, err)) < 0) {
+        /* the child or init died: the error pipe says why, if it was setup */
+        int r2 = read_setup_error(sb, 2000, err);
+        if (r2 < 0) return r2;
         err_wrap(err, "sandbox init exited during startup (see its message above)");
         return rc;
     }
@@ -1029,9 +1394,55 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
         return err_msg(err, EPROTO, "sandbox init: %s", msg ? msg : "unexpected first message");
     }
     for (int i = 0; i < 3; i++) sb->listeners[i] = fds[i];
-    slog(LOG_DEBUG, label, NULL, "sandbox %s: init pid %d, host uid %u, cgroup %s", label,
-         (int)pid, (unsigned)sb->host_uid, sb->cg ? sb->cg->be->name : "none");
-    *out = steal_pointer(&sb);
+    if (sb->err_fd >= 0) {
+        close(sb->err_fd);
+        sb->err_fd = -1;
+    }
+    sb->ready = true;
+    if (getenv("SHED_SANDBOX_TRACE"))
+        fprintf(stderr, "sandbox_create ready after %.2f ms\n",
+                (clock_mono_ns() - sb->started_ns) / 1e6);
+    slog(LOG_DEBUG, sb->label, NULL, "sandbox %s: init pid %d, host uid %u, cgroup %s", sb->label,
+         (int)sb->init_pid, (unsigned)sb->host_uid, sb->cg ? sb->cg->be->name : "none");
+    return 0;
+}
+
+int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                   shed_err *err)
+{
+    sandbox_t *sb = NULL;
+    int rc = sandbox_create_start(pol, opts, &sb, err);
+    if (rc < 0) return rc;
+    int64_t end = clock_mono_ms() + 20000;
+    for (;;) {
+        rc = sandbox_create_finish(sb, err);
+        if (rc != -EAGAIN) break;
+        int64_t left = end - clock_mono_ms();
+        if (left <= 0) {
+            rc = err_msg(err, ETIMEDOUT, "sandbox init did not report ready within 20 s");
+            break;
+        }
+        struct pollfd p[2] = {{.fd = sb->ctl_fd, .events = POLLIN},
+                              {.fd = sb->err_fd, .events = POLLIN}};
+        int np = sb->err_fd >= 0 ? 2 : 1;
+        if (poll(p, np, (int)left) < 0 && errno != EINTR) {
+            rc = err_set(err, errno, "poll");
+            break;
+        }
+        /* exec'd: the error pipe is at EOF; stop watching it */
+        if (np == 2 && (p[1].revents & (POLLIN | POLLHUP)) && !(p[0].revents & POLLIN)) {
+            int r2 = read_setup_error(sb, 0, err);
+            if (r2 < 0) {
+                rc = r2;
+                break;
+            }
+        }
+    }
+    if (rc < 0) {
+        sandbox_destroy(sb, 0, NULL);
+        return rc;
+    }
+    *out = sb;
     return 0;
 }
 
@@ -1092,17 +1503,32 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
                 }
             }
         }
-        /* 2. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) */
-        if (sb->cg && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
-            rc = -e2.code;
-            if (err) *err = e2;
-        }
-        /* 3. kill init: the kernel then kills the rest of the pid namespace */
+        /* 2. kill init: the kernel kills the rest of the pid namespace
+         * atomically (no fork can race it); init is reaped only after all. */
         if (sb->pidfd >= 0)
             syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
         else
             kill(sb->init_pid, SIGKILL);
-        while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+        if (sb->via_zygote) {
+            /* not our child: the pidfd turns readable when init (and so the
+             * whole pid namespace) is gone; the zygote reaps it */
+            struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
+            while (poll(&p, 1, 10000) < 0 && errno == EINTR) {}
+        } else {
+            while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+        }
+    }
+    /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
+     * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
+    if (sb->cg) {
+        char buf[64];
+        int left = 0;
+        for (int i = 0; i < sb->cg->ndirs; i++)
+            if (cgroup_read(sb->cg->dirs[i], "cgroup.procs", buf, sizeof(buf)) > 0) left = 1;
+        if (left && sb->cg->be->kill_all(sb->cg, &e2) < 0 && !rc) {
+            rc = -e2.code;
+            if (err) *err = e2;
+        }
     }
     if (sb->cg) {
         if (cgroup_destroy(steal_pointer(&sb->cg), &e2) < 0 && !rc) {
@@ -1161,7 +1587,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         if (owner > 0 && proc_start(owner) == ostart && ostart) continue; /* creator alive */
         sandbox_t *sb = calloc(1, sizeof(*sb));
         if (!sb) break;
-        sb->ctl_fd = sb->pidfd = -1;
+        sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
         sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));
@@ -1203,5 +1629,20 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         log_info("reconcile: swept sandbox %s left by dead creator pid %d", e->d_name, (int)owner);
     }
     closedir(d);
+    /* slot files name their sandbox's state dir: without it, the slot is stale */
+    DIR *sd2 = geteuid() == 0 ? opendir(SANDBOX_SLOT_DIR) : NULL;
+    while (sd2 && (e = readdir(sd2))) {
+        if (e->d_name[0] == '.') continue;
+        char owner[4200] = "";
+        int fd = openat(dirfd(sd2), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, owner, sizeof(owner) - 1);
+        close(fd);
+        owner[n > 0 ? n : 0] = 0;
+        struct stat st;
+        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
+            unlinkat(dirfd(sd2), e->d_name, 0);
+    }
+    if (sd2) closedir(sd2);
     return swept;
 }

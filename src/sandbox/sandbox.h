@@ -63,6 +63,16 @@ typedef struct sandbox_opts {
 
 int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
                    shed_err *err);
+/* For event loops: the same in two steps. start returns once the child is
+ * cloned, in its cgroup and released (it blocks only for that: a few ms,
+ * up to ~10 ms for the v1 cgroup move); then wait for sandbox_ctl_fd() to
+ * be readable and call finish, which returns -EAGAIN until init reported
+ * "ready" (or fills err with the failing setup step). Until finish returned
+ * 0, the only valid calls are finish, sandbox_ctl_fd and sandbox_destroy.
+ * sandbox_create() = start + wait + finish. */
+int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                         shed_err *err);
+int sandbox_create_finish(sandbox_t *sb, shed_err *err);
 /* The control channel to init (SOCK_SEQPACKET, CLOEXEC, owned by the sandbox). */
 int sandbox_ctl_fd(const sandbox_t *sb);
 /* The egress listeners from init's "ready" message, handed over once (the
@@ -106,6 +116,15 @@ int sandbox_reconcile(const char *state_dir, shed_err *err);
 /* Startup probe: can this host provide every non-waived layer? Fills err with
  * what is missing and how to fix it. */
 int sandbox_probe(const sandbox_policy *pol, shed_err *err);
+
+/* Optional, for long-lived creators (the worker): start a zygote, a
+ * `shed init --zygote` process exec'd once from the binary's fd, which
+ * clones every later sandbox; each sandbox's init is then a fork of that
+ * clean image instead of a fresh exec (no per-sandbox dynamic loading).
+ * Call from the main thread (the zygote dies with the thread that started
+ * it, PR_SET_PDEATHSIG). Without it, each init is exec'd from the fd. */
+int sandbox_zygote_start(shed_err *err);
+void sandbox_zygote_stop(void);
 
 /* The binary started as init (default: this process's own executable, opened
  * once). Tests that link the library use it to point at build/shed. */

@@ -80,6 +80,9 @@ static int bash_start(tools_t *t, tools_bash **out, shed_err *err)
     posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, po[1], 2);
+    /* nothing else of the caller's (init's control channel above all) may
+     * reach the agent's processes, CLOEXEC or not */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawn_file_actions_addchdir_np(&fa, t->roots[0].real ? t->roots[0].real : t->roots[0].path);
     sigset_t none, all;
     sigemptyset(&none);
@@ -204,7 +207,8 @@ static enum exec_end bash_exec(tools_bash *b, const char *cmd, size_t cmdlen, in
 {
     /* Whatever a background job printed since the last call is not this call's. */
     char scratch[65536];
-    while (read(b->out, scratch, sizeof(scratch)) > 0) {
+    /* bounded: a background job may write without end (`yes &`) */
+    for (int i = 0; i < 64 && read(b->out, scratch, sizeof(scratch)) > 0; i++) {
     }
     char split[80];
     snprintf(split, sizeof(split), "%.8s''%s", sentinel, sentinel + 8);
@@ -248,7 +252,9 @@ static enum exec_end bash_exec(tools_bash *b, const char *cmd, size_t cmdlen, in
                 sent = in.len; /* the shell is gone: its output will end */
         }
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            for (;;) {
+            /* a few chunks per wakeup, so that a flood (`yes &`) cannot keep
+             * us from the deadline and the cancel fd */
+            for (int chunks = 0; chunks < 16; chunks++) {
                 ssize_t r = read(b->out, scratch, sizeof(scratch));
                 if (r > 0) {
                     ring_append(ring, scratch, (size_t)r);
@@ -271,6 +277,8 @@ static enum exec_end bash_exec(tools_bash *b, const char *cmd, size_t cmdlen, in
                             ncarry = keep;
                         }
                     }
+                    /* the sentinel ends the call: what follows is not ours */
+                    if (seen) return EXEC_DONE;
                     continue;
                 }
                 if (r == 0) return seen ? EXEC_DONE : EXEC_DIED;

@@ -5,7 +5,7 @@
  * number of directories. As in the reference: wildcards do not match names
  * that start with "." unless the pattern segment does, ** never enters a
  * symlinked directory (a literal segment that names one is followed), only
- * regular files are reported, .git and node_modules are skipped, every match
+ * regular files are reported, .git and node_modules are never entered, every match
  * must resolve inside the root, results are newest first, at most 200.
  * Never opens a directory outside the root: a symlink named by a literal
  * segment is resolved and confined like any tool path.
@@ -420,6 +420,9 @@ static ent_t *list_dir(walk_t *w, int dirfd, size_t *n)
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* Node reads names as UTF-8 with U+FFFD for bad bytes, so the
+         * reference can never open such an entry: it is not there for it */
+        if (!tools_utf8_valid(de->d_name, strlen(de->d_name))) continue;
         if (++w->visits > WALK_MAX_VISITS) {
             w->stop = true;
             break;
@@ -441,7 +444,7 @@ static ent_t *list_dir(walk_t *w, int dirfd, size_t *n)
         if (v[*n].name) (*n)++;
     }
     closedir(d);
-    qsort(v, *n, sizeof(*v), ent_cmp);
+    if (*n > 1) qsort(v, *n, sizeof(*v), ent_cmp);
     return v;
 }
 
@@ -464,6 +467,8 @@ static void walk_at(walk_t *w, int dirfd, const char *rel, size_t idx, int depth
 static void descend(walk_t *w, int dirfd, const char *rel, const char *name, size_t idx, int depth, bool follow)
 {
     if (depth >= WALK_MAX_DEPTH || w->stop) return;
+    /* the reference's exclude: never enter .git or node_modules */
+    if (skip_name(name)) return;
     _cleanup_free_ char *sub = join_rel(rel, name);
     if (!sub) return;
     int fd;
@@ -513,7 +518,7 @@ static void walk_at(walk_t *w, int dirfd, const char *rel, size_t idx, int depth
         const char *name = ents[i].name;
         unsigned char type = ents[i].type;
         if (s->kind == SEG_GLOBSTAR) {
-            /* the reference's exclude (.git, node_modules) acts under ** only */
+            /* under **, .git and node_modules are not even matched */
             if (skip_name(name)) continue;
             bool dot = name[0] == '.';
             if (last) {
@@ -624,7 +629,7 @@ json_t *tools_glob(tools_t *t, json_t *input)
     free(pats);
     pcre2_match_data_free(w.md);
     /* one result per path (brace alternatives may find a file twice) */
-    qsort(w.m, w.nm, sizeof(*w.m), path_cmp);
+    if (w.nm > 1) qsort(w.m, w.nm, sizeof(*w.m), path_cmp);
     size_t u = 0;
     for (size_t i = 0; i < w.nm; i++) {
         if (u > 0 && !strcmp(w.m[u - 1].path, w.m[i].path)) {
@@ -634,7 +639,7 @@ json_t *tools_glob(tools_t *t, json_t *input)
         w.m[u++] = w.m[i];
     }
     w.nm = u;
-    qsort(w.m, w.nm, sizeof(*w.m), match_cmp);
+    if (w.nm > 1) qsort(w.m, w.nm, sizeof(*w.m), match_cmp);
     json_t *res;
     if (rc == -E2BIG)
         res = tools_errorf("glob: the pattern expands to more than %d patterns", MAX_EXPANSIONS);

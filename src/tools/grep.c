@@ -165,6 +165,8 @@ static bool walk_dir(search_t *s, int dirfd, const char *path, int depth)
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        /* not reachable for the reference, which decodes names lossily */
+        if (!tools_utf8_valid(de->d_name, strlen(de->d_name))) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 32;
             dent_t *nv = realloc(v, cap * sizeof(*nv));
@@ -181,7 +183,7 @@ static bool walk_dir(search_t *s, int dirfd, const char *path, int depth)
         v[n++].type = type;
     }
     closedir(d);
-    qsort(v, n, sizeof(*v), dent_cmp); /* libuv's scandir order */
+    if (n > 1) qsort(v, n, sizeof(*v), dent_cmp); /* libuv's scandir order */
     bool go = true;
     for (size_t i = 0; i < n && go; i++) {
         const char *name = v[i].name;
@@ -339,6 +341,9 @@ static json_t *run_rg(tools_t *t, const char *rg, const char *pattern, const cha
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+    /* nothing else of the caller's (init's control channel above all) may
+     * reach the agent's processes, CLOEXEC or not */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);

@@ -62,6 +62,7 @@ int tools_open_target(tools_t *t, const tools_target *tg, int flags, mode_t mode
 /* UTF-8 (utf8.c): copy with each invalid sequence replaced by U+FFFD the way
  * WHATWG/Node decoders do (maximal subpart). */
 int tools_utf8_sanitize(struct buf *out, const char *s, size_t n);
+bool tools_utf8_valid(const char *s, size_t n);
 /* Length in UTF-16 code units of valid UTF-8. */
 size_t tools_utf16_len(const char *s, size_t n);
 

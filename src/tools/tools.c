@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/cleanup.h"
 #include "tools/internal.h"
 
@@ -21,7 +22,18 @@ json_t *tools_text_result(bool is_error, const char *s, size_t len)
         s = "(no output)";
         len = strlen(s);
     }
-    json_t *text = json_stringn_nocheck(s, len);
+    /* a file name or any byte from outside may be invalid UTF-8: never let
+     * it into the JSON (Node decodes such bytes to U+FFFD too) */
+    json_t *text;
+    if (tools_utf8_valid(s, len))
+        text = json_stringn_nocheck(s, len);
+    else {
+        buf_t b;
+        buf_init(&b, 0);
+        tools_utf8_sanitize(&b, s, len);
+        text = json_stringn_nocheck(b.data ? b.data : "", b.len);
+        buf_free(&b);
+    }
     json_t *block = json_pack("{s:s, s:o}", "type", "text", "text", text);
     return json_pack("{s:b, s:[o]}", "is_error", is_error, "content", block);
 }

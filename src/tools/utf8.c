@@ -74,3 +74,19 @@ size_t tools_utf16_len(const char *str, size_t n)
     }
     return units;
 }
+
+bool tools_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t bad;
+        size_t l = seq_len(s + i, n - i, &bad);
+        if (!l) return false;
+        i += l;
+    }
+    return true;
+}

@@ -41,6 +41,14 @@ ln -s /nonexistent-shed-dir/file dangling_out
 ln -s src link_dir_in
 ln -s loop_b loop_a
 ln -s loop_a loop_b
+# 250 files for glob's 200-result cap, each with its own mtime
+mkdir many
+python3 -c 'import os
+for i in range(250):
+    p = "many/f%03d.dat" % i
+    open(p, "w").write("x\n")
+    os.utime(p, (1600000000 + i, 1600000000 + i))'
+
 # fixed mtimes, oldest first in this list
 t=1700000000
 for f in hello.txt lines.txt unicode.txt crlf.txt latin1.txt binary.dat nul_late.txt big.txt bigline.txt \

@@ -27,6 +27,10 @@ function thrownErrorText(e) {
 }
 
 const workdir = arg('--workdir', process.cwd());
+// The natural setup (the CLI's default workdir is "."). It matters: Node's
+// fs.glob checks its exclude option against paths relative to the process's
+// cwd, so the reference prunes .git and node_modules reliably only then.
+process.chdir(workdir);
 const calls = JSON.parse(readFileSync(arg('--calls'), 'utf8'));
 const tools = betaAgentToolset20260401({ workdir });
 const byName = new Map(tools.map((t) => [t.name, t]));

@@ -1,5 +1,6 @@
 # Sourced by integration tests. Provides: $SHED, $PROBE, fail, skip, a
-# per-test scratch directory $T (removed at exit), free_port, wait_for.
+# per-test scratch directory $T (removed at exit unless KEEP_T is set, for
+# debugging), free_port, wait_for.
 set -euo pipefail
 : "${SHED:?SHED must point at the shed binary (make check sets it)}"
 : "${SHED_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
@@ -7,7 +8,7 @@ PROBE=${PROBE:-$SHED_ROOT/build/probe}
 T=$(mktemp -d /tmp/shed-it.XXXXXX)
 chmod 755 "$T"
 _cleanups=()
-on_exit() { local rc=$?; for c in "${_cleanups[@]}"; do eval "$c" || true; done; rm -rf "$T"; exit $rc; }
+on_exit() { local rc=$?; for c in "${_cleanups[@]}"; do eval "$c" || true; done; [ -n "${KEEP_T:-}" ] || rm -rf "$T"; exit $rc; }
 trap on_exit EXIT
 at_exit() { _cleanups+=("$1"); }
 

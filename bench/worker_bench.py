@@ -1,0 +1,174 @@
+"""Driver of bench/worker.sh (python3 stdlib): the agent's side of the
+benchmark sessions against `shed serve`, and the measurements (latency from
+the server's processed_at of each agent.tool_use to that of its
+user.tool_result; wall time; RSS from /proc)."""
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from worker_lib import Server, write_key_file, text_of, fail  # noqa: E402
+
+
+def ts(s):
+    # "2026-11-27T00:14:06.123456Z" -> seconds (float)
+    import datetime
+    return datetime.datetime.strptime(s.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+class Stream:
+    """An SSE reader on the session's event stream (the agent waits here)."""
+
+    def __init__(self, srv, sid):
+        self.c = http.client.HTTPConnection(srv.host, srv.port, timeout=120)
+        self.c.request("GET", "/v1/sessions/%s/events/stream" % sid,
+                       headers={"x-api-key": os.environ.get("BENCH_ADMIN", ""), "accept": "text/event-stream"})
+        self.r = self.c.getresponse()
+        if self.r.status != 200:
+            fail("stream: HTTP %d" % self.r.status)
+
+    def wait_result(self, tid):
+        while True:
+            line = self.r.fp.readline()
+            if not line:
+                fail("stream ended while waiting for %s" % tid)
+            if line.startswith(b"data:"):
+                ev = json.loads(line[5:])
+                if ev.get("type") == "user.tool_result" and ev.get("tool_use_id") == tid:
+                    return ev
+
+
+def rss_kb(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def one_session(srv, env, n, label):
+    sid = srv.session(env)
+    st = Stream(srv, sid)
+    t0 = time.time()
+    for i in range(n):
+        tid = srv.tool(sid, "bash", {"command": "echo call-%d" % i})
+        r = st.wait_result(tid)
+        if text_of(r).strip() != "call-%d" % i:
+            fail("%s: wrong result for call %d: %r" % (label, i, r))
+    wall = time.time() - t0
+    evs = srv.events(sid)
+    use = {e["id"]: ts(e["processed_at"]) for e in evs if e["type"] == "agent.tool_use"}
+    lat = [(ts(e["processed_at"]) - use[e["tool_use_id"]]) * 1000 for e in evs if e["type"] == "user.tool_result"]
+    if len(lat) != n:
+        fail("%s: %d results for %d calls" % (label, len(lat), n))
+    # End the session: the SDK worker serves one session at a time.
+    srv.terminate(sid)
+    return lat, wall
+
+
+def main():
+    mode = sys.argv[1]
+    T = sys.argv[2]
+    shed = os.environ["SHED"]
+    srv = Server(T + "/serve")
+    os.environ["BENCH_ADMIN"] = __import__("worker_lib").ADMIN
+    env = srv.environment()
+    _, key = srv.new_key(env)
+    write_key_file(T + "/key", key)
+    N = int(os.environ.get("BENCH_CALLS", "200"))
+    if mode in ("shed", "sdk"):
+        # warm-up session of 5 calls, then the measured 200-call session
+        if mode == "shed":
+            p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",
+                                  "--base-url", srv.url, "--state-dir", T + "/wstate", "--max-idle", "600",
+                                  "--log-level", "warn"], stderr=open(T + "/worker.log", "w"))
+        else:
+            os.makedirs(T + "/sdkwork", exist_ok=True)
+            node = os.path.join(os.environ["SHED_ROOT"], "node_modules/.bin/node")
+            p = subprocess.Popen([node, os.path.join(os.environ["SHED_ROOT"], "bench/worker_sdk.mjs"), srv.url, env,
+                                  T + "/key", T + "/sdkwork"], stderr=open(T + "/worker.log", "w"),
+                                 cwd=os.environ["SHED_ROOT"])
+        time.sleep(1.0)
+        one_session(srv, env, 5, mode + " warm-up")
+        lat, wall = one_session(srv, env, N, mode)
+        peak = rss_kb(p.pid, "VmHWM")
+        p.terminate()
+        p.wait(30)
+        print("%-4s %d calls: p50 %.2f ms  p99 %.2f ms  mean %.2f ms  wall %.2f s  worker peak RSS %.1f MB" % (
+            mode, N, statistics.median(lat), pct(lat, 99), statistics.mean(lat), wall, peak / 1024.0), flush=True)
+        print("RESULT %s %.3f %.3f %.3f %d" % (mode, statistics.median(lat), pct(lat, 99), wall, peak))
+    elif mode == "rss":
+        S = int(os.environ.get("BENCH_RSS_SESSIONS", "50"))
+        p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",
+                              "--base-url", srv.url, "--state-dir", T + "/wstate", "--max-idle", "600",
+                              "--max-sessions", str(S + 10), "--log-level", "warn"], stderr=open(T + "/worker.log", "w"))
+        time.sleep(2.0)
+        idle = rss_kb(p.pid, "VmRSS")
+        sids = [srv.session(env) for _ in range(S)]
+        tids = [srv.tool(s, "bash", {"command": "echo up"}) for s in sids]
+        for s, t in zip(sids, tids):
+            srv.wait_result(s, t, 120)
+        time.sleep(1.0)
+        busy = rss_kb(p.pid, "VmRSS")
+        p.terminate()
+        p.wait(60)
+        print("shed worker RSS: idle %.1f MB; with %d active sessions (each with its sandbox, stream, "
+              "runner) %.1f MB: +%.0f KB per session (sandbox processes not counted)" % (
+                  idle / 1024.0, S, busy / 1024.0, (busy - idle) / float(S)))
+        print("RESULT rss %d %d %d" % (idle, busy, S))
+    elif mode == "many":
+        S = int(os.environ.get("BENCH_MANY", "200"))
+        C = 3
+        p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",
+                              "--base-url", srv.url, "--state-dir", T + "/wstate", "--max-idle", "600",
+                              "--max-sessions", str(S), "--log-level", "warn"], stderr=open(T + "/worker.log", "w"))
+        time.sleep(1.0)
+        sids = [srv.session(env) for _ in range(S)]
+        errors = []
+        lats = []
+
+        def agent(sid):
+            try:
+                for j in range(C):
+                    tid = srv.tool(sid, "bash", {"command": "echo %s-%d" % (sid, j)})
+                    r = srv.wait_result(sid, tid, 300)
+                    if text_of(r).strip() != "%s-%d" % (sid, j):
+                        errors.append(sid)
+            except SystemExit:
+                errors.append(sid)
+
+        t0 = time.time()
+        ths = [threading.Thread(target=agent, args=(s,)) for s in sids]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        wall = time.time() - t0
+        peak = rss_kb(p.pid, "VmHWM")
+        lost = 0
+        for sid in sids:
+            evs = srv.events(sid)
+            use = {e["id"]: ts(e["processed_at"]) for e in evs if e["type"] == "agent.tool_use"}
+            res = [e for e in evs if e["type"] == "user.tool_result"]
+            lost += len(use) - len(res)
+            lats += [(ts(e["processed_at"]) - use[e["tool_use_id"]]) * 1000 for e in res]
+        p.terminate()
+        p.wait(120)
+        print("%d concurrent sessions x %d calls: wall %.1f s, %d results lost, %d wrong, call latency p50 %.1f ms "
+              "p99 %.1f ms (includes sandbox creation for first calls), worker peak RSS %.1f MB" % (
+                  S, C, wall, lost, len(errors), statistics.median(lats), pct(lats, 99), peak / 1024.0))
+    srv.stop()
+
+
+main()

@@ -1,0 +1,61 @@
+/* HTTP client on libcurl's multi-socket API driven by the event loop
+ * (base/loop.h): every request is non-blocking, many run at once on one
+ * thread, connections are reused. A request either buffers its body (bounded
+ * by max_body) or streams it to a data callback (SSE). Each request has a
+ * total timeout (0 = none, for streams) and a connect timeout; a stream has a
+ * stall timeout instead. Knows nothing of the protocol; never logs headers.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/loop.h"
+
+typedef struct http http_t;
+typedef struct http_req http_req_t;
+
+typedef struct http_result {
+    long status;        /* HTTP status; 0 when no response (see curl_code) */
+    int curl_code;      /* CURLE_*; 0 on a completed exchange */
+    const char *error;  /* curl's message when curl_code != 0 */
+    buf_t *body;        /* buffered body (not for streams) */
+    int64_t elapsed_ms;
+} http_result;
+
+/* Called once per request when it ends (never after http_cancel). */
+typedef void (*http_done_cb)(const http_result *res, void *arg);
+/* Streaming body chunks (only 2xx bodies are streamed; others are buffered
+ * for the error message). Return non-zero to abort the transfer. */
+typedef int (*http_data_cb)(const char *data, size_t len, void *arg);
+
+/* The response headers are complete (final response, not 1xx). Return
+ * non-zero to abort the transfer. */
+typedef int (*http_headers_cb)(long status, void *arg);
+
+typedef struct http_opts {
+    const char *method;          /* "GET", "POST" */
+    const char *url;
+    const char *const *headers;  /* "Name: value", NULL-terminated */
+    const char *body;            /* copied */
+    size_t body_len;
+    int64_t timeout_ms;          /* whole request; 0 = none */
+    int64_t connect_timeout_ms;  /* 0 = 10 s */
+    int64_t stall_timeout_ms;    /* streams: abort when no byte for this long; 0 = none */
+    size_t max_body;             /* buffered body limit; 0 = 16 MiB */
+    http_data_cb on_data;        /* non-NULL: stream 2xx bodies here */
+    http_headers_cb on_headers;  /* optional */
+    http_done_cb on_done;
+    void *arg;
+} http_opts;
+
+int http_new(loop_t *loop, http_t **out, shed_err *err);
+/* Cancels every request (no callbacks) and frees. */
+void http_free(http_t *h);
+/* Start a request; NULL with err set on failure to start. */
+http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err);
+/* Abort a request; its callback is never called. Safe from inside its own callbacks. */
+void http_cancel(http_req_t *r);
+int http_active(const http_t *h);

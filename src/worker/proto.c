@@ -1,0 +1,170 @@
+/* Protocol rules without I/O; see proto.h. */
+#include "worker/proto.h"
+
+#include "base/b64.h"
+#include "base/cleanup.h"
+#include "base/id.h"
+#include "base/json.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool proto_is_success(long status)
+{
+    return status >= 200 && status < 300;
+}
+
+bool proto_is_fatal(long status)
+{
+    if (status < 400 || status >= 500) return false;
+    return status != 408 && status != 409 && status != 429;
+}
+
+int64_t proto_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms)
+{
+    if (attempt < 0) attempt = 0;
+    int64_t v = base_ms;
+    for (int i = 0; i < attempt && v < cap_ms; i++) v *= 2;
+    return v < cap_ms ? v : cap_ms;
+}
+
+static double unit_random(void)
+{
+    uint64_t r = 0;
+    if (id_random(&r, sizeof(r)) < 0) r = (uint64_t)rand();
+    return (double)(r >> 11) / (double)(1ULL << 53);
+}
+
+int64_t proto_apply_jitter(int64_t ms)
+{
+    return (int64_t)((double)ms * (1.0 - unit_random() * 0.25));
+}
+
+int64_t proto_jitter(int64_t lo_ms, int64_t hi_ms)
+{
+    if (hi_ms <= lo_ms) return lo_ms;
+    return lo_ms + (int64_t)(unit_random() * (double)(hi_ms - lo_ms));
+}
+
+int proto_secret_decode(const char *secret, char **token, char **api_base_url, shed_err *err)
+{
+    *token = NULL;
+    if (api_base_url) *api_base_url = NULL;
+    if (!secret || !*secret) return err_msg(err, EINVAL, "work item carried no secret");
+    size_t n = strlen(secret);
+    if (n > PROTO_SECRET_MAX)
+        return err_msg(err, EINVAL, "work secret is %zu bytes, over the %d-byte limit", n,
+                       PROTO_SECRET_MAX);
+    /* Normalize: url alphabet to standard, drop padding (b64 accepts none). */
+    _cleanup_free_ char *norm = malloc(n + 1);
+    if (!norm) return err_set(err, ENOMEM, "decode work secret");
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = secret[i];
+        if (c == '-') c = '+';
+        else if (c == '_') c = '/';
+        else if (c == '=') break;
+        norm[m++] = c;
+    }
+    norm[m] = 0;
+    size_t outlen = 0;
+    _cleanup_free_ char *raw = b64_decode_alloc(norm, m, false, &outlen);
+    if (!raw) return err_msg(err, EINVAL, "work secret is not base64");
+    shed_err jerr = {0};
+    _cleanup_json_ json_t *j = json_parse(raw, outlen, PROTO_SECRET_MAX, 8, &jerr);
+    if (!j || !json_is_object(j)) return err_msg(err, EINVAL, "work secret is not a JSON object");
+    json_t *t = json_object_get(j, "sessions_token");
+    if (!json_is_string(t) || json_string_length(t) == 0)
+        return err_msg(err, EINVAL, "work secret carries no sessions_token");
+    const char *tv = json_string_value(t);
+    if (strlen(tv) != json_string_length(t))
+        return err_msg(err, EINVAL, "work secret's sessions_token contains a NUL byte");
+    for (const char *c = tv; *c; c++)
+        if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e)
+            return err_msg(err, EINVAL, "work secret's sessions_token has a non-printable character");
+    *token = strdup(tv);
+    if (!*token) return err_set(err, ENOMEM, "decode work secret");
+    json_t *u = json_object_get(j, "api_base_url");
+    if (api_base_url && json_is_string(u) && json_string_length(u) > 0)
+        *api_base_url = strdup(json_string_value(u));
+    return 0;
+}
+
+void lease_init(lease_t *l, int64_t now_ms)
+{
+    memset(l, 0, sizeof(*l));
+    l->interval_ms = PROTO_HEARTBEAT_DEFAULT_MS;
+    l->ttl_ms = PROTO_HEARTBEAT_TTL_DEFAULT_MS;
+    l->last_success_ms = now_ms;
+    strcpy(l->last, PROTO_NO_HEARTBEAT);
+}
+
+const char *lease_expected(const lease_t *l)
+{
+    return l->last;
+}
+
+void lease_finish(lease_t *l, lease_end why)
+{
+    if (l->end == LEASE_HELD) l->end = why;
+}
+
+bool lease_is_lost(const lease_t *l)
+{
+    return l->end == LEASE_END_LOST || l->end == LEASE_END_ASSUMED_LOST;
+}
+
+lease_end lease_on_response(lease_t *l, int64_t now_ms, json_t *resp)
+{
+    l->last_success_ms = now_ms;
+    l->beats++;
+    json_t *lh = json_object_get(resp, "last_heartbeat");
+    if (json_is_string(lh) && json_string_length(lh) < sizeof(l->last) &&
+        json_string_length(lh) > 0)
+        strcpy(l->last, json_string_value(lh));
+    json_t *ttl = json_object_get(resp, "ttl_seconds");
+    if (json_is_integer(ttl) && json_integer_value(ttl) > 0 &&
+        json_integer_value(ttl) < 365LL * 86400) {
+        l->ttl_ms = json_integer_value(ttl) * 1000;
+        int64_t iv = l->ttl_ms / 2;
+        if (iv > PROTO_HEARTBEAT_DEFAULT_MS) iv = PROTO_HEARTBEAT_DEFAULT_MS;
+        if (iv < 1000) iv = 1000;
+        l->interval_ms = iv;
+    }
+    json_t *st = json_object_get(resp, "state");
+    if (json_is_string(st) && json_string_length(st) < sizeof(l->state)) {
+        strcpy(l->state, json_string_value(st));
+        if (!strcmp(l->state, "stopping") || !strcmp(l->state, "stopped"))
+            lease_finish(l, LEASE_END_STOP);
+    }
+    json_t *ext = json_object_get(resp, "lease_extended");
+    /* Absent is read as extended (tolerant); an explicit false ends the session. */
+    if (json_is_false(ext)) lease_finish(l, LEASE_END_STOP);
+    return l->end;
+}
+
+lease_end lease_on_failure(lease_t *l, int64_t now_ms, long status)
+{
+    if (status == 412) {
+        lease_finish(l, LEASE_END_LOST);
+    } else if (proto_is_fatal(status)) {
+        lease_finish(l, LEASE_END_REJECTED);
+    } else if (now_ms - l->last_success_ms > l->ttl_ms) {
+        lease_finish(l, LEASE_END_ASSUMED_LOST);
+    }
+    return l->end;
+}
+
+const char *lease_end_name(lease_end e)
+{
+    switch (e) {
+    case LEASE_HELD: return "held";
+    case LEASE_END_STOP: return "stop requested";
+    case LEASE_END_LOST: return "lost (412)";
+    case LEASE_END_ASSUMED_LOST: return "assumed lost (no heartbeat within ttl)";
+    case LEASE_END_REJECTED: return "heartbeat rejected";
+    case LEASE_END_DONE: return "done";
+    }
+    return "?";
+}

@@ -1,0 +1,60 @@
+/* The session tool runner's decisions (work-api.md §3.4, mirroring the SDK's
+ * SessionToolRunner): history reconcile, de-duplication by event id, the
+ * permission gate (allow/ask/deny + user.tool_confirmation), partial
+ * fulfilment (tools we do not own stay pending), terminated threads, the
+ * serial call queue and the idle clock. Pure logic: no I/O, no timers; the
+ * session driver feeds it events and asks it what to run next and when the
+ * idle deadline is. Never executes anything itself.
+ */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct runner runner_t;
+
+/* Does this worker run a tool of that name? (bash/read/write/edit/glob/grep) */
+typedef bool (*runner_owns_fn)(const char *name, void *arg);
+
+typedef enum {
+    RUNNER_NOTE_HELD,      /* ask-gated call held for confirmation */
+    RUNNER_NOTE_DENIED,    /* denied (server or user): never executed, nothing posted */
+    RUNNER_NOTE_CONFIRMED, /* confirmation allowed a held call */
+    RUNNER_NOTE_UNOWNED,   /* not our tool: left pending for its owner */
+    RUNNER_NOTE_THREAD_DROPPED, /* call of a terminated session thread */
+    RUNNER_NOTE_QUEUED,
+} runner_note;
+typedef void (*runner_note_fn)(runner_note what, json_t *ev, void *arg);
+
+runner_t *runner_new(int64_t max_idle_ms, runner_owns_fn owns, runner_note_fn note, void *arg);
+void runner_free(runner_t *r);
+
+/* Reconcile: after the stream is (re)opened, feed the whole history in order. */
+void runner_history_begin(runner_t *r);
+void runner_history_event(runner_t *r, json_t *ev);
+/* ok=false: the listing failed midway; nothing it found is dispatched. */
+void runner_history_end(runner_t *r, bool ok, int64_t now_ms);
+
+/* A live stream event. Returns true when the session ended (terminated/deleted). */
+bool runner_stream_event(runner_t *r, json_t *ev, int64_t now_ms);
+
+/* The next call to execute (new reference to its agent.tool_use event), or
+ * NULL when one is in flight or none is ready. One at a time per session. */
+json_t *runner_next(runner_t *r);
+/* The in-flight call finished. posted=false: its result did not reach the
+ * session; it is not run again by this runner. */
+void runner_call_done(runner_t *r, const char *id, bool posted, int64_t now_ms);
+
+bool runner_is_answered(const runner_t *r, const char *id);
+bool runner_busy(const runner_t *r); /* a call queued or in flight */
+int runner_queued(const runner_t *r);
+/* Ids queued (not yet started), for cancellation at teardown. */
+json_t *runner_take_queue(runner_t *r); /* new array of events; queue emptied */
+
+/* Idle clock: absolute deadline (ms, same clock as now_ms), or -1 when not armed. */
+int64_t runner_idle_deadline(const runner_t *r);
+/* Counters for reports. */
+typedef struct runner_stats {
+    int executed, denied, unowned, held, deduped;
+} runner_stats;
+runner_stats runner_get_stats(const runner_t *r);

@@ -1,0 +1,601 @@
+/* Unit tests for the worker's pure logic: SSE framing, the work secret,
+ * transient/fatal classification and backoff, the lease keeper, the session
+ * runner's reconcile/dedupe/permission gate/idle clock, the state directory,
+ * key file permissions. */
+#include "test.h"
+
+#include "base/b64.h"
+#include "base/cleanup.h"
+#include "base/json.h"
+#include "worker/api.h"
+#include "worker/proto.h"
+#include "worker/runner.h"
+#include "worker/sse.h"
+#include "worker/state.h"
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------- SSE ---------- */
+
+typedef struct {
+    char log[4096];
+    int n;
+} sse_rec;
+
+static int rec_cb(const sse_event *ev, void *arg)
+{
+    sse_rec *r = arg;
+    size_t l = strlen(r->log);
+    snprintf(r->log + l, sizeof(r->log) - l, "[%s|%s|%s]", ev->type, ev->data, ev->id);
+    r->n++;
+    return 0;
+}
+
+static void sse_all(const char *in, size_t chunk, char *out, size_t outlen)
+{
+    sse_rec r = {0};
+    sse_parser p;
+    sse_init(&p, rec_cb, &r);
+    size_t n = strlen(in);
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t k = n - i < chunk ? n - i : chunk;
+        ASSERT_EQ_INT(sse_feed(&p, in + i, k), 0);
+    }
+    sse_free(&p);
+    snprintf(out, outlen, "%s", r.log);
+}
+
+TEST(sse_basic_framing_any_chunking)
+{
+    const char *in = "\xEF\xBB\xBF: comment\n"
+                     "event: agent.tool_use\n"
+                     "data: {\"a\":1}\n\n"
+                     "event: ping\r\ndata: {}\r\n\r\n"
+                     "data: line1\rdata: line2\r\rid: 7\n"
+                     "event: x\ndata\n\n"
+                     "event: noflush\n\n"
+                     "data:nospace\n\n";
+    const char *want = "[agent.tool_use|{\"a\":1}|][ping|{}|][message|line1\nline2|]"
+                       "[x||7][message|nospace|7]";
+    for (size_t chunk = 1; chunk <= strlen(in); chunk++) {
+        char out[4096];
+        sse_all(in, chunk, out, sizeof(out));
+        if (strcmp(out, want)) test_fail(__FILE__, __LINE__, "chunk %zu: got %s", chunk, out);
+    }
+}
+
+TEST(sse_incomplete_event_not_dispatched)
+{
+    char out[256];
+    sse_all("event: a\ndata: 1\n", 3, out, sizeof(out));
+    ASSERT_EQ_STR(out, "");
+}
+
+TEST(sse_line_limit)
+{
+    sse_rec r = {0};
+    sse_parser p;
+    sse_init(&p, rec_cb, &r);
+    size_t n = SSE_MAX_LINE + 10;
+    char *big = malloc(n);
+    memset(big, 'a', n);
+    ASSERT_EQ_INT(sse_feed(&p, big, n), -EMSGSIZE);
+    free(big);
+    sse_free(&p);
+}
+
+static int stop_cb(const sse_event *ev, void *arg)
+{
+    (void)ev;
+    (*(int *)arg)++;
+    return 5;
+}
+
+TEST(sse_callback_stops)
+{
+    int n = 0;
+    sse_parser p;
+    sse_init(&p, stop_cb, &n);
+    ASSERT_EQ_INT(sse_feed(&p, "data: 1\n\ndata: 2\n\n", 18), 5);
+    ASSERT_EQ_INT(n, 1);
+    sse_free(&p);
+}
+
+/* ---------- secret ---------- */
+
+static char *enc(const char *json, bool url, bool pad)
+{
+    return b64_encode_alloc(json, strlen(json), url, pad);
+}
+
+TEST(secret_decodes_url_unpadded_and_standard)
+{
+    /* A token whose base64 contains '-'/'_' in url form. */
+    const char *json = "{\"sessions_token\":\"sk-shed-req-abc?>>>~~\",\"api_base_url\":\"http://x\"}";
+    for (int v = 0; v < 4; v++) {
+        _cleanup_free_ char *s = enc(json, v & 1, v & 2);
+        char *tok = NULL, *url = NULL;
+        ASSERT_EQ_INT(proto_secret_decode(s, &tok, &url, NULL), 0);
+        ASSERT_EQ_STR(tok, "sk-shed-req-abc?>>>~~");
+        ASSERT_EQ_STR(url, "http://x");
+        free(tok);
+        free(url);
+    }
+}
+
+TEST(secret_rejects_bad_input_without_quoting_it)
+{
+    const char *bad[] = {"", "!!!!", "e30", /* {} */ NULL};
+    for (int i = 0; bad[i]; i++) {
+        char *tok = NULL;
+        shed_err err = {0};
+        ASSERT_TRUE(proto_secret_decode(bad[i], &tok, NULL, &err) < 0);
+        ASSERT_TRUE(tok == NULL);
+    }
+    const char *jsons[] = {"[1]", "{\"sessions_token\":\"\"}", "{\"sessions_token\":5}",
+                           "{\"sessions_token\":\"a b\"}", "{\"sessions_token\":\"x\\u0000y\"}", NULL};
+    for (int i = 0; jsons[i]; i++) {
+        _cleanup_free_ char *s = enc(jsons[i], true, false);
+        char *tok = NULL;
+        shed_err err = {0};
+        ASSERT_TRUE(proto_secret_decode(s, &tok, NULL, &err) < 0);
+        ASSERT_NOT_CONTAINS(err.msg, s);
+    }
+    char *tok = NULL;
+    ASSERT_TRUE(proto_secret_decode(NULL, &tok, NULL, NULL) < 0);
+}
+
+/* ---------- classification, backoff ---------- */
+
+TEST(classification_matches_sdk)
+{
+    long fatal[] = {400, 401, 403, 404, 412, 413, 422};
+    long transient[] = {0, 408, 409, 429, 500, 502, 503, 504, 529};
+    for (size_t i = 0; i < ARRAY_SIZE(fatal); i++) ASSERT_TRUE(proto_is_fatal(fatal[i]));
+    for (size_t i = 0; i < ARRAY_SIZE(transient); i++) ASSERT_FALSE(proto_is_fatal(transient[i]));
+    ASSERT_FALSE(proto_is_fatal(200));
+    ASSERT_TRUE(proto_is_success(204));
+}
+
+TEST(backoff_doubles_clamps_and_jitters)
+{
+    ASSERT_EQ_INT(proto_backoff_ms(0, 1000, 60000), 1000);
+    ASSERT_EQ_INT(proto_backoff_ms(3, 1000, 60000), 8000);
+    ASSERT_EQ_INT(proto_backoff_ms(6, 1000, 60000), 60000);
+    ASSERT_EQ_INT(proto_backoff_ms(1000, 1000, 60000), 60000);
+    for (int i = 0; i < 1000; i++) {
+        int64_t j = proto_apply_jitter(1000);
+        ASSERT_TRUE(j > 750 - 1 && j <= 1000);
+        int64_t u = proto_jitter(1000, 3000);
+        ASSERT_TRUE(u >= 1000 && u < 3000);
+    }
+}
+
+/* ---------- lease ---------- */
+
+static json_t *hb(const char *last, int ttl, const char *state, bool ext)
+{
+    return json_pack("{s:s,s:s,s:i,s:s,s:b}", "type", "work_heartbeat", "last_heartbeat", last,
+                     "ttl_seconds", ttl, "state", state, "lease_extended", ext);
+}
+
+TEST(lease_no_heartbeat_then_echo_and_interval)
+{
+    lease_t l;
+    lease_init(&l, 0);
+    ASSERT_EQ_STR(lease_expected(&l), "NO_HEARTBEAT");
+    ASSERT_EQ_INT(l.interval_ms, 30000);
+    ASSERT_EQ_INT(l.ttl_ms, 90000);
+    _cleanup_json_ json_t *r1 = hb("2026-11-27T00:00:01.5Z", 60, "active", true);
+    ASSERT_EQ_INT(lease_on_response(&l, 10, r1), LEASE_HELD);
+    ASSERT_EQ_STR(lease_expected(&l), "2026-11-27T00:00:01.5Z");
+    ASSERT_EQ_INT(l.interval_ms, 30000); /* min(60/2, 30) */
+    _cleanup_json_ json_t *r2 = hb("t2", 20, "active", true);
+    lease_on_response(&l, 20, r2);
+    ASSERT_EQ_INT(l.interval_ms, 10000);
+    ASSERT_EQ_STR(lease_expected(&l), "t2");
+    _cleanup_json_ json_t *r3 = hb("t3", 1, "active", true);
+    lease_on_response(&l, 30, r3);
+    ASSERT_EQ_INT(l.interval_ms, 1000); /* max(1 s, ...) */
+    _cleanup_json_ json_t *r4 = hb("t4", 600, "active", true);
+    lease_on_response(&l, 40, r4);
+    ASSERT_EQ_INT(l.interval_ms, 30000);
+    ASSERT_EQ_INT(l.ttl_ms, 600000);
+}
+
+TEST(lease_stop_states_and_not_extended)
+{
+    const char *states[] = {"stopping", "stopped"};
+    for (int i = 0; i < 2; i++) {
+        lease_t l;
+        lease_init(&l, 0);
+        _cleanup_json_ json_t *r = hb("t", 60, states[i], true);
+        ASSERT_EQ_INT(lease_on_response(&l, 1, r), LEASE_END_STOP);
+        ASSERT_FALSE(lease_is_lost(&l));
+    }
+    lease_t l;
+    lease_init(&l, 0);
+    _cleanup_json_ json_t *r = hb("t", 60, "active", false);
+    ASSERT_EQ_INT(lease_on_response(&l, 1, r), LEASE_END_STOP);
+}
+
+TEST(lease_412_lost_fatal_rejected_transient_then_assumed_lost)
+{
+    lease_t l;
+    lease_init(&l, 0);
+    ASSERT_EQ_INT(lease_on_failure(&l, 5, 412), LEASE_END_LOST);
+    ASSERT_TRUE(lease_is_lost(&l));
+    /* First reason wins. */
+    lease_finish(&l, LEASE_END_DONE);
+    ASSERT_EQ_INT(l.end, LEASE_END_LOST);
+
+    lease_init(&l, 0);
+    ASSERT_EQ_INT(lease_on_failure(&l, 5, 403), LEASE_END_REJECTED);
+    ASSERT_FALSE(lease_is_lost(&l));
+
+    lease_init(&l, 0);
+    _cleanup_json_ json_t *r = hb("t", 10, "active", true);
+    lease_on_response(&l, 1000, r);
+    ASSERT_EQ_INT(lease_on_failure(&l, 5000, 503), LEASE_HELD);
+    ASSERT_EQ_INT(lease_on_failure(&l, 9000, 0), LEASE_HELD);
+    ASSERT_EQ_INT(lease_on_failure(&l, 11001, 429), LEASE_END_ASSUMED_LOST);
+    ASSERT_TRUE(lease_is_lost(&l));
+}
+
+/* ---------- runner ---------- */
+
+typedef struct {
+    char notes[2048];
+} notes_t;
+
+static bool owns(const char *name, void *arg)
+{
+    (void)arg;
+    return worker_owns_tool(name);
+}
+
+static void note(runner_note what, json_t *ev, void *arg)
+{
+    notes_t *n = arg;
+    static const char *names[] = {"held", "denied", "confirmed", "unowned", "dropped", "queued"};
+    size_t l = strlen(n->notes);
+    snprintf(n->notes + l, sizeof(n->notes) - l, "%s:%s ", names[what],
+             json_string_value(json_object_get(ev, "id")));
+}
+
+static json_t *tool_use(const char *id, const char *name, const char *perm)
+{
+    json_t *e = json_pack("{s:s,s:s,s:s,s:{}}", "type", "agent.tool_use", "id", id, "name", name,
+                          "input");
+    if (perm) json_object_set_new(e, "evaluated_permission", json_string(perm));
+    return e;
+}
+
+static json_t *ev2(const char *type, const char *k, const char *v)
+{
+    return json_pack("{s:s,s:s}", "type", type, k, v);
+}
+
+static char *drain_ids(runner_t *r)
+{
+    static char buf[512];
+    buf[0] = 0;
+    json_t *ev;
+    while ((ev = runner_next(r))) {
+        const char *id = json_string_value(json_object_get(ev, "id"));
+        strcat(buf, id);
+        strcat(buf, " ");
+        runner_call_done(r, id, true, 0);
+        json_decref(ev);
+    }
+    return buf;
+}
+
+TEST(runner_reconcile_skips_answered_and_dedupes_stream)
+{
+    notes_t n = {{0}};
+    runner_t *r = runner_new(60000, owns, note, &n);
+    runner_history_begin(r);
+    json_t *h[] = {tool_use("a", "bash", NULL), tool_use("b", "read", NULL),
+                   ev2("user.tool_result", "tool_use_id", "a"), tool_use("c", "write", "allow")};
+    for (size_t i = 0; i < ARRAY_SIZE(h); i++) runner_history_event(r, h[i]);
+    runner_history_end(r, true, 0);
+    /* The stream repeats b (already seen) and brings d. */
+    ASSERT_FALSE(runner_stream_event(r, h[1], 0));
+    json_t *d = tool_use("d", "grep", NULL);
+    runner_stream_event(r, d, 0);
+    runner_stream_event(r, d, 0);
+    ASSERT_EQ_STR(drain_ids(r), "b c d ");
+    ASSERT_TRUE(runner_is_answered(r, "a"));
+    ASSERT_TRUE(runner_is_answered(r, "d"));
+    for (size_t i = 0; i < ARRAY_SIZE(h); i++) json_decref(h[i]);
+    json_decref(d);
+    runner_free(r);
+}
+
+TEST(runner_failed_listing_dispatches_nothing)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    runner_history_begin(r);
+    json_t *a = tool_use("a", "bash", NULL);
+    runner_history_event(r, a);
+    runner_history_end(r, false, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    /* A later successful reconcile picks it up (seen was undone). */
+    runner_history_begin(r);
+    runner_history_event(r, a);
+    runner_history_end(r, true, 0);
+    ASSERT_EQ_STR(drain_ids(r), "a ");
+    json_decref(a);
+    runner_free(r);
+}
+
+TEST(runner_one_call_at_a_time_and_inflight_not_requeued)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    json_t *a = tool_use("a", "bash", NULL), *b = tool_use("b", "bash", NULL);
+    runner_stream_event(r, a, 0);
+    runner_stream_event(r, b, 0);
+    json_t *x = runner_next(r);
+    ASSERT_EQ_STR(json_string_value(json_object_get(x, "id")), "a");
+    ASSERT_TRUE(runner_next(r) == NULL); /* a is in flight */
+    /* A reconnect's reconcile while a is in flight must not queue it again. */
+    runner_history_begin(r);
+    runner_history_event(r, a);
+    runner_history_event(r, b);
+    runner_history_end(r, true, 0);
+    runner_call_done(r, "a", true, 0);
+    ASSERT_EQ_STR(drain_ids(r), "b ");
+    json_decref(x);
+    json_decref(a);
+    json_decref(b);
+    runner_free(r);
+}
+
+TEST(runner_permission_gate)
+{
+    notes_t n = {{0}};
+    runner_t *r = runner_new(60000, owns, note, &n);
+    json_t *evs[] = {
+        tool_use("deny1", "bash", "deny"),
+        tool_use("ask1", "bash", "ask"),
+        tool_use("ask2", "bash", "ask"),
+        tool_use("weird", "bash", "something-new"), /* unknown: held (fail closed) */
+        tool_use("allow1", "bash", "allow"),
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(evs); i++) runner_stream_event(r, evs[i], 0);
+    ASSERT_EQ_STR(drain_ids(r), "allow1 ");
+    _cleanup_json_ json_t *c1 =
+        json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation", "tool_use_id", "ask1", "result", "allow");
+    _cleanup_json_ json_t *c2 =
+        json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation", "tool_use_id", "ask2", "result", "deny");
+    _cleanup_json_ json_t *c3 = json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation",
+                                          "tool_use_id", "weird", "result", "maybe");
+    runner_stream_event(r, c1, 0);
+    runner_stream_event(r, c2, 0);
+    runner_stream_event(r, c3, 0);
+    ASSERT_EQ_STR(drain_ids(r), "ask1 ");
+    ASSERT_TRUE(runner_is_answered(r, "deny1"));
+    ASSERT_TRUE(runner_is_answered(r, "ask2"));
+    ASSERT_TRUE(runner_is_answered(r, "weird"));
+    ASSERT_CONTAINS(n.notes, "denied:deny1");
+    ASSERT_CONTAINS(n.notes, "held:ask1");
+    ASSERT_CONTAINS(n.notes, "held:weird");
+    ASSERT_CONTAINS(n.notes, "denied:ask2");
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 2);
+    for (size_t i = 0; i < ARRAY_SIZE(evs); i++) json_decref(evs[i]);
+    runner_free(r);
+}
+
+TEST(runner_confirmation_in_history_before_routing)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    runner_history_begin(r);
+    json_t *a = tool_use("a", "bash", "ask");
+    _cleanup_json_ json_t *c =
+        json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation", "tool_use_id", "a", "result", "allow");
+    runner_history_event(r, a);
+    runner_history_event(r, c);
+    runner_history_end(r, true, 0);
+    ASSERT_EQ_STR(drain_ids(r), "a ");
+    json_decref(a);
+    runner_free(r);
+}
+
+TEST(runner_unknown_tools_left_pending)
+{
+    notes_t n = {{0}};
+    runner_t *r = runner_new(60000, owns, note, &n);
+    json_t *a = tool_use("a", "web_search", NULL);
+    /* A custom tool is the app's, even when it is called "bash". */
+    _cleanup_json_ json_t *c = json_pack("{s:s,s:s,s:s,s:{}}", "type", "agent.custom_tool_use", "id",
+                                         "c", "name", "bash", "input");
+    runner_stream_event(r, a, 0);
+    runner_stream_event(r, c, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_FALSE(runner_is_answered(r, "a"));
+    ASSERT_CONTAINS(n.notes, "unowned:a");
+    ASSERT_CONTAINS(n.notes, "unowned:c");
+    json_decref(a);
+    runner_free(r);
+}
+
+TEST(runner_idle_clock)
+{
+    runner_t *r = runner_new(1000, owns, NULL, NULL);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    _cleanup_json_ json_t *idle = json_pack("{s:s,s:{s:s}}", "type", "session.status_idle",
+                                            "stop_reason", "type", "end_turn");
+    _cleanup_json_ json_t *ra = json_pack("{s:s,s:{s:s}}", "type", "session.status_idle",
+                                          "stop_reason", "type", "requires_action");
+    _cleanup_json_ json_t *msg = json_pack("{s:s}", "type", "user.message");
+    runner_stream_event(r, idle, 100);
+    ASSERT_EQ_INT(runner_idle_deadline(r), 1100);
+    runner_stream_event(r, msg, 200);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    runner_stream_event(r, ra, 300);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    /* A held call defers the clock; its denial starts it fresh. */
+    json_t *ask = tool_use("x", "bash", "ask");
+    runner_stream_event(r, ask, 400);
+    runner_stream_event(r, idle, 500);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    _cleanup_json_ json_t *deny = json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation",
+                                            "tool_use_id", "x", "result", "deny");
+    runner_stream_event(r, deny, 600);
+    ASSERT_EQ_INT(runner_idle_deadline(r), 1600);
+    /* A running call defers it too. */
+    json_t *b = tool_use("b", "bash", NULL);
+    runner_stream_event(r, b, 700);
+    json_t *x = runner_next(r);
+    runner_stream_event(r, idle, 800);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    runner_call_done(r, "b", true, 900);
+    ASSERT_EQ_INT(runner_idle_deadline(r), 1900);
+    /* Disabled with 0. */
+    runner_t *r0 = runner_new(0, owns, NULL, NULL);
+    runner_stream_event(r0, idle, 1);
+    ASSERT_EQ_INT(runner_idle_deadline(r0), -1);
+    runner_free(r0);
+    json_decref(x);
+    json_decref(b);
+    json_decref(ask);
+    runner_free(r);
+}
+
+TEST(runner_idle_armed_by_history_end_turn)
+{
+    runner_t *r = runner_new(1000, owns, NULL, NULL);
+    _cleanup_json_ json_t *idle = json_pack("{s:s,s:{s:s}}", "type", "session.status_idle",
+                                            "stop_reason", "type", "end_turn");
+    json_t *a = tool_use("a", "bash", NULL);
+    _cleanup_json_ json_t *res = ev2("user.tool_result", "tool_use_id", "a");
+    runner_history_begin(r);
+    runner_history_event(r, a);
+    runner_history_event(r, res);
+    runner_history_event(r, idle);
+    runner_history_end(r, true, 50);
+    ASSERT_EQ_INT(runner_idle_deadline(r), 1050);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    json_decref(a);
+    runner_free(r);
+}
+
+TEST(runner_terminated_session_and_threads)
+{
+    runner_t *r = runner_new(1000, owns, NULL, NULL);
+    json_t *a = tool_use("a", "bash", "ask");
+    json_object_set_new(a, "session_thread_id", json_string("th1"));
+    runner_stream_event(r, a, 0);
+    _cleanup_json_ json_t *tt = ev2("session.thread_status_terminated", "session_thread_id", "th1");
+    runner_stream_event(r, tt, 0);
+    json_t *b = tool_use("b", "bash", NULL);
+    json_object_set_new(b, "session_thread_id", json_string("th1"));
+    runner_stream_event(r, b, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    _cleanup_json_ json_t *term = json_pack("{s:s}", "type", "session.status_terminated");
+    ASSERT_TRUE(runner_stream_event(r, term, 0));
+    json_decref(a);
+    json_decref(b);
+    runner_free(r);
+}
+
+/* ---------- state dir ---------- */
+
+TEST(state_call_records_and_ids)
+{
+    char dir[] = "/tmp/shed-wstate-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    wstate_t *s = NULL;
+    ASSERT_EQ_INT(wstate_open(dir, &s, NULL), 0);
+    char *ws = NULL;
+    ASSERT_EQ_INT(wstate_session_workspace(s, "sesn_1", &ws, NULL), 0);
+    struct stat st;
+    ASSERT_EQ_INT(stat(ws, &st), 0);
+    ASSERT_TRUE(S_ISDIR(st.st_mode));
+    json_t *res = NULL;
+    ASSERT_EQ_INT(wstate_call_get(s, "sesn_1", "sevt_1", &res), WSTATE_CALL_NONE);
+    ASSERT_EQ_INT(wstate_call_started(s, "sesn_1", "sevt_1", NULL), 0);
+    ASSERT_EQ_INT(wstate_call_get(s, "sesn_1", "sevt_1", &res), WSTATE_CALL_STARTED);
+    _cleanup_json_ json_t *r = json_pack("{s:b,s:[{s:s,s:s}]}", "is_error", 0, "content", "type",
+                                         "text", "text", "ok");
+    ASSERT_EQ_INT(wstate_call_result(s, "sesn_1", "sevt_1", r, NULL), 0);
+    ASSERT_EQ_INT(wstate_call_get(s, "sesn_1", "sevt_1", &res), WSTATE_CALL_RESULT);
+    ASSERT_TRUE(json_equal(res, r));
+    json_decref(res);
+    ASSERT_EQ_INT(wstate_call_clear(s, "sesn_1", "sevt_1"), 0);
+    ASSERT_EQ_INT(wstate_call_get(s, "sesn_1", "sevt_1", &res), WSTATE_CALL_NONE);
+    /* Agent/server-chosen ids never become paths. */
+    ASSERT_FALSE(wstate_id_ok("../x"));
+    ASSERT_FALSE(wstate_id_ok("a/b"));
+    ASSERT_FALSE(wstate_id_ok(""));
+    ASSERT_FALSE(wstate_id_ok(".."));
+    ASSERT_TRUE(wstate_call_started(s, "sesn_1", "../../etc", NULL) < 0);
+    ASSERT_TRUE(wstate_session_workspace(s, "..", &ws, NULL) < 0);
+    /* A symlink in the workspace is removed, never followed. */
+    char outside[300];
+    snprintf(outside, sizeof(outside), "%s/outside", dir);
+    ASSERT_EQ_INT(mkdir(outside, 0700), 0);
+    char keep[400];
+    snprintf(keep, sizeof(keep), "%s/keep", outside);
+    int fd = open(keep, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    close(fd);
+    char link[600];
+    snprintf(link, sizeof(link), "%s/evil", ws);
+    ASSERT_EQ_INT(symlink(outside, link), 0);
+    ASSERT_EQ_INT(wstate_session_remove(s, "sesn_1", NULL), 0);
+    ASSERT_EQ_INT(access(keep, F_OK), 0);
+    ASSERT_TRUE(access(ws, F_OK) < 0);
+    free(ws);
+    _cleanup_json_ json_t *items = json_pack("[{s:s,s:s}]", "work_id", "w1", "session_id", "s1");
+    ASSERT_EQ_INT(wstate_write_items(s, "wid", items, NULL), 0);
+    _cleanup_json_ json_t *back = wstate_read_items(s);
+    ASSERT_TRUE(json_equal(json_object_get(back, "items"), items));
+    wstate_close(s);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ASSERT_EQ_INT(system(cmd), 0);
+}
+
+/* ---------- key file ---------- */
+
+TEST(key_file_permissions_and_reload)
+{
+    char path[] = "/tmp/shed-key-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ_INT(write(fd, "sk-shed-env-one\n", 16), 16);
+    close(fd);
+    chmod(path, 0640);
+    api_keyring k = {0};
+    shed_err err = {0};
+    ASSERT_EQ_INT(api_keyring_load_file(&k, path, &err), -EPERM);
+    ASSERT_CONTAINS(err.msg, "chmod 600");
+    ASSERT_NOT_CONTAINS(err.msg, "sk-shed-env-one");
+    chmod(path, 0600);
+    ASSERT_EQ_INT(api_keyring_load_file(&k, path, &err), 0);
+    ASSERT_EQ_STR(k.key, "sk-shed-env-one");
+    ASSERT_EQ_INT(api_keyring_reload(&k, &err), 0);
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ASSERT_EQ_INT(write(fd, "sk-shed-env-two", 15), 15);
+    close(fd);
+    int64_t gen = k.generation;
+    ASSERT_EQ_INT(api_keyring_reload(&k, &err), 1);
+    ASSERT_EQ_STR(k.key, "sk-shed-env-two");
+    ASSERT_TRUE(k.generation > gen);
+    chmod(path, 0604);
+    ASSERT_EQ_INT(api_keyring_reload(&k, &err), -EPERM);
+    ASSERT_EQ_STR(k.key, "sk-shed-env-two"); /* the old key stays in use */
+    api_keyring_free(&k);
+    unlink(path);
+}
+
+TEST(escape_path_segments)
+{
+    _cleanup_free_ char *e = api_escape("a b/c?d&e=f~_.-");
+    ASSERT_EQ_STR(e, "a%20b%2Fc%3Fd%26e%3Df~_.-");
+}
