@@ -303,6 +303,19 @@ static int demo_run(demo_t *d)
     _cleanup_json_ json_t *l2 = run_tool(d, sid2, "bash", json_pack("{s:s}", "command", "ls -A; id -u; hostname"));
     check(d, l2 && !strstr(result_text(l2), "report.txt"), "session two does not see session one's report.txt");
 
+    say("\n   what the sandbox of session two sees: its user, limits and network");
+    _cleanup_json_ json_t *lim = run_tool(
+        d, sid2, "bash",
+        json_pack("{s:s}", "command",
+                  "echo \"uid $(id -u) gid $(id -g), caps $(grep CapEff /proc/self/status | cut -f2)\"; "
+                  "grep -E '^(Max open files|Max processes|Max file size)' /proc/self/limits; "
+                  "echo \"interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')\"; "
+                  "curl -sS -m 5 -o /dev/null -w 'egress to example.com: HTTP %{http_code}\\n' http://example.com/ 2>&1 || true"));
+    check(d, lim && strstr(result_text(lim), "CapEff") == NULL && strstr(result_text(lim), "caps 0000000000000000"),
+          "no capabilities inside the sandbox");
+    check(d, lim && strstr(result_text(lim), "interfaces: lo"), "loopback only");
+    check(d, lim && strstr(result_text(lim), "HTTP 403"), "egress denied by the default policy");
+
     say("\n7. both turns end; the sessions terminate");
     for (int i = 0; i < 2; i++) {
         const char *sid = i ? sid2 : sid1;
