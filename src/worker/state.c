@@ -259,3 +259,25 @@ json_t *wstate_read_items(wstate_t *s)
     shed_err e = {0};
     return json_parse(b, len, 1 << 20, 16, &e);
 }
+
+int wstate_sweep_tmp(wstate_t *s)
+{
+    int n = 0;
+    _cleanup_json_ json_t *sids = wstate_sessions(s);
+    size_t i;
+    json_t *v;
+    json_array_foreach(sids, i, v)
+    {
+        char p[4096];
+        snprintf(p, sizeof(p), "%s/sessions/%s/calls", s->dir, json_string_value(v));
+        DIR *d = opendir(p);
+        if (!d) continue;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t l = strlen(de->d_name);
+            if (l > 4 && !strcmp(de->d_name + l - 4, ".tmp") && unlinkat(dirfd(d), de->d_name, 0) == 0) n++;
+        }
+        closedir(d);
+    }
+    return n;
+}

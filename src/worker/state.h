@@ -41,6 +41,9 @@ int wstate_call_clear(wstate_t *s, const char *sid, const char *call_id);
 enum wstate_call wstate_call_get(wstate_t *s, const char *sid, const char *call_id,
                                  json_t **result);
 
+/* Remove half-written records (*.tmp) a dead worker left; returns how many. */
+int wstate_sweep_tmp(wstate_t *s);
+
 /* worker.json: items held (array of {"work_id","session_id"}), rewritten atomically. */
 int wstate_write_items(wstate_t *s, const char *worker_id, json_t *items, shed_err *err);
 json_t *wstate_read_items(wstate_t *s);

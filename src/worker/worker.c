@@ -1584,6 +1584,8 @@ static void reconcile_start(worker_t *w)
         log_warn("reconcile sandboxes left by a previous worker: %s", err.msg);
     else if (n > 0)
         log_info("removed %d sandbox(es) left by a previous worker", n);
+    int tmp = wstate_sweep_tmp(w->state);
+    if (tmp > 0) log_info("removed %d half-written call record(s) left by a previous worker", tmp);
     _cleanup_json_ json_t *prev = wstate_read_items(w->state);
     json_t *items = json_object_get(prev, "items");
     size_t i;

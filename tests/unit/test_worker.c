@@ -527,6 +527,12 @@ TEST(state_call_records_and_ids)
     ASSERT_EQ_INT(wstate_call_get(s, "sesn_1", "sevt_1", &res), WSTATE_CALL_RESULT);
     ASSERT_TRUE(json_equal(res, r));
     json_decref(res);
+    char tmpf[600];
+    snprintf(tmpf, sizeof(tmpf), "%s/sessions/sesn_1/calls/sevt_2.tmp", dir);
+    int tfd = open(tmpf, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    close(tfd);
+    ASSERT_EQ_INT(wstate_sweep_tmp(s), 1);
+    ASSERT_TRUE(access(tmpf, F_OK) < 0);
     ASSERT_EQ_INT(wstate_call_clear(s, "sesn_1", "sevt_1"), 0);
     ASSERT_EQ_INT(wstate_call_get(s, "sesn_1", "sevt_1", &res), WSTATE_CALL_NONE);
     /* Agent/server-chosen ids never become paths. */
