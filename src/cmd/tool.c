@@ -4,7 +4,9 @@
  * person tries a tool by hand and how the conformance suite drives shed's
  * side (tests/compat/). The calls run inside the sandbox's init through the
  * control channel, exactly as the worker runs them; this command never runs
- * a tool on the host. SIGINT/SIGTERM/SIGHUP tear the sandbox down. */
+ * a tool on the host. The first SIGINT cancels the call in flight through
+ * the channel (as the worker cancels); SIGTERM/SIGHUP or a second SIGINT
+ * tear the sandbox down. */
 #include "cmd/cmd.h"
 
 #include "base/cleanup.h"
@@ -42,6 +44,8 @@ static const char USAGE[] =
     "  --repeat N       run the whole list N times in the same sandbox (benchmarks)\n"
     "  --timing         add \"elapsed_us\" (request sent to result received) to each line,\n"
     "                   and print init's and its children's RSS to stderr at the end\n"
+    "  ^C cancels the call in flight (its result says so) and stops; a second ^C, or\n"
+    "  SIGTERM/SIGHUP, tears the sandbox down at once.\n"
     "  Exit status: 0 when every call ran (a call's own error is in its line), 1 when\n"
     "  the sandbox stopped answering, 125 when it could not be set up, 2 on bad usage.\n";
 
@@ -241,7 +245,7 @@ int cmd_tool(int argc, char **argv)
     for (int k = 0; k < 3; k++)
         if (lf[k] >= 0) close(lf[k]);
 
-    int rc = 0, sig_got = 0;
+    int rc = 0, sig_got = 0, cancel_sent = 0;
     int ctl = sandbox_ctl_fd(sb);
     json_int_t next_id = 1;
     for (long rep = 0; rep < repeat && !rc && !sig_got; rep++) {
@@ -278,8 +282,20 @@ int cmd_tool(int argc, char **argv)
             }
             if (p[1].revents) {
                 struct signalfd_siginfo si;
-                if (read(sfd, &si, sizeof(si)) == sizeof(si)) sig_got = (int)si.ssi_signo;
-                break;
+                if (read(sfd, &si, sizeof(si)) != sizeof(si)) continue;
+                if (cancel_sent || si.ssi_signo != SIGINT) {
+                    sig_got = (int)si.ssi_signo; /* a second signal: tear down now */
+                    break;
+                }
+                /* the first ^C cancels the call in flight, as the worker would;
+                 * its result (the abort) is printed, then we stop */
+                _cleanup_json_ json_t *cm = json_pack("{s:s, s:I}", "type", "cancel", "id", id);
+                if (ctl_send(ctl, cm, NULL, 0, &err) < 0) {
+                    sig_got = (int)si.ssi_signo;
+                    break;
+                }
+                cancel_sent = (int)si.ssi_signo;
+                continue;
             }
             json_t *m = NULL;
             if (ctl_recv(ctl, &m, NULL, NULL, &err) < 0) {
@@ -312,6 +328,7 @@ int cmd_tool(int argc, char **argv)
             }
             json_decref(m);
         }
+        if (cancel_sent && !sig_got) sig_got = cancel_sent;
         if (rc || sig_got) break;
     }
     }

@@ -30,6 +30,9 @@
 #define WALK_MAX_VISITS 1000000   /* directory entries looked at (a bound of our own) */
 #define WALK_MAX_DEPTH 64
 #define MAX_EXPANSIONS 1024
+#define MAX_BRACE_DEPTH 128
+#define MAX_EXTGLOB_DEPTH 32
+#define MAX_PATTERN_BYTES (32 * 1024)
 
 typedef struct seg {
     enum { SEG_LITERAL, SEG_MAGIC, SEG_GLOBSTAR } kind;
@@ -59,7 +62,7 @@ typedef struct walk {
 
 /* ---- brace expansion (minimatch/brace-expansion semantics, simplified) ---- */
 
-static int expand(const char *p, char ***out, size_t *n, size_t *cap);
+static int expand(const char *p, char ***out, size_t *n, size_t *cap, int depth);
 
 static int push_exp(char ***out, size_t *n, size_t *cap, char *s)
 {
@@ -82,8 +85,9 @@ static int push_exp(char ***out, size_t *n, size_t *cap, char *s)
 }
 
 /* Find the first top-level {...} containing a ',' or '..' sequence. */
-static int expand(const char *p, char ***out, size_t *n, size_t *cap)
+static int expand(const char *p, char ***out, size_t *n, size_t *cap, int level)
 {
+    if (level > MAX_BRACE_DEPTH) return -E2BIG; /* bounded stack and memory */
     size_t len = strlen(p);
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '[') { /* skip classes */
@@ -125,7 +129,7 @@ static int expand(const char *p, char ***out, size_t *n, size_t *cap)
                     for (long v = a;; v += step) {
                         char *s = NULL;
                         if (asprintf(&s, "%.*s%ld%s", (int)i, p, v, p + close + 1) < 0) return -ENOMEM;
-                        int rc = expand(s, out, n, cap);
+                        int rc = expand(s, out, n, cap, level + 1);
                         free(s);
                         if (rc < 0) return rc;
                         if (v == b) break;
@@ -137,7 +141,7 @@ static int expand(const char *p, char ***out, size_t *n, size_t *cap)
                     for (int v = ca;; v += step) {
                         char *s = NULL;
                         if (asprintf(&s, "%.*s%c%s", (int)i, p, v, p + close + 1) < 0) return -ENOMEM;
-                        int rc = expand(s, out, n, cap);
+                        int rc = expand(s, out, n, cap, level + 1);
                         free(s);
                         if (rc < 0) return rc;
                         if (v == cb) break;
@@ -157,7 +161,7 @@ static int expand(const char *p, char ***out, size_t *n, size_t *cap)
                 char *s = NULL;
                 if (asprintf(&s, "%.*s%.*s%s", (int)i, p, (int)(j - start), body + start, p + close + 1) < 0)
                     return -ENOMEM;
-                int rc = expand(s, out, n, cap);
+                int rc = expand(s, out, n, cap, level + 1);
                 free(s);
                 if (rc < 0) return rc;
                 start = j + 1;
@@ -188,6 +192,7 @@ static void re_lit(buf_t *b, char c)
 /* Translate s[*i..] up to an unmatched ')' or '|' (when in extglob) or end. */
 static int seg_re(buf_t *b, const char *s, size_t *i, int depth)
 {
+    if (depth > MAX_EXTGLOB_DEPTH) return -1;
     while (s[*i]) {
         char c = s[*i];
         if (depth > 0 && (c == ')' || c == '|')) return 0;
@@ -594,6 +599,8 @@ json_t *tools_glob(tools_t *t, json_t *input)
     if (pattern[0] == '/')
         return tools_errorf("glob: absolute pattern not permitted; pass a relative pattern (and optionally path)");
     if (pattern_can_ascend(pattern)) return tools_errorf("glob: \"..\" is not permitted in the pattern");
+    if (json_string_length(jp) > MAX_PATTERN_BYTES)
+        return tools_errorf("glob: the pattern is longer than %d bytes", MAX_PATTERN_BYTES);
     if (strlen(pattern) != json_string_length(jp)) return tools_text_result(false, "no matches", 10);
     tools_target tg = {0};
     const char *sp = json_is_string(jpath) ? json_string_value(jpath) : NULL;
@@ -614,7 +621,7 @@ json_t *tools_glob(tools_t *t, json_t *input)
     w.md = pcre2_match_data_create(1, NULL);
     char **pats = NULL;
     size_t np = 0, capp = 0;
-    int rc = expand(pattern, &pats, &np, &capp);
+    int rc = expand(pattern, &pats, &np, &capp, 0);
     bool invalid = false;
     for (size_t i = 0; rc == 0 && rootfd >= 0 && i < np && !w.stop; i++) {
         size_t nseg = 0;
@@ -642,7 +649,8 @@ json_t *tools_glob(tools_t *t, json_t *input)
     if (w.nm > 1) qsort(w.m, w.nm, sizeof(*w.m), match_cmp);
     json_t *res;
     if (rc == -E2BIG)
-        res = tools_errorf("glob: the pattern expands to more than %d patterns", MAX_EXPANSIONS);
+        res = tools_errorf("glob: the pattern expands to more than %d patterns (or nests braces deeper than %d)",
+                           MAX_EXPANSIONS, MAX_BRACE_DEPTH);
     else if (rc < 0)
         res = tools_errorf("glob: out of memory");
     else if (w.nm == 0)

@@ -53,4 +53,20 @@ expect_eq "$(text 9)" "no matches" "glob through a link to /"
 expect_eq "$(text 7)" "read: cwdlink/x: no such file or directory" "a magic link to the work directory"
 [ ! -e /tmp/escaped ] || fail "write escaped to the host's /tmp"
 expect_eq "$(text 12)" "fine1000" "a written file is the sandbox user's"
+
+step "a cancel through the control channel aborts the call in flight"
+echo '[{"name":"bash","input":{"command":"sleep 30"}},{"name":"bash","input":{"command":"echo not reached"}}]' \
+    > "$T/cancel.json"
+start=$(date +%s%3N)
+"$SHED" tool --calls "$T/cancel.json" > "$T/cancel.out" 2>&1 &
+pid=$!
+sleep 1
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+expect_eq "$rc" "130" "shed tool's exit status after ^C"
+expect_eq "$(cat "$T/cancel.out")" \
+    '{"name":"bash","is_error":true,"content":[{"type":"text","text":"bash: This operation was aborted"}]}' \
+    "the cancelled call's result"
+[ $(( $(date +%s%3N) - start )) -lt 20000 ] || fail "the cancel did not stop the sleep"
 echo "ok"

@@ -454,3 +454,31 @@ TEST(invalid_utf8_file_names_stay_valid_json)
     ASSERT_EQ_STR(b, "bad\xEF\xBF\xBDname.txt");
     tools_free(t);
 }
+
+TEST(glob_hostile_patterns_are_bounded)
+{
+    tools_t *t = mk(NULL);
+    buf_t p;
+    buf_init(&p, 0);
+    buf_puts(&p, "{\"pattern\":\"");
+    for (int i = 0; i < 5000; i++) buf_puts(&p, "{a,b}");
+    buf_puts(&p, "\"}");
+    bool e;
+    _cleanup_free_ char *o = call(t, "glob", p.data, &e);
+    ASSERT_TRUE(e);
+    ASSERT_CONTAINS(o, "glob: the pattern expands to more than 1024 patterns");
+    buf_reset(&p);
+    buf_puts(&p, "{\"pattern\":\"");
+    for (int i = 0; i < 3000; i++) buf_puts(&p, "+(");
+    buf_puts(&p, "x");
+    for (int i = 0; i < 3000; i++) buf_puts(&p, ")");
+    buf_puts(&p, "\"}");
+    EXPECT(t, "glob", p.data, false, "no matches");
+    buf_reset(&p);
+    buf_puts(&p, "{\"pattern\":\"");
+    for (int i = 0; i < 40000; i++) buf_putc(&p, 'a');
+    buf_puts(&p, "\"}");
+    EXPECT(t, "glob", p.data, true, "glob: the pattern is longer than 32768 bytes");
+    buf_free(&p);
+    tools_free(t);
+}
