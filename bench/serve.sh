@@ -8,13 +8,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SHED:=$PWD/build/shed}"
 command -v python3 >/dev/null || { echo "serve bench: python3 missing"; exit 1; }
-T=$(mktemp -d /tmp/shed-bench-serve.XXXXXX)
 ADMIN=bench-admin-key-0123456789
-SHED_ADMIN_KEY=$ADMIN "$SHED" serve --listen 127.0.0.1:0 --state-dir "$T" --log-level warn >"$T/out" 2>"$T/err" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$T"' EXIT
-for _ in $(seq 100); do grep -qs 'listening on' "$T/out" && break; sleep 0.05; done
-URL=$(sed -n 's/^shed serve: listening on //p' "$T/out")
-[ -n "$URL" ] || { cat "$T/err"; exit 1; }
-echo "shed serve (SQLite WAL, synchronous=FULL) on $URL; $(nproc) cores"
-SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN SHED_PID=$pid timeout 300 python3 bench/serve_load.py
+run() { # SYNC MODE
+    local T pid URL
+    T=$(mktemp -d /tmp/shed-bench-serve.XXXXXX)
+    SHED_ADMIN_KEY=$ADMIN "$SHED" serve --listen 127.0.0.1:0 --state-dir "$T" --log-level warn --sync "$1" \
+        >"$T/out" 2>"$T/err" &
+    pid=$!
+    for _ in $(seq 100); do grep -qs 'listening on' "$T/out" && break; sleep 0.05; done
+    URL=$(sed -n 's/^shed serve: listening on //p' "$T/out")
+    [ -n "$URL" ] || { cat "$T/err"; kill $pid; rm -rf "$T"; return 1; }
+    echo "--- shed serve --sync $1 (SQLite WAL, synchronous=${1^^}) on $URL; $(nproc) cores"
+    SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN SHED_PID=$pid BENCH_PHASES=$2 timeout 300 python3 bench/serve_load.py
+    local rc=$?
+    kill $pid; wait $pid 2>/dev/null
+    rm -rf "$T"
+    return $rc
+}
+run full all
+run normal writes

@@ -88,6 +88,16 @@ def anchor():
     return n / (time.time() - t0)
 
 
+def anchor_write():
+    env, key = new_env()
+    c = Client()
+    n, t0 = 0, time.time()
+    while time.time() - t0 < DUR / 2:
+        c.call("POST", "/v1/sessions", {"environment_id": env})
+        n += 1
+    return n / (time.time() - t0)
+
+
 def cycles(workers):
     env, key = new_env()
     # the queue: created by a feeder thread while the workers drain it
@@ -238,6 +248,13 @@ def idle_cpu(workers, seconds):
 
 a = anchor()
 print("anchor: GET work/stats (env key)            %8.0f req/s" % a)
+aw = anchor_write()
+print("anchor: POST sessions (one write commit)   %8.0f req/s  (%.2f ms each)" % (aw, 1000.0 / aw))
+if os.environ.get("BENCH_PHASES", "all") == "writes":
+    for w in (1, 50):
+        rate, cpu = cycles(w)
+        print("poll->ack->heartbeat->stop, %2d worker(s):  %8.0f cycles/s  (server CPU %.0f%%)" % (w, rate, cpu))
+    raise SystemExit(0)
 for w in (1, 50):
     rate, cpu = cycles(w)
     print("poll->ack->heartbeat->stop, %2d worker(s):  %8.0f cycles/s  (%.1f req/s per anchor req/s: %.2f; server CPU %.0f%%)"

@@ -37,9 +37,11 @@ int client_read_key_file(const char *path, char *out, size_t n, shed_err *err)
     if (fd < 0) return err_set(err, errno, "open key file %s", path);
     struct stat st;
     if (fstat(fd, &st) < 0) return err_set(err, errno, "stat %s", path);
-    if (!S_ISREG(st.st_mode)) return err_msg(err, EINVAL, "key file %s is not a regular file", path);
+    if (!S_ISREG(st.st_mode))
+        return err_msg(err, EINVAL, "key file %s is not a regular file", path);
     if (st.st_mode & 077)
-        return err_msg(err, EPERM, "key file %s is readable by others; run: chmod 600 %s", path, path);
+        return err_msg(err, EPERM, "key file %s is readable by others; run: chmod 600 %s", path,
+                       path);
     char buf[512];
     ssize_t r = read(fd, buf, sizeof(buf) - 1);
     if (r < 0) return err_set(err, errno, "read %s", path);
@@ -68,7 +70,8 @@ int client_init(client_t *c, const char *base_url, const char *key_file, const c
     while (l && c->base_url[l - 1] == '/') c->base_url[--l] = '\0';
     const char *env = getenv("SHED_ADMIN_KEY");
     if (env && *env) {
-        if (strlen(env) >= sizeof(c->admin_key)) return err_msg(err, EINVAL, "SHED_ADMIN_KEY too long");
+        if (strlen(env) >= sizeof(c->admin_key))
+            return err_msg(err, EINVAL, "SHED_ADMIN_KEY too long");
         snprintf(c->admin_key, sizeof(c->admin_key), "%s", env);
         return 0;
     }
@@ -107,8 +110,8 @@ static struct curl_slist *headers(client_t *c, bool json)
     return h;
 }
 
-int client_request(client_t *c, const char *method, const char *path, json_t *body,
-                   long *status, json_t **resp, shed_err *err)
+int client_request(client_t *c, const char *method, const char *path, json_t *body, long *status,
+                   json_t **resp, shed_err *err)
 {
     *resp = NULL;
     CURL *h = curl_easy_init();
@@ -145,7 +148,8 @@ int client_request(client_t *c, const char *method, const char *path, json_t *bo
     if (out.len) {
         shed_err je = {0};
         *resp = json_parse(out.data, out.len, RESP_LIMIT, 256, &je);
-        if (!*resp) return err_msg(err, EPROTO, "%s %s: answer is not JSON: %s", method, url, je.msg);
+        if (!*resp)
+            return err_msg(err, EPROTO, "%s %s: answer is not JSON: %s", method, url, je.msg);
     }
     return 0;
 }
@@ -170,7 +174,8 @@ static void sse_line(sse_state_t *s, const char *l)
 {
     if (!*l) {
         if (s->data.len || s->event[0]) {
-            if (strcmp(s->event, "ping") && s->cb(s->event[0] ? s->event : "message", s->data.data ? s->data.data : "", s->arg))
+            if (strcmp(s->event, "ping") &&
+                s->cb(s->event[0] ? s->event : "message", s->data.data ? s->data.data : "", s->arg))
                 s->stop = 1;
         }
         s->event[0] = '\0';
@@ -195,7 +200,8 @@ static size_t on_sse(char *p, size_t sz, size_t n, void *arg)
     size_t len = sz * n;
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '\n') {
-            if (s->line.len && s->line.data[s->line.len - 1] == '\r') s->line.data[--s->line.len] = '\0';
+            if (s->line.len && s->line.data[s->line.len - 1] == '\r')
+                s->line.data[--s->line.len] = '\0';
             sse_line(s, s->line.data ? s->line.data : "");
             buf_reset(&s->line);
             if (s->stop) return 0;

@@ -29,8 +29,8 @@ int client_init(client_t *c, const char *base_url, const char *key_file, const c
 /* One request. body may be NULL. On an HTTP answer returns 0 and fills
  * *status and *resp (parsed JSON, or NULL for an empty body); -errno if the
  * server could not be reached. */
-int client_request(client_t *c, const char *method, const char *path, json_t *body,
-                   long *status, json_t **resp, shed_err *err);
+int client_request(client_t *c, const char *method, const char *path, json_t *body, long *status,
+                   json_t **resp, shed_err *err);
 /* The message of an error envelope, or a generic one. */
 const char *client_error_message(json_t *resp);
 

@@ -43,7 +43,8 @@ static int api(client_t *c, const char *method, const char *path, json_t *body, 
         return 1;
     }
     if (status != want) {
-        fprintf(stderr, "shed env: %s %s: HTTP %ld: %s\n", method, path, status, client_error_message(*out));
+        fprintf(stderr, "shed env: %s %s: HTTP %ld: %s\n", method, path, status,
+                client_error_message(*out));
         json_decref(*out);
         *out = NULL;
         return 1;
@@ -53,7 +54,8 @@ static int api(client_t *c, const char *method, const char *path, json_t *body, 
 
 static int write_key_file(const char *path, const char *key)
 {
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    _cleanup_close_ int fd =
+        open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 || fchmod(fd, 0600) < 0) {
         fprintf(stderr, "shed env: create %s: %s\n", path, strerror(errno));
         return 1;
@@ -112,16 +114,34 @@ int cmd_env(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'h': fputs(USAGE, stdout); return 0;
-        case 'u': o.base_url = optarg; break;
-        case 'a': o.key_file = optarg; break;
-        case 's': o.state_dir = optarg; break;
-        case 'n': o.name = optarg; break;
-        case 'd': o.description = optarg; break;
-        case 'k': o.out_key_file = optarg; break;
-        case 'j': o.json = true; break;
-        case ':': return cmd_usage_error("env", USAGE, "option '%s' needs a value", argv[optind - 1]);
-        default: return cmd_usage_error("env", USAGE, "unknown option '%s'", argv[optind - 1]);
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        case 'u':
+            o.base_url = optarg;
+            break;
+        case 'a':
+            o.key_file = optarg;
+            break;
+        case 's':
+            o.state_dir = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'd':
+            o.description = optarg;
+            break;
+        case 'k':
+            o.out_key_file = optarg;
+            break;
+        case 'j':
+            o.json = true;
+            break;
+        case ':':
+            return cmd_usage_error("env", USAGE, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cmd_usage_error("env", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
     }
     int nargs = argc - optind;
@@ -138,7 +158,8 @@ int cmd_env(int argc, char **argv)
     if (!strcmp(sub, "create")) {
         if (nargs != 1) return cmd_usage_error("env", USAGE, "unexpected argument '%s'", args[1]);
         if (!o.name) return cmd_usage_error("env", USAGE, "env create needs --name");
-        _cleanup_json_ json_t *body = json_pack("{s:s,s:{s:s}}", "name", o.name, "config", "type", "self_hosted");
+        _cleanup_json_ json_t *body =
+            json_pack("{s:s,s:{s:s}}", "name", o.name, "config", "type", "self_hosted");
         if (o.description) json_object_set_new(body, "description", json_string(o.description));
         _cleanup_json_ json_t *e = NULL;
         if (api(&c, "POST", "/v1/environments", body, 200, &e)) return 1;
@@ -163,7 +184,8 @@ int cmd_env(int argc, char **argv)
     }
     if (!strcmp(sub, "archive") || !strcmp(sub, "delete")) {
         if (nargs != 2) return cmd_usage_error("env", USAGE, "env %s needs ENV_ID", sub);
-        snprintf(path, sizeof(path), "/v1/environments/%.64s%s", args[1], !strcmp(sub, "archive") ? "/archive" : "");
+        snprintf(path, sizeof(path), "/v1/environments/%.64s%s", args[1],
+                 !strcmp(sub, "archive") ? "/archive" : "");
         _cleanup_json_ json_t *r = NULL;
         if (api(&c, !strcmp(sub, "archive") ? "POST" : "DELETE", path, NULL, 200, &r)) return 1;
         printf("%s\n", json_string_value(json_object_get(r, "id")));

@@ -21,7 +21,7 @@
 
 static const char USAGE[] =
     "usage: shed serve [--listen 127.0.0.1:8790] [--db sqlite:PATH] [--state-dir DIR]\n"
-    "                  [--admin-key-file FILE] [--lease-ttl SECONDS]\n"
+    "                  [--admin-key-file FILE] [--lease-ttl SECONDS] [--sync full|normal]\n"
     "Serve the Managed Agents work API (environments, work queue, sessions, events)\n"
     "locally from SQLite, so workers and SDKs run with no Anthropic account.\n"
     "  --listen ADDR:PORT     where to listen (port 0: any free port)\n"
@@ -30,6 +30,9 @@ static const char USAGE[] =
     "  --admin-key-file FILE  admin key (else SHED_ADMIN_KEY, else $STATE_DIR/admin.key,\n"
     "                         generated 0600 on first start)\n"
     "  --lease-ttl SECONDS    work-item lease TTL a heartbeat extends by (default 60)\n"
+    "  --sync full|normal     SQLite fsync per commit (full, default: nothing acknowledged\n"
+    "                         is lost even on power loss) or WAL-only (normal: survives a\n"
+    "                         killed server, not a host crash; faster)\n"
     "  --log-level LEVEL      error|warn|info|debug (default info)\n"
     "Prints one line when ready: 'shed serve: listening on http://HOST:PORT'.\n";
 
@@ -87,7 +90,8 @@ static int resolve_admin_key(const char *key_file, const char *state_dir, char *
     }
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        fprintf(stderr, "shed serve: create %s: %s (check --state-dir is writable)\n", path, strerror(errno));
+        fprintf(stderr, "shed serve: create %s: %s (check --state-dir is writable)\n", path,
+                strerror(errno));
         return -1;
     }
     size_t len = strlen(out);
@@ -102,7 +106,16 @@ static int resolve_admin_key(const char *key_file, const char *state_dir, char *
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { OPT_LEASE = 256, OPT_PING, OPT_RECLAIM, OPT_LOG, OPT_KEYFILE, OPT_STATE, OPT_MAXBODY };
+    enum {
+        OPT_LEASE = 256,
+        OPT_PING,
+        OPT_RECLAIM,
+        OPT_LOG,
+        OPT_KEYFILE,
+        OPT_STATE,
+        OPT_MAXBODY,
+        OPT_SYNC
+    };
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
         {"listen", required_argument, NULL, 'l'},
@@ -111,6 +124,7 @@ int cmd_serve(int argc, char **argv)
         {"admin-key-file", required_argument, NULL, OPT_KEYFILE},
         {"lease-ttl", required_argument, NULL, OPT_LEASE},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"sync", required_argument, NULL, OPT_SYNC},
         /* Hidden, for tests and benchmarks (docs/protocol.md). */
         {"sse-ping-ms", required_argument, NULL, OPT_PING},
         {"reclaim-ms", required_argument, NULL, OPT_RECLAIM},
@@ -127,11 +141,21 @@ int cmd_serve(int argc, char **argv)
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         char *end = NULL;
         switch (o) {
-        case 'h': fputs(USAGE, stdout); return 0;
-        case 'l': cfg.listen = optarg; break;
-        case 'd': db = optarg; break;
-        case OPT_STATE: state_dir = optarg; break;
-        case OPT_KEYFILE: key_file = optarg; break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        case 'l':
+            cfg.listen = optarg;
+            break;
+        case 'd':
+            db = optarg;
+            break;
+        case OPT_STATE:
+            state_dir = optarg;
+            break;
+        case OPT_KEYFILE:
+            key_file = optarg;
+            break;
         case OPT_LEASE:
             cfg.lease_ttl_s = strtoll(optarg, &end, 10);
             if (*end || cfg.lease_ttl_s < 1 || cfg.lease_ttl_s > 3600)
@@ -154,16 +178,27 @@ int cmd_serve(int argc, char **argv)
             cfg.max_body = (size_t)v;
             break;
         }
+        case OPT_SYNC:
+            if (!strcmp(optarg, "normal"))
+                cfg.sync_normal = true;
+            else if (strcmp(optarg, "full"))
+                return cmd_usage_error("serve", USAGE, "--sync must be 'full' or 'normal'");
+            break;
         case OPT_LOG:
             if ((level = log_parse_level(optarg)) < 0)
                 return cmd_usage_error("serve", USAGE, "--log-level: unknown level '%s'", optarg);
             break;
-        case ':': return cmd_usage_error("serve", USAGE, "option '%s' needs a value", argv[optind - 1]);
-        default: return cmd_usage_error("serve", USAGE, "unknown option '%s'", argv[optind - 1]);
+        case ':':
+            return cmd_usage_error("serve", USAGE, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cmd_usage_error("serve", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind < argc) return cmd_usage_error("serve", USAGE, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc)
+        return cmd_usage_error("serve", USAGE, "unexpected argument '%s'", argv[optind]);
     log_setup(level, LOG_TEXT);
+    /* The database holds session content (tool inputs and outputs): owner only. */
+    umask(077);
 
     char sd[4000];
     if (state_dir)
@@ -171,7 +206,8 @@ int cmd_serve(int argc, char **argv)
     else if (client_default_state_dir(sd, sizeof(sd)) < 0)
         return cmd_usage_error("serve", USAGE, "state directory path too long");
     if (mkdir_p(sd, 0700) < 0) {
-        fprintf(stderr, "shed serve: create state directory %s: %s (pass --state-dir)\n", sd, strerror(errno));
+        fprintf(stderr, "shed serve: create state directory %s: %s (pass --state-dir)\n", sd,
+                strerror(errno));
         return EXIT_SETUP;
     }
     char dburl[4200];

@@ -44,7 +44,8 @@ static int api(client_t *c, const char *method, const char *path, json_t *body, 
         return 1;
     }
     if (status != 200) {
-        fprintf(stderr, "shed session: %s %s: HTTP %ld: %s\n", method, path, status, client_error_message(*out));
+        fprintf(stderr, "shed session: %s %s: HTTP %ld: %s\n", method, path, status,
+                client_error_message(*out));
         json_decref(*out);
         *out = NULL;
         return 1;
@@ -62,7 +63,8 @@ static void print_compact(json_t *j)
 
 static int do_create(client_t *c, sess_opts_t *o)
 {
-    if (!o->env_id) return cmd_usage_error("session", USAGE, "session create needs --environment-id");
+    if (!o->env_id)
+        return cmd_usage_error("session", USAGE, "session create needs --environment-id");
     _cleanup_json_ json_t *body = json_pack("{s:s}", "environment_id", o->env_id);
     if (o->metadata) json_object_set(body, "metadata", o->metadata);
     if (o->title) json_object_set_new(body, "title", json_string(o->title));
@@ -75,19 +77,22 @@ static int do_create(client_t *c, sess_opts_t *o)
     return 0;
 }
 
-static int do_tool(client_t *c, sess_opts_t *o, const char *sid, const char *name, const char *input)
+static int do_tool(client_t *c, sess_opts_t *o, const char *sid, const char *name,
+                   const char *input)
 {
     shed_err err = {0};
     _cleanup_json_ json_t *in = json_parse(input, strlen(input), 1u << 20, 64, &err);
     if (!in || !json_is_object(in))
-        return cmd_usage_error("session", USAGE, "JSON_INPUT must be a JSON object%s%s", in ? "" : ": ", in ? "" : err.msg);
-    _cleanup_json_ json_t *body =
-        json_pack("{s:[{s:s,s:s,s:O}]}", "events", "type", "agent.tool_use", "name", name, "input", in);
+        return cmd_usage_error("session", USAGE, "JSON_INPUT must be a JSON object%s%s",
+                               in ? "" : ": ", in ? "" : err.msg);
+    _cleanup_json_ json_t *body = json_pack("{s:[{s:s,s:s,s:O}]}", "events", "type",
+                                            "agent.tool_use", "name", name, "input", in);
     char path[256];
     snprintf(path, sizeof(path), "/v1/sessions/%.64s/events", sid);
     _cleanup_json_ json_t *r = NULL;
     if (api(c, "POST", path, body, &r)) return 1;
-    const char *use_id = json_string_value(json_object_get(json_array_get(json_object_get(r, "data"), 0), "id"));
+    const char *use_id =
+        json_string_value(json_object_get(json_array_get(json_object_get(r, "data"), 0), "id"));
     if (!use_id) {
         fprintf(stderr, "shed session: the server returned no event id\n");
         return 1;
@@ -126,7 +131,9 @@ static int do_tool(client_t *c, sess_opts_t *o, const char *sid, const char *nam
         struct timespec ts = {0, 100 * 1000000};
         nanosleep(&ts, NULL);
     }
-    fprintf(stderr, "shed session: no result for %s within %.0f s (is a worker serving environment of session %s?)\n",
+    fprintf(stderr,
+            "shed session: no result for %s within %.0f s (is a worker serving environment of "
+            "session %s?)\n",
             use_id, o->wait_s, sid);
     return 3;
 }
@@ -182,7 +189,8 @@ static int list_all(follow_t *f)
     _cleanup_free_ char *cursor = NULL;
     for (;;) {
         if (cursor)
-            snprintf(path, sizeof(path), "/v1/sessions/%.64s/events?limit=1000&page=%.64s", f->sid, cursor);
+            snprintf(path, sizeof(path), "/v1/sessions/%.64s/events?limit=1000&page=%.64s", f->sid,
+                     cursor);
         else
             snprintf(path, sizeof(path), "/v1/sessions/%.64s/events?limit=1000", f->sid);
         _cleanup_json_ json_t *l = NULL;
@@ -269,14 +277,30 @@ int cmd_session(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, ":hf", opts, NULL)) != -1) {
         char *end;
         switch (ch) {
-        case 'h': fputs(USAGE, stdout); return 0;
-        case 'u': o.base_url = optarg; break;
-        case 'a': o.key_file = optarg; break;
-        case 's': o.state_dir = optarg; break;
-        case 'e': o.env_id = optarg; break;
-        case 't': o.title = optarg; break;
-        case 'f': o.follow = true; break;
-        case 'j': o.json = true; break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        case 'u':
+            o.base_url = optarg;
+            break;
+        case 'a':
+            o.key_file = optarg;
+            break;
+        case 's':
+            o.state_dir = optarg;
+            break;
+        case 'e':
+            o.env_id = optarg;
+            break;
+        case 't':
+            o.title = optarg;
+            break;
+        case 'f':
+            o.follow = true;
+            break;
+        case 'j':
+            o.json = true;
+            break;
         case 'w':
             o.wait_s = strtod(optarg, &end);
             if (*end || o.wait_s < 0 || o.wait_s > 86400)
@@ -284,15 +308,18 @@ int cmd_session(int argc, char **argv)
             break;
         case 'm': {
             char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) return cmd_usage_error("session", USAGE, "--metadata needs k=v");
+            if (!eq || eq == optarg)
+                return cmd_usage_error("session", USAGE, "--metadata needs k=v");
             *eq = '\0';
             json_object_set_new(md, optarg, json_string(eq + 1));
             *eq = '=';
             o.metadata = md;
             break;
         }
-        case ':': return cmd_usage_error("session", USAGE, "option '%s' needs a value", argv[optind - 1]);
-        default: return cmd_usage_error("session", USAGE, "unknown option '%s'", argv[optind - 1]);
+        case ':':
+            return cmd_usage_error("session", USAGE, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cmd_usage_error("session", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
     }
     int nargs = argc - optind;
@@ -306,15 +333,19 @@ int cmd_session(int argc, char **argv)
         return EXIT_SETUP;
     }
     if (!strcmp(sub, "create")) {
-        if (nargs != 1) return cmd_usage_error("session", USAGE, "unexpected argument '%s'", args[1]);
+        if (nargs != 1)
+            return cmd_usage_error("session", USAGE, "unexpected argument '%s'", args[1]);
         return do_create(&c, &o);
     }
     if (!strcmp(sub, "tool")) {
-        if (nargs != 4) return cmd_usage_error("session", USAGE, "session tool needs SESSION_ID NAME 'JSON_INPUT'");
+        if (nargs != 4)
+            return cmd_usage_error("session", USAGE,
+                                   "session tool needs SESSION_ID NAME 'JSON_INPUT'");
         return do_tool(&c, &o, args[1], args[2], args[3]);
     }
     if (!strcmp(sub, "send")) {
-        if (nargs < 3) return cmd_usage_error("session", USAGE, "session send needs SESSION_ID and events");
+        if (nargs < 3)
+            return cmd_usage_error("session", USAGE, "session send needs SESSION_ID and events");
         return do_send(&c, args[1], nargs - 2, args + 2);
     }
     if (!strcmp(sub, "events")) {

@@ -93,7 +93,8 @@ void http_notify_one(server_t *srv, int kind, const char *key)
     pthread_mutex_lock(&srv->wlock);
     waiter_t *pick = NULL;
     for (waiter_t *w = srv->waiters; w; w = w->next)
-        if (w->kind == kind && !strcmp(w->key, key)) pick = w; /* newest first: the last is the oldest */
+        if (w->kind == kind && !strcmp(w->key, key))
+            pick = w; /* newest first: the last is the oldest */
     if (pick) {
         waiter_unlink(srv, pick);
         srv->nwaiters--;
@@ -170,17 +171,22 @@ int http_workers_polling(server_t *srv, const char *env_id)
 
 /* -------------------------------------------------------------- responses */
 
+/* The status of the answer queued by the current handler call (one MHD thread). */
+static unsigned last_status;
+
 static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, char *body, size_t len,
                              const char *ctype)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    last_status = status;
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(body);
         return MHD_NO;
     }
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
-    /* 4xx answers are final: tell Anthropic's SDKs not to retry them (they retry 409 by default). */
+    /* 4xx answers are final: tell Anthropic's SDKs not to retry them (they retry 409 by default).
+     */
     if (status >= 400 && status < 500 && status != 408 && status != 429)
         MHD_add_response_header(r, "x-should-retry", "false");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -204,15 +210,24 @@ enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status)
 static const char *error_type(unsigned status)
 {
     switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 409: return "conflict_error";
-    case 412: return "precondition_failed";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    default: return "api_error";
+    case 400:
+        return "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 409:
+        return "conflict_error";
+    case 412:
+        return "precondition_failed";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return "api_error";
     }
 }
 
@@ -235,11 +250,16 @@ enum MHD_Result http_store_error(server_t *srv, struct MHD_Connection *c, int rc
 {
     (void)srv;
     switch (rc) {
-    case -ENOENT: return http_error(c, 404, NULL, err->msg);
-    case -EEXIST: return http_error(c, 409, NULL, err->msg);
-    case -ESTALE: return http_error(c, 412, NULL, err->msg);
-    case -EINVAL: return http_error(c, 400, NULL, err->msg);
-    case -EACCES: return http_error(c, 403, NULL, err->msg);
+    case -ENOENT:
+        return http_error(c, 404, NULL, err->msg);
+    case -EEXIST:
+        return http_error(c, 409, NULL, err->msg);
+    case -ESTALE:
+        return http_error(c, 412, NULL, err->msg);
+    case -EINVAL:
+        return http_error(c, 400, NULL, err->msg);
+    case -EACCES:
+        return http_error(c, 403, NULL, err->msg);
     default:
         log_error("store: %s", err->msg);
         return http_error(c, 500, NULL, "internal error in the control plane's store; see its log");
@@ -280,7 +300,8 @@ int http_authenticate(server_t *srv, struct MHD_Connection *c, store_principal_t
         cred = key;
     }
     if (!cred || !*cred) {
-        *msg = "missing credential: send 'x-api-key: <admin key>' or 'Authorization: Bearer <environment key>'";
+        *msg = "missing credential: send 'x-api-key: <admin key>' or 'Authorization: Bearer "
+               "<environment key>'";
         return 401;
     }
     if (strlen(cred) > 256) {
@@ -327,8 +348,8 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                      const char *method, const char *version,
-                                      const char *upload, size_t *upload_size, void **con_cls)
+                                      const char *method, const char *version, const char *upload,
+                                      size_t *upload_size, void **con_cls)
 {
     (void)version;
     server_t *srv = cls;
@@ -350,7 +371,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *c, const
         snprintf(msg, sizeof(msg), "request body is over the %zu-byte limit", srv->cfg.max_body);
         return http_error(c, 413, NULL, msg);
     }
-    return routes_dispatch(srv, c, r, url, method);
+    last_status = 0;
+    int64_t t0 = clock_mono_ns();
+    enum MHD_Result ret = routes_dispatch(srv, c, r, url, method);
+    /* Access log (debug): method, path (never the query or a header), status. */
+    if (last_status && log_level() >= LOG_DEBUG)
+        log_debug("%s %s -> %u (%.2f ms)", method, url, last_status,
+                  (double)(clock_mono_ns() - t0) / 1e6);
+    return ret;
 }
 
 static int parse_listen(const char *listen, struct sockaddr_storage *ss, shed_err *err)
@@ -413,7 +441,9 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
     srv->cfg = *cfg;
     srv->cfg.admin_key = NULL; /* only the digest stays */
     crypto_sha256(cfg->admin_key, strlen(cfg->admin_key), srv->admin_digest);
-    store_queue_cfg_t qc = {.default_ttl_s = cfg->lease_ttl_s, .default_reclaim_ms = cfg->reclaim_ms};
+    store_queue_cfg_t qc = {.default_ttl_s = cfg->lease_ttl_s,
+                            .default_reclaim_ms = cfg->reclaim_ms,
+                            .sync_normal = cfg->sync_normal};
     if ((rc = store_open(cfg->db_url, &qc, &srv->store, err)) < 0) {
         free(srv);
         return rc;
@@ -436,8 +466,7 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, srv,
         /* Per-connection memory (request line + headers + buffers): bounds header size. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_END);
+        cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_END);
     if (!srv->mhd) {
         pthread_mutex_lock(&srv->wlock);
         srv->waker_quit = true;
@@ -446,7 +475,10 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
         pthread_join(srv->waker, NULL);
         srv->store->ops->close(srv->store);
         free(srv);
-        return err_msg(err, EADDRINUSE, "listen on %s: cannot bind (address in use or not local?); pick another --listen", cfg->listen);
+        return err_msg(
+            err, EADDRINUSE,
+            "listen on %s: cannot bind (address in use or not local?); pick another --listen",
+            cfg->listen);
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;

@@ -18,7 +18,7 @@ enum { WAIT_POLL = 1, WAIT_STREAM = 2 };
 typedef struct waiter {
     struct MHD_Connection *conn;
     int kind;
-    char key[ID_MAX]; /* environment id (poll) or session id (stream) */
+    char key[ID_MAX];    /* environment id (poll) or session id (stream) */
     int64_t deadline_ms; /* monotonic */
     struct waiter *next, *prev;
     bool listed;
@@ -62,8 +62,8 @@ typedef struct req {
     waiter_t waiter;
 } req_t;
 
-enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *r,
-                                const char *url, const char *method);
+enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *r, const char *url,
+                                const char *method);
 
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body);
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);

@@ -41,7 +41,8 @@ typedef struct route_ctx {
 
 /* ------------------------------------------------------------ validation */
 
-static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...)
 {
     char msg[512];
@@ -151,6 +152,7 @@ static bool check_str(json_t *o, const char *key, bool required, size_t maxlen, 
 
 static int page_ok(route_ctx_t *x, store_page_t *pg, int64_t def, enum MHD_Result *ret)
 {
+    memset(pg, 0, sizeof(*pg));
     int64_t limit = def;
     if (parse_int(qarg(x, "limit"), 1, 1000, &limit) < 0) {
         *ret = bad(x, "query parameter 'limit' must be an integer from 1 to 1000");
@@ -241,13 +243,16 @@ static enum MHD_Result env_create(route_ctx_t *x)
         !check_str(b, "description", false, 4096, msg, sizeof(msg)) ||
         !check_str(b, "scope", false, 64, msg, sizeof(msg)))
         return bad(x, "%s", msg);
-    if (!json_string_length(json_object_get(b, "name"))) return bad(x, "field 'name' must not be empty");
+    if (!json_string_length(json_object_get(b, "name")))
+        return bad(x, "field 'name' must not be empty");
     json_t *cfg = json_object_get(b, "config");
-    if (!cfg || json_is_null(cfg)) return bad(x, "field 'config' is required ({\"type\":\"self_hosted\"})");
+    if (!cfg || json_is_null(cfg))
+        return bad(x, "field 'config' is required ({\"type\":\"self_hosted\"})");
     if (!json_is_object(cfg)) return bad(x, "field 'config' must be an object");
     const char *t = json_string_value(json_object_get(cfg, "type"));
     if (!t || strcmp(t, "self_hosted"))
-        return bad(x, "field 'config.type' must be 'self_hosted' (this control plane runs no cloud sandboxes)");
+        return bad(x, "field 'config.type' must be 'self_hosted' (this control plane runs no cloud "
+                      "sandboxes)");
     json_t *md = json_object_get(b, "metadata");
     if (md && !json_is_null(md) && !check_metadata(md, false, "metadata", msg, sizeof(msg)))
         return bad(x, "%s", msg);
@@ -280,7 +285,8 @@ static enum MHD_Result env_list(route_ctx_t *x)
 static enum MHD_Result env_one(route_ctx_t *x, const char *id)
 {
     if (!is_admin(x)) {
-        if (x->who.kind == PRINCIPAL_ENV_KEY && !strcmp(x->who.env_id, id) && !strcmp(x->method, "GET")) {
+        if (x->who.kind == PRINCIPAL_ENV_KEY && !strcmp(x->who.env_id, id) &&
+            !strcmp(x->method, "GET")) {
             /* an environment key may read its own environment */
         } else {
             return forbid(x, "managing environments needs the admin key");
@@ -345,18 +351,21 @@ static enum MHD_Result keys(route_ctx_t *x, const char *env_id, const char *key_
     json_t *out = NULL;
     int rc;
     if (key_id) {
-        if (strcmp(x->method, "DELETE")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+        if (strcmp(x->method, "DELETE"))
+            return http_error(x->c, 405, "invalid_request_error", "method not allowed");
         if (!valid_id(key_id, "envkey")) return not_found(x, "environment key", key_id);
         rc = OPS(x)->key_revoke(STORE(x), env_id, key_id, &err);
         if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
-        return http_json(x->c, 200, json_pack("{s:s,s:s}", "id", key_id, "type", "environment_key_revoked"));
+        return http_json(x->c, 200,
+                         json_pack("{s:s,s:s}", "id", key_id, "type", "environment_key_revoked"));
     }
     if (!strcmp(x->method, "GET")) {
         rc = OPS(x)->key_list(STORE(x), env_id, &out, &err);
         if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
         return http_json(x->c, 200, out);
     }
-    if (strcmp(x->method, "POST")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+    if (strcmp(x->method, "POST"))
+        return http_error(x->c, 405, "invalid_request_error", "method not allowed");
     char key[128];
     if (server_new_secret(SERVER_ENV_KEY_PREFIX, key, sizeof(key)) < 0)
         return http_error(x->c, 500, NULL, "could not generate a key");
@@ -417,8 +426,10 @@ static enum MHD_Result work_poll(route_ctx_t *x, const char *env_id)
 {
     req_t *r = x->r;
     if (r->polling) return poll_try(x); /* resumed after a wait */
-    if (strcmp(x->method, "GET")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
-    if (!env_scope(x, env_id)) return forbid(x, "polling needs this environment's key or the admin key");
+    if (strcmp(x->method, "GET"))
+        return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+    if (!env_scope(x, env_id))
+        return forbid(x, "polling needs this environment's key or the admin key");
     int64_t block = 0, reclaim = x->srv->cfg.reclaim_ms;
     if (parse_int(qarg(x, "block_ms"), 1, 999, &block) < 0)
         return bad(x, "query parameter 'block_ms' must be an integer from 1 to 999");
@@ -426,7 +437,8 @@ static enum MHD_Result work_poll(route_ctx_t *x, const char *env_id)
         return bad(x, "query parameter 'reclaim_older_than_ms' must be an integer >= 1");
     const char *wid = MHD_lookup_connection_value(x->c, MHD_HEADER_KIND, "Anthropic-Worker-ID");
     if (wid && strlen(wid) >= sizeof(r->worker_id))
-        return bad(x, "header 'Anthropic-Worker-ID' is longer than %zu characters", sizeof(r->worker_id) - 1);
+        return bad(x, "header 'Anthropic-Worker-ID' is longer than %zu characters",
+                   sizeof(r->worker_id) - 1);
     /* The environment must exist (a poll on a deleted one is a fatal 404 for workers). */
     json_t *env = NULL;
     shed_err err = {0};
@@ -466,7 +478,8 @@ static json_t *lease_state(const store_heartbeat_t *hb)
 static enum MHD_Result work_action(route_ctx_t *x, const char *env_id, const char *work_id,
                                    const char *action)
 {
-    if (strcmp(x->method, "POST")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+    if (strcmp(x->method, "POST"))
+        return http_error(x->c, 405, "invalid_request_error", "method not allowed");
     int64_t gen;
     if (!item_scope(x, env_id, work_id, &gen))
         return forbid(x, "this credential does not hold that work item");
@@ -483,9 +496,11 @@ static enum MHD_Result work_action(route_ctx_t *x, const char *env_id, const cha
         const char *expected = qarg(x, "expected_last_heartbeat");
         int64_t ttl = 0;
         if (parse_int(qarg(x, "desired_ttl_seconds"), 1, 3600, &ttl) < 0)
-            return bad(x, "query parameter 'desired_ttl_seconds' must be an integer from 1 to 3600");
+            return bad(x,
+                       "query parameter 'desired_ttl_seconds' must be an integer from 1 to 3600");
         if (!expected || !*expected)
-            return bad(x, "query parameter 'expected_last_heartbeat' is required (NO_HEARTBEAT on the first beat)");
+            return bad(x, "query parameter 'expected_last_heartbeat' is required (NO_HEARTBEAT on "
+                          "the first beat)");
         store_heartbeat_t hb = {0};
         rc = OPS(x)->work_heartbeat(STORE(x), env_id, work_id, gen, expected, ttl, now, &hb, &err);
         if (rc == -ESTALE) {
@@ -513,21 +528,25 @@ static enum MHD_Result work_action(route_ctx_t *x, const char *env_id, const cha
 
 static enum MHD_Result work_read(route_ctx_t *x, const char *env_id, const char *work_id)
 {
-    if (!env_scope(x, env_id)) return forbid(x, "reading work items needs this environment's key or the admin key");
+    if (!env_scope(x, env_id))
+        return forbid(x, "reading work items needs this environment's key or the admin key");
     shed_err err = {0};
     json_t *out = NULL;
     int rc;
     if (!work_id) {
-        if (strcmp(x->method, "GET")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+        if (strcmp(x->method, "GET"))
+            return http_error(x->c, 405, "invalid_request_error", "method not allowed");
         enum MHD_Result ret;
         store_page_t pg;
         if (page_ok(x, &pg, 20, &ret) < 0) return ret;
         rc = OPS(x)->work_list(STORE(x), env_id, &pg, clock_wall_us(), &out, &err);
     } else if (!strcmp(work_id, "stats")) {
-        if (strcmp(x->method, "GET")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+        if (strcmp(x->method, "GET"))
+            return http_error(x->c, 405, "invalid_request_error", "method not allowed");
         rc = OPS(x)->work_stats(STORE(x), env_id, clock_wall_us(), &out, &err);
         if (rc == 0)
-            json_object_set_new(out, "workers_polling", json_integer(http_workers_polling(x->srv, env_id)));
+            json_object_set_new(out, "workers_polling",
+                                json_integer(http_workers_polling(x->srv, env_id)));
     } else if (!valid_id(work_id, "work")) {
         return not_found(x, "work item", work_id);
     } else if (!strcmp(x->method, "GET")) {
@@ -555,18 +574,24 @@ static json_t *agent_snapshot(json_t *agent)
 {
     json_t *a;
     if (json_is_string(agent)) {
-        a = json_pack("{s:s,s:s}", "id", json_string_value(agent), "name", json_string_value(agent));
+        a = json_pack("{s:s,s:s}", "id", json_string_value(agent), "name",
+                      json_string_value(agent));
     } else if (json_is_object(agent)) {
         a = json_deep_copy(agent);
     } else {
         a = json_pack("{s:s,s:s}", "id", "agent_local", "name", "local");
     }
     json_object_set_new(a, "type", json_string("agent"));
-    if (!json_is_string(json_object_get(a, "id"))) json_object_set_new(a, "id", json_string("agent_local"));
-    if (!json_is_string(json_object_get(a, "name"))) json_object_set_new(a, "name", json_string("local"));
-    if (!json_is_integer(json_object_get(a, "version"))) json_object_set_new(a, "version", json_integer(1));
-    if (!json_is_array(json_object_get(a, "skills"))) json_object_set_new(a, "skills", json_array());
-    if (!json_is_array(json_object_get(a, "mcp_servers"))) json_object_set_new(a, "mcp_servers", json_array());
+    if (!json_is_string(json_object_get(a, "id")))
+        json_object_set_new(a, "id", json_string("agent_local"));
+    if (!json_is_string(json_object_get(a, "name")))
+        json_object_set_new(a, "name", json_string("local"));
+    if (!json_is_integer(json_object_get(a, "version")))
+        json_object_set_new(a, "version", json_integer(1));
+    if (!json_is_array(json_object_get(a, "skills")))
+        json_object_set_new(a, "skills", json_array());
+    if (!json_is_array(json_object_get(a, "mcp_servers")))
+        json_object_set_new(a, "mcp_servers", json_array());
     if (!json_is_array(json_object_get(a, "tools")))
         json_object_set_new(a, "tools", json_pack("[{s:s}]", "type", "agent_toolset_20260401"));
     if (!json_object_get(a, "description")) json_object_set_new(a, "description", json_null());
@@ -585,7 +610,8 @@ static enum MHD_Result session_create(route_ctx_t *x)
         !check_str(b, "title", false, 512, msg, sizeof(msg)))
         return bad(x, "%s", msg);
     const char *env_id = json_string_value(json_object_get(b, "environment_id"));
-    if (!valid_id(env_id, "env")) return bad(x, "field 'environment_id' is not an environment id (env_...)");
+    if (!valid_id(env_id, "env"))
+        return bad(x, "field 'environment_id' is not an environment id (env_...)");
     json_t *agent = json_object_get(b, "agent");
     if (agent && !json_is_null(agent) && !json_is_string(agent) && !json_is_object(agent))
         return bad(x, "field 'agent' must be an agent id or an object");
@@ -604,9 +630,13 @@ static enum MHD_Result session_create(route_ctx_t *x)
         json_array_foreach(res, i, it)
         {
             const char *t = json_string_value(json_object_get(it, "type"));
-            if (!json_is_object(it) || !t) return bad(x, "field 'resources[%zu].type' is required", i);
+            if (!json_is_object(it) || !t)
+                return bad(x, "field 'resources[%zu].type' is required", i);
             if (strcmp(t, "memory_store"))
-                return bad(x, "field 'resources[%zu].type': '%.40s' resources are not supported on self-hosted environments (only memory_store)", i, t);
+                return bad(x,
+                           "field 'resources[%zu].type': '%.40s' resources are not supported on "
+                           "self-hosted environments (only memory_store)",
+                           i, t);
         }
     } else if (res) {
         json_object_del(b, "resources");
@@ -624,7 +654,8 @@ static enum MHD_Result session_list(route_ctx_t *x)
 {
     const char *env = qarg(x, "environment_id");
     if (!is_admin(x)) {
-        if (x->who.kind != PRINCIPAL_ENV_KEY) return forbid(x, "listing sessions needs the admin key");
+        if (x->who.kind != PRINCIPAL_ENV_KEY)
+            return forbid(x, "listing sessions needs the admin key");
         env = x->who.env_id;
     }
     enum MHD_Result ret;
@@ -645,7 +676,8 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     json_t *evs = json_object_get(b, "events");
     if (!evs || !json_is_array(evs) || json_array_size(evs) == 0)
         return bad(x, "field 'events' is required (a non-empty array)");
-    if (json_array_size(evs) > MAX_EVENTS) return bad(x, "field 'events' has more than %d events", MAX_EVENTS);
+    if (json_array_size(evs) > MAX_EVENTS)
+        return bad(x, "field 'events' has more than %d events", MAX_EVENTS);
     char msg[256];
     size_t i;
     json_t *ev;
@@ -666,11 +698,40 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 
+typedef struct types_acc {
+    store_page_t *pg;
+    bool bad;
+} types_acc_t;
+
+/* Collect `types[]=a&types[]=b` (the SDKs' bracket format; `types=a` too). */
+static enum MHD_Result collect_type(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    types_acc_t *a = cls;
+    if (strcmp(key, "types[]") && strcmp(key, "types")) return MHD_YES;
+    size_t n = value ? strlen(value) : 0;
+    bool ok = n > 0 && n < 64 && a->pg->ntypes < STORE_MAX_TYPES;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (value[i] >= 'a' && value[i] <= 'z') || value[i] == '.' || value[i] == '_';
+    if (!ok) {
+        a->bad = true;
+        return MHD_NO;
+    }
+    a->pg->types[a->pg->ntypes++] = value;
+    return MHD_YES;
+}
+
 static enum MHD_Result events_list(route_ctx_t *x, const char *sid)
 {
     enum MHD_Result ret;
     store_page_t pg;
     if (page_ok(x, &pg, 100, &ret) < 0) return ret;
+    types_acc_t acc = {.pg = &pg};
+    MHD_get_connection_values(x->c, MHD_GET_ARGUMENT_KIND, collect_type, &acc);
+    if (acc.bad)
+        return bad(x, "query parameter 'types[]' must be event types (at most %d)",
+                   STORE_MAX_TYPES);
     _cleanup_json_ json_t *s = session_for(x, sid, &ret);
     if (!s) return ret;
     json_t *out = NULL;
@@ -738,7 +799,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                     full = true;
                 } else {
                     /* cannot happen: the buffer holds any event a request body can carry */
-                    log_error("SSE: event %" PRId64 " of %s too large to stream; skipped", evs[i].seq, s->session_id);
+                    log_error("SSE: event %" PRId64 " of %s too large to stream; skipped",
+                              evs[i].seq, s->session_id);
                     s->last_seq = evs[i].seq;
                 }
             }
@@ -783,7 +845,8 @@ static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
     const char *st = json_string_value(json_object_get(sess, "status"));
     if (st && !strcmp(st, "terminated")) s->closing = true;
     s->next_ping_ms = clock_mono_ms() + x->srv->cfg.sse_ping_ms;
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, s, sse_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, s, sse_free);
     if (!r) {
         sse_free(s);
         return MHD_NO;
@@ -807,7 +870,8 @@ static enum MHD_Result session_routes(route_ctx_t *x)
     const char *sid = x->seg[1];
     enum MHD_Result ret;
     if (x->nseg == 2) {
-        if (strcmp(x->method, "GET")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+        if (strcmp(x->method, "GET"))
+            return http_error(x->c, 405, "invalid_request_error", "method not allowed");
         json_t *s = session_for(x, sid, &ret);
         if (!s) return ret;
         return http_json(x->c, 200, s);
@@ -836,23 +900,26 @@ static enum MHD_Result env_routes(route_ctx_t *x)
     if (x->nseg == 2) return env_one(x, env_id);
     const char *sub = x->seg[2];
     if (!strcmp(sub, "archive") && x->nseg == 3) {
-        if (strcmp(x->method, "POST")) return http_error(x->c, 405, "invalid_request_error", "method not allowed");
+        if (strcmp(x->method, "POST"))
+            return http_error(x->c, 405, "invalid_request_error", "method not allowed");
         return env_archive(x, env_id);
     }
-    if (!strcmp(sub, "keys") && x->nseg <= 4) return keys(x, env_id, x->nseg == 4 ? x->seg[3] : NULL);
+    if (!strcmp(sub, "keys") && x->nseg <= 4)
+        return keys(x, env_id, x->nseg == 4 ? x->seg[3] : NULL);
     if (strcmp(sub, "work")) return not_found(x, "route", sub);
     if (x->nseg == 3) return work_read(x, env_id, NULL);
     if (!strcmp(x->seg[3], "poll") && x->nseg == 4) return work_poll(x, env_id);
     if (x->nseg == 4) return work_read(x, env_id, x->seg[3]);
     const char *wid = x->seg[3];
     if (!valid_id(wid, "work")) return not_found(x, "work item", wid);
-    if (x->nseg == 5 && (!strcmp(x->seg[4], "ack") || !strcmp(x->seg[4], "heartbeat") || !strcmp(x->seg[4], "stop")))
+    if (x->nseg == 5 && (!strcmp(x->seg[4], "ack") || !strcmp(x->seg[4], "heartbeat") ||
+                         !strcmp(x->seg[4], "stop")))
         return work_action(x, env_id, wid, x->seg[4]);
     return not_found(x, "route", x->seg[4]);
 }
 
-enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *r,
-                                const char *url, const char *method)
+enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *r, const char *url,
+                                const char *method)
 {
     route_ctx_t x = {.srv = srv, .c = c, .r = r, .method = method};
     char path[512];
@@ -860,7 +927,8 @@ enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *
     snprintf(path, sizeof(path), "%s", url);
     char *save = NULL;
     char *p = strtok_r(path, "/", &save);
-    if (!p || strcmp(p, "v1")) return http_error(c, 404, NULL, "no such route (the API lives under /v1)");
+    if (!p || strcmp(p, "v1"))
+        return http_error(c, 404, NULL, "no such route (the API lives under /v1)");
     while ((p = strtok_r(NULL, "/", &save))) {
         if (x.nseg == MAX_SEGS) return http_error(c, 404, NULL, "no such route");
         x.seg[x.nseg++] = p;

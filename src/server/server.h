@@ -7,6 +7,7 @@
  * size, depth and field checks; never answers one principal with another
  * environment's or session's data. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,7 @@ typedef struct server_config {
     const char *admin_key; /* kept only as its SHA-256 digest after start */
     int64_t lease_ttl_s;   /* default lease TTL (60) */
     int64_t reclaim_ms;    /* default reclaim_older_than_ms (5000) */
+    bool sync_normal;      /* --sync normal: survive kill -9, not power loss */
     int64_t sse_ping_ms;   /* SSE keep-alive interval (15000; tests use less) */
     size_t max_body;       /* request body limit in bytes (4 MiB) */
     unsigned max_connections;

@@ -34,16 +34,21 @@ typedef struct store_principal {
 } store_principal_t;
 
 /* A page request: items after `after` (opaque cursor decoded by the backend). */
+#define STORE_MAX_TYPES 16
 typedef struct store_page {
     int limit;          /* 1..1000 */
     const char *cursor; /* NULL = first page */
     bool desc;
+    /* events only: keep these event types (none = all) */
+    const char *types[STORE_MAX_TYPES];
+    int ntypes;
 } store_page_t;
 
 /* Work-queue parameters a backend applies. */
 typedef struct store_queue_cfg {
     int64_t default_ttl_s;      /* lease TTL when the worker asks for none */
     int64_t default_reclaim_ms; /* re-deliver unacked items after this long */
+    bool sync_normal;           /* SQLite synchronous=NORMAL instead of FULL (see store_sqlite.c) */
 } store_queue_cfg_t;
 
 /* Heartbeat outcome (also filled on -ESTALE, for error.details.current_state). */
@@ -139,5 +144,4 @@ struct store {
 int store_open(const char *url, const store_queue_cfg_t *cfg, store_t **out, shed_err *err);
 
 /* SQLite backend (store_sqlite.c). */
-int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out,
-                      shed_err *err);
+int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out, shed_err *err);

@@ -1,11 +1,13 @@
 /* The SQLite backend of the control plane store (store.h).
  *
  * One connection, used by one thread at a time (the HTTP event thread).
- * WAL journal with synchronous=FULL: every acknowledged state change has been
- * fsynced to the WAL before the HTTP answer leaves, so neither `kill -9` of
- * the server (which NORMAL would already survive) nor a host crash or power
- * loss (which NORMAL would not) loses it. The cost is one fsync per write
- * transaction; reads never write, and empty polls are reads.
+ * WAL journal with synchronous=FULL by default: every acknowledged state
+ * change has been fsynced to the WAL before the HTTP answer leaves, so neither
+ * `kill -9` of the server (which NORMAL would already survive: the WAL write
+ * is in the kernel before COMMIT returns) nor a host crash or power loss
+ * (which NORMAL would not) loses it. The cost is one fsync per write
+ * transaction; reads never write, and empty polls are reads. `--sync normal`
+ * trades the power-loss guarantee for throughput (laptops, CI).
  *
  * Every state change is one BEGIN IMMEDIATE ... COMMIT: a poll's select and
  * claim happen in the same transaction, so no two polls can take the same
@@ -55,7 +57,8 @@ static const char SCHEMA[] =
     " created_at INTEGER NOT NULL, queued_at INTEGER NOT NULL, claimed_at INTEGER,"
     " claimed_by TEXT, gen INTEGER NOT NULL DEFAULT 0, acknowledged_at INTEGER,"
     " started_at INTEGER, latest_heartbeat_at INTEGER, stop_requested_at INTEGER,"
-    " stopped_at INTEGER, lease_expires_at INTEGER, ttl_seconds INTEGER NOT NULL);"
+    " stopped_at INTEGER, lease_expires_at INTEGER, ttl_seconds INTEGER NOT NULL,"
+    " deliveries INTEGER NOT NULL DEFAULT 0, acked_gen INTEGER);"
     "CREATE INDEX IF NOT EXISTS work_queue ON work(env_id, state, seq);"
     "CREATE INDEX IF NOT EXISTS work_data ON work(data_id, state);"
     "CREATE TABLE IF NOT EXISTS work_tokens(token_hash TEXT PRIMARY KEY, work_id TEXT NOT NULL,"
@@ -197,7 +200,8 @@ static int cursor_decode(const store_page_t *pg, int64_t *seq, shed_err *err)
     int64_t v = 0;
     for (const char *p = c + 3; *p; p++) {
         if (*p < '0' || *p > '9')
-            return err_msg(err, EINVAL, "query parameter 'page' is not a cursor this server issued");
+            return err_msg(err, EINVAL,
+                           "query parameter 'page' is not a cursor this server issued");
         v = v * 10 + (*p - '0');
     }
     *seq = v;
@@ -235,6 +239,7 @@ static int run_page(sq_store_t *q, const char *sql, const store_page_t *pg, cons
     sqlite3_bind_int(st, 2, pg->limit + 1);
     if (p3) bind_text(st, 3, p3);
     if (p4) bind_text(st, 4, p4);
+    for (int i = 0; i < pg->ntypes && i < STORE_MAX_TYPES; i++) bind_text(st, 4 + i, pg->types[i]);
     json_t *data = json_array();
     int n = 0;
     int64_t last = 0;
@@ -271,7 +276,8 @@ static json_t *env_row(sqlite3_stmt *st)
     json_object_set_new(e, "description", text_json(st, 2));
     json_object_set_new(e, "config", stored_json(st, 3, json_object()));
     json_object_set_new(e, "metadata", stored_json(st, 4, json_object()));
-    if (sqlite3_column_type(st, 5) != SQLITE_NULL) json_object_set_new(e, "scope", text_json(st, 5));
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+        json_object_set_new(e, "scope", text_json(st, 5));
     json_object_set_new(e, "created_at", ts_json(st, 6));
     json_object_set_new(e, "updated_at", ts_json(st, 7));
     json_object_set_new(e, "archived_at", ts_json(st, 8));
@@ -333,9 +339,9 @@ static int sq_env_get(store_t *s, const char *id, json_t **out, shed_err *err)
 
 static const char SQL_ENV_PAGE_ALL[] =
     "SELECT " ENV_COLS " FROM environments WHERE seq>?1 ORDER BY seq LIMIT ?2";
-static const char SQL_ENV_PAGE_LIVE[] = "SELECT " ENV_COLS
-                                        " FROM environments WHERE seq>?1 AND archived_at IS NULL"
-                                        " ORDER BY seq LIMIT ?2";
+static const char SQL_ENV_PAGE_LIVE[] =
+    "SELECT " ENV_COLS " FROM environments WHERE seq>?1 AND archived_at IS NULL"
+    " ORDER BY seq LIMIT ?2";
 
 static int sq_env_list(store_t *s, bool include_archived, const store_page_t *pg, json_t **out,
                        shed_err *err)
@@ -424,8 +430,8 @@ static int sq_env_delete(store_t *s, const char *id, shed_err *err)
     if (rc < 0) return rc;
     _cleanup_json_ json_t *cur = NULL;
     if ((rc = env_load(q, id, &cur, err)) < 0) return tx_end(q, rc, err);
-    const char *sqls[] = {SQL_DEL_TOKENS, SQL_DEL_EVENTS,  SQL_DEL_WORK,
-                          SQL_DEL_SESSIONS, SQL_DEL_KEYS, SQL_DEL_ENV};
+    const char *sqls[] = {SQL_DEL_TOKENS,   SQL_DEL_EVENTS, SQL_DEL_WORK,
+                          SQL_DEL_SESSIONS, SQL_DEL_KEYS,   SQL_DEL_ENV};
     for (size_t i = 0; i < ARRAY_SIZE(sqls) && rc == 0; i++) {
         sqlite3_stmt *st = prep(q, sqls[i], err);
         if (!st) return tx_end(q, -EIO, err);
@@ -571,13 +577,31 @@ static int sq_auth_sessions_token(store_t *s, const char *hash, store_principal_
 
 /* ------------------------------------------------------------------- work */
 
-#define WORK_COLS                                                                               \
-    "id,env_id,data_type,data_id,state,metadata,created_at,acknowledged_at,started_at,"          \
-    "latest_heartbeat_at,stop_requested_at,stopped_at,seq,gen,claimed_at,ttl_seconds,queued_at"
+#define WORK_COLS                                                                                  \
+    "id,env_id,data_type,data_id,state,metadata,created_at,acknowledged_at,started_at,"            \
+    "latest_heartbeat_at,stop_requested_at,stopped_at,seq,gen,claimed_at,ttl_seconds,queued_at,"   \
+    "deliveries,acked_gen"
 
 enum {
-    W_ID, W_ENV, W_DTYPE, W_DID, W_STATE, W_MD, W_CREATED, W_ACK, W_STARTED, W_HB, W_STOPREQ,
-    W_STOPPED, W_SEQ, W_GEN, W_CLAIMED, W_TTL, W_QUEUED
+    W_ID,
+    W_ENV,
+    W_DTYPE,
+    W_DID,
+    W_STATE,
+    W_MD,
+    W_CREATED,
+    W_ACK,
+    W_STARTED,
+    W_HB,
+    W_STOPREQ,
+    W_STOPPED,
+    W_SEQ,
+    W_GEN,
+    W_CLAIMED,
+    W_TTL,
+    W_QUEUED,
+    W_DELIVERIES,
+    W_ACKED_GEN
 };
 
 static json_t *work_row(sqlite3_stmt *st)
@@ -586,8 +610,9 @@ static json_t *work_row(sqlite3_stmt *st)
     json_object_set_new(w, "id", text_json(st, W_ID));
     json_object_set_new(w, "type", json_string("work"));
     json_object_set_new(w, "environment_id", text_json(st, W_ENV));
-    json_object_set_new(w, "data", json_pack("{s:o,s:o}", "type", text_json(st, W_DTYPE), "id",
-                                             text_json(st, W_DID)));
+    json_object_set_new(
+        w, "data",
+        json_pack("{s:o,s:o}", "type", text_json(st, W_DTYPE), "id", text_json(st, W_DID)));
     json_object_set_new(w, "state", text_json(st, W_STATE));
     json_object_set_new(w, "metadata", stored_json(st, W_MD, json_object()));
     json_object_set_new(w, "secret", json_null());
@@ -608,6 +633,8 @@ typedef struct work_state {
     int64_t hb_us; /* 0 = none */
     int64_t ttl_s;
     int64_t stopped_us;
+    int64_t deliveries; /* polls that handed it out since it was last queued */
+    int64_t acked_gen;  /* the delivery whose token acked it; -1 unknown (ack by key) */
 } work_state_t;
 
 static const char SQL_WORK_GET[] = "SELECT " WORK_COLS " FROM work WHERE id=?1 AND env_id=?2";
@@ -625,13 +652,16 @@ static int work_load(sq_store_t *q, const char *env_id, const char *work_id, wor
             snprintf(ws->state, sizeof(ws->state), "%s", col_text(st, W_STATE));
             ws->gen = sqlite3_column_int64(st, W_GEN);
             ws->claimed = sqlite3_column_type(st, W_CLAIMED) != SQLITE_NULL;
-            ws->hb_us = sqlite3_column_type(st, W_HB) == SQLITE_NULL
-                            ? 0
-                            : sqlite3_column_int64(st, W_HB);
+            ws->hb_us =
+                sqlite3_column_type(st, W_HB) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, W_HB);
             ws->ttl_s = sqlite3_column_int64(st, W_TTL);
             ws->stopped_us = sqlite3_column_type(st, W_STOPPED) == SQLITE_NULL
                                  ? 0
                                  : sqlite3_column_int64(st, W_STOPPED);
+            ws->deliveries = sqlite3_column_int64(st, W_DELIVERIES);
+            ws->acked_gen = sqlite3_column_type(st, W_ACKED_GEN) == SQLITE_NULL
+                                ? -1
+                                : sqlite3_column_int64(st, W_ACKED_GEN);
         }
         if (out) *out = work_row(st);
         sqlite3_reset(st);
@@ -650,7 +680,8 @@ static int work_load(sq_store_t *q, const char *env_id, const char *work_id, wor
 static const char SQL_SWEEP_REQUEUE[] =
     "UPDATE work SET state='queued', queued_at=?2, claimed_at=NULL, claimed_by=NULL,"
     " acknowledged_at=NULL, started_at=NULL, latest_heartbeat_at=NULL, lease_expires_at=NULL,"
-    " gen=gen+1 WHERE env_id=?1 AND state IN ('starting','active') AND lease_expires_at<?2";
+    " gen=gen+1, deliveries=0, acked_gen=NULL WHERE env_id=?1 AND state IN ('starting','active') "
+    "AND lease_expires_at<?2";
 static const char SQL_SWEEP_STOP[] =
     "UPDATE work SET state='stopped', stopped_at=?2, lease_expires_at=NULL"
     " WHERE env_id=?1 AND state='stopping' AND lease_expires_at<?2";
@@ -695,7 +726,7 @@ static const char SQL_POLL_PICK[] =
     "SELECT id FROM work WHERE env_id=?1 AND state='queued' AND (claimed_at IS NULL OR"
     " claimed_at<=?2) ORDER BY seq LIMIT 1";
 static const char SQL_POLL_CLAIM[] =
-    "UPDATE work SET claimed_at=?2, claimed_by=?3, gen=gen+1 WHERE id=?1";
+    "UPDATE work SET claimed_at=?2, claimed_by=?3, gen=gen+1, deliveries=deliveries+1 WHERE id=?1";
 static const char SQL_TOKEN_INSERT[] =
     "INSERT INTO work_tokens(token_hash,work_id,gen) SELECT ?1, id, gen FROM work WHERE id=?2";
 
@@ -742,7 +773,7 @@ static int sq_work_poll(store_t *s, const char *env_id, const char *worker_id, i
 }
 
 static const char SQL_ACK[] = "UPDATE work SET state='starting', acknowledged_at=?2,"
-                              " lease_expires_at=?3 WHERE id=?1";
+                              " lease_expires_at=?3, acked_gen=?4 WHERE id=?1";
 
 static int sq_work_ack(store_t *s, const char *env_id, const char *work_id, int64_t gen,
                        int64_t now, json_t **out, shed_err *err)
@@ -751,24 +782,49 @@ static int sq_work_ack(store_t *s, const char *env_id, const char *work_id, int6
     int rc = tx_begin(q, err);
     if (rc < 0) return rc;
     work_state_t ws;
-    if ((rc = sweep(q, env_id, now, err)) < 0 || (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
+    if ((rc = sweep(q, env_id, now, err)) < 0 ||
+        (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
         return tx_end(q, rc, err);
     if (gen >= 0 && gen != ws.gen)
-        return tx_end(q, err_msg(err, EEXIST, "work item '%s' was delivered to another worker since this token was issued", work_id), err);
+        return tx_end(
+            q,
+            err_msg(err, EEXIST,
+                    "work item '%s' was delivered to another worker since this token was issued",
+                    work_id),
+            err);
     if (!strcmp(ws.state, "stopped"))
         return tx_end(q, err_msg(err, EEXIST, "work item '%s' is stopped", work_id), err);
     if (!strcmp(ws.state, "queued")) {
         if (!ws.claimed)
-            return tx_end(q, err_msg(err, EEXIST, "work item '%s' has not been polled; poll it before acking", work_id), err);
+            return tx_end(q,
+                          err_msg(err, EEXIST,
+                                  "work item '%s' has not been polled; poll it before acking",
+                                  work_id),
+                          err);
         sqlite3_stmt *st = prep(q, SQL_ACK, err);
         if (!st) return tx_end(q, -EIO, err);
         bind_text(st, 1, work_id);
         sqlite3_bind_int64(st, 2, now);
         sqlite3_bind_int64(st, 3, now + ws.ttl_s * 1000000);
+        if (gen >= 0)
+            sqlite3_bind_int64(st, 4, gen);
+        else
+            sqlite3_bind_null(st, 4);
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "ack");
         sqlite3_reset(st);
     }
-    /* starting/active/stopping: a repeated ack of the same delivery is a no-op. */
+    /* starting/active/stopping: a repeated ack of the same delivery is a no-op
+     * (a retry after a lost answer). If the item was handed out more than once
+     * (an unacked delivery was reclaimed), only the delivery that acked may
+     * repeat it — known by its token; an ack by key names no delivery — and
+     * every other ack is refused: two workers never both believe they hold it. */
+    else if (ws.deliveries > 1 && !(gen >= 0 && ws.acked_gen == gen))
+        return tx_end(q,
+                      err_msg(err, EEXIST,
+                              "work item '%s' was delivered more than once and is already acked; "
+                              "the first ack holds it",
+                              work_id),
+                      err);
     if (rc == 0) rc = work_load(q, env_id, work_id, NULL, out, err);
     return tx_end(q, rc, err);
 }
@@ -796,16 +852,28 @@ static int sq_work_heartbeat(store_t *s, const char *env_id, const char *work_id
     int rc = tx_begin(q, err);
     if (rc < 0) return rc;
     work_state_t ws;
-    if ((rc = sweep(q, env_id, now, err)) < 0 || (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
+    if ((rc = sweep(q, env_id, now, err)) < 0 ||
+        (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
         return tx_end(q, rc, err);
     fill_hb(hb, ws.state, ws.hb_us, ws.ttl_s, false);
     if (gen >= 0 && gen != ws.gen)
-        return tx_end(q, err_msg(err, ESTALE, "the lease of work item '%s' belongs to a later delivery", work_id), err);
+        return tx_end(q,
+                      err_msg(err, ESTALE,
+                              "the lease of work item '%s' belongs to a later delivery", work_id),
+                      err);
     if (!strcmp(ws.state, "queued"))
-        return tx_end(q, err_msg(err, ESTALE, "work item '%s' is queued: its lease expired or it was never acked", work_id), err);
+        return tx_end(q,
+                      err_msg(err, ESTALE,
+                              "work item '%s' is queued: its lease expired or it was never acked",
+                              work_id),
+                      err);
     const char *have = ws.hb_us ? hb->last_heartbeat : "NO_HEARTBEAT";
     if (!expected || strcmp(expected, have) != 0)
-        return tx_end(q, err_msg(err, ESTALE, "expected_last_heartbeat does not match the lease of work item '%s'", work_id), err);
+        return tx_end(q,
+                      err_msg(err, ESTALE,
+                              "expected_last_heartbeat does not match the lease of work item '%s'",
+                              work_id),
+                      err);
     if (!strcmp(ws.state, "stopped")) {
         if (!ws.hb_us) clock_rfc3339_us(ws.stopped_us ? ws.stopped_us : now, hb->last_heartbeat);
         return tx_end(q, 0, err);
@@ -838,10 +906,16 @@ static int sq_work_stop(store_t *s, const char *env_id, const char *work_id, int
     int rc = tx_begin(q, err);
     if (rc < 0) return rc;
     work_state_t ws;
-    if ((rc = sweep(q, env_id, now, err)) < 0 || (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
+    if ((rc = sweep(q, env_id, now, err)) < 0 ||
+        (rc = work_load(q, env_id, work_id, &ws, NULL, err)) < 0)
         return tx_end(q, rc, err);
     if (gen >= 0 && gen != ws.gen)
-        return tx_end(q, err_msg(err, EEXIST, "work item '%s' was delivered to another worker since this token was issued", work_id), err);
+        return tx_end(
+            q,
+            err_msg(err, EEXIST,
+                    "work item '%s' was delivered to another worker since this token was issued",
+                    work_id),
+            err);
     if (!strcmp(ws.state, "stopped"))
         return tx_end(q, err_msg(err, EEXIST, "work item '%s' is already stopped", work_id), err);
     bool final = force || by_holder || !strcmp(ws.state, "queued");
@@ -932,10 +1006,10 @@ static int sq_work_stats(store_t *s, const char *env_id, int64_t now, json_t **o
     bind_text(st, 1, env_id);
     sqlite3_bind_int64(st, 2, now - q->base.cfg.default_reclaim_ms * 1000);
     if (sqlite3_step(st) == SQLITE_ROW) {
-        *out = json_pack("{s:s,s:I,s:I,s:o}", "type", "work_queue_stats", "depth",
-                         (json_int_t)sqlite3_column_int64(st, 0), "pending",
-                         (json_int_t)sqlite3_column_int64(st, 1), "oldest_queued_at",
-                         ts_json(st, 2));
+        *out =
+            json_pack("{s:s,s:I,s:I,s:o}", "type", "work_queue_stats", "depth",
+                      (json_int_t)sqlite3_column_int64(st, 0), "pending",
+                      (json_int_t)sqlite3_column_int64(st, 1), "oldest_queued_at", ts_json(st, 2));
     } else {
         rc = db_err(q, err, "stats");
     }
@@ -945,7 +1019,7 @@ static int sq_work_stats(store_t *s, const char *env_id, int64_t now, json_t **o
 
 /* --------------------------------------------------------------- sessions */
 
-#define SESSION_COLS                                                                            \
+#define SESSION_COLS                                                                               \
     "id,env_id,status,agent,metadata,title,resources,created_at,updated_at,archived_at,seq"
 
 static json_t *session_row(sqlite3_stmt *st)
@@ -1047,14 +1121,11 @@ static int sq_session_list(store_t *s, const char *env_id, const store_page_t *p
 
 /* ----------------------------------------------------------------- events */
 
-static const char SQL_EVENT_REF[] =
-    "SELECT type FROM events WHERE session_id=?1 AND id=?2";
-static const char SQL_EVENT_ANSWERED[] =
-    "SELECT 1 FROM events WHERE session_id=?1 AND answers=?2";
+static const char SQL_EVENT_REF[] = "SELECT type FROM events WHERE session_id=?1 AND id=?2";
+static const char SQL_EVENT_ANSWERED[] = "SELECT 1 FROM events WHERE session_id=?1 AND answers=?2";
 static const char SQL_EVENT_INSERT[] =
     "INSERT INTO events(id,session_id,type,answers,body,processed_at) VALUES(?1,?2,?3,?4,?5,?6)";
-static const char SQL_SESSION_STATUS[] =
-    "UPDATE sessions SET status=?2, updated_at=?3 WHERE id=?1";
+static const char SQL_SESSION_STATUS[] = "UPDATE sessions SET status=?2, updated_at=?3 WHERE id=?1";
 static const char SQL_WORK_OPEN[] =
     "SELECT 1 FROM work WHERE data_id=?1 AND state IN ('queued','starting','active') LIMIT 1";
 
@@ -1085,8 +1156,8 @@ static int answered(sq_store_t *q, const char *sid, const char *ref, bool *yes, 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(q, err, "answer lookup");
 }
 
-static int sq_events_append(store_t *s, const char *sid, json_t *events,
-                            store_append_result_t *res, shed_err *err)
+static int sq_events_append(store_t *s, const char *sid, json_t *events, store_append_result_t *res,
+                            shed_err *err)
 {
     sq_store_t *q = SQ(s);
     memset(res, 0, sizeof(*res));
@@ -1099,7 +1170,8 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events,
     char status[32];
     snprintf(status, sizeof(status), "%s", json_string_value(json_object_get(sess, "status")));
     if (!strcmp(status, "terminated"))
-        return tx_end(q, err_msg(err, EINVAL, "session '%s' is terminated: it accepts no events", sid), err);
+        return tx_end(
+            q, err_msg(err, EINVAL, "session '%s' is terminated: it accepts no events", sid), err);
     const char *orig_status = json_string_value(json_object_get(sess, "status"));
     bool wake = false;
     json_t *stored = json_array();
@@ -1123,17 +1195,20 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events,
             char rtype[64];
             if ((rc = event_ref_type(q, sid, ref, rtype, sizeof(rtype), err)) < 0) break;
             bool ok = want ? !strcmp(rtype, want)
-                           : (!strcmp(rtype, "agent.tool_use") || !strcmp(rtype, "agent.custom_tool_use"));
+                           : (!strcmp(rtype, "agent.tool_use") ||
+                              !strcmp(rtype, "agent.custom_tool_use"));
             if (!ok) {
-                rc = err_msg(err, EINVAL, "events[%zu].%s: no %s '%s' in session '%s'", i, ref_field,
-                             want ? want : "agent.tool_use", ref, sid);
+                rc = err_msg(err, EINVAL, "events[%zu].%s: no %s '%s' in session '%s'", i,
+                             ref_field, want ? want : "agent.tool_use", ref, sid);
                 break;
             }
             if (want) {
                 bool dup;
                 if ((rc = answered(q, sid, ref, &dup, err)) < 0) break;
                 if (dup) {
-                    rc = err_msg(err, EEXIST, "events[%zu].%s: '%s' already has a result; the first one stands", i, ref_field, ref);
+                    rc = err_msg(err, EEXIST,
+                                 "events[%zu].%s: '%s' already has a result; the first one stands",
+                                 i, ref_field, ref);
                     break;
                 }
             } else {
@@ -1187,7 +1262,8 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events,
     }
     if (rc == 0 && strcmp(status, orig_status ? orig_status : "")) {
         sqlite3_stmt *st = prep(q, SQL_SESSION_STATUS, err);
-        if (!st) rc = -EIO;
+        if (!st)
+            rc = -EIO;
         else {
             bind_text(st, 1, sid);
             bind_text(st, 2, status);
@@ -1198,7 +1274,8 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events,
     }
     if (rc == 0 && wake) {
         sqlite3_stmt *st = prep(q, SQL_WORK_OPEN, err);
-        if (!st) rc = -EIO;
+        if (!st)
+            rc = -EIO;
         else {
             bind_text(st, 1, sid);
             int r = sqlite3_step(st);
@@ -1231,6 +1308,13 @@ static const char SQL_EVENTS_ASC[] =
 static const char SQL_EVENTS_DESC[] =
     "SELECT body, seq FROM events WHERE seq<?1 AND session_id=?3 ORDER BY seq DESC LIMIT ?2";
 
+#define TYPES_IN " AND type IN (?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+static const char SQL_EVENTS_ASC_T[] =
+    "SELECT body, seq FROM events WHERE seq>?1 AND session_id=?3" TYPES_IN " ORDER BY seq LIMIT ?2";
+static const char SQL_EVENTS_DESC_T[] =
+    "SELECT body, seq FROM events WHERE seq<?1 AND session_id=?3" TYPES_IN
+    " ORDER BY seq DESC LIMIT ?2";
+
 static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, json_t **out,
                           shed_err *err)
 {
@@ -1238,8 +1322,9 @@ static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, j
     _cleanup_json_ json_t *sess = NULL;
     int rc = session_load(q, sid, &sess, err);
     if (rc < 0) return rc;
-    return run_page(q, pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC, pg, sid, NULL, event_row, 1,
-                    out, err);
+    const char *sql = pg->ntypes ? (pg->desc ? SQL_EVENTS_DESC_T : SQL_EVENTS_ASC_T)
+                                 : (pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC);
+    return run_page(q, sql, pg, sid, NULL, event_row, 1, out, err);
 }
 
 static const char SQL_EVENTS_LAST[] = "SELECT COALESCE(MAX(seq),0) FROM events WHERE session_id=?1";
@@ -1321,8 +1406,26 @@ static const struct store_ops SQLITE_OPS = {
     .work_stats = sq_work_stats,
 };
 
-int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out,
-                      shed_err *err)
+/* Databases made before a column existed get it (idempotent). */
+static int migrate(sq_store_t *q, char **msg)
+{
+    static const char *const ALTER[] = {
+        "ALTER TABLE work ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE work ADD COLUMN acked_gen INTEGER",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(ALTER); i++) {
+        int rc = sqlite3_exec(q->db, ALTER[i], NULL, NULL, msg);
+        if (rc != SQLITE_OK && *msg && strstr(*msg, "duplicate column")) {
+            sqlite3_free(*msg);
+            *msg = NULL;
+            rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK;
+}
+
+int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **out, shed_err *err)
 {
     sq_store_t *q = calloc(1, sizeof(*q));
     if (!q) return err_set(err, ENOMEM, "store");
@@ -1330,17 +1433,22 @@ int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **
     q->base.cfg = *cfg;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &q->db, flags, NULL) != SQLITE_OK) {
-        int rc = err_msg(err, EIO, "open database %s: %s (check the directory exists and is writable)",
-                         path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
+        int rc =
+            err_msg(err, EIO, "open database %s: %s (check the directory exists and is writable)",
+                    path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
         sqlite3_close(q->db);
         free(q);
         return rc;
     }
     sqlite3_busy_timeout(q->db, 5000);
     char *msg = NULL;
-    const char *setup = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+    const char *setup =
+        cfg->sync_normal
+            ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+            : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
     if (sqlite3_exec(q->db, setup, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(q->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(q->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+        migrate(q, &msg) != SQLITE_OK) {
         int rc = err_msg(err, EIO, "initialize database %s: %s", path, msg ? msg : "?");
         sqlite3_free(msg);
         sq_close(&q->base);
@@ -1352,7 +1460,10 @@ int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **
         sqlite3_prepare_v2(q->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW && strcmp(col_text(st, 0), "wal") != 0) {
         sqlite3_finalize(st);
-        int rc = err_msg(err, EIO, "database %s: WAL journal mode unavailable on this filesystem; put --state-dir on a local disk", path);
+        int rc = err_msg(err, EIO,
+                         "database %s: WAL journal mode unavailable on this filesystem; put "
+                         "--state-dir on a local disk",
+                         path);
         sq_close(&q->base);
         return rc;
     }
@@ -1365,7 +1476,9 @@ int store_open(const char *url, const store_queue_cfg_t *cfg, store_t **out, she
 {
     if (!strncmp(url, "sqlite:", 7)) return store_sqlite_open(url + 7, cfg, out, err);
     if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13))
-        return err_msg(err, ENOTSUP, "--db %.12s...: the PostgreSQL backend is not built yet; use sqlite:PATH", url);
+        return err_msg(err, ENOTSUP,
+                       "--db %.12s...: the PostgreSQL backend is not built yet; use sqlite:PATH",
+                       url);
     if (strstr(url, "://"))
         return err_msg(err, EINVAL, "--db: unknown database URL scheme; use sqlite:PATH");
     return store_sqlite_open(url, cfg, out, err);

@@ -22,41 +22,46 @@ static bool check_event(json_t *ev, size_t i, bool admin, char *msg, size_t n, b
     }
     json_t *v;
 #define FIELD(name) (v = json_object_get(ev, name))
-#define NEED(cond, ...)                                                                         \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            snprintf(msg, n, __VA_ARGS__);                                                      \
-            return false;                                                                       \
-        }                                                                                       \
+#define NEED(cond, ...)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(msg, n, __VA_ARGS__);                                                         \
+            return false;                                                                          \
+        }                                                                                          \
     } while (0)
-    static const char *const AGENT_SIDE[] = {"agent.tool_use",       "agent.custom_tool_use",
-                                             "agent.message",        "agent.thinking",
-                                             "session.status_idle",  "session.status_running",
-                                             "session.status_terminated"};
+    static const char *const AGENT_SIDE[] = {
+        "agent.tool_use",           "agent.custom_tool_use", "agent.message",
+        "agent.thinking",           "session.status_idle",   "session.status_running",
+        "session.status_terminated"};
     bool agent_side = false;
     for (size_t k = 0; k < ARRAY_SIZE(AGENT_SIDE); k++)
         if (!strcmp(t, AGENT_SIDE[k])) agent_side = true;
     if (agent_side && !admin) {
-        snprintf(msg, n, "events[%zu]: '%s' events come from the agent: they need the admin key", i, t);
+        snprintf(msg, n, "events[%zu]: '%s' events come from the agent: they need the admin key", i,
+                 t);
         *forbidden = true;
         return false;
     }
     if (!strcmp(t, "agent.tool_use") || !strcmp(t, "agent.custom_tool_use")) {
-        NEED(FIELD("name") && json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 128,
+        NEED(FIELD("name") && json_is_string(v) && json_string_length(v) > 0 &&
+                 json_string_length(v) <= 128,
              "field 'events[%zu].name' is required (a tool name)", i);
-        NEED(FIELD("input") && json_is_object(v), "field 'events[%zu].input' is required (an object)", i);
+        NEED(FIELD("input") && json_is_object(v),
+             "field 'events[%zu].input' is required (an object)", i);
         if (FIELD("evaluated_permission") && !json_is_null(v)) {
             const char *p = json_string_value(v);
             NEED(p && (!strcmp(p, "allow") || !strcmp(p, "ask") || !strcmp(p, "deny")),
                  "field 'events[%zu].evaluated_permission' must be 'allow', 'ask' or 'deny'", i);
         }
     } else if (!strcmp(t, "agent.message") || !strcmp(t, "user.message")) {
-        NEED(FIELD("content") && json_is_array(v), "field 'events[%zu].content' is required (an array of content blocks)", i);
+        NEED(FIELD("content") && json_is_array(v),
+             "field 'events[%zu].content' is required (an array of content blocks)", i);
     } else if (!strcmp(t, "session.status_idle")) {
         NEED(!FIELD("stop_reason") || json_is_null(v) || json_is_object(v),
              "field 'events[%zu].stop_reason' must be an object", i);
     } else if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.tool_confirmation")) {
-        NEED(FIELD("tool_use_id") && json_is_string(v), "field 'events[%zu].tool_use_id' is required (a string)", i);
+        NEED(FIELD("tool_use_id") && json_is_string(v),
+             "field 'events[%zu].tool_use_id' is required (a string)", i);
         if (!strcmp(t, "user.tool_confirmation")) {
             const char *res = json_string_value(json_object_get(ev, "result"));
             NEED(res && (!strcmp(res, "allow") || !strcmp(res, "deny")),

@@ -42,6 +42,10 @@ assert.equal(got.environment_id, env.id);
 assert.deepEqual(got.metadata, { k: 'v' });
 assert.ok(Array.isArray(got.resources) && Array.isArray(got.agent.skills));
 
+const listed = [];
+for await (const s of admin.beta.sessions.list({ limit: 1 })) listed.push(s.id);
+assert.ok(listed.includes(sess.id), 'sessions.list pages through');
+
 step('work: stats / list / poll / ack / heartbeat / retrieve / update / stop');
 let stats = await admin.beta.environments.work.stats(env.id);
 assert.equal(stats.type, 'work_queue_stats');
@@ -118,6 +122,8 @@ await assert.rejects(
 const hist = [];
 for await (const ev of worker.beta.sessions.events.list(sess.id, { limit: 1 })) hist.push(ev.type);
 assert.deepEqual(hist, ['agent.tool_use', 'user.tool_result']);
+const onlyResults = (await worker.beta.sessions.events.list(sess.id, { types: ['user.tool_result'] })).data;
+assert.deepEqual(onlyResults.map((e) => e.type), ['user.tool_result'], 'types[] as the SDK sends it');
 await admin.beta.sessions.events.send(sess.id, { events: [{ type: 'session.status_terminated' }] });
 const third = await it.next();
 assert.equal(third.value.type, 'session.status_terminated');
@@ -127,6 +133,11 @@ step('stop answers 204; a second stop is a 409 the SDK surfaces');
 await worker.beta.environments.work.stop(polled.id, { environment_id: env.id, force: true });
 await assert.rejects(worker.beta.environments.work.stop(polled.id, { environment_id: env.id }), (e) => e.status === 409);
 assert.equal((await admin.beta.environments.work.retrieve(polled.id, { environment_id: env.id })).state, 'stopped');
+
+step('environments.delete');
+const del = await admin.beta.environments.delete(extra.id);
+assert.equal(del.id, extra.id);
+await assert.rejects(admin.beta.environments.retrieve(extra.id), (e) => e.status === 404);
 
 step('errors: the SDK sees the envelope');
 await assert.rejects(admin.beta.environments.retrieve('env_00000000000000000000000000'), (e) => {

@@ -51,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t i;
         json_t *ev;
         char msg[256];
-        json_array_foreach(evs, i, ev) if (server_check_event(ev, i, true, msg, sizeof(msg))) ok = false;
+        json_array_foreach(evs, i, ev) if (server_check_event(ev, i, true, msg, sizeof(msg))) ok =
+            false;
         if (ok) {
             int64_t before = 0, after = 0;
             S->ops->events_last_seq(S, SID, &before, &err);

@@ -264,6 +264,9 @@ eq(p2["next_page"], None, "last page")
 desc = srv.ok("GET", "/v1/sessions/%s/events?order=desc" % sid4)["data"]
 eq([h["id"] for h in desc], [h["id"] for h in reversed(hist)], "desc order")
 eq(srv.call("GET", "/v1/sessions/%s/events?order=up" % sid4)[0], 400, "bad order")
+only = srv.ok("GET", "/v1/sessions/%s/events?types%%5B%%5D=user.tool_result&types%%5B%%5D=user.message" % sid4)["data"]
+eq([h["type"] for h in only], ["user.tool_result"], "types[] filter")
+eq(srv.call("GET", "/v1/sessions/%s/events?types[]=DROP%%20TABLE" % sid4)[0], 400, "bad types[]")
 
 step("SSE: events pushed, pings, terminated closes the stream")
 sse = SSE(srv, sid4, bearer=key)

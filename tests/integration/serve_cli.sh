@@ -20,6 +20,8 @@ expect_eq "$(stat -c %a "$S/admin.key")" 600 "admin.key mode"
 KEY=$(cat "$S/admin.key")
 expect_not_contains "$(cat "$T/out" "$T/err")" "$KEY" "serve output"
 expect_contains "$(cat "$T/err")" "$S/admin.key" "the key's path is named"
+expect_eq "$(stat -c %a "$S/shed.db")" 600 "the database is the owner's only"
+expect_eq "$(stat -c %a "$S")" 700 "state dir mode"
 
 step "shed env create"
 out=$("$SHED" env create --name cli-env --state-dir "$S")
@@ -95,7 +97,7 @@ set +e
 "$SHED" env create --frob 2>"$T/e1"; rc=$?
 expect_eq "$rc" 2 "unknown flag exit"
 expect_contains "$(head -n1 "$T/e1")" "--frob" "names the flag"
-HOME=$T/nohome "$SHED" env list 2>"$T/e2"; rc=$?
+"$SHED" env list --state-dir "$T/empty" 2>"$T/e2"; rc=$?
 expect_eq "$rc" 125 "no admin key"
 expect_contains "$(cat "$T/e2")" "admin key" "says what is missing"
 SHED_BASE_URL=http://127.0.0.1:1 "$SHED" env list --state-dir "$S" 2>"$T/e3"; rc=$?

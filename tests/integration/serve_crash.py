@@ -11,7 +11,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from serve_lib import Server, check, eq, sessions_token  # noqa: E402
 
 T = os.environ["T"]
-srv = Server(T, "--lease-ttl", "20")
+SYNC = os.environ.get("SYNC", "full")
+T = os.path.join(T, SYNC)
+os.makedirs(T, exist_ok=True)
+print("=== --sync %s" % SYNC, flush=True)
+srv = Server(T, "--lease-ttl", "20", "--sync", SYNC)
 e = srv.env("crash")
 eid = e["id"]
 key = srv.env_key(eid)

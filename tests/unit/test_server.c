@@ -47,7 +47,8 @@ static void cleanup_db(void)
 
 static char *new_env(store_t *s)
 {
-    _cleanup_json_ json_t *f = json_pack("{s:s,s:{s:s}}", "name", "t", "config", "type", "self_hosted");
+    _cleanup_json_ json_t *f =
+        json_pack("{s:s,s:{s:s}}", "name", "t", "config", "type", "self_hosted");
     json_t *e = NULL;
     shed_err err = {0};
     ASSERT_EQ_INT(s->ops->env_create(s, f, &e, &err), 0);
@@ -68,7 +69,8 @@ static char *new_session(store_t *s, const char *env)
 }
 
 /* Poll once at `now`; returns the work id (malloc'd) or NULL. */
-static char *poll_at(store_t *s, const char *env, const char *token_hash, int64_t now, int64_t reclaim_ms)
+static char *poll_at(store_t *s, const char *env, const char *token_hash, int64_t now,
+                     int64_t reclaim_ms)
 {
     json_t *w = NULL;
     shed_err err = {0};
@@ -129,7 +131,8 @@ TEST(ack_heartbeat_echo_and_stale_412)
     ASSERT_EQ_STR(json_string_value(json_object_get(a, "state")), "starting");
     json_decref(a);
     ASSERT_EQ_INT(s->ops->work_ack(s, env, w, gen + 1, t, &a, &err), -EEXIST);
-    ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, gen, "2020-01-01T00:00:00Z", 0, t, &hb, &err), -ESTALE);
+    ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, gen, "2020-01-01T00:00:00Z", 0, t, &hb, &err),
+                  -ESTALE);
     ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, gen, "NO_HEARTBEAT", 0, t, &hb, &err), 0);
     ASSERT_EQ_STR(hb.state, "active");
     ASSERT_TRUE(hb.lease_extended);
@@ -212,7 +215,9 @@ TEST(stop_by_operator_and_by_holder)
     _cleanup_free_ char *w2 = poll_at(s, env, "h2", t, 5000);
     ASSERT_EQ_INT(s->ops->work_stop(s, env, w2, -1, false, false, t, &err), 0);
     ASSERT_EQ_STR(state_of(s, env, w2), "stopped");
-    ASSERT_EQ_INT(s->ops->work_stop(s, env, "work_00000000000000000000000000", -1, true, false, t, &err), -ENOENT);
+    ASSERT_EQ_INT(
+        s->ops->work_stop(s, env, "work_00000000000000000000000000", -1, true, false, t, &err),
+        -ENOENT);
     s->ops->close(s);
     cleanup_db();
 }
@@ -236,11 +241,13 @@ TEST(events_validate_references_and_write_all_or_nothing)
     char use_id[64];
     snprintf(use_id, sizeof(use_id), "%s", use);
     json_decref(r.events);
-    _cleanup_json_ json_t *bad = json_pack("[{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", "sevt_nope");
+    _cleanup_json_ json_t *bad =
+        json_pack("[{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", "sevt_nope");
     ASSERT_EQ_INT(s->ops->events_append(s, sid, bad, &r, &err), -EINVAL);
     ASSERT_CONTAINS(err.msg, "tool_use_id");
-    _cleanup_json_ json_t *dup = json_pack("[{s:s,s:s},{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", use_id,
-                                           "type", "user.tool_result", "tool_use_id", use_id);
+    _cleanup_json_ json_t *dup =
+        json_pack("[{s:s,s:s},{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", use_id,
+                  "type", "user.tool_result", "tool_use_id", use_id);
     ASSERT_EQ_INT(s->ops->events_append(s, sid, dup, &r, &err), -EEXIST);
     int64_t last = -1;
     ASSERT_EQ_INT(s->ops->events_last_seq(s, sid, &last, &err), 0);
@@ -248,12 +255,14 @@ TEST(events_validate_references_and_write_all_or_nothing)
     int n = s->ops->events_after(s, sid, 0, evs, 8, &err);
     ASSERT_EQ_INT(n, 1); /* nothing of the failed batch was written */
     for (int i = 0; i < n; i++) free(evs[i].json);
-    _cleanup_json_ json_t *res = json_pack("[{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", use_id);
+    _cleanup_json_ json_t *res =
+        json_pack("[{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", use_id);
     ASSERT_EQ_INT(s->ops->events_append(s, sid, res, &r, &err), 0);
     json_decref(r.events);
     ASSERT_EQ_INT(s->ops->events_append(s, sid, res, &r, &err), -EEXIST);
     /* a custom result must answer a custom call */
-    _cleanup_json_ json_t *cr = json_pack("[{s:s,s:s}]", "type", "user.custom_tool_result", "custom_tool_use_id", use_id);
+    _cleanup_json_ json_t *cr =
+        json_pack("[{s:s,s:s}]", "type", "user.custom_tool_result", "custom_tool_use_id", use_id);
     ASSERT_EQ_INT(s->ops->events_append(s, sid, cr, &r, &err), -EINVAL);
     /* termination: no more events */
     _cleanup_json_ json_t *term = json_pack("[{s:s}]", "type", "session.status_terminated");
@@ -378,4 +387,44 @@ TEST(store_open_refuses_unknown_backends)
     ASSERT_CONTAINS(err.msg, "sqlite:PATH");
     ASSERT_EQ_INT(store_open("mysql://x", &cfg, &s, &err), -EINVAL);
     ASSERT_TRUE(store_open("sqlite:/nonexistent-dir/x.db", &cfg, &s, &err) < 0);
+}
+
+TEST(ack_is_idempotent_for_one_delivery_and_first_wins_after_redelivery)
+{
+    store_t *s = open_store();
+    _cleanup_free_ char *env = new_env(s);
+    _cleanup_free_ char *sid = new_session(s, env);
+    int64_t t = clock_wall_us();
+    shed_err err = {0};
+    json_t *a = NULL;
+    /* one delivery: a retried ack (lost answer) is fine, with or without the token */
+    _cleanup_free_ char *w = poll_at(s, env, "h1", t, 5000);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, token_gen(s, "h1"), t, &a, &err), 0);
+    json_decref(a);
+    /* two deliveries (the first was slow to ack): the first ack holds it */
+    _cleanup_free_ char *s2 = new_session(s, env);
+    _cleanup_free_ char *w2 = poll_at(s, env, "h2", t, 5000);
+    _cleanup_free_ char *w3 = poll_at(s, env, "h3", t + 6 * S, 5000);
+    ASSERT_EQ_STR(w3, w2);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, -1, t + 6 * S, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, -1, t + 6 * S, &a, &err), -EEXIST);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, token_gen(s, "h2"), t + 6 * S, &a, &err), -EEXIST);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, token_gen(s, "h3"), t + 6 * S, &a, &err), -EEXIST);
+    /* ... and when the current delivery's token acked first, only it may repeat */
+    _cleanup_free_ char *s3 = new_session(s, env);
+    _cleanup_free_ char *w4 = poll_at(s, env, "h4", t, 5000);
+    _cleanup_free_ char *w5 = poll_at(s, env, "h5", t + 6 * S, 5000);
+    ASSERT_EQ_STR(w5, w4);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, token_gen(s, "h5"), t + 6 * S, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, token_gen(s, "h5"), t + 6 * S, &a, &err), 0);
+    json_decref(a);
+    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, -1, t + 6 * S, &a, &err), -EEXIST);
+    s->ops->close(s);
+    cleanup_db();
 }
