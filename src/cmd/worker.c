@@ -7,6 +7,7 @@
 
 #include "base/cleanup.h"
 #include "base/log.h"
+#include "obs/obs.h"
 #include "worker/api.h"
 #include "worker/worker.h"
 
@@ -39,6 +40,12 @@ static const char USAGE[] =
     "  --policy FILE              sandbox policy (default: the built-in deny-by-default policy)\n"
     "  --state-dir DIR            workspaces and crash-safety records (default /var/lib/shed\n"
     "                             as root, else $XDG_STATE_HOME/shed)\n"
+    "  --metrics-listen ADDR      serve /metrics, /healthz, /readyz (e.g. 127.0.0.1:9464)\n"
+    "  --audit-log FILE           hash-chained audit log (docs/operations.md); refuse to start\n"
+    "                             when it cannot be opened\n"
+    "  --audit-content MODE       none, metadata (default) or full\n"
+    "  --audit-rotate-size SIZE   rotate the audit log at SIZE (default 64M; 0 = never)\n"
+    "  --audit-fsync              fdatasync every audit record\n"
     "  --log-format text|json     log format on stderr (default text)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
     "\n"
@@ -68,6 +75,11 @@ enum {
     OPT_WORK_ID,
     OPT_SECRET_FILE,
     OPT_TOOL_TIMEOUT,
+    OPT_METRICS,
+    OPT_AUDIT_LOG,
+    OPT_AUDIT_CONTENT,
+    OPT_AUDIT_ROTATE,
+    OPT_AUDIT_FSYNC,
 };
 
 static const struct option OPTS[] = {
@@ -87,6 +99,11 @@ static const struct option OPTS[] = {
     {"work-id", required_argument, NULL, OPT_WORK_ID},
     {"work-secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"tool-timeout", required_argument, NULL, OPT_TOOL_TIMEOUT},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS},
+    {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
+    {"audit-content", required_argument, NULL, OPT_AUDIT_CONTENT},
+    {"audit-rotate-size", required_argument, NULL, OPT_AUDIT_ROTATE},
+    {"audit-fsync", no_argument, NULL, OPT_AUDIT_FSYNC},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -167,7 +184,10 @@ int cmd_worker(int argc, char **argv)
     const char *env_id = NULL, *env_key = NULL, *key_file = NULL, *worker_id = NULL,
                *base_url = NULL, *workdir = "/workspace", *policy = NULL, *state_dir = NULL,
                *log_format = "text", *log_level = "info", *session_id = NULL, *work_id = NULL,
-               *secret_file = NULL;
+               *secret_file = NULL, *metrics_listen = NULL, *audit_log = NULL;
+    audit_content audit_mode = AUDIT_CONTENT_METADATA;
+    unsigned long long audit_rotate = 64ULL << 20;
+    bool audit_fsync = false;
     int64_t max_idle_ms = 60000, tool_timeout_ms = 0;
     long max_sessions = 0;
     optind = 1;
@@ -203,6 +223,17 @@ int cmd_worker(int argc, char **argv)
         case OPT_SESSION_ID: session_id = optarg; break;
         case OPT_WORK_ID: work_id = optarg; break;
         case OPT_SECRET_FILE: secret_file = optarg; break;
+        case OPT_METRICS: metrics_listen = optarg; break;
+        case OPT_AUDIT_LOG: audit_log = optarg; break;
+        case OPT_AUDIT_CONTENT:
+            if (audit_parse_content(optarg, &audit_mode) < 0)
+                return cmd_usage_error("worker", USAGE, "--audit-content must be none, metadata or full");
+            break;
+        case OPT_AUDIT_ROTATE:
+            if (cmd_parse_size(optarg, &audit_rotate) < 0)
+                return cmd_usage_error("worker", USAGE, "--audit-rotate-size: '%s' is not a size", optarg);
+            break;
+        case OPT_AUDIT_FSYNC: audit_fsync = true; break;
         case ':': return cmd_usage_error("worker", USAGE, "option '%s' needs a value", argv[optind - 1]);
         default: return cmd_usage_error("worker", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
@@ -247,6 +278,11 @@ int cmd_worker(int argc, char **argv)
         .max_sessions = (int)max_sessions,
         .policy_path = policy,
         .tool_timeout_ms = tool_timeout_ms,
+        .metrics_listen = metrics_listen,
+        .audit_log = audit_log,
+        .audit_content = (int)audit_mode,
+        .audit_rotate_bytes = audit_rotate,
+        .audit_fsync = audit_fsync,
     };
     if (run_mode) {
         session_id = env_or(session_id, "ANTHROPIC_SESSION_ID");

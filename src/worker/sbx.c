@@ -215,12 +215,24 @@ static int sbx_attach(sbx_t *s, const sbx_opts *o, const char *workdir, shed_err
     return 0;
 }
 
+typedef struct destroy_job destroy_job;
+struct destroy_job {
+    sbx_t *s;
+    int grace_ms;
+    sbx_gone_cb done;
+    void *arg;
+};
+static void destroy_work(void *arg);
+static void destroy_done(void *arg);
+
 struct sbx_pending {
     pool_t *pool;
     sbx_opts o;
     char *label, *workspace, *workdir, *state_dir;
     sbx_ready_cb ready;
     bool abandoned;
+    sbx_gone_cb gone;
+    void *gone_arg;
     /* filled on the pool thread */
     sbx_t *s;
     const char *made_workdir;
@@ -248,10 +260,23 @@ static void create_done(void *arg)
     sbx_pending_t *p = arg;
     if (p->abandoned) {
         if (p->rc == 0) {
+            /* Never attached: nothing on the loop to detach; destroy it on the pool. */
+            destroy_job *d = calloc(1, sizeof(*d));
+            if (d) {
+                d->s = p->s;
+                d->done = p->gone;
+                d->arg = p->gone_arg;
+                if (pool_submit(p->pool, destroy_work, destroy_done, d) == 0) {
+                    pending_free(p);
+                    return;
+                }
+                free(d);
+            }
             shed_err err = {0};
             if (sandbox_destroy(p->s->sb, 0, &err) < 0) log_warn("destroy sandbox: %s", err.msg);
             free(p->s);
         }
+        if (p->gone) p->gone(p->gone_arg);
         pending_free(p);
         return;
     }
@@ -290,15 +315,15 @@ sbx_pending_t *sbx_create_async(pool_t *pool, const sbx_opts *o, sbx_ready_cb re
     return p;
 }
 
-void sbx_create_abandon(sbx_pending_t *p)
+void sbx_create_abandon(sbx_pending_t *p, sbx_gone_cb gone, void *arg)
 {
-    if (p) p->abandoned = true;
+    if (!p) return;
+    p->abandoned = true;
+    p->gone = gone;
+    p->gone_arg = arg;
 }
 
-typedef struct destroy_job {
-    sbx_t *s;
-    int grace_ms;
-} destroy_job;
+
 
 static void destroy_work(void *arg)
 {
@@ -312,10 +337,11 @@ static void destroy_done(void *arg)
 {
     destroy_job *d = arg;
     free(d->s);
+    if (d->done) d->done(d->arg);
     free(d);
 }
 
-void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms)
+void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms, sbx_gone_cb done, void *arg)
 {
     if (!s) return;
     if (s->egress) egress_detach(s->egress, s->label);
@@ -326,6 +352,8 @@ void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms)
     if (d) {
         d->s = s;
         d->grace_ms = grace_ms;
+        d->done = done;
+        d->arg = arg;
         if (pool_submit(pool, destroy_work, destroy_done, d) == 0) return;
         free(d);
     }
@@ -333,6 +361,7 @@ void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms)
     shed_err err = {0};
     if (sandbox_destroy(s->sb, grace_ms, &err) < 0) log_warn("destroy sandbox %s: %s", s->label, err.msg);
     free(s);
+    if (done) done(arg);
 }
 
 int sbx_call(sbx_t *s, uint64_t call_id, const char *tool, json_t *input, int64_t timeout_ms,

@@ -55,10 +55,12 @@ typedef void (*sbx_ready_cb)(sbx_t *s, const char *error, void *arg);
 sbx_pending_t *sbx_create_async(pool_t *pool, const sbx_opts *o, sbx_ready_cb ready,
                                 shed_err *err);
 /* The caller no longer wants it: ready is never called; the sandbox, if it
- * gets made, is destroyed. */
-void sbx_create_abandon(sbx_pending_t *p);
-/* Stop watching it now; the kill ladder runs on a pool thread; frees s. */
-void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms);
+ * gets made, is destroyed; then gone(arg) runs on the loop thread. */
+typedef void (*sbx_gone_cb)(void *arg);
+void sbx_create_abandon(sbx_pending_t *p, sbx_gone_cb gone, void *arg);
+/* Stop watching it now; the kill ladder runs on a pool thread; frees s.
+ * done(arg) runs on the loop thread once the sandbox is gone (may be NULL). */
+void sbx_destroy_async(pool_t *pool, sbx_t *s, int grace_ms, sbx_gone_cb done, void *arg);
 int sbx_call(sbx_t *s, uint64_t call_id, const char *tool, json_t *input, int64_t timeout_ms,
              shed_err *err);
 int sbx_cancel(sbx_t *s, uint64_t call_id);

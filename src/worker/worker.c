@@ -13,6 +13,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "egress/egress.h"
+#include "obs/obs.h"
 #include "sandbox/sandbox.h"
 #include "worker/pool.h"
 #include "worker/proto.h"
@@ -79,6 +80,7 @@ struct wsess {
     sbx_t *sb;
     sbx_pending_t *sb_pending;
     int64_t sb_start_ms;
+    bool wait_destroy; /* the previous sandbox of this session is still going away */
     char *workspace;
     /* the one in-flight call */
     json_t *call_ev;
@@ -107,6 +109,7 @@ struct wsess {
     uint64_t finish_timer;
     int64_t started_ms;
     int calls_done;
+    const char *kill_reason; /* why the in-flight call was cancelled (metrics/audit) */
 };
 
 struct worker {
@@ -117,6 +120,11 @@ struct worker {
     pool_t *pool;
     egress_t *egress;
     egress_policy *egress_policy;
+    audit_t *audit;
+    obs_http_t *obs_http;
+    json_t *destroying; /* session id -> sandboxes of it still being destroyed */
+    uint64_t stats_timer;
+    api_call_t *stats_call;
     wstate_t *state;
     sandbox_policy *policy;
     char sandbox_dir[4200]; /* the sandboxes' bookkeeping, under the state dir */
@@ -177,6 +185,18 @@ static const char *jstr(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* One audit record (a NULL audit log does nothing); fields is stolen. */
+static void audit_ev(worker_t *w, const char *event, json_t *fields)
+{
+    if (w->audit && fields) audit_write(w->audit, event, fields);
+    json_decref(fields);
+}
+
+static void sessions_gauge(worker_t *w)
+{
+    metrics_set(obs_m.sessions_active, NULL, w->nsessions);
+}
+
 static char *path_fmt(const char *fmt, const char *a, const char *b)
 {
     _cleanup_free_ char *ea = api_escape(a), *eb = b ? api_escape(b) : NULL;
@@ -217,6 +237,7 @@ static void on_heartbeat(const api_result *r, void *arg)
     lease_end e;
     if (r->ok && json_is_object(r->json)) {
         e = lease_on_response(&s->lease, now, r->json);
+        metrics_inc(obs_m.heartbeats, LV(e == LEASE_END_STOP ? "stopping" : "ok"), 1);
         slog(LOG_DEBUG, s->session_id, s->work_id, "heartbeat ok: state %s, ttl %llds, next in %llds",
              s->lease.state, (long long)(s->lease.ttl_ms / 1000),
              (long long)(s->lease.interval_ms / 1000));
@@ -225,6 +246,8 @@ static void on_heartbeat(const api_result *r, void *arg)
                  (long long)(s->lease.ttl_ms / 1000));
     } else {
         e = lease_on_failure(&s->lease, now, r->status);
+        metrics_inc(obs_m.heartbeats, LV(lease_is_lost(&s->lease) ? "lease_lost" : "error"), 1);
+        if (lease_is_lost(&s->lease)) metrics_inc(obs_m.leases_lost, NULL, 1);
         if (r->status == 412) {
             json_t *cs = json_object_get(json_object_get(json_object_get(r->json, "error"), "details"),
                                          "current_state");
@@ -424,8 +447,35 @@ static void call_complete(wsess_t *s, json_t *result)
     const char *id = jstr(ev, "id");
     const char *name = jstr(ev, "name");
     bool is_error = json_is_true(json_object_get(result, "is_error"));
+    int64_t ms = clock_mono_ms() - s->call_start_ms;
     slog(LOG_INFO, s->session_id, s->work_id, "call %s (%s) finished%s in %lld ms", id, name,
-         is_error ? " with an error" : "", (long long)(clock_mono_ms() - s->call_start_ms));
+         is_error ? " with an error" : "", (long long)ms);
+    const char *outcome = s->kill_reason ? (!strcmp(s->kill_reason, "timeout") ? "timeout" : "killed")
+                                         : (is_error ? "error" : "ok");
+    metrics_inc(obs_m.tool_calls, LV(name, outcome), 1);
+    metrics_observe(obs_m.tool_call_seconds, LV(name), (double)ms / 1000.0);
+    if (s->kill_reason) metrics_inc(obs_m.kills, LV(s->kill_reason), 1);
+    if (s->w->audit) {
+        size_t out_bytes = 0;
+        size_t bi;
+        json_t *blk;
+        json_array_foreach(json_object_get(result, "content"), bi, blk)
+        {
+            json_t *t = json_object_get(blk, "text");
+            if (json_is_string(t)) out_bytes += json_string_length(t);
+        }
+        json_t *f = json_pack("{s:s,s:s,s:s,s:s,s:O,s:b,s:f,s:I,s:O}", "session_id", s->session_id,
+                              "work_id", s->work_id, "tool_use_id", id, "tool", name, "input",
+                              json_object_get(ev, "input") ?: json_null(), "is_error", is_error,
+                              "duration_s", (double)ms / 1000.0, "output_bytes", (json_int_t)out_bytes,
+                              "output", json_object_get(result, "content") ?: json_null());
+        if (s->kill_reason && f) json_object_set_new(f, "killed", json_string(s->kill_reason));
+        audit_ev(s->w, "tool.call", f);
+        if (s->kill_reason)
+            audit_ev(s->w, "kill", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
+                                             s->work_id, "reason", s->kill_reason, "by", "worker"));
+    }
+    s->kill_reason = NULL;
     shed_err err = {0};
     /* Record the result before posting: after a crash it is posted, not re-run. */
     if (wstate_call_result(s->w->state, s->session_id, id, result, &err) < 0)
@@ -471,6 +521,7 @@ static void on_call_timeout(loop_t *l, void *arg)
     if (!s->call_cancelled) {
         /* Outer deadline (SDK: 120 s): ask init to abort, give it a moment. */
         s->call_cancelled = true;
+        s->kill_reason = "timeout";
         slog(LOG_WARN, s->session_id, s->work_id, "call %s timed out; cancelling", jstr(s->call_ev, "id"));
         sbx_cancel(s->sb, s->call_seq);
         s->call_timer = loop_timer(s->w->loop, CANCEL_WAIT_MS, on_call_timeout, s);
@@ -743,10 +794,19 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
     s->sb_pending = NULL;
     if (!sb) {
         slog(LOG_ERROR, s->session_id, s->work_id, "sandbox: %s", error);
+        metrics_inc(obs_m.sandbox_failures, LV("other"), 1);
+        audit_ev(w, "sandbox.failed", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
+                                                s->work_id, "layer", "other", "error", error));
         sess_end(s, LEASE_END_DONE);
         return;
     }
     s->sb = sb;
+    double secs = (double)(clock_mono_ms() - s->sb_start_ms) / 1000.0;
+    metrics_observe(obs_m.sandbox_create_seconds, NULL, secs);
+    audit_ev(w, "sandbox.created", json_pack("{s:s,s:s,s:s,s:f,s:s}", "session_id", s->session_id, "work_id",
+                                             s->work_id, "policy_digest", sandbox_policy_digest(w->policy),
+                                             "duration_s", secs, "network",
+                                             w->egress_policy ? "egress proxy (policy)" : "egress proxy (deny all)"));
     slog(LOG_INFO, s->session_id, s->work_id, "sandbox ready in %lld ms: %s",
          (long long)(clock_mono_ms() - s->sb_start_ms), sbx_describe(s->sb));
     s->runner = runner_new(w->cfg.max_idle_ms, owns_cb, on_runner_note, s);
@@ -759,10 +819,72 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
     stream_open(s);
 }
 
+typedef struct gone_ctx {
+    worker_t *w;
+    char session_id[ID_MAX * 2];
+} gone_ctx;
+
+static void start_run(wsess_t *s);
+
+/* A sandbox is gone: a new one with the same label (session id) may be made. */
+static void on_sandbox_gone(void *arg)
+{
+    gone_ctx *g = arg;
+    worker_t *w = g->w;
+    json_t *n = json_object_get(w->destroying, g->session_id);
+    if (n && json_integer_value(n) > 1)
+        json_object_set_new(w->destroying, g->session_id, json_integer(json_integer_value(n) - 1));
+    else
+        json_object_del(w->destroying, g->session_id);
+    if (!json_object_get(w->destroying, g->session_id)) {
+        for (wsess_t *o = w->sessions; o; o = o->next) {
+            if (o->wait_destroy && !strcmp(o->session_id, g->session_id)) {
+                o->wait_destroy = false;
+                start_run(o);
+                break;
+            }
+        }
+    }
+    free(g);
+}
+
+static gone_ctx *gone_new(wsess_t *s)
+{
+    worker_t *w = s->w;
+    gone_ctx *g = calloc(1, sizeof(*g));
+    if (g) {
+        g->w = w;
+        snprintf(g->session_id, sizeof(g->session_id), "%s", s->session_id);
+        json_t *n = json_object_get(w->destroying, s->session_id);
+        json_object_set_new(w->destroying, s->session_id, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    return g;
+}
+
+/* Destroy the session's sandbox (or the one being made) on the pool. */
+static void sandbox_release(wsess_t *s, int grace_ms)
+{
+    if (s->sb_pending) {
+        gone_ctx *g = gone_new(s);
+        sbx_create_abandon(s->sb_pending, g ? on_sandbox_gone : NULL, g);
+        s->sb_pending = NULL;
+    }
+    if (!s->sb) return;
+    gone_ctx *g = gone_new(s);
+    sbx_destroy_async(s->w->pool, s->sb, grace_ms, g ? on_sandbox_gone : NULL, g);
+    s->sb = NULL;
+}
+
 static void start_run(wsess_t *s)
 {
     worker_t *w = s->w;
     shed_err err = {0};
+    if (s->phase != PH_RETRIEVE) return;
+    if (json_object_get(w->destroying, s->session_id)) {
+        /* Same label: wait until the previous sandbox is really gone. */
+        s->wait_destroy = true;
+        return;
+    }
     if (wstate_session_workspace(w->state, s->session_id, &s->workspace, &err) < 0) {
         slog(LOG_ERROR, s->session_id, s->work_id, "workspace: %s", err.msg);
         sess_end(s, LEASE_END_DONE);
@@ -865,12 +987,14 @@ static void on_stopped(const api_result *r, void *arg)
     s->stop_call = NULL;
     if (r->ok || r->status == 409) {
         slog(LOG_INFO, s->session_id, s->work_id, "work item stopped");
+        metrics_inc(obs_m.stops, LV(r->ok ? "ok" : "conflict"), 1);
     } else if (!r->fatal && ++s->stop_attempt < 3) {
         slog(LOG_WARN, s->session_id, s->work_id, "stop failed: %s; retrying", r->msg);
         s->stop_timer = loop_timer(s->w->loop, proto_apply_jitter(1000 * s->stop_attempt), stop_retry, s);
         return;
     } else {
         slog(LOG_ERROR, s->session_id, s->work_id, "force-stop on exit failed: %s", r->msg);
+        metrics_inc(obs_m.stops, LV("error"), 1);
     }
     sess_finish_later(s);
 }
@@ -928,8 +1052,7 @@ static void sess_end(wsess_t *s, lease_end why)
         s->list_call = NULL;
         if (s->get_call) api_cancel(s->get_call);
         s->get_call = NULL;
-        if (s->sb_pending) sbx_create_abandon(s->sb_pending);
-        s->sb_pending = NULL;
+        if (s->sb_pending) sandbox_release(s, 0);
         if (lease_is_lost(&s->lease)) {
             timer_clear(w, &s->hb_timer);
             if (s->hb_call) api_cancel(s->hb_call);
@@ -938,6 +1061,10 @@ static void sess_end(wsess_t *s, lease_end why)
         if (s->call_ev) {
             if (!s->call_cancelled) {
                 s->call_cancelled = true;
+                s->kill_reason = w->shutting_down ? "shutdown"
+                                 : s->end_reason == LEASE_END_STOP ? "stop_request"
+                                 : "idle";
+                if (lease_is_lost(&s->lease)) s->kill_reason = "stop_request";
                 slog(LOG_INFO, s->session_id, s->work_id, "cancelling call %s", jstr(s->call_ev, "id"));
                 sbx_cancel(s->sb, s->call_seq);
             }
@@ -950,9 +1077,10 @@ static void sess_end(wsess_t *s, lease_end why)
     timer_clear(w, &s->end_timer);
     s->phase = PH_STOPPING;
     if (s->sb) {
-        sbx_destroy_async(w->pool, s->sb, 500);
-        s->sb = NULL;
+        sandbox_release(s, 500);
         slog(LOG_INFO, s->session_id, s->work_id, "sandbox destroyed");
+        audit_ev(w, "sandbox.destroyed", json_pack("{s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
+                                                   s->work_id, "reason", lease_end_name(s->end_reason)));
     }
     if (lease_is_lost(&s->lease)) {
         slog(LOG_INFO, s->session_id, s->work_id, "lease lost; released without stopping it");
@@ -980,8 +1108,7 @@ static void sess_free(wsess_t *s)
     api_cancel(s->list_call);
     api_cancel(s->post_call);
     api_cancel(s->stop_call);
-    if (s->sb_pending) sbx_create_abandon(s->sb_pending);
-    if (s->sb) sbx_destroy_async(w->pool, s->sb, 0);
+    sandbox_release(s, 0);
     runner_free(s->runner);
     json_decref(s->stream_buffer);
     json_decref(s->call_ev);
@@ -1006,6 +1133,17 @@ static void sess_finish(wsess_t *s)
         }
     }
     w->nsessions--;
+    sessions_gauge(w);
+    {
+        const char *why = w->shutting_down ? "shutdown"
+                          : s->end_reason == LEASE_END_STOP ? "stop_request"
+                          : lease_is_lost(&s->lease) ? "lease_lost"
+                          : s->end_reason == LEASE_END_REJECTED ? "error"
+                          : s->terminated ? "end_turn" : "idle";
+        audit_ev(w, "work.stopped", json_pack("{s:s,s:s,s:s,s:b,s:i}", "session_id", s->session_id, "work_id",
+                                              s->work_id, "reason", why, "stopped", !lease_is_lost(&s->lease),
+                                              "calls", s->calls_done));
+    }
     slog(LOG_INFO, s->session_id, s->work_id, "work item done: %d call(s) served in %lld ms",
          s->calls_done, (long long)(clock_mono_ms() - s->started_ms));
     bool waiting = false;
@@ -1076,6 +1214,10 @@ static void sess_start(worker_t *w, const char *work_id, const char *session_id,
     s->next = w->sessions;
     w->sessions = s;
     w->nsessions++;
+    sessions_gauge(w);
+    metrics_inc(obs_m.work_claimed, NULL, 1);
+    audit_ev(w, "work.claimed", json_pack("{s:s,s:s,s:s}", "session_id", s->session_id, "work_id", s->work_id,
+                                          "environment_id", api_environment_id(w->api)));
     write_items(w);
     slog(LOG_INFO, s->session_id, s->work_id, "serving work item (%s credential)%s",
          s->token ? "sessions token" : "environment key",
@@ -1146,6 +1288,7 @@ static void on_ack(const api_result *r, void *arg)
         return;
     }
     w->acking--;
+    metrics_inc(obs_m.acks, LV(r->ok ? "ok" : "error"), 1);
     if (!r->ok) {
         slog(LOG_ERROR, a->session_id, a->work_id, "ack failed: %s", r->msg);
     } else if (strcmp(a->type, "session")) {
@@ -1177,6 +1320,8 @@ static void on_poll(const api_result *r, void *arg)
     w->poll_call = NULL;
     if (w->shutting_down) return;
     if (!r->ok) {
+        metrics_inc(obs_m.polls, LV(r->status == 401 || r->status == 403 ? "unauthorized" : "error"), 1);
+        obs_ready_set_for("poll", false, r->msg, 60000);
         if (r->fatal) {
             log_error("poll failed permanently, stopping: %s", r->msg);
             err_msg(&w->fatal, EACCES, "poll: %s", r->msg);
@@ -1194,8 +1339,10 @@ static void on_poll(const api_result *r, void *arg)
         return;
     }
     w->poll_attempt = 0;
+    obs_ready_set_for("poll", true, NULL, 60000);
     json_t *j = r->json;
     const char *id = json_is_object(j) ? jstr(j, "id") : NULL;
+    metrics_inc(obs_m.polls, LV(id && *id ? "work" : "empty"), 1);
     if (!id || !*id) {
         /* Empty: 204, 200 + null, or 200 + empty body. */
         int64_t now = clock_mono_ms();
@@ -1300,6 +1447,9 @@ static void worker_shutdown(worker_t *w, const char *why)
     timer_clear(w, &w->poll_timer);
     if (w->poll_call) api_cancel(w->poll_call);
     w->poll_call = NULL;
+    timer_clear(w, &w->stats_timer);
+    if (w->stats_call) api_cancel(w->stats_call);
+    w->stats_call = NULL;
     w->shutdown_timer = loop_timer(w->loop, w->cfg.shutdown_grace_ms, on_shutdown_deadline, w);
     /* sess_end may free a session synchronously: walk a snapshot. */
     int n = w->nsessions;
@@ -1346,13 +1496,48 @@ static void on_signal(loop_t *l, int fd, uint32_t events, void *arg)
 
 static void on_egress_event(const egress_event *ev, void *arg)
 {
-    (void)arg;
+    worker_t *w = arg;
+    metrics_inc(obs_m.egress_decisions, LV(ev->proto, ev->allowed ? "allow" : "deny"), 1);
+    if (w->audit) {
+        json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:I,s:I,s:f}", "session_id", ev->label ? ev->label : "",
+                              "proto", ev->proto ? ev->proto : "", "host", ev->host ? ev->host : "", "port",
+                              ev->port, "verdict", ev->allowed ? "allow" : "deny", "rule", ev->rule ? ev->rule : "",
+                              "bytes_up", (json_int_t)ev->bytes_up, "bytes_down", (json_int_t)ev->bytes_down,
+                              "duration_s", (double)ev->duration_ms / 1000.0);
+        if (f && ev->address) json_object_set_new(f, "address", json_string(ev->address));
+        if (f && ev->error) json_object_set_new(f, "error", json_string(ev->error));
+        audit_ev(w, "egress.decision", f);
+    }
     /* The label is the session id. Denials at info, the rest at debug. */
     int lvl = ev->allowed ? LOG_DEBUG : LOG_INFO;
     if (log_level() < lvl) return;
     slog(lvl, ev->label, NULL, "egress %s %s:%d %s (rule %s)%s%s", ev->proto, ev->host, ev->port,
          ev->allowed ? "allowed" : "denied", ev->rule ? ev->rule : "-", ev->error ? ": " : "",
          ev->error ? ev->error : "");
+}
+
+/* ---------- queue gauges (metrics) ---------- */
+
+static void stats_fire(loop_t *l, void *arg);
+
+static void on_stats(const api_result *r, void *arg)
+{
+    worker_t *w = arg;
+    w->stats_call = NULL;
+    if (r->ok && json_is_object(r->json)) obs_queue_stats_update(api_environment_id(w->api), r->json, NULL);
+    if (!w->shutting_down) w->stats_timer = loop_timer(w->loop, 15000, stats_fire, w);
+}
+
+static void stats_fire(loop_t *l, void *arg)
+{
+    (void)l;
+    worker_t *w = arg;
+    w->stats_timer = 0;
+    _cleanup_free_ char *path = path_fmt("/v1/environments/%s/work/stats", api_environment_id(w->api), NULL);
+    if (path)
+        w->stats_call = api_request(w->api, "GET", path, NULL, NULL, (api_cred){0}, false, CALL_TIMEOUT_MS,
+                                    on_stats, w, NULL);
+    if (!w->stats_call && !w->shutting_down) w->stats_timer = loop_timer(w->loop, 15000, stats_fire, w);
 }
 
 /* ---------- start ---------- */
@@ -1440,6 +1625,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
     /* After the signal mask: the pool's threads must not take signals. */
     rc = pool_new(w.loop, 4, &w.pool, err);
     if (rc < 0) goto out;
+    w.destroying = json_object();
     /* Egress: the sandboxes' only way out, served on this loop. */
     rc = egress_policy_parse(sandbox_policy_network(w.policy), &w.egress_policy, err);
     if (rc < 0) {
@@ -1448,6 +1634,27 @@ int worker_run(const worker_config *cfg, shed_err *err)
     }
     rc = egress_new(w.loop, on_egress_event, &w, &w.egress, err);
     if (rc < 0) goto out;
+    if (cfg->metrics_listen) {
+        obs_catalog_worker();
+        rc = obs_http_start(cfg->metrics_listen, NULL, NULL, &w.obs_http, err);
+        if (rc < 0) {
+            err_wrap(err, "--metrics-listen %s", cfg->metrics_listen);
+            goto out;
+        }
+        log_info("metrics on http://%s/metrics (port %d)", cfg->metrics_listen, obs_http_port(w.obs_http));
+        if (!cfg->run_one) w.stats_timer = loop_timer(w.loop, 0, stats_fire, &w);
+    }
+    if (cfg->audit_log) {
+        audit_opts ao = {.path = cfg->audit_log,
+                         .rotate_bytes = cfg->audit_rotate_bytes,
+                         .fsync_each = cfg->audit_fsync,
+                         .content = (audit_content)cfg->audit_content};
+        rc = audit_open(&ao, &w.audit, err);
+        if (rc < 0) {
+            err_wrap(err, "--audit-log %s", cfg->audit_log);
+            goto out;
+        }
+    }
     reconcile_start(&w);
     log_info("worker %s started: environment %s, %s, up to %d session(s), state %s", w.worker_id,
              cfg->environment_id, api_base_url(w.api), w.cfg.max_sessions, wstate_dir(w.state));
@@ -1469,12 +1676,17 @@ out:
         sess_free(s);
     }
     if (w.poll_call) api_cancel(w.poll_call);
+    if (w.stats_call) api_cancel(w.stats_call);
+    timer_clear(&w, &w.stats_timer);
     timer_clear(&w, &w.poll_timer);
     timer_clear(&w, &w.shutdown_timer);
     /* Waits for the sandboxes still being made or destroyed. */
     pool_free(w.pool);
+    json_decref(w.destroying);
     egress_free(w.egress);
     egress_policy_free(w.egress_policy);
+    audit_close(w.audit);
+    obs_http_stop(w.obs_http);
     if (w.sigfd >= 0) close(w.sigfd);
     api_free(w.api);
     http_free(w.http);

@@ -24,6 +24,12 @@ typedef struct worker_config {
     const char *state_dir;
     int64_t tool_timeout_ms;    /* per call, default 120 s */
     int64_t shutdown_grace_ms;  /* SIGTERM: bound on the whole shutdown, default 20 s */
+    /* Observability (src/obs): NULL = off. */
+    const char *metrics_listen;  /* "127.0.0.1:9464" */
+    const char *audit_log;       /* path of the hash-chained audit log */
+    int audit_content;           /* audit_content (obs.h) */
+    uint64_t audit_rotate_bytes;
+    bool audit_fsync;
     /* `shed worker run`: serve this one already-claimed item, then exit. */
     bool run_one;
     const char *run_work_id;

@@ -14,8 +14,18 @@ import time
 ADMIN = "sk-shed-admin-worker-tests-0123456789"
 
 
+_workers = []
+
+
 def fail(msg):
     print("FAIL: " + msg, file=sys.stderr, flush=True)
+    for w in _workers:
+        try:
+            lines = [l for l in open(w.log_path, errors="replace").read().splitlines() if "heartbeat ok" not in l]
+            print("--- %s (last 80 lines)" % w.log_path, file=sys.stderr)
+            print("\n".join(lines[-80:]), file=sys.stderr, flush=True)
+        except OSError:
+            pass
     sys.exit(1)
 
 
@@ -177,6 +187,7 @@ class Worker:
                      "--state-dir", state_dir] + list(extra)
         self.log_path = os.path.join(os.path.dirname(state_dir.rstrip("/")) or ".", log_name)
         self.proc = None
+        _workers.append(self)
         self.start()
 
     def start(self):
