@@ -309,7 +309,7 @@ int obs_http_start(const char *listen_addr, obs_ready_fn ready, void *arg, obs_h
         return err_msg(err, EIO, "start the metrics endpoint on %s (libmicrohttpd refused)",
                        listen_addr);
     }
-    log_info("metrics: serving /metrics /healthz /readyz on %s (port %d)", listen_addr, h->port);
+    log_debug("metrics: serving /metrics /healthz /readyz on %s (port %d)", listen_addr, h->port);
     *out = steal_pointer(&h);
     return 0;
 }
