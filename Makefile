@@ -24,7 +24,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/unit/%)
 
 .SECONDARY:
 
-.PHONY: all check unit asan bench fuzz format demo clean help deps
+.PHONY: all check unit asan bench fuzz format demo clean help deps soak
 
 all: $(O)/shed $(O)/probe
 
@@ -75,6 +75,9 @@ bench: all
 
 fuzz:
 	tests/fuzz/run $(FUZZ_SECONDS)
+
+soak: all
+	SHED=$(abspath $(O)/shed) tests/soak/run
 
 demo:
 	scripts/install-deps

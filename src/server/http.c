@@ -235,6 +235,15 @@ enum MHD_Result http_error_details(struct MHD_Connection *c, unsigned status, co
                                    const char *msg, json_t *details)
 {
     json_t *e = json_pack("{s:s,s:s}", "type", type ? type : error_type(status), "message", msg);
+    if (!e && msg) {
+        /* The message quotes a request part that is not UTF-8 (e.g. a path
+         * segment): answer the error anyway, those bytes shown as '?'. */
+        char safe[512];
+        size_t i = 0;
+        for (; msg[i] && i + 1 < sizeof(safe); i++) safe[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
+        safe[i] = 0;
+        e = json_pack("{s:s,s:s}", "type", type ? type : error_type(status), "message", safe);
+    }
     if (details) json_object_set_new(e, "details", details);
     return http_json(c, status, json_pack("{s:s,s:o}", "type", "error", "error", e));
 }

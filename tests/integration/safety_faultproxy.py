@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""A seeded fault-injecting HTTP proxy between `shed worker` and `shed serve`
+(python3 stdlib only); extends worker_faultproxy.py with truncated bodies and
+stalled event streams.
+
+    safety_faultproxy.py UPSTREAM_HOST:PORT SEED RATE [--stall-dead]
+
+Prints "listening PORT". For each connection (one request each; answers
+carry "Connection: close") a seeded RNG picks one fault:
+  plain requests: 500 / 502 / 503 answered by the proxy (not forwarded);
+    drop (reset before forwarding); reset-after (the server applied the
+    request, its answer is lost); delay (0.05-0.8 s); truncate (the status
+    line, headers and part of the body, then the connection closes);
+  event streams: cut (reset after 0.5-3 s); stall (nothing forwarded for
+    1-4 s, then the stream goes on); with --stall-dead, also stall-dead
+    (nothing more is ever forwarded and the socket stays open: the worker
+    must notice on its own).
+Counts per fault go to stderr on SIGTERM."""
+import random
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+
+UP_HOST, UP_PORT = sys.argv[1].rsplit(":", 1)
+UP_PORT = int(UP_PORT)
+SEED = int(sys.argv[2])
+RATE = float(sys.argv[3])
+STALL_DEAD = "--stall-dead" in sys.argv
+lock = threading.Lock()
+rng = random.Random(SEED)
+counts = {}
+stall_dead_left = [1]  # at most one dead stream per run: each costs the worker's stall timeout
+
+
+def pick(stream):
+    with lock:
+        r = rng.random()
+        d = rng.uniform(0.05, 0.8)
+        cut = rng.uniform(0.5, 3.0)
+        stall = rng.uniform(1.0, 4.0)
+        frac = rng.random()
+        if stream:
+            if STALL_DEAD and r < RATE * 0.3 and stall_dead_left[0] > 0:
+                stall_dead_left[0] -= 1
+                f = "stream-stall-dead"
+            elif r < RATE:
+                f = "stream-cut"
+            elif r < RATE * 2:
+                f = "stream-stall"
+            else:
+                f = "ok"
+        else:
+            faults = ["500", "502", "503", "drop", "reset-after", "delay", "truncate"]
+            f = faults[int(r / RATE * len(faults))] if r < RATE else "ok"
+        counts[f] = counts.get(f, 0) + 1
+    return f, d, cut, stall, frac
+
+
+def rst(sock):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def read_request(f):
+    line = f.readline()
+    if not line:
+        return None
+    headers, length = [], 0
+    while True:
+        h = f.readline()
+        if not h or h in (b"\r\n", b"\n"):
+            break
+        name = h.split(b":", 1)[0].strip().lower()
+        if name == b"content-length":
+            length = int(h.split(b":", 1)[1].strip())
+        if name in (b"connection", b"keep-alive", b"proxy-connection"):
+            continue
+        headers.append(h)
+    return line, headers, (f.read(length) if length else b"")
+
+
+def recv_all(u):
+    data = b""
+    while True:
+        try:
+            chunk = u.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        c = self.request
+        req = read_request(c.makefile("rb"))
+        if not req:
+            c.close()
+            return
+        line, headers, body = req
+        stream = b"/events/stream" in line
+        fault, delay, cut, stall, frac = pick(stream)
+        if fault in ("500", "502", "503"):
+            msg = b'{"type":"error","error":{"type":"api_error","message":"injected %s"}}' % fault.encode()
+            c.sendall(b"HTTP/1.1 %s Injected\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (fault.encode(), len(msg), msg))
+            c.close()
+            return
+        if fault == "drop":
+            rst(c)
+            return
+        if fault == "delay":
+            time.sleep(delay)
+        try:
+            u = socket.create_connection((UP_HOST, UP_PORT), timeout=30)
+        except OSError:
+            rst(c)
+            return
+        u.sendall(line + b"".join(headers) + b"Connection: close\r\n\r\n" + body)
+        if fault in ("reset-after", "truncate"):
+            u.settimeout(30)
+            data = recv_all(u)
+            u.close()
+            if fault == "truncate" and b"\r\n\r\n" in data:
+                head, rest = data.split(b"\r\n\r\n", 1)
+                keep = int(len(rest) * frac) if rest else 0
+                if keep >= len(rest) and rest:
+                    keep = len(rest) - 1
+                try:
+                    c.sendall(head + b"\r\n\r\n" + rest[:keep])
+                except OSError:
+                    pass
+                c.close()
+                return
+            rst(c)
+            return
+        start = time.time()
+        u.settimeout(1.0 if stream else None)
+        first, stalled = True, False
+        try:
+            while True:
+                try:
+                    data = u.recv(65536)
+                except socket.timeout:
+                    if fault == "stream-cut" and time.time() - start > cut:
+                        break
+                    continue
+                if not data:
+                    break
+                if first:
+                    data = data.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
+                    first = False
+                c.sendall(data)
+                if fault == "stream-cut" and time.time() - start > cut:
+                    break
+                if fault == "stream-stall" and not stalled and time.time() - start > 0.3:
+                    stalled = True
+                    time.sleep(stall)  # upstream data queues meanwhile, then flows on
+                if fault == "stream-stall-dead" and time.time() - start > 0.3:
+                    # Forward nothing more; hold the socket until the client gives up.
+                    c.settimeout(None)
+                    try:
+                        while c.recv(1024):
+                            pass
+                    except OSError:
+                        pass
+                    break
+        except OSError:
+            pass
+        u.close()
+        if fault == "stream-cut":
+            rst(c)
+        else:
+            c.close()
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    srv = Server(("127.0.0.1", 0), Handler)
+    print("listening %d" % srv.server_address[1], flush=True)
+
+    def bye(*_):
+        print("faults: %s" % sorted(counts.items()), file=sys.stderr, flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, bye)
+    signal.signal(signal.SIGINT, bye)
+    srv.serve_forever()
+
+
+main()
