@@ -1630,7 +1630,9 @@ int worker_run(const worker_config *cfg, shed_err *err)
     if (rc < 0) return rc;
     rc = wstate_open(cfg->state_dir, &w.state, err);
     if (rc < 0) goto out;
-    snprintf(w.sandbox_dir, sizeof(w.sandbox_dir), "%s/sandboxes", wstate_dir(w.state));
+    /* The sandbox runtime keeps its bookkeeping in <state>/sandboxes/<label>
+     * (and a shared mount point, <state>/mnt). */
+    snprintf(w.sandbox_dir, sizeof(w.sandbox_dir), "%s", wstate_dir(w.state));
     w.loop = loop_new();
     if (!w.loop) {
         rc = err_set(err, ENOMEM, "event loop");
