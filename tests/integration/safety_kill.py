@@ -21,6 +21,7 @@ with SIGTERM (a clean shutdown) and these must hold:
   5. no sandbox process, cgroup, mount or directory of any worker of this
      run is left over.
 Figures go to SCRATCH_DIR/kill.json."""
+import atexit
 import json
 import os
 import random
@@ -59,6 +60,17 @@ def free_port():
     return p
 
 
+def cleanup():
+    """On any exit (a failed check included) leave no server or worker running."""
+    for name in ("w", "srv"):
+        o = globals().get(name)
+        p = getattr(o, "proc", None)
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(cleanup)
 port = free_port()
 srv = FixedServer(T + "/serve", port)
 env = srv.environment("safety-kill")
