@@ -93,7 +93,8 @@ int json_get_int(json_t *obj, const char *key, bool required, int64_t *out, shed
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == (double)(int64_t)d) {
+        /* in range first: converting an out-of-range double is undefined */
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(int64_t)d) {
             *out = (int64_t)d;
             return 0;
         }

@@ -543,6 +543,12 @@ __attribute__((noreturn)) static void child_main(child_args *a)
         lfd[i] = move_fd_high(lfd[i]);
     }
 
+    /* Opened before RLIMIT_NOFILE drops: a creator with more fds open than
+     * the sandbox's limit (a worker serving many sessions) leaves no free
+     * fd number below it until exec closes the inherited ones. */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) child_die(a, errno, "open /dev/null");
+
     /* rlimits: second layer */
     struct rlimit zero = {0, 0};
     if (setrlimit(RLIMIT_CORE, &zero) < 0) child_die(a, errno, "setrlimit core");
@@ -574,8 +580,6 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_die(a, errno, "PR_SET_PDEATHSIG");
 
     /* fds: 0,1 /dev/null, 2 the creator's stderr (init's log), 3 ctl, 4-6 listeners */
-    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (devnull < 0) child_die(a, errno, "open /dev/null");
     if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0) child_die(a, errno, "dup2 stdio");
     if (dup2(a->ctl_fd, SANDBOX_FD_CTL) < 0 || dup2(lfd[0], SANDBOX_FD_HTTP) < 0 ||
         dup2(lfd[1], SANDBOX_FD_SOCKS) < 0 || dup2(lfd[2], SANDBOX_FD_DNS) < 0)

@@ -9,6 +9,7 @@ Checks: every call has exactly one result; no call ran twice; a success
 result is the right output of a call that ran exactly once; an error
 result (a call cancelled because the lease was lost while it ran) is one of
 the documented ones and its call ran at most once. Figures to SCRATCH/faults.json."""
+import atexit
 import json
 import os
 import subprocess
@@ -30,6 +31,17 @@ proxy = subprocess.Popen([sys.executable, os.path.join(here, "safety_faultproxy.
                           str(SEED), RATE] + (["--stall-dead"] if dead else []),
                          stdout=subprocess.PIPE, stderr=open(T + "/proxy.log", "w"), text=True)
 port = int(proxy.stdout.readline().split()[1])
+
+
+def cleanup():
+    """On any exit (a failed check included) leave nothing running."""
+    for p in (globals().get("w") and w.proc, proxy, srv.proc):
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(cleanup)
 step("worker -> safety_faultproxy (seed %d, rate %s%s) -> shed serve" % (SEED, RATE, ", a dead stream" if dead else ""))
 w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "600", base_url="http://127.0.0.1:%d" % port)
 sids = [srv.session(env) for _ in range(S)]

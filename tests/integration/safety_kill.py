@@ -21,6 +21,7 @@ with SIGTERM (a clean shutdown) and these must hold:
   5. no sandbox process, cgroup, mount or directory of any worker of this
      run is left over.
 Figures go to SCRATCH_DIR/kill.json."""
+import atexit
 import json
 import os
 import random
@@ -59,6 +60,17 @@ def free_port():
     return p
 
 
+def cleanup():
+    """On any exit (a failed check included) leave no server or worker running."""
+    for name in ("w", "srv"):
+        o = globals().get(name)
+        p = getattr(o, "proc", None)
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(cleanup)
 port = free_port()
 srv = FixedServer(T + "/serve", port)
 env = srv.environment("safety-kill")
@@ -173,6 +185,9 @@ for i, sid in enumerate(sids):
                 stats["restarted"] += 1
             else:
                 stats["other_error"] += 1
+                t = text_of(r)[:80]
+                stats.setdefault("other_error_texts", {})
+                stats["other_error_texts"][t] = stats["other_error_texts"].get(t, 0) + 1
             if starts == 1 and ends == 0:
                 stats["partial_runs"] += 1
     extra = set(res) - set(uses)
@@ -185,13 +200,21 @@ for root, dirs, files in os.walk(sbdir):
     # the worker keeps its sandboxes' state in sandboxes/sandboxes/<label>
     leftover += ["file " + os.path.join(root, f) for f in files]
     leftover += ["directory " + os.path.join(root, d) for d in dirs if d != "sandboxes"]
-for ctrl in os.listdir("/sys/fs/cgroup"):
-    base = os.path.join("/sys/fs/cgroup", ctrl, "shed")
-    if os.path.isdir(base):
-        for d in os.listdir(base):
-            m = re.match(r"sb-(\d+)-", d)
-            if m and int(m.group(1)) in worker_pids:
-                leftover.append("cgroup " + os.path.join(base, d))
+# The worker labels a session's sandbox with the session id; unlabelled
+# sandboxes are sb-<creator pid>-...: both kinds of this run are looked for.
+def ours(label):
+    m = re.match(r"sb-(\d+)-", label)
+    return label in sids or bool(m and int(m.group(1)) in worker_pids)
+
+
+# sandboxes' cgroups live in <controller>/<the worker's own cgroup>/shed/<label>
+for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+    if top.count("/") > 7:
+        dirs[:] = []
+        continue
+    if os.path.basename(top) == "shed":
+        leftover += ["cgroup " + os.path.join(top, d) for d in dirs if ours(d)]
+        dirs[:] = []
 for p in os.listdir("/proc"):
     if not p.isdigit():
         continue
@@ -199,8 +222,8 @@ for p in os.listdir("/proc"):
         cg = open("/proc/%s/cgroup" % p).read()
     except OSError:
         continue
-    for m in re.finditer(r"/shed/sb-(\d+)-", cg):
-        if int(m.group(1)) in worker_pids:
+    for m in re.finditer(r"/shed/([A-Za-z0-9_-]+)", cg):
+        if ours(m.group(1)):
             leftover.append("process %s in cgroup %s" % (p, m.group(0)))
             break
 with open("/proc/self/mountinfo") as f:

@@ -12,6 +12,7 @@ throughput, latency percentiles (post -> result seen by the agent, polled:
 +-50 ms) and the worker's RSS after warm-up (a fifth of the run) and at
 the end; with --rss-check, the end must be within 10 % of the warm-up.
 Figures go to SCRATCH/load.json."""
+import atexit
 import json
 import os
 import random
@@ -30,6 +31,17 @@ env = srv.environment("soak")
 kid, key = srv.new_key(env)
 write_key_file(T + "/key", key)
 w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "3600", "--max-sessions", str(N + 10))
+
+
+def cleanup():
+    """On any exit (a failed check included) leave no server or worker running."""
+    for p in (w.proc, srv.proc):
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(cleanup)
 stop = threading.Event()
 lat, wrong, gave_up = [], [], []
 lock = threading.Lock()
