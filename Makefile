@@ -3,11 +3,17 @@
 
 O        ?= build
 CC       ?= cc
-PKGS     := libcurl jansson libseccomp libmicrohttpd sqlite3 libcrypto libarchive libpcre2-8
+PKGS     := libcurl jansson libseccomp libmicrohttpd sqlite3 libarchive libpcre2-8
+# build/shed does not link these: every `shed run` and every sandbox init loads
+# the binary, and their dependency trees (39 shared objects) cost ~8 ms each
+# time. src/base/lazy.c dlopen()s each at first use; their CFLAGS stay above,
+# and unit tests, fuzzers and benchmarks keep linking all of PKGS.
+LAZY_PKGS := libcurl libmicrohttpd sqlite3 libarchive
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+SHED_LIBS  := $(shell pkg-config --libs $(filter-out $(LAZY_PKGS),$(PKGS)) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
             -Wno-format-nonliteral -Wno-format-truncation -Werror
@@ -47,7 +53,7 @@ $(O)/libshed.a: $(LIB_OBJ)
 	@ar rcs $@ $^
 
 $(O)/shed: $(O)/src/shed.o $(O)/libshed.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SHED_LIBS) -lm
 
 # The probe runs inside sandboxes whose /usr may be anything: static, no deps.
 $(O)/probe: tests/probe/probe.c

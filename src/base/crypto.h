@@ -1,4 +1,5 @@
-/* SHA-256 and HMAC-SHA256 (OpenSSL libcrypto), hex helpers, constant-time compare. */
+/* SHA-256 and HMAC-SHA256 (own FIPS 180-4 / RFC 2104 code, no libcrypto), hex helpers,
+ * constant-time compare. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

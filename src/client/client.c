@@ -2,7 +2,7 @@
  * Never prints the admin key; bounded response sizes. */
 #include "client/client.h"
 
-#include <curl/curl.h>
+#include "base/lazy_curl.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>

@@ -10,7 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <microhttpd.h>
+#include "base/lazy_mhd.h"
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>

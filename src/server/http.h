@@ -2,7 +2,7 @@
  * waiters) and routes.c (endpoint handlers). Not for other modules. */
 #pragma once
 #include <jansson.h>
-#include <microhttpd.h>
+#include "base/lazy_mhd.h"
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>

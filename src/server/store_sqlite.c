@@ -17,7 +17,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <sqlite3.h>
+#include "base/lazy_sqlite.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,8 +4,7 @@
  * of our own fresh stage, every directory is opened O_NOFOLLOW, sizes are
  * counted as read. Never follows a link, never creates one, never trusts a
  * header's size or mode, never leaves a partial tree at the destination. */
-#include <archive.h>
-#include <archive_entry.h>
+#include "base/lazy_archive.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

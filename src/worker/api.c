@@ -9,7 +9,7 @@
 #include "worker/proto.h"
 #include "worker/sse.h"
 
-#include <curl/curl.h>
+#include "base/lazy_curl.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 
 #include "base/clock.h"
 
-#include <curl/curl.h>
+#include "base/lazy_curl.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>

@@ -14,6 +14,8 @@
 #include "base/loop.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -80,6 +82,73 @@ TEST(sha256_vectors)
     crypto_sha256_end(c, d);
     crypto_hex(d, SHA256_LEN, hex);
     ASSERT_EQ_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(sha256_nist_long_messages)
+{
+    char hex[SHA256_HEX_LEN];
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    crypto_sha256_hex(m448, strlen(m448), hex);
+    ASSERT_EQ_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmno"
+                       "ijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+    crypto_sha256_hex(m896, strlen(m896), hex);
+    ASSERT_EQ_STR(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    /* FIPS 180-2 appendix B.3: one million 'a'. */
+    enum { MILLION = 1000000 };
+    char *a = malloc(MILLION);
+    ASSERT_TRUE(a != NULL);
+    memset(a, 'a', MILLION);
+    crypto_sha256_hex(a, MILLION, hex);
+    ASSERT_EQ_STR(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(a);
+}
+
+TEST(sha256_streaming_odd_chunks)
+{
+    /* Every split of the same message must give the one-shot digest,
+     * including chunks that straddle and exactly fill the 64-byte block. */
+    static const size_t chunks[] = {1, 3, 7, 13, 55, 56, 57, 63, 64, 65, 127, 128, 129, 1000};
+    enum { N = 3001 };
+    unsigned char *msg = malloc(N);
+    ASSERT_TRUE(msg != NULL);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        msg[i] = (unsigned char)x;
+    }
+    for (size_t len = 0; len <= N; len += (len < 200 ? 1 : 97)) {
+        unsigned char want[SHA256_LEN], got[SHA256_LEN];
+        ASSERT_EQ_INT(crypto_sha256(msg, len, want), 0);
+        for (size_t ci = 0; ci < sizeof(chunks) / sizeof(chunks[0]); ci++) {
+            crypto_sha256_ctx *c = crypto_sha256_begin();
+            ASSERT_TRUE(c != NULL);
+            size_t off = 0, step = chunks[ci];
+            while (off < len) {
+                size_t take = len - off < step ? len - off : step;
+                ASSERT_EQ_INT(crypto_sha256_update(c, msg + off, take), 0);
+                off += take;
+                step = step * 3 % 131 + 1; /* vary the chunk size as we go */
+            }
+            ASSERT_EQ_INT(crypto_sha256_end(c, got), 0);
+            ASSERT_TRUE(crypto_equal(want, got, SHA256_LEN));
+        }
+    }
+    free(msg);
+}
+
+TEST(crypto_equal_compares_every_byte)
+{
+    unsigned char a[40], b[40];
+    memset(a, 7, sizeof(a));
+    memcpy(b, a, sizeof(b));
+    ASSERT_TRUE(crypto_equal(a, b, sizeof(a)));
+    ASSERT_TRUE(crypto_equal(a, b, 0));
+    b[39] ^= 1;
+    ASSERT_TRUE(!crypto_equal(a, b, sizeof(a)));
+    b[39] ^= 1;
+    b[0] ^= 0x80;
+    ASSERT_TRUE(!crypto_equal(a, b, sizeof(a)));
 }
 
 static void hmac_case(const unsigned char *key, size_t klen, const char *data, size_t dlen,
