@@ -33,6 +33,7 @@
 #include "base/crypto.h"
 #include "base/id.h"
 #include "base/log.h"
+#include "obs/obs.h"
 
 /* ----------------------------------------------------------------- waiters */
 
@@ -240,7 +241,8 @@ enum MHD_Result http_error_details(struct MHD_Connection *c, unsigned status, co
          * segment): answer the error anyway, those bytes shown as '?'. */
         char safe[512];
         size_t i = 0;
-        for (; msg[i] && i + 1 < sizeof(safe); i++) safe[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
+        for (; msg[i] && i + 1 < sizeof(safe); i++)
+            safe[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
         safe[i] = 0;
         e = json_pack("{s:s,s:s}", "type", type ? type : error_type(status), "message", safe);
     }
@@ -341,6 +343,110 @@ int http_authenticate(server_t *srv, struct MHD_Connection *c, store_principal_t
     return 401;
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+/* The route pattern of a path for metric labels: literal segments kept, any
+ * other (ids, versions) replaced by {id}. Never a raw path: no id becomes a
+ * label value. */
+static void route_pattern(const char *url, char *out, size_t n)
+{
+    static const char *const LIT[] = {
+        "v1",     "environments", "sessions", "events",        "stream",   "work",    "poll",
+        "ack",    "heartbeat",    "stop",     "stats",         "keys",     "archive", "agents",
+        "skills", "versions",     "content",  "memory_stores", "memories", "latest",
+    };
+    size_t o = 0;
+    out[0] = '\0';
+    const char *p = url;
+    while (*p && o + 8 < n) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        const char *e = strchr(p, '/');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *seg = "{id}";
+        for (size_t i = 0; i < ARRAY_SIZE(LIT); i++)
+            if (strlen(LIT[i]) == l && !memcmp(LIT[i], p, l)) seg = LIT[i];
+        o += (size_t)snprintf(out + o, n - o, "/%s", seg);
+        if (o >= n) o = n - 1;
+        p += l;
+    }
+    if (!out[0]) snprintf(out, n, "/");
+}
+
+/* Refresh the queue gauges of every live environment (at most 256) from the
+ * store, on the HTTP thread (the store's only thread), just before a scrape. */
+static void refresh_queue_gauges(server_t *srv)
+{
+    store_page_t pg = {.limit = 256};
+    json_t *page = NULL;
+    shed_err err = {0};
+    if (srv->store->ops->env_list(srv->store, false, &pg, &page, &err) < 0) {
+        log_warn("metrics: list environments: %s", err.msg);
+        return;
+    }
+    size_t i;
+    json_t *env;
+    json_array_foreach(json_object_get(page, "data"), i, env)
+    {
+        const char *id = json_string_value(json_object_get(env, "id"));
+        json_t *st = NULL;
+        if (!id || srv->store->ops->work_stats(srv->store, id, clock_wall_us(), &st, &err) < 0)
+            continue;
+        json_object_set_new(st, "workers_polling", json_integer(http_workers_polling(srv, id)));
+        if (obs_queue_stats_update(id, st, &err) < 0) log_warn("metrics: %s", err.msg);
+        json_decref(st);
+    }
+    json_decref(page);
+}
+
+/* /readyz: the database answers a read, and the server is not stopping. */
+static int serve_ready(void *arg, char *why, size_t n)
+{
+    server_t *srv = arg;
+    if (srv->stopping) {
+        snprintf(why, n, "shutting down");
+        return 1;
+    }
+    store_page_t pg = {.limit = 1};
+    json_t *page = NULL;
+    shed_err err = {0};
+    if (srv->store->ops->env_list(srv->store, true, &pg, &page, &err) < 0) {
+        snprintf(why, n, "db: %s", err.msg);
+        return 1;
+    }
+    json_decref(page);
+    return 0;
+}
+
+/* GET /metrics, /healthz, /readyz (no credential: keep --listen local or
+ * firewalled, as for the worker's --metrics-listen). 1 if answered. */
+static int obs_route(server_t *srv, struct MHD_Connection *c, const char *url, const char *method,
+                     enum MHD_Result *ret)
+{
+    if (strcmp(url, "/metrics") && strcmp(url, "/healthz") && strcmp(url, "/readyz")) return 0;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        *ret = http_error(c, 405, "invalid_request_error", "method not allowed");
+        return 1;
+    }
+    if (!strcmp(url, "/metrics")) refresh_queue_gauges(srv);
+    int status = 500;
+    const char *ctype = "text/plain";
+    char *body = NULL;
+    size_t len = 0;
+    if (!obs_http_answer(url, serve_ready, srv, &status, &ctype, &body, &len)) return 0;
+    last_status = (unsigned)status;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        *ret = MHD_NO;
+        return 1;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    *ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- daemon */
 
 static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -382,7 +488,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *c, const
     }
     last_status = 0;
     int64_t t0 = clock_mono_ns();
-    enum MHD_Result ret = routes_dispatch(srv, c, r, url, method);
+    enum MHD_Result ret;
+    if (!r->polling && obs_route(srv, c, url, method, &ret)) return ret;
+    ret = routes_dispatch(srv, c, r, url, method);
+    if (last_status) {
+        char route[160], code[8];
+        route_pattern(url, route, sizeof(route));
+        snprintf(code, sizeof(code), "%u", last_status);
+        metrics_inc(obs_m.http_requests, LV(route, code), 1);
+        metrics_observe(obs_m.http_request_seconds, LV(route),
+                        (double)(clock_mono_ns() - t0) / 1e9);
+    }
     /* Access log (debug): method, path (never the query or a header), status. */
     if (last_status && log_level() >= LOG_DEBUG)
         log_debug("%s %s -> %u (%.2f ms)", method, url, last_status,
@@ -449,6 +565,7 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
     if (!srv) return err_set(err, ENOMEM, "server");
     srv->cfg = *cfg;
     srv->cfg.admin_key = NULL; /* only the digest stays */
+    obs_catalog_init();
     crypto_sha256(cfg->admin_key, strlen(cfg->admin_key), srv->admin_digest);
     store_queue_cfg_t qc = {.default_ttl_s = cfg->lease_ttl_s,
                             .default_reclaim_ms = cfg->reclaim_ms,

@@ -82,3 +82,16 @@ void http_notify(server_t *srv, int kind, const char *key);
 void http_notify_one(server_t *srv, int kind, const char *key);
 void http_note_worker(server_t *srv, const char *env_id, const char *worker_id);
 int http_workers_polling(server_t *srv, const char *env_id);
+
+/* routes_objects.c: agents, skills, memory stores and memories. */
+enum MHD_Result routes_objects(server_t *srv, struct MHD_Connection *c, req_t *r,
+                               const store_principal_t *who, const char *method, char **seg,
+                               int nseg);
+/* The agent snapshot a new session carries, from the `agent` field of
+ * POST /v1/sessions (an agent id, {type:"agent",id,version?},
+ * {type:"agent_with_overrides",...} or a legacy inline object). 0, or an HTTP
+ * status with msg naming the field. */
+int routes_session_agent(server_t *srv, json_t *agent, json_t **out, char *msg, size_t n);
+/* Validate and complete `resources` of POST /v1/sessions in place
+ * (memory_store only; access, mount_path, name, description). 0 or a status. */
+int routes_session_resources(server_t *srv, json_t *res, char *msg, size_t n);

@@ -624,24 +624,15 @@ static enum MHD_Result session_create(route_ctx_t *x)
     if (md && json_is_null(md)) json_object_del(b, "metadata");
     json_t *res = json_object_get(b, "resources");
     if (res && !json_is_null(res)) {
-        if (!json_is_array(res)) return bad(x, "field 'resources' must be an array");
-        size_t i;
-        json_t *it;
-        json_array_foreach(res, i, it)
-        {
-            const char *t = json_string_value(json_object_get(it, "type"));
-            if (!json_is_object(it) || !t)
-                return bad(x, "field 'resources[%zu].type' is required", i);
-            if (strcmp(t, "memory_store"))
-                return bad(x,
-                           "field 'resources[%zu].type': '%.40s' resources are not supported on "
-                           "self-hosted environments (only memory_store)",
-                           i, t);
-        }
+        int st = routes_session_resources(x->srv, res, msg, sizeof(msg));
+        if (st) return http_error(x->c, (unsigned)st, NULL, msg);
     } else if (res) {
         json_object_del(b, "resources");
     }
-    json_object_set_new(b, "agent", agent_snapshot(agent));
+    json_t *snap = NULL;
+    int ast = routes_session_agent(x->srv, agent, &snap, msg, sizeof(msg));
+    if (ast) return http_error(x->c, (unsigned)ast, NULL, msg);
+    json_object_set_new(b, "agent", snap ? snap : agent_snapshot(agent));
     json_t *out = NULL;
     shed_err err = {0};
     int rc = OPS(x)->session_create(STORE(x), b, &out, &err);
@@ -944,5 +935,8 @@ enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *
     r->who = x.who;
     if (!strcmp(x.seg[0], "environments")) return env_routes(&x);
     if (!strcmp(x.seg[0], "sessions")) return session_routes(&x);
+    if (!strcmp(x.seg[0], "agents") || !strcmp(x.seg[0], "skills") ||
+        !strcmp(x.seg[0], "memory_stores"))
+        return routes_objects(srv, c, r, &x.who, method, x.seg, x.nseg);
     return http_error(c, 404, NULL, "no such route");
 }

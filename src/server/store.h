@@ -133,6 +133,51 @@ struct store_ops {
     int (*work_update)(store_t *s, const char *env_id, const char *work_id, json_t *metadata,
                        json_t **out, shed_err *err);
     int (*work_stats)(store_t *s, const char *env_id, int64_t now_us, json_t **out, shed_err *err);
+
+    /* Objects kept as validated JSON bodies: agents ("agent"), memory stores
+     * ("memory_store"), skills ("skill"). `body` gets id/created_at/updated_at
+     * set by the backend (id from `prefix`). */
+    int (*obj_create)(store_t *s, const char *kind, const char *prefix, json_t *body, json_t **out,
+                      shed_err *err);
+    int (*obj_get)(store_t *s, const char *kind, const char *id, json_t **out, shed_err *err);
+    int (*obj_list)(store_t *s, const char *kind, const store_page_t *pg, json_t **page_out,
+                    shed_err *err);
+
+    /* Skills. skill_create makes the skill and its first version in one
+     * transaction; version_create adds one and moves latest_version_id.
+     * `version` fields: name, description, directory. The archive is stored
+     * as bytes. version_get/content accept a version id or "latest". */
+    int (*skill_create)(store_t *s, json_t *skill, json_t *version, const void *archive,
+                        size_t archive_len, json_t **out, shed_err *err);
+    int (*skill_version_create)(store_t *s, const char *skill_id, json_t *version,
+                                const void *archive, size_t archive_len, json_t **out,
+                                shed_err *err);
+    int (*skill_version_get)(store_t *s, const char *skill_id, const char *version, json_t **out,
+                             shed_err *err);
+    int (*skill_version_list)(store_t *s, const char *skill_id, const store_page_t *pg,
+                              json_t **page_out, shed_err *err);
+    /* *data is malloc'd. */
+    int (*skill_version_content)(store_t *s, const char *skill_id, const char *version, void **data,
+                                 size_t *len, shed_err *err);
+
+    /* Memories of a memory store. Paths are validated by the caller.
+     * create: -EEXIST when the path, an ancestor or a descendant exists
+     *   (*conflict = {conflicting_memory_id, conflicting_path}).
+     * update: expected_sha (NULL = unconditional) mismatch -> -ESTALE, unless
+     *   the memory already has exactly the requested content and path.
+     * delete: expected_sha mismatch -> -ESTALE. */
+    int (*memory_list)(store_t *s, const char *store_id, const char *path_prefix, int depth,
+                       bool full, const store_page_t *pg, json_t **page_out, shed_err *err);
+    int (*memory_get)(store_t *s, const char *store_id, const char *mem_id, bool full, json_t **out,
+                      shed_err *err);
+    int (*memory_create)(store_t *s, const char *store_id, const char *path, const char *content,
+                         size_t content_len, bool full, json_t **out, json_t **conflict,
+                         shed_err *err);
+    int (*memory_update)(store_t *s, const char *store_id, const char *mem_id, const char *path,
+                         const char *content, size_t content_len, const char *expected_sha,
+                         bool full, json_t **out, json_t **conflict, shed_err *err);
+    int (*memory_delete)(store_t *s, const char *store_id, const char *mem_id,
+                         const char *expected_sha, shed_err *err);
 };
 
 struct store {

@@ -24,10 +24,11 @@
 
 #include "base/cleanup.h"
 #include "base/clock.h"
+#include "base/crypto.h"
 #include "base/id.h"
 #include "base/json.h"
 
-#define STMT_CACHE 96
+#define STMT_CACHE 192
 
 typedef struct sq_store {
     store_t base;
@@ -69,7 +70,19 @@ static const char SCHEMA[] =
     " body TEXT NOT NULL, processed_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_session ON events(session_id, seq);"
     "CREATE UNIQUE INDEX IF NOT EXISTS events_answers ON events(session_id, answers)"
-    " WHERE answers IS NOT NULL;";
+    " WHERE answers IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS objects(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS objects_kind ON objects(kind, seq);"
+    "CREATE TABLE IF NOT EXISTS skill_versions(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT NOT NULL, skill_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,"
+    " directory TEXT NOT NULL, archive BLOB NOT NULL, created_at INTEGER NOT NULL,"
+    " UNIQUE(skill_id, id));"
+    "CREATE TABLE IF NOT EXISTS memories(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, store_id TEXT NOT NULL, path TEXT NOT NULL, content TEXT NOT NULL,"
+    " sha TEXT NOT NULL, size INTEGER NOT NULL, version_id TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, UNIQUE(store_id, path));";
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1365,6 +1378,580 @@ static int sq_events_after(store_t *s, const char *sid, int64_t after, store_str
     return n;
 }
 
+/* ------------------------------------------- agents, skills, memory stores */
+
+static json_t *obj_row(sqlite3_stmt *st)
+{
+    return stored_json(st, 0, json_object());
+}
+
+static const char SQL_OBJ_INSERT[] =
+    "INSERT INTO objects(id,kind,body,created_at,updated_at) VALUES(?1,?2,?3,?4,?4)";
+static const char SQL_OBJ_GET[] = "SELECT body,seq FROM objects WHERE kind=?1 AND id=?2";
+static const char SQL_OBJ_SET[] =
+    "UPDATE objects SET body=?3, updated_at=?4 WHERE kind=?1 AND id=?2";
+
+static int obj_insert(sq_store_t *q, const char *kind, const char *prefix, json_t *body,
+                      int64_t now, shed_err *err)
+{
+    char id[ID_MAX], ts[RFC3339_LEN];
+    int rc = id_new(prefix, id, sizeof(id));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    clock_rfc3339_us(now, ts);
+    json_object_set_new(body, "id", json_string(id));
+    json_object_set_new(body, "created_at", json_string(ts));
+    json_object_set_new(body, "updated_at", json_string(ts));
+    _cleanup_free_ char *b = dump(body);
+    if (!b) return err_set(err, ENOMEM, "encode %s", kind);
+    sqlite3_stmt *st = prep(q, SQL_OBJ_INSERT, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, id);
+    bind_text(st, 2, kind);
+    bind_text(st, 3, b);
+    sqlite3_bind_int64(st, 4, now);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert object");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int obj_load(sq_store_t *q, const char *kind, const char *id, json_t **out, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_OBJ_GET, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = obj_row(st);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no %s '%s'", kind, id);
+    return db_err(q, err, "object lookup");
+}
+
+static int obj_save(sq_store_t *q, const char *kind, const char *id, json_t *body, int64_t now,
+                    shed_err *err)
+{
+    _cleanup_free_ char *b = dump(body);
+    if (!b) return err_set(err, ENOMEM, "encode %s", kind);
+    sqlite3_stmt *st = prep(q, SQL_OBJ_SET, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, kind);
+    bind_text(st, 2, id);
+    bind_text(st, 3, b);
+    sqlite3_bind_int64(st, 4, now);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "update object");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_obj_create(store_t *s, const char *kind, const char *prefix, json_t *body,
+                         json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    rc = obj_insert(q, kind, prefix, body, clock_wall_us(), err);
+    if (rc == 0) *out = json_incref(body);
+    return tx_end(q, rc, err);
+}
+
+static int sq_obj_get(store_t *s, const char *kind, const char *id, json_t **out, shed_err *err)
+{
+    return obj_load(SQ(s), kind, id, out, err);
+}
+
+static const char SQL_OBJ_PAGE[] =
+    "SELECT body,seq FROM objects WHERE seq>?1 AND kind=?3 ORDER BY seq LIMIT ?2";
+static const char SQL_OBJ_PAGE_DESC[] =
+    "SELECT body,seq FROM objects WHERE seq<?1 AND kind=?3 ORDER BY seq DESC LIMIT ?2";
+
+static int sq_obj_list(store_t *s, const char *kind, const store_page_t *pg, json_t **out,
+                       shed_err *err)
+{
+    return run_page(SQ(s), pg->desc ? SQL_OBJ_PAGE_DESC : SQL_OBJ_PAGE, pg, kind, NULL, obj_row, 1,
+                    out, err);
+}
+
+/* Skill versions: ids are decimal strings (microseconds of creation, strictly
+ * increasing per skill), so "latest" and "the highest numeric version" agree. */
+#define SKV_COLS "id,skill_id,name,description,directory,created_at,seq"
+
+static json_t *skv_row(sqlite3_stmt *st)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", text_json(st, 0));
+    json_object_set_new(j, "type", json_string("skill_version"));
+    json_object_set_new(j, "skill_id", text_json(st, 1));
+    json_object_set_new(j, "version", text_json(st, 0));
+    json_object_set_new(j, "name", text_json(st, 2));
+    json_object_set_new(j, "description", text_json(st, 3));
+    json_object_set_new(j, "directory", text_json(st, 4));
+    json_object_set_new(j, "created_at", ts_json(st, 5));
+    return j;
+}
+
+static const char SQL_SKV_MAX[] =
+    "SELECT COALESCE(MAX(CAST(id AS INTEGER)),0) FROM skill_versions WHERE skill_id=?1";
+static const char SQL_SKV_INSERT[] =
+    "INSERT INTO skill_versions(id,skill_id,name,description,directory,archive,created_at)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7)";
+static const char SQL_SKV_GET[] =
+    "SELECT " SKV_COLS " FROM skill_versions WHERE skill_id=?1 AND id=?2";
+static const char SQL_SKV_LATEST[] = "SELECT " SKV_COLS " FROM skill_versions WHERE skill_id=?1"
+                                     " ORDER BY CAST(id AS INTEGER) DESC LIMIT 1";
+static const char SQL_SKV_CONTENT[] =
+    "SELECT archive FROM skill_versions WHERE skill_id=?1 AND id=?2";
+
+static int skv_insert(sq_store_t *q, const char *skill_id, json_t *v, const void *archive,
+                      size_t len, int64_t now, char *vid, size_t vidlen, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_SKV_MAX, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, skill_id);
+    int64_t max = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) max = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    snprintf(vid, vidlen, "%" PRId64, now > max ? now : max + 1);
+    if (!(st = prep(q, SQL_SKV_INSERT, err))) return -EIO;
+    bind_text(st, 1, vid);
+    bind_text(st, 2, skill_id);
+    bind_text(st, 3, json_string_value(json_object_get(v, "name")));
+    bind_text(st, 4, json_string_value(json_object_get(v, "description")));
+    bind_text(st, 5, json_string_value(json_object_get(v, "directory")));
+    sqlite3_bind_blob64(st, 6, archive, len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, now);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert skill version");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int skv_load(sq_store_t *q, const char *skill_id, const char *version, json_t **out,
+                    shed_err *err)
+{
+    bool latest = !strcmp(version, "latest");
+    sqlite3_stmt *st = prep(q, latest ? SQL_SKV_LATEST : SQL_SKV_GET, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, skill_id);
+    if (!latest) bind_text(st, 2, version);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = skv_row(st);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return err_msg(err, ENOENT, "no version '%.40s' of skill '%s'", version, skill_id);
+    return db_err(q, err, "skill version lookup");
+}
+
+/* Add a version to a skill already loaded in `skill`; moves latest_version_id. */
+static int skill_add_version(sq_store_t *q, json_t *skill, json_t *v, const void *archive,
+                             size_t len, int64_t now, json_t **out, shed_err *err)
+{
+    const char *skill_id = json_string_value(json_object_get(skill, "id"));
+    char vid[32], ts[RFC3339_LEN];
+    int rc = skv_insert(q, skill_id, v, archive, len, now, vid, sizeof(vid), err);
+    if (rc < 0) return rc;
+    clock_rfc3339_us(now, ts);
+    json_object_set_new(skill, "latest_version_id", json_string(vid));
+    json_object_set_new(skill, "latest_version", json_string(vid));
+    json_object_set_new(skill, "updated_at", json_string(ts));
+    if ((rc = obj_save(q, "skill", skill_id, skill, now, err)) < 0) return rc;
+    return skv_load(q, skill_id, vid, out, err);
+}
+
+static int sq_skill_create(store_t *s, json_t *skill, json_t *v, const void *archive, size_t len,
+                           json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int64_t now = clock_wall_us();
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *ver = NULL;
+    rc = obj_insert(q, "skill", "skill", skill, now, err);
+    if (rc == 0) rc = skill_add_version(q, skill, v, archive, len, now, &ver, err);
+    if (rc == 0) *out = json_incref(skill);
+    return tx_end(q, rc, err);
+}
+
+static int sq_skill_version_create(store_t *s, const char *skill_id, json_t *v, const void *archive,
+                                   size_t len, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *skill = NULL;
+    rc = obj_load(q, "skill", skill_id, &skill, err);
+    if (rc == 0) rc = skill_add_version(q, skill, v, archive, len, clock_wall_us(), out, err);
+    return tx_end(q, rc, err);
+}
+
+static int sq_skill_version_get(store_t *s, const char *skill_id, const char *version, json_t **out,
+                                shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    _cleanup_json_ json_t *skill = NULL;
+    int rc = obj_load(q, "skill", skill_id, &skill, err);
+    if (rc < 0) return rc;
+    return skv_load(q, skill_id, version, out, err);
+}
+
+static const char SQL_SKV_PAGE[] = "SELECT " SKV_COLS " FROM skill_versions WHERE seq>?1"
+                                   " AND skill_id=?3 ORDER BY seq LIMIT ?2";
+static const char SQL_SKV_PAGE_DESC[] = "SELECT " SKV_COLS " FROM skill_versions WHERE seq<?1"
+                                        " AND skill_id=?3 ORDER BY seq DESC LIMIT ?2";
+
+static int sq_skill_version_list(store_t *s, const char *skill_id, const store_page_t *pg,
+                                 json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    _cleanup_json_ json_t *skill = NULL;
+    int rc = obj_load(q, "skill", skill_id, &skill, err);
+    if (rc < 0) return rc;
+    return run_page(q, pg->desc ? SQL_SKV_PAGE_DESC : SQL_SKV_PAGE, pg, skill_id, NULL, skv_row, 6,
+                    out, err);
+}
+
+static int sq_skill_version_content(store_t *s, const char *skill_id, const char *version,
+                                    void **data, size_t *len, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    _cleanup_json_ json_t *v = NULL;
+    int rc = sq_skill_version_get(s, skill_id, version, &v, err);
+    if (rc < 0) return rc;
+    sqlite3_stmt *st = prep(q, SQL_SKV_CONTENT, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, skill_id);
+    bind_text(st, 2, json_string_value(json_object_get(v, "id")));
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return db_err(q, err, "skill content");
+    }
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    const void *b = sqlite3_column_blob(st, 0);
+    void *copy = malloc(n ? n : 1);
+    if (!copy) {
+        sqlite3_reset(st);
+        return err_set(err, ENOMEM, "skill content");
+    }
+    if (n) memcpy(copy, b, n);
+    sqlite3_reset(st);
+    *data = copy;
+    *len = n;
+    return 0;
+}
+
+/* Memories. */
+#define MEM_COLS "id,store_id,path,content,sha,size,version_id,created_at,updated_at"
+
+static json_t *mem_row_view(sqlite3_stmt *st, bool full)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", text_json(st, 0));
+    json_object_set_new(j, "type", json_string("memory"));
+    json_object_set_new(j, "memory_store_id", text_json(st, 1));
+    json_object_set_new(j, "path", text_json(st, 2));
+    if (full) {
+        const char *c = (const char *)sqlite3_column_text(st, 3);
+        json_object_set_new(j, "content",
+                            json_stringn(c ? c : "", (size_t)sqlite3_column_bytes(st, 3)));
+    } else {
+        json_object_set_new(j, "content", json_null());
+    }
+    json_object_set_new(j, "content_sha256", text_json(st, 4));
+    json_object_set_new(j, "content_size_bytes", json_integer(sqlite3_column_int64(st, 5)));
+    json_object_set_new(j, "memory_version_id", text_json(st, 6));
+    json_object_set_new(j, "created_at", ts_json(st, 7));
+    json_object_set_new(j, "updated_at", ts_json(st, 8));
+    return j;
+}
+
+static const char SQL_MEM_GET[] = "SELECT " MEM_COLS " FROM memories WHERE store_id=?1 AND id=?2";
+/* An existing memory at the path, above it (an ancestor file) or below it. */
+static const char SQL_MEM_CONFLICT[] =
+    "SELECT id,path FROM memories WHERE store_id=?1 AND id IS NOT ?3 AND (path=?2"
+    " OR substr(?2,1,length(path)+1)=path||'/' OR substr(path,1,length(?2)+1)=?2||'/') LIMIT 1";
+static const char SQL_MEM_INSERT[] =
+    "INSERT INTO memories(id,store_id,path,content,sha,size,version_id,created_at,updated_at)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?8)";
+static const char SQL_MEM_UPDATE[] = "UPDATE memories SET path=?3, content=?4, sha=?5, size=?6,"
+                                     " version_id=?7, updated_at=?8 WHERE store_id=?1 AND id=?2";
+static const char SQL_MEM_DELETE[] = "DELETE FROM memories WHERE store_id=?1 AND id=?2";
+static const char SQL_MEM_SCAN[] = "SELECT " MEM_COLS " FROM memories WHERE store_id=?1"
+                                   " AND path>?2 AND substr(path,1,length(?3))=?3 ORDER BY path";
+
+static int mem_load(sq_store_t *q, const char *sql, const char *store_id, const char *key,
+                    bool full, json_t **out, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, sql, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, store_id);
+    bind_text(st, 2, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = mem_row_view(st, full);
+        sqlite3_reset(st);
+        return 0;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return err_msg(err, ENOENT, "no memory '%.80s' in store '%s'", key, store_id);
+    return db_err(q, err, "memory lookup");
+}
+
+static int mem_store_check(sq_store_t *q, const char *store_id, shed_err *err)
+{
+    _cleanup_json_ json_t *ms = NULL;
+    return obj_load(q, "memory_store", store_id, &ms, err);
+}
+
+/* -EEXIST with *conflict filled when another memory blocks `path`. */
+static int mem_conflict(sq_store_t *q, const char *store_id, const char *path, const char *self,
+                        json_t **conflict, shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_MEM_CONFLICT, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, store_id);
+    bind_text(st, 2, path);
+    bind_text(st, 3, self);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (conflict)
+            *conflict = json_pack("{s:s,s:s}", "conflicting_memory_id", col_text(st, 0),
+                                  "conflicting_path", col_text(st, 1));
+        rc = err_msg(err, EEXIST, "path '%.200s' conflicts with the memory at '%.200s'", path,
+                     col_text(st, 1));
+        sqlite3_reset(st);
+        return rc;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_err(q, err, "memory conflict check");
+}
+
+static int mem_write(sq_store_t *q, const char *sql, const char *store_id, const char *id,
+                     const char *path, const char *content, size_t len, int64_t now, shed_err *err)
+{
+    char sha[SHA256_HEX_LEN], vid[ID_MAX];
+    crypto_sha256_hex(content, len, sha);
+    int rc = id_new("memver", vid, sizeof(vid));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    sqlite3_stmt *st = prep(q, sql, err);
+    if (!st) return -EIO;
+    if (sql == SQL_MEM_INSERT) {
+        bind_text(st, 1, id);
+        bind_text(st, 2, store_id);
+    } else {
+        bind_text(st, 1, store_id);
+        bind_text(st, 2, id);
+    }
+    bind_text(st, 3, path);
+    sqlite3_bind_text64(st, 4, content, len, SQLITE_TRANSIENT, SQLITE_UTF8);
+    bind_text(st, 5, sha);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)len);
+    bind_text(st, 7, vid);
+    sqlite3_bind_int64(st, 8, now);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "write memory");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_memory_create(store_t *s, const char *store_id, const char *path, const char *content,
+                            size_t len, bool full, json_t **out, json_t **conflict, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    char id[ID_MAX];
+    int rc = id_new("mem", id, sizeof(id));
+    if (rc < 0) return err_set(err, -rc, "getrandom");
+    if ((rc = tx_begin(q, err)) < 0) return rc;
+    rc = mem_store_check(q, store_id, err);
+    if (rc == 0) rc = mem_conflict(q, store_id, path, NULL, conflict, err);
+    if (rc == 0)
+        rc = mem_write(q, SQL_MEM_INSERT, store_id, id, path, content, len, clock_wall_us(), err);
+    if (rc == 0) rc = mem_load(q, SQL_MEM_GET, store_id, id, full, out, err);
+    return tx_end(q, rc, err);
+}
+
+static int sq_memory_update(store_t *s, const char *store_id, const char *mem_id, const char *path,
+                            const char *content, size_t len, const char *expected_sha, bool full,
+                            json_t **out, json_t **conflict, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *cur = NULL;
+    rc = mem_store_check(q, store_id, err);
+    if (rc == 0) rc = mem_load(q, SQL_MEM_GET, store_id, mem_id, true, &cur, err);
+    if (rc < 0) return tx_end(q, rc, err);
+    const char *cur_sha = json_string_value(json_object_get(cur, "content_sha256"));
+    const char *cur_path = json_string_value(json_object_get(cur, "path"));
+    json_t *cc = json_object_get(cur, "content");
+    const char *new_path = path ? path : cur_path;
+    const char *new_content = content ? content : json_string_value(cc);
+    size_t new_len = content ? len : json_string_length(cc);
+    bool same = !strcmp(new_path, cur_path) && new_len == json_string_length(cc) &&
+                !memcmp(new_content, json_string_value(cc), new_len);
+    if (expected_sha && strcmp(expected_sha, cur_sha) && !same)
+        return tx_end(q,
+                      err_msg(err, ESTALE,
+                              "precondition failed: memory '%s' has content_sha256 %s, not %.64s",
+                              mem_id, cur_sha, expected_sha),
+                      err);
+    if (!same) {
+        if (strcmp(new_path, cur_path) &&
+            (rc = mem_conflict(q, store_id, new_path, mem_id, conflict, err)) < 0)
+            return tx_end(q, rc, err);
+        rc = mem_write(q, SQL_MEM_UPDATE, store_id, mem_id, new_path, new_content, new_len,
+                       clock_wall_us(), err);
+    }
+    if (rc == 0) rc = mem_load(q, SQL_MEM_GET, store_id, mem_id, full, out, err);
+    return tx_end(q, rc, err);
+}
+
+static int sq_memory_delete(store_t *s, const char *store_id, const char *mem_id,
+                            const char *expected_sha, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = tx_begin(q, err);
+    if (rc < 0) return rc;
+    _cleanup_json_ json_t *cur = NULL;
+    rc = mem_store_check(q, store_id, err);
+    if (rc == 0) rc = mem_load(q, SQL_MEM_GET, store_id, mem_id, false, &cur, err);
+    if (rc < 0) return tx_end(q, rc, err);
+    const char *cur_sha = json_string_value(json_object_get(cur, "content_sha256"));
+    if (expected_sha && strcmp(expected_sha, cur_sha))
+        return tx_end(q,
+                      err_msg(err, ESTALE,
+                              "precondition failed: memory '%s' has content_sha256 %s, not %.64s",
+                              mem_id, cur_sha, expected_sha),
+                      err);
+    sqlite3_stmt *st = prep(q, SQL_MEM_DELETE, err);
+    if (!st) return tx_end(q, -EIO, err);
+    bind_text(st, 1, store_id);
+    bind_text(st, 2, mem_id);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "delete memory");
+    sqlite3_reset(st);
+    return tx_end(q, rc, err);
+}
+
+static int sq_memory_get(store_t *s, const char *store_id, const char *mem_id, bool full,
+                         json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = mem_store_check(q, store_id, err);
+    if (rc < 0) return rc;
+    return mem_load(q, SQL_MEM_GET, store_id, mem_id, full, out, err);
+}
+
+/* Keyset paging by path. The cursor is "pg_" + hex of the last key emitted:
+ * a memory path, or a memory_prefix path (ends with '/'), whose whole group
+ * the next page skips. Listing under concurrent writes never repeats or
+ * skips a path that existed throughout. */
+static int sq_memory_list(store_t *s, const char *store_id, const char *prefix, int depth,
+                          bool full, const store_page_t *pg, json_t **out, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    int rc = mem_store_check(q, store_id, err);
+    if (rc < 0) return rc;
+    char after[1100] = "";
+    if (pg->cursor) {
+        const char *c = pg->cursor;
+        size_t n = strlen(c);
+        if (strncmp(c, "pg_", 3) || n < 5 || (n - 3) % 2 || (n - 3) / 2 >= sizeof(after))
+            return err_msg(err, EINVAL,
+                           "query parameter 'page' is not a cursor this server issued");
+        for (size_t i = 0; i < (n - 3) / 2; i++) {
+            unsigned v;
+            if (sscanf(c + 3 + 2 * i, "%2x", &v) != 1 || !v)
+                return err_msg(err, EINVAL,
+                               "query parameter 'page' is not a cursor this server issued");
+            after[i] = (char)v;
+        }
+        after[(n - 3) / 2] = '\0';
+    }
+    const char *pfx = prefix ? prefix : "/";
+    size_t plen = strlen(pfx);
+    sqlite3_stmt *st = prep(q, SQL_MEM_SCAN, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, store_id);
+    bind_text(st, 2, after);
+    bind_text(st, 3, pfx);
+    json_t *data = json_array();
+    char last[1100] = "", group[1100] = "";
+    size_t alen = strlen(after);
+    bool skip_after_group = alen && after[alen - 1] == '/';
+    bool more = false;
+    int n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *path = col_text(st, 2);
+        if (skip_after_group && !strncmp(path, after, alen)) continue;
+        if (group[0] && !strncmp(path, group, strlen(group))) continue;
+        /* depth: segments below the prefix ("/" + depth segments shown as memories) */
+        const char *rest = path + plen - (pfx[plen - 1] == '/' ? 1 : 0);
+        char key[1100];
+        bool is_group = false;
+        if (depth > 0) {
+            int segs = 0;
+            const char *p = rest;
+            const char *cut = NULL;
+            while (*p) {
+                if (*p == '/') {
+                    segs++;
+                    if (segs == depth + 1) {
+                        cut = p;
+                        break;
+                    }
+                }
+                p++;
+            }
+            if (cut) {
+                size_t k = (size_t)(cut - path) + 1;
+                if (k >= sizeof(key)) k = sizeof(key) - 1;
+                memcpy(key, path, k);
+                key[k] = '\0';
+                is_group = true;
+            }
+        }
+        if (n == pg->limit) {
+            more = true;
+            break;
+        }
+        if (is_group) {
+            snprintf(group, sizeof(group), "%s", key);
+            json_array_append_new(data,
+                                  json_pack("{s:s,s:s}", "type", "memory_prefix", "path", key));
+            snprintf(last, sizeof(last), "%s", key);
+        } else {
+            json_array_append_new(data, mem_row_view(st, full));
+            snprintf(last, sizeof(last), "%s", path);
+        }
+        n++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        json_decref(data);
+        sqlite3_reset(st);
+        return db_err(q, err, "memory list");
+    }
+    sqlite3_reset(st);
+    json_t *p = json_object();
+    json_object_set_new(p, "data", data);
+    if (more) {
+        char cur[3 + 2 * sizeof(last) + 1];
+        memcpy(cur, "pg_", 3);
+        crypto_hex((const unsigned char *)last, strlen(last), cur + 3);
+        json_object_set_new(p, "next_page", json_string(cur));
+    } else {
+        json_object_set_new(p, "next_page", json_null());
+    }
+    json_object_set_new(p, "prev_page", json_null());
+    *out = p;
+    return 0;
+}
+
 /* ------------------------------------------------------------------- open */
 
 static void sq_close(store_t *s)
@@ -1404,6 +1991,19 @@ static const struct store_ops SQLITE_OPS = {
     .work_list = sq_work_list,
     .work_update = sq_work_update,
     .work_stats = sq_work_stats,
+    .obj_create = sq_obj_create,
+    .obj_get = sq_obj_get,
+    .obj_list = sq_obj_list,
+    .skill_create = sq_skill_create,
+    .skill_version_create = sq_skill_version_create,
+    .skill_version_get = sq_skill_version_get,
+    .skill_version_list = sq_skill_version_list,
+    .skill_version_content = sq_skill_version_content,
+    .memory_list = sq_memory_list,
+    .memory_get = sq_memory_get,
+    .memory_create = sq_memory_create,
+    .memory_update = sq_memory_update,
+    .memory_delete = sq_memory_delete,
 };
 
 /* Databases made before a column existed get it (idempotent). */
