@@ -54,7 +54,9 @@ calls.append({"name": "bash", "input": {"command":
 json.dump(calls, open(path, "w"))
 PY
 
-hostname_host=$(cat /etc/hostname 2>/dev/null || hostname)
+# a host file the sandbox does not mount: nothing may ever bring it into a result
+host_secret="HOST-SECRET-$$-$RANDOM"
+mkdir -p "$T/etc"; echo "$host_secret" >"$T/etc/hostname"; chmod 644 "$T/etc/hostname"
 have_rg=no
 if [ -x /usr/bin/rg ] || [ -x /usr/local/bin/rg ]; then have_rg=yes; fi
 RUNS=()
@@ -64,7 +66,7 @@ for mode in "${MODES[@]}"; do
 done
 for run in "${RUNS[@]}"; do
     mode=${run%%:*} grepper=${run#*:}
-    step "[$mode, grep=$grepper] $ROUNDS rounds of read/write/edit/glob/grep while real <-> link(/) swap"
+    step "[$mode, grep=$grepper] $ROUNDS rounds of read/write/edit/glob/grep while real <-> link(/) swap$([ "$grepper" = rg ] && echo " (rg: KNOWN WEAKNESS, only the bound to the sandbox is asserted, docs/security.md)")"
     ws="$T/ws-$mode-$grepper"; mkdir -p "$ws"
     # the walker: the tools' PATH hides rg (bash sets its own PATH)
     envp=(--env PATH=/nonexistent)
@@ -92,7 +94,7 @@ for run in "${RUNS[@]}"; do
     done
     wait "$toolpid" || fail "shed tool failed ($mode)"
     [ -n "$init_socks" ] || fail "could not read init's sockets on the host ($mode)"
-    python3 - "$T/out-$mode.jsonl" "$grepper" "$hostname_host" <<'PY' || fail "a file tool left the workspace ($mode, grep=$grepper)"
+    python3 - "$T/out-$mode.jsonl" "$grepper" "$host_secret" <<'PY' || fail "a file tool left the workspace ($mode, grep=$grepper)"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 grepper, host_name = sys.argv[2], sys.argv[3]
@@ -101,9 +103,10 @@ bad, ok_reads, ok_writes, ok_globs, ok_greps, swapped_errors = [], 0, 0, 0, 0, 0
 rg_weak = []
 for r in lines[2:-2]:
     t, name = text(r), r["name"]
-    if host_name and host_name in t and "sb-" not in t:
+    if host_name in t:
         bad.append((name, "HOST DATA " + t[:200]))
-    elif any(s in t for s in ("sb-", "root:", "OUTSIDE", "passwd", "nologin", "/bin/bash")):
+    elif any(s in t for s in ("sb-", "root:", "OUTSIDE", "passwd", "nologin", "/bin/bash", "real/usr", "real/proc",
+                                 "real/bin", "real/opt", "real/dev", "real/lib", "real/workspace", "resolv.conf")):
         # rg walks by path name: a known weakness (docs/security.md, Escape
         # campaign), bounded by the sandbox: it reaches only what the sandbox
         # user sees anyway (bash reads the same), never the host's files
