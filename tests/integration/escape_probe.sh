@@ -99,6 +99,15 @@ for mode in "${MODES[@]}"; do
     step "[$mode] signals to host processes (kill -0, ptrace, pidfd_open of the creator, the test, a service)"
     probe_blocked "$mode" signal $$ "$srv" "$PPID"
 
+    step "[$mode] ptrace, process_vm_readv/writev, pidfd_getfd, kcmp of a sibling command and of init; /proc/1/mem"
+    set +e; out=$(sbrun "$mode" -- /bin/sh -c '/bin/sleep 5 & /opt/probe/probe ptrace $! 1; rc=$?; kill $!; exit $rc' 2>&1 </dev/null); rc=$?; set -e
+    echo "$out" | grep -v "cgroup\" waived" | sed "s/^/    [$mode] /"
+    expect_not_contains "$out" "ESCAPE" "ptrace ($mode)"
+    expect_contains "$out" "BLOCKED ptrace(ATTACH) 1:" "ptrace of init ($mode)"
+    expect_contains "$out" "BLOCKED open /proc/1/mem O_RDWR" "init's memory ($mode)"
+    expect_eq "$(grep -c '^BLOCKED ptrace(SEIZE)' <<<"$out")" 2 "ptrace of a sibling and of init ($mode)"
+    expect_eq "$rc" 0 "probe ptrace exit status ($mode)"
+
     step "[$mode] /proc/sysrq-trigger, core_pattern and other /proc writes"
     probe_blocked "$mode" proc
 

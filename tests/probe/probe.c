@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <termios.h>
@@ -673,6 +674,53 @@ static int v_swap(int argc, char **argv)
     return n > 0 ? 0 : 1;
 }
 
+/* ptrace and its relatives against processes of the same sandbox (a sibling
+ * command, init): seccomp denies ptrace, process_vm_*, pidfd_getfd, kcmp;
+ * init is non-dumpable. `ptrace PID...` (signals between siblings are
+ * legitimate and not tried here). */
+static int v_ptrace(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        pid_t pid = atoi(argv[i]);
+        char what[128];
+        snprintf(what, sizeof(what), "ptrace(ATTACH) %d", pid);
+        verdict(what, ptrace(PTRACE_ATTACH, pid, 0, 0));
+        snprintf(what, sizeof(what), "ptrace(SEIZE) %d", pid);
+        verdict(what, ptrace(PTRACE_SEIZE, pid, 0, 0));
+        char buf[16];
+        struct iovec l = {buf, sizeof(buf)}, r = {(void *)0x400000, sizeof(buf)};
+        snprintf(what, sizeof(what), "process_vm_readv %d", pid);
+        verdict(what, syscall(SYS_process_vm_readv, pid, &l, 1, &r, 1, 0));
+        snprintf(what, sizeof(what), "process_vm_writev %d", pid);
+        verdict(what, syscall(SYS_process_vm_writev, pid, &l, 1, &r, 1, 0));
+        int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        snprintf(what, sizeof(what), "pidfd_getfd %d fd 0..9", pid);
+        long got = -1;
+        int e = EBADF;
+        for (int fd = 0; pfd >= 0 && fd < 10 && got < 0; fd++) {
+            got = syscall(SYS_pidfd_getfd, pfd, fd, 0);
+            if (got < 0) e = errno;
+        }
+        errno = e;
+        verdict(what, got);
+        if (pfd >= 0) close(pfd);
+        snprintf(what, sizeof(what), "kcmp %d", pid);
+        verdict(what, syscall(SYS_kcmp, getpid(), pid, 0 /* KCMP_FILE */, 0, 0));
+        char p[64];
+        snprintf(p, sizeof(p), "/proc/%d/mem", pid);
+        if (pid == 1) {
+            try_open(p, O_RDWR); /* init: non-dumpable */
+        } else {
+            /* a sibling is the agent's own process, same uid, dumpable:
+             * its memory is the agent's already (not judged) */
+            int fd = open(p, O_RDWR | O_CLOEXEC);
+            printf("OK %s of a sibling: %s (same trust domain)\n", p, fd >= 0 ? "opens" : "refused");
+            if (fd >= 0) close(fd);
+        }
+    }
+    return escaped;
+}
+
 /* Abstract unix sockets are scoped to the network namespace: `abstract NAME`
  * connects to @NAME (a listener the test runs on the host). */
 static int v_abstract(int argc, char **argv)
@@ -1066,7 +1114,8 @@ int main(int argc, char **argv)
                "  kernel2                 keyrings, uffd, io_uring, kexec, modules, clone3, i386/x32\n"
                "  sysdev                  /dev contents, /sys writes, sysfs/proc mounts, hostname\n"
                "  ports PORT...           host loopback ports vs the sandbox's own loopback\n"
-               "  bigargs [KB]            execve with a huge argv and environment\n");
+               "  bigargs [KB]            execve with a huge argv and environment\n"
+               "  ptrace PID...           ptrace, process_vm_*, pidfd_getfd, kcmp, /proc/PID/mem\n");
         return argc < 2 ? 2 : 0;
     }
     const char *v = argv[1];
@@ -1099,6 +1148,7 @@ int main(int argc, char **argv)
     if (!strcmp(v, "sysdev")) return v_sysdev();
     if (!strcmp(v, "ports")) return v_ports(argc, argv);
     if (!strcmp(v, "bigargs")) return v_bigargs(argc, argv);
+    if (!strcmp(v, "ptrace")) return v_ptrace(argc, argv);
     fprintf(stderr, "probe: unknown verb '%s'\n", v);
     return 2;
 }
