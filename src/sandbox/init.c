@@ -230,6 +230,12 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
             if (write(fd, "500", 3) < 0) {}
             close(fd);
         }
+        /* Not dumpable again until the exec (which makes the new image
+         * dumpable): in between, /proc/PID/exe is the shed binary, which
+         * another process of the sandbox must never get a handle on
+         * (CVE-2019-5736); unprivileged, the binary may be the sandbox
+         * user's own file. */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         if (s->fallback_as) {
             struct rlimit rl = {s->fallback_as, s->fallback_as};
             setrlimit(RLIMIT_AS, &rl);

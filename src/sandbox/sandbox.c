@@ -509,8 +509,11 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) < 0) child_die(a, errno, "setresgid");
     if (setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0) child_die(a, errno, "setresuid");
 
-    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-        child_die(a, errno, "make / a slave mount");
+    /* Private, not slave: with a slave, a mount the host makes later under a
+     * bound path (a shared mount on systemd hosts) propagates in with the
+     * host's flags, not our ro/nosuid/nodev (escape_mounts.sh). */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_die(a, errno, "make / a private mount");
     const char *root = a->pl->root;
     if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096") < 0)
         child_die(a, errno, "mount the root tmpfs on %s", root);

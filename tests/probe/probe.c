@@ -4,6 +4,8 @@
  * Convention for adversarial verbs: one line per attempt,
  *   "BLOCKED <what>: <why>"  or  "ESCAPE <what>: <detail>",
  * exit 0 when every attempt was blocked, 1 when anything escaped, 2 on usage.
+ * Positive controls (an allowed action that must work, so a broken probe
+ * cannot pass) print "OK <what>" and "FAILED <what>" (exit 1) when they do not.
  * Extended in issue #10 (escape campaign). No libc beyond static glibc, no deps. */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -18,6 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <termios.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -429,6 +437,592 @@ static int v_fds(void)
     return 0;
 }
 
+/* ---- escape campaign (issue #10); docs/security.md "Escape campaign" ---- */
+
+static int controls_failed;
+
+static void ok(const char *what, const char *detail)
+{
+    printf("OK %s: %s\n", what, detail);
+}
+
+static void control(const char *what, long rc)
+{
+    if (rc < 0) {
+        printf("FAILED %s: %s\n", what, strerrorname_np(errno) ? strerrorname_np(errno) : strerror(errno));
+        controls_failed = 1;
+    } else {
+        ok(what, "works");
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* try_open: open(path, flags) and, if it opened, read or write one byte */
+static void try_open(const char *path, int flags)
+{
+    char what[4300];
+    snprintf(what, sizeof(what), "open %s %s", path,
+             (flags & O_ACCMODE) == O_WRONLY ? "O_WRONLY" :
+             (flags & O_ACCMODE) == O_RDWR ? "O_RDWR" : (flags & O_PATH) ? "O_PATH" : "O_RDONLY");
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) return blocked(what, errno);
+    if (flags & O_PATH) {
+        /* an O_PATH handle of a plain /proc file is only a name; what counts
+         * is whether it leads anywhere: reopen it through /proc/self/fd */
+        char fp[64];
+        snprintf(fp, sizeof(fp), "/proc/self/fd/%d", fd);
+        int r = open(fp, O_RDONLY | O_CLOEXEC);
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            snprintf(what + strlen(what), sizeof(what) - strlen(what), " + reopen via /proc/self/fd");
+            return blocked(what, e);
+        }
+        close(r);
+        close(fd);
+        return escape(what, "opened and reopened for reading");
+    }
+    char b[16];
+    ssize_t n = (flags & O_ACCMODE) == O_RDONLY ? read(fd, b, sizeof(b)) : write(fd, "", 0);
+    close(fd);
+    if (n < 0)
+        blocked(what, errno);
+    else
+        escape(what, "opened and usable");
+}
+
+/* CVE-2019-5736 (runc /proc/self/exe overwrite) and its relatives: init is
+ * the shed binary started from an fd; nothing inside may get a handle on it.
+ * `exe [DEV INO MS]`: also scan every process's /proc/PID/exe for MS ms and
+ * report any that resolves to the file DEV:INO (the host's shed binary). */
+static int v_exe(int argc, char **argv)
+{
+    /* positive control: our own exe is reachable read-only (the probe) */
+    int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    control("open /proc/self/exe O_RDONLY (the probe itself)", self);
+    if (self >= 0) close(self);
+    try_open("/proc/self/exe", O_WRONLY);
+    try_open("/proc/self/exe", O_RDWR);
+    static const char *const P[] = {"/proc/1/exe", "/proc/1/mem", "/proc/1/environ", "/proc/1/root",
+                                    "/proc/1/cwd", "/proc/1/fd", "/proc/1/fd/3", "/proc/1/map_files",
+                                    "/proc/1/maps", "/proc/1/auxv", "/proc/1/stack", "/proc/1/syscall",
+                                    "/proc/1/pagemap", "/proc/1/personality", "/proc/1/timers"};
+    for (size_t i = 0; i < sizeof(P) / sizeof(P[0]); i++) {
+        try_open(P[i], O_PATH);
+        try_open(P[i], O_RDONLY);
+    }
+    try_open("/proc/1/exe", O_WRONLY);
+    try_open("/proc/1/mem", O_RDWR);
+    try_open("/proc/1/attr/current", O_WRONLY);
+    try_open("/proc/1/oom_score_adj", O_WRONLY);
+    char l[512];
+    verdict("readlink /proc/1/exe", readlink("/proc/1/exe", l, sizeof(l)));
+    verdict("readlink /proc/1/cwd", readlink("/proc/1/cwd", l, sizeof(l)));
+    if (argc < 5) return escaped || controls_failed;
+    dev_t dev = (dev_t)strtoull(argv[2], NULL, 0);
+    ino_t ino = (ino_t)strtoull(argv[3], NULL, 0);
+    int64_t end = now_ms() + atol(argv[4]);
+    long tries = 0, opened = 0;
+    while (now_ms() < end) {
+        DIR *d = opendir("/proc");
+        if (!d) break;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0 || pid == getpid()) continue;
+            char p[64];
+            snprintf(p, sizeof(p), "/proc/%d/exe", pid);
+            tries++;
+            int fd = open(p, O_PATH | O_CLOEXEC);
+            if (fd < 0) continue;
+            opened++;
+            struct stat st;
+            if (fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+                char fp[64];
+                snprintf(fp, sizeof(fp), "/proc/self/fd/%d", fd);
+                int w = open(fp, O_WRONLY | O_CLOEXEC);
+                snprintf(l, sizeof(l), "pid %d exposes the runtime binary (reopen for write: %s)", pid,
+                         w >= 0 ? "succeeded" : strerror(errno));
+                escape("/proc/PID/exe of a shed process", l);
+                if (w >= 0) close(w);
+                close(fd);
+                closedir(d);
+                return 1;
+            }
+            close(fd);
+        }
+        closedir(d);
+    }
+    snprintf(l, sizeof(l), "/proc/PID/exe scan (%ld tries, %ld other binaries opened, none is shed)", tries,
+             opened);
+    printf("BLOCKED %s: not found\n", l);
+    return escaped || controls_failed;
+}
+
+/* CVE-2017-5226 (bubblewrap TIOCSTI), CVE-2016-9016 (firejail), TIOCLINUX
+ * (CVE-2023-1523 snapd): push input into the caller's terminal. Run with a
+ * terminal on fd 0. */
+static int v_tty(void)
+{
+    control("isatty(0) (the caller's terminal was passed)", isatty(0) ? 0 : -1);
+    char c = 'X';
+    verdict("ioctl(0, TIOCSTI) into the caller's terminal", ioctl(0, TIOCSTI, &c));
+    char lin[2] = {6 /* TIOCL_GETFGCONSOLE-ish: any subcode */, 0};
+    verdict("ioctl(0, TIOCLINUX)", ioctl(0, TIOCLINUX, lin));
+    verdict("ioctl(0, TIOCCONS) (redirect the console)", ioctl(0, TIOCCONS));
+    int on = 1;
+    (void)on;
+    pid_t pg = getpgrp();
+    verdict("tcsetpgrp(0) (become the terminal's foreground group)", tcsetpgrp(0, pg));
+    /* no controlling terminal at all: /dev/tty cannot be opened */
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    verdict("open /dev/tty (a controlling terminal)", fd);
+    if (fd >= 0) close(fd);
+    /* a new session that steals the terminal as its controlling tty */
+    pid_t p = fork();
+    if (p == 0) {
+        setsid();
+        if (ioctl(0, TIOCSCTTY, 0) == 0) _exit(10);
+        int e = errno;
+        if (ioctl(0, TIOCSCTTY, 1) == 0) _exit(11);
+        _exit(e & 0xff);
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) < 10) {
+        errno = WEXITSTATUS(st);
+        blocked("setsid + TIOCSCTTY (steal the caller's terminal)", errno);
+    } else {
+        escape("setsid + TIOCSCTTY (steal the caller's terminal)", "became the controlling terminal");
+    }
+    printf("OK session: sid=%d pgid=%d (init's session, not the caller's)\n", (int)getsid(0), (int)getpgrp());
+    return escaped || controls_failed;
+}
+
+/* Every fd of every process we can see: `fdscan`. Prints "FD pid fd target"
+ * lines for the test (which compares socket inodes with init's control
+ * channel and listeners, read on the host) and BLOCKED for init's table. */
+static int v_fdscan(void)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return 2;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0) continue;
+        char p[64];
+        snprintf(p, sizeof(p), "/proc/%d/fd", pid);
+        DIR *fdd = opendir(p);
+        if (!fdd) {
+            char what[96];
+            snprintf(what, sizeof(what), "list fds of pid %d", pid);
+            if (pid == 1)
+                blocked(what, errno);
+            else
+                printf("GONE %s: %s\n", what, strerror(errno));
+            continue;
+        }
+        struct dirent *f;
+        while ((f = readdir(fdd))) {
+            if (f->d_name[0] == '.') continue;
+            if (pid == getpid() && atoi(f->d_name) == dirfd(fdd)) continue;
+            char lp[400], t[256];
+            snprintf(lp, sizeof(lp), "%s/%s", p, f->d_name);
+            ssize_t n = readlink(lp, t, sizeof(t) - 1);
+            t[n > 0 ? n : 0] = 0;
+            if (pid == 1) {
+                char d2[600];
+                snprintf(d2, sizeof(d2), "fd %s of init: %s", f->d_name, t);
+                escape("list fds of pid 1", d2);
+            }
+            printf("FD %d %s %s\n", pid, f->d_name, t);
+        }
+        closedir(fdd);
+    }
+    closedir(d);
+    return escaped;
+}
+
+/* Symlink/rename race against the file tools (CVE-2018-15664 docker cp,
+ * CVE-2021-30465 runc mount race, CVE-2017-1002101 k8s subpath): `swap A B MS`
+ * exchanges A and B with renameat2(RENAME_EXCHANGE) as fast as it can. */
+static volatile sig_atomic_t swap_stop;
+static void on_term(int sig)
+{
+    (void)sig;
+    swap_stop = 1;
+}
+
+static int v_swap(int argc, char **argv)
+{
+    if (argc < 5) return 2;
+    signal(SIGTERM, on_term); /* stopped by the test: print the count */
+    int64_t end = now_ms() + atol(argv[4]);
+    long n = 0;
+    while (!swap_stop && now_ms() < end) {
+        for (int i = 0; i < 256; i++)
+            if (syscall(SYS_renameat2, AT_FDCWD, argv[2], AT_FDCWD, argv[3], 2 /* RENAME_EXCHANGE */) == 0)
+                n++;
+    }
+    printf("OK swapped %ld times\n", n);
+    return n > 0 ? 0 : 1;
+}
+
+/* ptrace and its relatives against processes of the same sandbox (a sibling
+ * command, init): seccomp denies ptrace, process_vm_*, pidfd_getfd, kcmp;
+ * init is non-dumpable. `ptrace PID...` (signals between siblings are
+ * legitimate and not tried here). */
+static int v_ptrace(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        pid_t pid = atoi(argv[i]);
+        char what[128];
+        snprintf(what, sizeof(what), "ptrace(ATTACH) %d", pid);
+        verdict(what, ptrace(PTRACE_ATTACH, pid, 0, 0));
+        snprintf(what, sizeof(what), "ptrace(SEIZE) %d", pid);
+        verdict(what, ptrace(PTRACE_SEIZE, pid, 0, 0));
+        char buf[16];
+        struct iovec l = {buf, sizeof(buf)}, r = {(void *)0x400000, sizeof(buf)};
+        snprintf(what, sizeof(what), "process_vm_readv %d", pid);
+        verdict(what, syscall(SYS_process_vm_readv, pid, &l, 1, &r, 1, 0));
+        snprintf(what, sizeof(what), "process_vm_writev %d", pid);
+        verdict(what, syscall(SYS_process_vm_writev, pid, &l, 1, &r, 1, 0));
+        int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        snprintf(what, sizeof(what), "pidfd_getfd %d fd 0..9", pid);
+        long got = -1;
+        int e = EBADF;
+        for (int fd = 0; pfd >= 0 && fd < 10 && got < 0; fd++) {
+            got = syscall(SYS_pidfd_getfd, pfd, fd, 0);
+            if (got < 0) e = errno;
+        }
+        errno = e;
+        verdict(what, got);
+        if (pfd >= 0) close(pfd);
+        snprintf(what, sizeof(what), "kcmp %d", pid);
+        verdict(what, syscall(SYS_kcmp, getpid(), pid, 0 /* KCMP_FILE */, 0, 0));
+        char p[64];
+        snprintf(p, sizeof(p), "/proc/%d/mem", pid);
+        if (pid == 1) {
+            try_open(p, O_RDWR); /* init: non-dumpable */
+        } else {
+            /* a sibling is the agent's own process, same uid, dumpable:
+             * its memory is the agent's already (not judged) */
+            int fd = open(p, O_RDWR | O_CLOEXEC);
+            printf("OK %s of a sibling: %s (same trust domain)\n", p, fd >= 0 ? "opens" : "refused");
+            if (fd >= 0) close(fd);
+        }
+    }
+    return escaped;
+}
+
+/* Abstract unix sockets are scoped to the network namespace: `abstract NAME`
+ * connects to @NAME (a listener the test runs on the host). */
+static int v_abstract(int argc, char **argv)
+{
+    if (argc < 3) return 2;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(argv[2]);
+    if (len > sizeof(sa.sun_path) - 2) return 2;
+    memcpy(sa.sun_path + 1, argv[2], len);
+    socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    for (int type = 0; type < 2; type++) {
+        int fd = socket(AF_UNIX, (type ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            blocked("socket(AF_UNIX)", errno);
+            continue;
+        }
+        char what[200];
+        snprintf(what, sizeof(what), "connect to the host's abstract socket @%s (%s)", argv[2],
+                 type ? "dgram" : "stream");
+        if (connect(fd, (struct sockaddr *)&sa, sl) < 0) {
+            blocked(what, errno);
+        } else {
+            char buf[64] = {0};
+            ssize_t n = type ? 0 : read(fd, buf, sizeof(buf) - 1);
+            escape(what, n > 0 ? buf : "connected");
+        }
+        close(fd);
+    }
+    /* positive control: our own abstract listener works inside */
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un me = {.sun_family = AF_UNIX};
+    memcpy(me.sun_path + 1, "shed-probe-inside", 17);
+    socklen_t ml = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 18);
+    int rc = l >= 0 && bind(l, (struct sockaddr *)&me, ml) == 0 && listen(l, 1) == 0 ? 0 : -1;
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rc == 0) rc = connect(c, (struct sockaddr *)&me, ml);
+    control("an abstract socket of our own inside the sandbox", rc);
+    close(c);
+    close(l);
+    return escaped || controls_failed;
+}
+
+/* cgroup escapes: CVE-2022-0492 (release_agent), the 2019 "notify_on_release"
+ * container escape, mounting cgroupfs, moving into another cgroup. */
+static int v_cgroup(void)
+{
+    verdict("mount cgroup (v1, memory)", mount("cgroup", "/tmp", "cgroup", 0, "memory"));
+    verdict("mount cgroup (v1, none,name=x with release_agent)",
+            mount("cgroup", "/tmp", "cgroup", 0, "none,name=shedx"));
+    verdict("mount cgroup2", mount("cgroup2", "/tmp", "cgroup2", 0, NULL));
+    static const char *const W[] = {"/sys/fs/cgroup/release_agent", "/sys/fs/cgroup/memory/release_agent",
+                                    "/sys/fs/cgroup/memory/notify_on_release",
+                                    "/sys/fs/cgroup/cgroup.procs", "/sys/fs/cgroup/memory/cgroup.procs",
+                                    "/sys/fs/cgroup/unified/cgroup.procs", "/sys/kernel/uevent_helper",
+                                    "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe",
+                                    "/proc/sys/kernel/hotplug", "/proc/sysrq-trigger",
+                                    "/proc/sys/fs/binfmt_misc/register", "/proc/sys/kernel/hostname",
+                                    "/proc/sys/kernel/ns_last_pid", "/proc/self/setgroups",
+                                    "/proc/self/uid_map", "/proc/self/gid_map"};
+    for (size_t i = 0; i < sizeof(W) / sizeof(W[0]); i++) try_open(W[i], O_WRONLY);
+    /* the host's cgroup tree is not in view */
+    DIR *d = opendir("/sys/fs/cgroup");
+    if (!d) {
+        blocked("list /sys/fs/cgroup", errno);
+    } else {
+        escape("list /sys/fs/cgroup", "visible");
+        closedir(d);
+    }
+    /* our cgroup, as the (cgroup) namespace shows it */
+    char b[512];
+    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, b, sizeof(b) - 1) : -1;
+    if (fd >= 0) close(fd);
+    b[n > 0 ? n : 0] = 0;
+    for (char *l = strtok(b, "\n"); l; l = strtok(NULL, "\n")) printf("OK /proc/self/cgroup: %s\n", l);
+    return escaped;
+}
+
+/* The kernel surfaces named by CVEs of the last years: keyrings
+ * (CVE-2016-0728), userfaultfd (race amplifier in many), io_uring
+ * (CVE-2022-29582, CVE-2023-2598), perf (CVE-2013-2094), bpf (CVE-2021-3490),
+ * kexec, modules, chroot/pivot_root, clone3 with namespace flags, setns,
+ * i386/x32 syscalls (seccomp bypass of CVE-2009-0835 kind), personality. */
+static int v_kernel2(void)
+{
+    verdict("request_key", syscall(SYS_request_key, "user", "shed-probe", NULL, -3));
+    verdict("keyctl(JOIN_SESSION_KEYRING)", syscall(SYS_keyctl, 1, "shed-probe"));
+    verdict("userfaultfd(UFFD_USER_MODE_ONLY)", syscall(SYS_userfaultfd, 1));
+    int uf = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    verdict("open /dev/userfaultfd", uf);
+    verdict("io_uring_enter", syscall(SYS_io_uring_enter, 0, 0, 0, 0, NULL, 0));
+    verdict("io_uring_register", syscall(SYS_io_uring_register, 0, 0, NULL, 0));
+    verdict("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    verdict("kexec_file_load", syscall(SYS_kexec_file_load, -1, -1, 0, "", 0));
+    verdict("init_module", syscall(SYS_init_module, "", 0, ""));
+    verdict("finit_module", syscall(SYS_finit_module, 0, "", 0));
+    verdict("delete_module", syscall(SYS_delete_module, "loop", 0));
+    verdict("chroot /", chroot("/"));
+    verdict("pivot_root . .", syscall(SYS_pivot_root, ".", "."));
+    verdict("mount --bind / /tmp", mount("/", "/tmp", NULL, MS_BIND | MS_REC, NULL));
+    verdict("move_mount", syscall(SYS_move_mount, -1, "", -1, "/tmp", 0));
+    verdict("mount_setattr", syscall(SYS_mount_setattr, AT_FDCWD, "/", 0, NULL, 0));
+    static const struct {
+        unsigned long long flag;
+        const char *name;
+    } NS[] = {{CLONE_NEWNS, "NEWNS"}, {CLONE_NEWNET, "NEWNET"}, {CLONE_NEWPID, "NEWPID"},
+              {CLONE_NEWCGROUP, "NEWCGROUP"}, {0x80, "NEWTIME"}, {CLONE_NEWIPC, "NEWIPC"},
+              {CLONE_NEWUTS, "NEWUTS"}, {CLONE_NEWUSER | CLONE_NEWNS, "NEWUSER|NEWNS"}};
+    for (size_t i = 0; i < sizeof(NS) / sizeof(NS[0]); i++) {
+        char what[64];
+        struct clone_args ca = {.flags = NS[i].flag, .exit_signal = SIGCHLD};
+        long rc = syscall(SYS_clone3, &ca, sizeof(ca));
+        if (rc == 0) _exit(0);
+        if (rc > 0) waitpid((pid_t)rc, NULL, 0);
+        snprintf(what, sizeof(what), "clone3(CLONE_%s)", NS[i].name);
+        verdict(what, rc);
+        if (NS[i].flag == 0x80) continue; /* clone() has no room for CLONE_NEWTIME (exit signal bits) */
+        snprintf(what, sizeof(what), "clone(CLONE_%s)", NS[i].name);
+        rc = syscall(SYS_clone, (unsigned long)NS[i].flag | SIGCHLD, 0, 0, 0, 0);
+        if (rc == 0) _exit(0);
+        if (rc > 0) waitpid((pid_t)rc, NULL, 0);
+        verdict(what, rc);
+    }
+    static const char *const NSF[] = {"/proc/1/ns/mnt", "/proc/1/ns/user", "/proc/1/ns/net",
+                                      "/proc/self/ns/mnt", "/proc/self/ns/cgroup", "/proc/self/ns/uts",
+                                      "/proc/self/ns/ipc", "/proc/self/ns/time"};
+    for (size_t i = 0; i < sizeof(NSF) / sizeof(NSF[0]); i++) {
+        char what[128];
+        snprintf(what, sizeof(what), "setns %s", NSF[i]);
+        int fd = open(NSF[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            blocked(what, errno);
+            continue;
+        }
+        verdict(what, setns(fd, 0));
+        close(fd);
+    }
+    /* i386 int 0x80 and x32: seccomp kills (run in children) */
+    static const char *const ABI[] = {"i386 int 0x80 getpid", "x32 getpid"};
+    for (int k = 0; k < 2; k++) {
+        pid_t p = fork();
+        if (p == 0) {
+            long r;
+            if (k == 0) {
+                long eax = 20; /* i386 getpid */
+                __asm__ volatile("int $0x80" : "+a"(eax) : : "memory");
+                r = eax;
+            } else {
+                r = syscall(0x40000000L | SYS_getpid);
+            }
+            _exit(r > 0 ? 0 : 3);
+        }
+        int st = 0;
+        waitpid(p, &st, 0);
+        char what[96];
+        if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) {
+            snprintf(what, sizeof(what), "%s (killed by SIGSYS)", ABI[k]);
+            printf("BLOCKED %s: SIGSYS\n", what);
+        } else {
+            escape(ABI[k], WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ran" : "not killed");
+        }
+    }
+    /* personality: allowed (harmless under NNP and with uid 0 unmapped);
+     * READ_IMPLIES_EXEC etc. give no privilege. Shown, not judged. */
+    int per = personality(0xffffffff);
+    printf("OK personality query: %#x (allowed; no privilege attached)\n", per);
+    return escaped;
+}
+
+/* /sys, /dev, uts: `sysdev` */
+static int v_sysdev(void)
+{
+    static const char *const DEVS[] = {"/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/sda",
+                                       "/dev/vda", "/dev/nvme0n1", "/dev/loop0", "/dev/loop-control",
+                                       "/dev/console", "/dev/tty0", "/dev/tty1", "/dev/fuse",
+                                       "/dev/net/tun", "/dev/kvm", "/dev/vsock", "/dev/cpu/0/msr",
+                                       "/dev/uinput", "/dev/userfaultfd", "/dev/mapper/control",
+                                       "/dev/btrfs-control", "/dev/autofs", "/dev/vhost-net",
+                                       "/dev/snapshot", "/dev/watchdog", "/dev/hpet"};
+    for (size_t i = 0; i < sizeof(DEVS) / sizeof(DEVS[0]); i++) try_open(DEVS[i], O_RDONLY);
+    /* positive control: the harmless devices are there */
+    int z = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    control("open /dev/zero", z);
+    if (z >= 0) close(z);
+    /* every entry of /dev is one we expect */
+    static const char *const OKDEV[] = {"null", "zero", "full", "random", "urandom", "tty", "pts",
+                                        "ptmx", "shm", "fd", "stdin", "stdout", "stderr"};
+    DIR *d = opendir("/dev");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        int known = 0;
+        for (size_t i = 0; i < sizeof(OKDEV) / sizeof(OKDEV[0]); i++)
+            if (!strcmp(e->d_name, OKDEV[i])) known = 1;
+        char what[300];
+        snprintf(what, sizeof(what), "/dev/%s", e->d_name);
+        if (!known) escape(what, "unexpected entry in /dev");
+    }
+    if (d) closedir(d);
+    static const char *const SYSW[] = {"/sys/kernel/uevent_helper", "/sys/power/state",
+                                       "/sys/kernel/mm/transparent_hugepage/enabled",
+                                       "/sys/class/net/lo/mtu", "/sys/module/kernel/parameters/panic",
+                                       "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                       "/sys/kernel/debug/x", "/sys/firmware/efi/efivars/x",
+                                       "/sys/kernel/security/apparmor/.access"};
+    for (size_t i = 0; i < sizeof(SYSW) / sizeof(SYSW[0]); i++) try_open(SYSW[i], O_WRONLY);
+    verdict("mount sysfs", mount("sysfs", "/tmp", "sysfs", 0, NULL));
+    verdict("mount proc (a second one)", mount("proc", "/tmp", "proc", 0, NULL));
+    verdict("mount devpts", mount("devpts", "/tmp", "devpts", 0, "newinstance"));
+    verdict("sethostname", sethostname("escaped", 7));
+    verdict("setdomainname", setdomainname("escaped", 7));
+    struct utsname u;
+    uname(&u);
+    printf("OK hostname inside: %s\n", u.nodename);
+    return escaped || controls_failed;
+}
+
+/* The sandbox's own loopback: binding any port is its own business (its own
+ * netns), but nothing reaches the host's. `ports PORT...` binds each port on
+ * 127.0.0.1 inside and connects to it (positive control), then connects to
+ * the same ports, which on the host have listeners, from a fresh socket
+ * (must reach only our own listener: the reply is empty, not the host's). */
+static int v_ports(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        int port = atoi(argv[i]);
+        char what[96];
+        snprintf(what, sizeof(what), "connect 127.0.0.1:%d (a host loopback service)", port);
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            blocked(what, errno);
+        } else {
+            char buf[64] = {0};
+            ssize_t n = read(c, buf, sizeof(buf) - 1);
+            escape(what, n > 0 ? buf : "connected");
+        }
+        close(c);
+        /* the same port is free inside: bind and serve ourselves */
+        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        int rc = bind(l, (struct sockaddr *)&sa, sizeof(sa));
+        if (rc == 0) rc = listen(l, 1);
+        c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (rc == 0) rc = connect(c, (struct sockaddr *)&sa, sizeof(sa));
+        snprintf(what, sizeof(what), "bind+connect 127.0.0.1:%d inside (own netns)", port);
+        control(what, rc);
+        close(c);
+        close(l);
+    }
+    /* the egress ports are init's: taken */
+    static const int EG[] = {3128, 1080};
+    for (int i = 0; i < 2; i++) {
+        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)EG[i])};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        char what[96];
+        snprintf(what, sizeof(what), "bind 127.0.0.1:%d (hijack an egress listener)", EG[i]);
+        verdict(what, bind(l, (struct sockaddr *)&sa, sizeof(sa)));
+        close(l);
+    }
+    /* other addresses: only lo exists */
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in out = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, "8.8.8.8", &out.sin_addr);
+    verdict("connect udp 8.8.8.8:53 (a route out)", connect(u, (struct sockaddr *)&out, sizeof(out)));
+    close(u);
+    return escaped || controls_failed;
+}
+
+/* `argv KB`: exec ourselves with a huge argument and environment; the
+ * kernel's limit (E2BIG) or success, never a crash of anything but us. */
+static int v_bigargs(int argc, char **argv)
+{
+    long kb = argc > 2 ? atol(argv[2]) : 4096;
+    size_t n = (size_t)kb * 1024;
+    char *big = malloc(n + 1);
+    if (!big) return 2;
+    memset(big, 'a', n);
+    big[n] = 0;
+    char *env = malloc(n + 8);
+    memcpy(env, "BIG=", 4);
+    memcpy(env + 4, big, n + 1);
+    char *av[] = {argv[0], "uid", big, NULL}, *ev[] = {env, NULL};
+    pid_t p = fork();
+    if (p == 0) {
+        execve("/proc/self/exe", av, ev);
+        _exit(errno == E2BIG ? 7 : 8);
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 7)
+        printf("BLOCKED execve with %ld KB argv and env: E2BIG\n", kb);
+    else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        printf("OK execve with %ld KB argv and env: ran (within the kernel's limit)\n", kb);
+    else
+        escape("execve with huge argv", "unexpected status");
+    return escaped;
+}
+
 /* Reads "NAME NR ARG MASK VALUE VERDICT" lines (shed init --seccomp-table)
  * and runs each syscall in a child, checking the verdict (errno:N or kill). */
 static int v_syscall_table(void)
@@ -510,7 +1104,18 @@ int main(int argc, char **argv)
                "  diskfill DIR [MB]       write files until refused\n"
                "  spawn-bg                leave a daemon behind; print our pid namespace\n"
                "  fds                     list open fds\n"
-               "  syscall-table           check seccomp verdicts read from stdin\n");
+               "  syscall-table           check seccomp verdicts read from stdin\n"
+               "  exe [DEV INO MS]        /proc/self/exe, /proc/1/* (CVE-2019-5736); scan /proc/*/exe\n"
+               "  tty                     TIOCSTI, TIOCLINUX, TIOCSCTTY on fd 0 (CVE-2017-5226)\n"
+               "  fdscan                  every fd of every visible process\n"
+               "  swap A B MS             RENAME_EXCHANGE A and B for MS ms (race the file tools)\n"
+               "  abstract NAME           connect to the abstract unix socket @NAME\n"
+               "  cgroup                  release_agent, cgroup mounts, core_pattern (CVE-2022-0492)\n"
+               "  kernel2                 keyrings, uffd, io_uring, kexec, modules, clone3, i386/x32\n"
+               "  sysdev                  /dev contents, /sys writes, sysfs/proc mounts, hostname\n"
+               "  ports PORT...           host loopback ports vs the sandbox's own loopback\n"
+               "  bigargs [KB]            execve with a huge argv and environment\n"
+               "  ptrace PID...           ptrace, process_vm_*, pidfd_getfd, kcmp, /proc/PID/mem\n");
         return argc < 2 ? 2 : 0;
     }
     const char *v = argv[1];
@@ -533,6 +1138,17 @@ int main(int argc, char **argv)
     if (!strcmp(v, "spawn-bg")) return v_spawn_bg();
     if (!strcmp(v, "fds")) return v_fds();
     if (!strcmp(v, "syscall-table")) return v_syscall_table();
+    if (!strcmp(v, "exe")) return v_exe(argc, argv);
+    if (!strcmp(v, "tty")) return v_tty();
+    if (!strcmp(v, "fdscan")) return v_fdscan();
+    if (!strcmp(v, "swap")) return v_swap(argc, argv);
+    if (!strcmp(v, "abstract")) return v_abstract(argc, argv);
+    if (!strcmp(v, "cgroup")) return v_cgroup();
+    if (!strcmp(v, "kernel2")) return v_kernel2();
+    if (!strcmp(v, "sysdev")) return v_sysdev();
+    if (!strcmp(v, "ports")) return v_ports(argc, argv);
+    if (!strcmp(v, "bigargs")) return v_bigargs(argc, argv);
+    if (!strcmp(v, "ptrace")) return v_ptrace(argc, argv);
     fprintf(stderr, "probe: unknown verb '%s'\n", v);
     return 2;
 }
