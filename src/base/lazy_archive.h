@@ -1,4 +1,5 @@
-/* libarchive (read side), loaded at first use.
+/* libarchive (read side for skill extraction, write side for shed serve's
+ * skill content), loaded at first use.
  * Include this instead of the library's header (see base/lazy.h); the
  * library (libarchive.so.13, Debian package libarchive13) is dlopen()ed at the first call.
  * Must never be included by code that needs the real symbols at link time. */
@@ -27,6 +28,23 @@
     X(archive_read_support_filter_xz) \
     X(archive_read_support_format_tar) \
     X(archive_read_support_format_zip_seekable) \
+    X(archive_entry_free) \
+    X(archive_entry_new) \
+    X(archive_entry_set_filetype) \
+    X(archive_entry_set_mtime) \
+    X(archive_entry_set_pathname) \
+    X(archive_entry_set_perm) \
+    X(archive_entry_set_size) \
+    X(archive_errno) \
+    X(archive_set_error) \
+    X(archive_write_close) \
+    X(archive_write_data) \
+    X(archive_write_free) \
+    X(archive_write_header) \
+    X(archive_write_new) \
+    X(archive_write_open2) \
+    X(archive_write_set_bytes_in_last_block) \
+    X(archive_write_set_format_zip) \
 
 struct lazy_archive {
     LAZY_ARCHIVE_FNS(LAZY_MEMBER)
@@ -74,4 +92,38 @@ const struct lazy_archive *lazy_archive(void);
 #define archive_read_support_format_tar (lazy_archive()->archive_read_support_format_tar)
 #undef archive_read_support_format_zip_seekable
 #define archive_read_support_format_zip_seekable (lazy_archive()->archive_read_support_format_zip_seekable)
+#undef archive_entry_free
+#define archive_entry_free (lazy_archive()->archive_entry_free)
+#undef archive_entry_new
+#define archive_entry_new (lazy_archive()->archive_entry_new)
+#undef archive_entry_set_filetype
+#define archive_entry_set_filetype (lazy_archive()->archive_entry_set_filetype)
+#undef archive_entry_set_mtime
+#define archive_entry_set_mtime (lazy_archive()->archive_entry_set_mtime)
+#undef archive_entry_set_pathname
+#define archive_entry_set_pathname (lazy_archive()->archive_entry_set_pathname)
+#undef archive_entry_set_perm
+#define archive_entry_set_perm (lazy_archive()->archive_entry_set_perm)
+#undef archive_entry_set_size
+#define archive_entry_set_size (lazy_archive()->archive_entry_set_size)
+#undef archive_errno
+#define archive_errno (lazy_archive()->archive_errno)
+#undef archive_set_error
+#define archive_set_error (lazy_archive()->archive_set_error)
+#undef archive_write_close
+#define archive_write_close (lazy_archive()->archive_write_close)
+#undef archive_write_data
+#define archive_write_data (lazy_archive()->archive_write_data)
+#undef archive_write_free
+#define archive_write_free (lazy_archive()->archive_write_free)
+#undef archive_write_header
+#define archive_write_header (lazy_archive()->archive_write_header)
+#undef archive_write_new
+#define archive_write_new (lazy_archive()->archive_write_new)
+#undef archive_write_open2
+#define archive_write_open2 (lazy_archive()->archive_write_open2)
+#undef archive_write_set_bytes_in_last_block
+#define archive_write_set_bytes_in_last_block (lazy_archive()->archive_write_set_bytes_in_last_block)
+#undef archive_write_set_format_zip
+#define archive_write_set_format_zip (lazy_archive()->archive_write_set_format_zip)
 #endif

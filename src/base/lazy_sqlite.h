@@ -29,6 +29,10 @@
     X(sqlite3_prepare_v3) \
     X(sqlite3_reset) \
     X(sqlite3_step) \
+    X(sqlite3_bind_blob64) \
+    X(sqlite3_bind_text64) \
+    X(sqlite3_column_blob) \
+    X(sqlite3_column_bytes) \
 
 struct lazy_sqlite {
     LAZY_SQLITE_FNS(LAZY_MEMBER)
@@ -82,4 +86,12 @@ const struct lazy_sqlite *lazy_sqlite(void);
 #define sqlite3_reset (lazy_sqlite()->sqlite3_reset)
 #undef sqlite3_step
 #define sqlite3_step (lazy_sqlite()->sqlite3_step)
+#undef sqlite3_bind_blob64
+#define sqlite3_bind_blob64 (lazy_sqlite()->sqlite3_bind_blob64)
+#undef sqlite3_bind_text64
+#define sqlite3_bind_text64 (lazy_sqlite()->sqlite3_bind_text64)
+#undef sqlite3_column_blob
+#define sqlite3_column_blob (lazy_sqlite()->sqlite3_column_blob)
+#undef sqlite3_column_bytes
+#define sqlite3_column_bytes (lazy_sqlite()->sqlite3_column_bytes)
 #endif

@@ -3,8 +3,7 @@
  * a fixed owner, so nothing about the uploading host leaks into it. */
 #include "server/skill_pack.h"
 
-#include <archive.h>
-#include <archive_entry.h>
+#include "base/lazy_archive.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
