@@ -1352,6 +1352,35 @@ child_failed:;
 }
 
 /* The child's report, if any: 1 = none yet, 0 = exec'd (EOF), <0 = its error. */
+/* The child resolves the mount point and the workspace as the sandbox's
+ * host uid, so every directory above them must be searchable by others. On
+ * EACCES, name the first one that is not, and the fix (errors only: the
+ * check costs nothing on the hot path). */
+static void untraversable_hint(const sandbox_t *sb, char *out, size_t n)
+{
+    const char *paths[] = {sb->dir, sb->workspace};
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (!paths[i] || paths[i][0] != '/') continue;
+        char buf[PATH_MAX];
+        snprintf(buf, sizeof(buf), "%s", paths[i]);
+        for (char *p = strchr(buf + 1, '/');; p = strchr(p + 1, '/')) {
+            if (p) *p = '\0';
+            struct stat st;
+            if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH)) {
+                snprintf(out, n,
+                         "; %s is mode %04o, which the sandbox user (host uid %u) cannot "
+                         "traverse: chmod o+x %s, or choose a directory under a "
+                         "world-traversable path",
+                         buf, (unsigned)(st.st_mode & 07777), (unsigned)sb->host_uid, buf);
+                return;
+            }
+            if (!p) break;
+            *p = '/';
+        }
+    }
+}
+
 static int read_setup_error(sandbox_t *sb, int timeout_ms, shed_err *err)
 {
     if (sb->err_fd < 0) return 0;
@@ -1370,6 +1399,10 @@ static int read_setup_error(sandbox_t *sb, int timeout_ms, shed_err *err)
     sb->err_fd = -1;
     if (n == (ssize_t)sizeof(ce)) {
         ce.step[sizeof(ce.step) - 1] = 0;
+        char hint[PATH_MAX + 200] = "";
+        if (ce.err == EACCES) untraversable_hint(sb, hint, sizeof(hint));
+        if (hint[0])
+            return err_msg(err, ce.err, "sandbox setup: %s: %s%s", ce.step, strerror(ce.err), hint);
         return err_set(err, ce.err ? ce.err : EIO, "sandbox setup: %s", ce.step);
     }
     if (n != 0) return err_msg(err, EIO, "sandbox setup: the child died before exec");
