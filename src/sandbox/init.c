@@ -448,6 +448,9 @@ int sandbox_init_main(int argc, char **argv)
     }
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* /proc/1 closed to the sandbox user */
     init_state s = {.ctl = SANDBOX_FD_CTL};
+    /* Whatever init starts must never inherit the channel to the creator
+     * (tools also close everything above 2 when they spawn). */
+    fcntl(s.ctl, F_SETFD, FD_CLOEXEC);
     json_t *conf = NULL;
     shed_err err;
     if (ctl_recv(s.ctl, &conf, NULL, NULL, &err) < 0) {
