@@ -5,6 +5,7 @@
 
 #include "base/lazy_archive.h"
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -159,9 +160,16 @@ int skill_check(const skill_file_t *files, int n, skill_meta_t *meta, char *msg,
     return 0;
 }
 
+typedef struct zip_sink {
+    buf_t *out;
+    bool overflow;
+} zip_sink_t;
+
 static la_ssize_t zip_write(struct archive *a, void *cls, const void *buf, size_t len)
 {
-    if (buf_append(cls, buf, len) < 0) {
+    zip_sink_t *z = cls;
+    if (buf_append(z->out, buf, len) < 0) {
+        z->overflow = true;
         archive_set_error(a, EFBIG, "skill archive over its size limit");
         return -1;
     }
@@ -173,9 +181,10 @@ int skill_pack_zip(const skill_file_t *files, int n, buf_t *out, char *msg, size
     struct archive *a = archive_write_new();
     if (!a) return -ENOMEM;
     int rc = 0;
+    zip_sink_t sink = {.out = out};
     if (archive_write_set_format_zip(a) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
-        archive_write_open2(a, out, NULL, zip_write, NULL, NULL) != ARCHIVE_OK) {
+        archive_write_open2(a, &sink, NULL, zip_write, NULL, NULL) != ARCHIVE_OK) {
         snprintf(msg, msglen, "zip writer: %s", archive_error_string(a));
         archive_write_free(a);
         return -EIO;
@@ -195,7 +204,7 @@ int skill_pack_zip(const skill_file_t *files, int n, buf_t *out, char *msg, size
             (files[i].len &&
              archive_write_data(a, files[i].data, files[i].len) != (la_ssize_t)files[i].len)) {
             snprintf(msg, msglen, "zip writer: %s", archive_error_string(a));
-            rc = archive_errno(a) == EFBIG ? -EFBIG : -EIO;
+            rc = -EIO;
         }
         archive_entry_free(e);
     }
@@ -204,5 +213,9 @@ int skill_pack_zip(const skill_file_t *files, int n, buf_t *out, char *msg, size
         rc = -EIO;
     }
     archive_write_free(a);
+    if (sink.overflow) {
+        snprintf(msg, msglen, "the skill's archive is over its size limit");
+        return -EFBIG;
+    }
     return rc;
 }

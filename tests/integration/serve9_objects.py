@@ -337,11 +337,11 @@ eq(srv.call("GET", "/v1/memory_stores/" + other["id"], bearer=tok)[0], 404, "una
 eq(srv.call("GET", base, key="wrong-key-000000000000")[0], 401, "bad key")
 
 # ----------------------------------------------------- restart keeps all
-srv.stop()
+eq(srv.stop(), 0, "clean exit (no sanitizer report)")
 srv.start()
 eq(srv.ok("GET", base + "/" + mt["id"])["content"], "t", "memory after restart")
 eq(srv.ok("GET", "/v1/agents/" + ag["id"]), ag, "agent after restart")
 st, body2, _ = raw_get("/v1/skills/%s/versions/%s/content" % (sk["id"], v1))
 eq(hashlib.sha256(body2).hexdigest(), hashlib.sha256(body).hexdigest(), "archive after restart")
-srv.stop()
+eq(srv.stop(), 0, "clean exit (no sanitizer report)")
 print("ok")
