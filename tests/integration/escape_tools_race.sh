@@ -22,7 +22,7 @@ echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}]}" >"$T/roo
 echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}],\"waive\":[\"cgroup\"]}" >"$T/unpriv.json"
 chmod 644 "$T"/*.json
 read -r shed_dev shed_ino < <(stat -L -c '%d %i' "$SHED")
-ROUNDS=${ESCAPE_RACE_ROUNDS:-150}
+ROUNDS=${ESCAPE_RACE_ROUNDS:-100}
 
 python3 - "$T/calls.json" "$ROUNDS" "$shed_dev" "$shed_ino" <<'PY'
 import json, sys
