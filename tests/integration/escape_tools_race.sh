@@ -22,7 +22,7 @@ echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}]}" >"$T/roo
 echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}],\"waive\":[\"cgroup\"]}" >"$T/unpriv.json"
 chmod 644 "$T"/*.json
 read -r shed_dev shed_ino < <(stat -L -c '%d %i' "$SHED")
-ROUNDS=${ESCAPE_RACE_ROUNDS:-150}
+ROUNDS=${ESCAPE_RACE_ROUNDS:-100}
 
 python3 - "$T/calls.json" "$ROUNDS" "$shed_dev" "$shed_ino" <<'PY'
 import json, sys
@@ -81,13 +81,16 @@ for run in "${RUNS[@]}"; do
             >"$T/out-$mode.jsonl" 2>/dev/null &
     fi
     toolpid=$!
-    # init's sockets (the control channel, the egress listeners), read on the host
+    # init's control channel and egress listeners, read on the host
     init_socks=""
     for _ in $(seq 100); do
         ipid=$(for c in $(pgrep -P "$toolpid" || true); do
                    grep -q $'^NSpid:\t[0-9]*\t1$' /proc/"$c"/status 2>/dev/null && echo "$c"; done | head -n1)
         if [ -n "$ipid" ]; then
-            init_socks=$(for f in /proc/"$ipid"/fd/*; do readlink "$f"; done 2>/dev/null | grep '^socket:' | sort -u || true)
+            # fd 3 is the control channel, 4-6 the egress listeners (sandbox.c);
+            # init's later fds include its own ends of bash's pipes, which bash
+            # legitimately holds too
+            init_socks=$(for f in 3 4 5 6; do readlink /proc/"$ipid"/fd/$f; done 2>/dev/null | grep '^socket:' | sort -u || true)
             [ -n "$init_socks" ] && break
         fi
         sleep 0.05

@@ -980,7 +980,10 @@ static int v_ports(int argc, char **argv)
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)EG[i])};
         inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
         char what[96];
-        snprintf(what, sizeof(what), "bind 127.0.0.1:%d (hijack an egress listener)", EG[i]);
+        int one = 1; /* SO_REUSEPORT: join the listener's group if it had one */
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(l, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        snprintf(what, sizeof(what), "bind 127.0.0.1:%d with SO_REUSEPORT (hijack an egress listener)", EG[i]);
         verdict(what, bind(l, (struct sockaddr *)&sa, sizeof(sa)));
         close(l);
     }
