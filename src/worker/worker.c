@@ -597,6 +597,7 @@ static void handle_event(wsess_t *s, json_t *ev)
 }
 
 static void list_page(wsess_t *s, const char *page);
+static void stream_retry(loop_t *l, void *arg);
 
 static void on_list(const api_result *r, void *arg)
 {
@@ -611,6 +612,20 @@ static void on_list(const api_result *r, void *arg)
         if (r->fatal) {
             sess_end(s, LEASE_END_DONE);
             return;
+        }
+        /* Nothing was dispatched from it, and a live stream (kept up by the
+         * server's pings) would never re-read it: calls only in the history
+         * would wait forever. Reconnect (stream first, then history) with
+         * the stream's backoff. */
+        if (s->stream) {
+            api_cancel(s->stream);
+            s->stream = NULL;
+            s->stream_open = false;
+        }
+        if (s->phase == PH_RUN && !s->stream_timer) {
+            s->stream_timer = loop_timer(s->w->loop, s->stream_backoff, stream_retry, s);
+            s->stream_backoff *= 2;
+            if (s->stream_backoff > PROTO_STREAM_BACKOFF_CAP) s->stream_backoff = PROTO_STREAM_BACKOFF_CAP;
         }
     } else {
         size_t i;
