@@ -86,6 +86,7 @@ struct wsess {
     int sb_attempt;
     uint64_t sb_timer;
     bool wait_destroy; /* the previous sandbox of this session is still going away */
+    bool sb_failed;    /* no sandbox could be made: calls get an error result, never run */
     char *workspace;
     /* the one in-flight call */
     json_t *call_ev;
@@ -573,6 +574,17 @@ static void sess_pump(wsess_t *s)
             json_decref(ev);
             return;
         }
+        if (s->sb_failed) {
+            slog(LOG_WARN, s->session_id, s->work_id, "call %s (%s) not run: this session has no sandbox", id,
+                 name);
+            _cleanup_json_ json_t *r = error_result(
+                "the sandbox for this session could not be created, so the call was not run "
+                "(the worker's log names the cause)");
+            wstate_call_result(w->state, s->session_id, id, r, NULL);
+            post_result(s, ev, r);
+            json_decref(ev);
+            return;
+        }
         shed_err err = {0};
         if (wstate_call_started(w->state, s->session_id, id, &err) < 0) {
             /* Without the record a crash could re-run it: refuse to run it. */
@@ -849,10 +861,13 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
         metrics_inc(obs_m.sandbox_failures, LV("other"), 1);
         audit_ev(w, "sandbox.failed", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
                                                 s->work_id, "layer", "other", "error", error));
-        sess_end(s, LEASE_END_DONE);
-        return;
+        /* Keep serving the session without a sandbox: each of its calls gets
+         * an error result (never run), so the agent is told instead of
+         * waiting on a call nobody answers; the idle timer ends the item. */
+        s->sb_failed = true;
     }
     s->sb = sb;
+    if (s->sb_failed) goto run;
     double secs = (double)(clock_mono_ms() - s->sb_start_ms) / 1000.0;
     metrics_observe(obs_m.sandbox_create_seconds, NULL, secs);
     audit_ev(w, "sandbox.created", json_pack("{s:s,s:s,s:s,s:f,s:s}", "session_id", s->session_id, "work_id",
@@ -861,6 +876,7 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
                                              w->egress_policy ? "egress proxy (policy)" : "egress proxy (deny all)"));
     slog(LOG_INFO, s->session_id, s->work_id, "sandbox ready in %lld ms: %s",
          (long long)(clock_mono_ms() - s->sb_start_ms), sbx_describe(s->sb));
+run:
     s->runner = runner_new(w->cfg.max_idle_ms, owns_cb, on_runner_note, s);
     if (!s->runner) {
         sess_end(s, LEASE_END_DONE);

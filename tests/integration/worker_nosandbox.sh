@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# A session whose sandbox cannot be made is not left hanging: each of its
+# calls gets an is_error result saying it was not run (and nothing runs on
+# the host), the failure is logged with the fix, and the item ends after
+# --max-idle. Provoked the way an operator would: a state directory under a
+# directory the sandbox user cannot traverse.
+# timeout: 120
+. "$(dirname "$0")/../lib/common.sh"
+[ "$(id -u)" -eq 0 ] || skip "needs root (the sandbox user is another host uid only as root)"
+python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+python3 - "$T" <<'PY'
+import os, sys, time
+sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
+from worker_lib import *
+T = sys.argv[1]
+srv = Server(T + "/serve")
+env = srv.environment(); kid, key = srv.new_key(env)
+write_key_file(T + "/key", key)
+os.makedirs(T + "/private", mode=0o700)
+os.chmod(T + "/private", 0o700)
+w = Worker(srv, env, T + "/key", T + "/private/wstate", "--max-idle", "2")
+sid = srv.session(env)
+step("a call in a session without a sandbox gets an error result")
+t1 = srv.tool(sid, "bash", {"command": "touch /tmp/shed-nosandbox-ran"})
+r = srv.wait_result(sid, t1, 60)
+check(r["is_error"], "is_error: %r" % r)
+check("could not be created" in text_of(r) and "not run" in text_of(r), "text: %r" % text_of(r))
+check(T not in text_of(r), "no host path in the agent's result: %r" % text_of(r))
+check(not os.path.exists("/tmp/shed-nosandbox-ran"), "nothing ran on the host")
+w.wait_log("chmod o\\+x")
+step("a second call too, then the item ends after idle")
+r2 = srv.wait_result(sid, srv.tool(sid, "read", {"file_path": "x"}), 30)
+check(r2["is_error"], "second call is_error: %r" % r2)
+srv.idle(sid, "end_turn")
+deadline = time.time() + 30
+while time.time() < deadline and any(x["state"] != "stopped" for x in srv.work_of(env, sid)):
+    time.sleep(0.1)
+check(all(x["state"] == "stopped" for x in srv.work_of(env, sid)), "item stopped")
+check(w.stop() == 0, "worker exit")
+srv.stop()
+print("worker without a sandbox ok")
+PY
