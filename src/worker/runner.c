@@ -4,6 +4,8 @@
  * (an expiry then waits until the session is quiet again). */
 #include "worker/runner.h"
 
+#include "base/idset.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,9 +14,10 @@ struct runner {
     runner_owns_fn owns;
     runner_note_fn note;
     void *arg;
-    json_t *seen;        /* tool-use ids seen (stream or history) */
-    json_t *answered;    /* tool-use ids with a result (or denied) */
-    json_t *dispatched;  /* ids queued, in flight or finished by this runner */
+    /* Sets that grow with the session: digests, not strings (base/idset.h). */
+    idset_t seen;        /* tool-use ids seen (stream or history) */
+    idset_t answered;    /* tool-use ids with a result (or denied) */
+    idset_t dispatched;  /* ids queued, in flight or finished by this runner */
     json_t *verdicts;    /* tool_use_id -> "allow"/"deny" */
     json_t *awaiting;    /* tool_use_id -> held event */
     json_t *blockers;    /* idle-clock blockers (gated work) */
@@ -37,12 +40,23 @@ static const char *sget(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static bool has(json_t *set, const char *id)
+static bool has(const idset_t *set, const char *id)
+{
+    return idset_has(set, id);
+}
+
+static void add(idset_t *set, const char *id)
+{
+    idset_add(set, id); /* on ENOMEM the id is not remembered: at worst a duplicate is re-checked */
+}
+
+/* Small sets keyed by string (blockers, terminated threads). */
+static bool jhas(json_t *set, const char *id)
 {
     return id && json_object_get(set, id) != NULL;
 }
 
-static void add(json_t *set, const char *id)
+static void jadd(json_t *set, const char *id)
 {
     if (id) json_object_set_new(set, id, json_true());
 }
@@ -55,16 +69,13 @@ runner_t *runner_new(int64_t max_idle_ms, runner_owns_fn owns, runner_note_fn no
     r->owns = owns;
     r->note = note;
     r->arg = arg;
-    r->seen = json_object();
-    r->answered = json_object();
-    r->dispatched = json_object();
     r->verdicts = json_object();
     r->awaiting = json_object();
     r->blockers = json_object();
     r->terminated_threads = json_object();
     r->queue = json_array();
     r->deadline = -1;
-    if (!r->seen || !r->answered || !r->dispatched || !r->verdicts || !r->awaiting ||
+    if (!r->verdicts || !r->awaiting ||
         !r->blockers || !r->terminated_threads || !r->queue) {
         runner_free(r);
         return NULL;
@@ -75,9 +86,9 @@ runner_t *runner_new(int64_t max_idle_ms, runner_owns_fn owns, runner_note_fn no
 void runner_free(runner_t *r)
 {
     if (!r) return;
-    json_decref(r->seen);
-    json_decref(r->answered);
-    json_decref(r->dispatched);
+    idset_free(&r->seen);
+    idset_free(&r->answered);
+    idset_free(&r->dispatched);
     json_decref(r->verdicts);
     json_decref(r->awaiting);
     json_decref(r->blockers);
@@ -140,7 +151,7 @@ static void idle_disarm(runner_t *r)
 
 static void idle_block(runner_t *r, const char *id)
 {
-    add(r->blockers, id);
+    jadd(r->blockers, id);
     if (r->deadline >= 0) {
         r->arm_pending = true;
         r->deadline = -1;
@@ -181,13 +192,13 @@ int64_t runner_idle_deadline(const runner_t *r)
 static bool in_terminated_thread(runner_t *r, json_t *ev)
 {
     const char *th = sget(ev, "session_thread_id");
-    return th && *th && has(r->terminated_threads, th);
+    return th && *th && jhas(r->terminated_threads, th);
 }
 
 static void enqueue(runner_t *r, json_t *ev)
 {
     const char *id = sget(ev, "id");
-    if (!id || has(r->answered, id) || has(r->dispatched, id)) {
+    if (!id || has(&r->answered, id) || has(&r->dispatched, id)) {
         r->stats.deduped++;
         return;
     }
@@ -202,7 +213,7 @@ static void enqueue(runner_t *r, json_t *ev)
         notify(r, RUNNER_NOTE_UNOWNED, ev);
         return;
     }
-    add(r->dispatched, id);
+    add(&r->dispatched, id);
     json_array_append(r->queue, ev);
     notify(r, RUNNER_NOTE_QUEUED, ev);
 }
@@ -220,7 +231,7 @@ static void apply_verdict(runner_t *r, json_t *ev, const char *verdict, int64_t 
         idle_unblock(r, id, now);
     } else {
         if (was_held) idle_unblock(r, id, now);
-        add(r->answered, id);
+        add(&r->answered, id);
         r->stats.denied++;
         notify(r, RUNNER_NOTE_DENIED, ev);
     }
@@ -297,21 +308,21 @@ void runner_history_event(runner_t *r, json_t *ev)
     if (is_tool_use(t)) {
         const char *id = sget(ev, "id");
         if (id) {
-            add(r->seen, id);
-            if (!has(r->answered, id)) json_array_append(r->history_pending, ev);
+            add(&r->seen, id);
+            if (!has(&r->answered, id)) json_array_append(r->history_pending, ev);
         }
     } else if (!strcmp(t, "user.tool_result")) {
-        add(r->answered, sget(ev, "tool_use_id"));
+        add(&r->answered, sget(ev, "tool_use_id"));
     } else if (!strcmp(t, "user.custom_tool_result")) {
-        add(r->answered, sget(ev, "custom_tool_use_id"));
+        add(&r->answered, sget(ev, "custom_tool_use_id"));
     } else if (!strcmp(t, "user.tool_confirmation")) {
         const char *tid = sget(ev, "tool_use_id");
         const char *res = sget(ev, "result");
-        if (tid && !has(r->answered, tid))
+        if (tid && !has(&r->answered, tid))
             json_object_set_new(r->verdicts, tid,
                                 json_string(res && !strcmp(res, "allow") ? "allow" : "deny"));
     } else if (!strcmp(t, "session.thread_status_terminated")) {
-        add(r->terminated_threads, sget(ev, "session_thread_id"));
+        jadd(r->terminated_threads, sget(ev, "session_thread_id"));
     }
     if (!idle_neutral(t)) r->last_ended_turn = ends_turn(ev);
 }
@@ -328,7 +339,7 @@ void runner_history_end(runner_t *r, bool ok, int64_t now)
         json_array_foreach(pending, i, ev)
         {
             const char *id = sget(ev, "id");
-            if (id && !has(r->dispatched, id)) json_object_del(r->seen, id);
+            if (id && !has(&r->dispatched, id)) idset_del(&r->seen, id);
         }
         r->idle_may_be_stale = true;
         release_terminated_holds(r, now);
@@ -345,7 +356,7 @@ void runner_history_end(runner_t *r, bool ok, int64_t now)
     json_array_foreach(pending, i, ev)
     {
         const char *id = sget(ev, "id");
-        if (has(r->answered, id)) continue;
+        if (has(&r->answered, id)) continue;
         route(r, ev, now);
     }
     /* Held calls whose verdict arrived outside the listed window. */
@@ -359,7 +370,7 @@ void runner_history_end(runner_t *r, bool ok, int64_t now)
     json_array_foreach(pending, i, ev)
     {
         const char *id = sget(ev, "id");
-        if (!has(r->answered, id) && !has(r->dispatched, id) && !in_terminated_thread(r, ev) &&
+        if (!has(&r->answered, id) && !has(&r->dispatched, id) && !in_terminated_thread(r, ev) &&
             !json_object_get(r->awaiting, id))
             outstanding++;
     }
@@ -383,8 +394,8 @@ bool runner_stream_event(runner_t *r, json_t *ev, int64_t now)
         /* Disarm before routing so the clock reflects the new work. */
         idle_note_event(r, ev, now);
         const char *id = sget(ev, "id");
-        if (id && !has(r->seen, id)) {
-            add(r->seen, id);
+        if (id && !has(&r->seen, id)) {
+            add(&r->seen, id);
             route(r, ev, now);
         } else {
             r->stats.deduped++;
@@ -397,12 +408,12 @@ bool runner_stream_event(runner_t *r, json_t *ev, int64_t now)
         return false;
     }
     if (!strcmp(t, "user.tool_result")) {
-        add(r->answered, sget(ev, "tool_use_id"));
+        add(&r->answered, sget(ev, "tool_use_id"));
     } else if (!strcmp(t, "user.custom_tool_result")) {
-        add(r->answered, sget(ev, "custom_tool_use_id"));
+        add(&r->answered, sget(ev, "custom_tool_use_id"));
     } else if (!strcmp(t, "session.thread_status_terminated")) {
         idle_note_event(r, ev, now);
-        add(r->terminated_threads, sget(ev, "session_thread_id"));
+        jadd(r->terminated_threads, sget(ev, "session_thread_id"));
         release_terminated_holds(r, now);
         return false;
     } else if (!strcmp(t, "session.status_terminated") || !strcmp(t, "session.deleted")) {
@@ -421,7 +432,7 @@ json_t *runner_next(runner_t *r)
         json_t *ev = json_incref(json_array_get(r->queue, 0));
         json_array_remove(r->queue, 0);
         const char *id = sget(ev, "id");
-        if (has(r->answered, id) || in_terminated_thread(r, ev)) {
+        if (has(&r->answered, id) || in_terminated_thread(r, ev)) {
             /* Answered elsewhere (or its thread ended) while it waited. */
             json_decref(ev);
             continue;
@@ -435,7 +446,7 @@ json_t *runner_next(runner_t *r)
 
 void runner_call_done(runner_t *r, const char *id, bool posted, int64_t now)
 {
-    if (posted) add(r->answered, id);
+    if (posted) add(&r->answered, id);
     if (r->inflight && id && !strcmp(r->inflight, id)) {
         free(r->inflight);
         r->inflight = NULL;
@@ -445,7 +456,7 @@ void runner_call_done(runner_t *r, const char *id, bool posted, int64_t now)
 
 bool runner_is_answered(const runner_t *r, const char *id)
 {
-    return has(r->answered, id);
+    return has(&r->answered, id);
 }
 
 bool runner_busy(const runner_t *r)

@@ -404,3 +404,44 @@ TEST(loop_timers_and_fds)
     close(p[0]);
     close(p[1]);
 }
+
+#include "base/idset.h"
+
+TEST(idset_add_has_del_grow)
+{
+    idset_t s;
+    idset_init(&s);
+    char id[64];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "sevt_%d", i);
+        ASSERT_EQ_INT(idset_add(&s, id), 0);
+        ASSERT_EQ_INT(idset_add(&s, id), 0); /* twice: still one */
+    }
+    ASSERT_EQ_INT(s.n, 5000);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "sevt_%d", i);
+        ASSERT_TRUE(idset_has(&s, id));
+    }
+    ASSERT_FALSE(idset_has(&s, "sevt_5000"));
+    ASSERT_FALSE(idset_has(&s, NULL));
+    for (int i = 0; i < 5000; i += 2) {
+        snprintf(id, sizeof(id), "sevt_%d", i);
+        idset_del(&s, id);
+    }
+    ASSERT_EQ_INT(s.n, 2500);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "sevt_%d", i);
+        ASSERT_EQ_INT(idset_has(&s, id), i % 2 == 1);
+    }
+    /* churn through tombstones: the table does not grow without bound */
+    for (int round = 0; round < 20; round++)
+        for (int i = 0; i < 1000; i++) {
+            snprintf(id, sizeof(id), "churn_%d_%d", round, i);
+            ASSERT_EQ_INT(idset_add(&s, id), 0);
+            idset_del(&s, id);
+        }
+    ASSERT_EQ_INT(s.n, 2500);
+    ASSERT_TRUE(s.cap <= 16384);
+    idset_free(&s);
+    ASSERT_FALSE(idset_has(&s, "sevt_1"));
+}
