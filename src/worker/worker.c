@@ -843,6 +843,31 @@ static void sb_retry(loop_t *l, void *arg)
     start_run(s);
 }
 
+/* The layer a sandbox creation failed at, for shed_sandbox_failures_total and
+ * the audit record (bounded labels; docs/operations.md's catalogue). The
+ * sandbox runtime's messages name the failing step; map the step's words. */
+static const char *failure_layer(const char *error)
+{
+    static const struct {
+        const char *word, *layer;
+    } MAP[] = {
+        {"uid_map", "userns"},        {"gid_map", "userns"},          {"setgroups", "userns"},
+        {"setresuid", "userns"},      {"setresgid", "userns"},        {"user namespace", "userns"},
+        {"clone3", "userns"},         {"seccomp", "seccomp"},         {"cgroup", "cgroup"},
+        {"memory.", "cgroup"},        {"pids.", "cgroup"},            {"cpu.", "cgroup"},
+        {"setrlimit", "limits"},      {"lo ", "net"},                 {"lo)", "net"},
+        {"egress listener", "net"},   {"socket for lo", "net"},       {"capab", "spawn"},
+        {"PR_SET", "spawn"},          {"setsid", "spawn"},            {"execveat", "spawn"},
+        {"dup2", "spawn"},            {"pid namespace", "pid"},       {"init", "init"},
+        {"mount", "mount"},           {"pivot_root", "mount"},        {"bind", "mount"},
+        {"tmpfs", "mount"},           {"chdir", "mount"},             {"symlink", "mount"},
+        {"mkdir", "mount"},           {"read-only", "mount"},         {"the old root", "mount"},
+    };
+    for (size_t i = 0; error && i < sizeof(MAP) / sizeof(MAP[0]); i++)
+        if (strstr(error, MAP[i].word)) return MAP[i].layer;
+    return "other";
+}
+
 static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
 {
     wsess_t *s = arg;
@@ -852,15 +877,15 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
         /* Often transient (fds, pids, memory under load): try again shortly. */
         int64_t wait = proto_apply_jitter(1000LL << (s->sb_attempt - 1));
         slog(LOG_WARN, s->session_id, s->work_id, "sandbox: %s; retrying in %lld ms", error, (long long)wait);
-        metrics_inc(obs_m.sandbox_failures, LV("other"), 1);
+        metrics_inc(obs_m.sandbox_failures, LV(failure_layer(error)), 1);
         s->sb_timer = loop_timer(w->loop, wait, sb_retry, s);
         return;
     }
     if (!sb) {
         slog(LOG_ERROR, s->session_id, s->work_id, "sandbox: %s", error);
-        metrics_inc(obs_m.sandbox_failures, LV("other"), 1);
+        metrics_inc(obs_m.sandbox_failures, LV(failure_layer(error)), 1);
         audit_ev(w, "sandbox.failed", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
-                                                s->work_id, "layer", "other", "error", error));
+                                                s->work_id, "layer", failure_layer(error), "error", error));
         /* Keep serving the session without a sandbox: each of its calls gets
          * an error result (never run), so the agent is told instead of
          * waiting on a call nobody answers; the idle timer ends the item. */

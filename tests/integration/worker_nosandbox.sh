@@ -18,7 +18,11 @@ env = srv.environment(); kid, key = srv.new_key(env)
 write_key_file(T + "/key", key)
 os.makedirs(T + "/private", mode=0o700)
 os.chmod(T + "/private", 0o700)
-w = Worker(srv, env, T + "/key", T + "/private/wstate", "--max-idle", "2")
+import socket, subprocess, json, urllib.request
+sk = socket.socket(); sk.bind(("127.0.0.1", 0)); mport = sk.getsockname()[1]; sk.close()
+audit = T + "/audit.log"
+w = Worker(srv, env, T + "/key", T + "/private/wstate", "--max-idle", "2",
+           "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
 sid = srv.session(env)
 step("a call in a session without a sandbox gets an error result")
 t1 = srv.tool(sid, "bash", {"command": "touch /tmp/shed-nosandbox-ran"})
@@ -28,6 +32,11 @@ check("could not be created" in text_of(r) and "not run" in text_of(r), "text: %
 check(T not in text_of(r), "no host path in the agent's result: %r" % text_of(r))
 check(not os.path.exists("/tmp/shed-nosandbox-ran"), "nothing ran on the host")
 w.wait_log("chmod o\\+x")
+step("the failure is counted and audited at its layer")
+step("the failure is counted and audited at its layer (mount)")
+page = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
+check('shed_sandbox_failures_total{layer="mount"}' in page, "metric by layer: %s" %
+      [l for l in page.splitlines() if l.startswith("shed_sandbox_failures_total")])
 step("a second call too, then the item ends after idle")
 r2 = srv.wait_result(sid, srv.tool(sid, "read", {"file_path": "x"}), 30)
 check(r2["is_error"], "second call is_error: %r" % r2)
@@ -37,6 +46,10 @@ while time.time() < deadline and any(x["state"] != "stopped" for x in srv.work_o
     time.sleep(0.1)
 check(all(x["state"] == "stopped" for x in srv.work_of(env, sid)), "item stopped")
 check(w.stop() == 0, "worker exit")
+recs = [json.loads(l) for l in open(audit)]
+failed = [r for r in recs if r["event"] == "sandbox.failed"]
+check(failed and all(r["layer"] == "mount" for r in failed), "audit sandbox.failed layer: %r" % failed[:1])
+check(subprocess.run([os.environ["SHED"], "audit", "verify", audit]).returncode == 0, "audit verifies")
 srv.stop()
 print("worker without a sandbox ok")
 PY
