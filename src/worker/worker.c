@@ -978,6 +978,8 @@ static void start_run(wsess_t *s)
         s->wait_destroy = true;
         return;
     }
+    free(s->workspace); /* a retry asks again */
+    s->workspace = NULL;
     if (wstate_session_workspace(w->state, s->session_id, &s->workspace, &err) < 0) {
         slog(LOG_ERROR, s->session_id, s->work_id, "workspace: %s", err.msg);
         sess_end(s, LEASE_END_DONE);
