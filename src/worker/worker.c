@@ -75,6 +75,8 @@ struct wsess {
     uint64_t stream_timer;
     api_call_t *list_call;
     bool listing;
+    uint64_t list_timer;
+    int list_attempt;
     json_t *stream_buffer; /* stream events that arrived while the history was being read */
     bool terminated;
     /* sandbox */
@@ -651,6 +653,15 @@ static void handle_event(wsess_t *s, json_t *ev)
 }
 
 static void list_page(wsess_t *s, const char *page);
+static void history_read(wsess_t *s);
+
+static void list_retry(loop_t *l, void *arg)
+{
+    (void)l;
+    wsess_t *s = arg;
+    s->list_timer = 0;
+    if (s->phase == PH_RUN && s->stream_open && !s->listing) history_read(s);
+}
 
 static void on_list(const api_result *r, void *arg)
 {
@@ -666,7 +677,15 @@ static void on_list(const api_result *r, void *arg)
             sess_end(s, LEASE_END_DONE);
             return;
         }
+        /* Unlike the SDK (which waits for the next reconnect), read the
+         * history again soon: a quiet session would otherwise leave its
+         * unanswered calls alone until the stream drops. */
+        if (s->phase == PH_RUN && s->stream_open && !s->list_timer) {
+            int64_t wait = proto_apply_jitter(proto_backoff_ms(s->list_attempt++, 500, 10000));
+            s->list_timer = loop_timer(s->w->loop, wait, list_retry, s);
+        }
     } else {
+        s->list_attempt = 0;
         size_t i;
         json_t *ev;
         json_array_foreach(json_object_get(r->json, "data"), i, ev)
@@ -720,16 +739,27 @@ static void list_page(wsess_t *s, const char *page)
     }
 }
 
-static void on_stream_open(void *arg)
+/* Read the whole history; stream events meanwhile are buffered. */
+static void history_read(wsess_t *s)
 {
-    wsess_t *s = arg;
-    /* Stream first, then history: nothing emitted in between is lost. */
-    s->stream_open = true;
     s->listing = true;
     json_decref(s->stream_buffer);
     s->stream_buffer = json_array();
     runner_history_begin(s->runner);
     list_page(s, NULL);
+}
+
+static void on_stream_open(void *arg)
+{
+    wsess_t *s = arg;
+    /* Stream first, then history: nothing emitted in between is lost. */
+    s->stream_open = true;
+    timer_clear(s->w, &s->list_timer);
+    if (s->list_call) {
+        api_cancel(s->list_call);
+        s->list_call = NULL;
+    }
+    history_read(s);
 }
 
 static void on_stream_event(json_t *ev, void *arg)
@@ -757,6 +787,7 @@ static void on_stream_end(const api_result *r, void *arg)
     wsess_t *s = arg;
     s->stream = NULL;
     s->stream_open = false;
+    timer_clear(s->w, &s->list_timer);
     if (s->list_call) {
         api_cancel(s->list_call);
         s->list_call = NULL;
@@ -1068,6 +1099,7 @@ static void sess_end(wsess_t *s, lease_end why)
         timer_clear(w, &s->stream_timer);
         timer_clear(w, &s->get_timer);
         timer_clear(w, &s->sb_timer);
+        timer_clear(w, &s->list_timer);
         if (s->stream) api_cancel(s->stream);
         s->stream = NULL;
         if (s->list_call) api_cancel(s->list_call);
@@ -1125,6 +1157,7 @@ static void sess_free(wsess_t *s)
     timer_clear(w, &s->stop_timer);
     timer_clear(w, &s->finish_timer);
     timer_clear(w, &s->sb_timer);
+    timer_clear(w, &s->list_timer);
     api_cancel(s->hb_call);
     api_cancel(s->get_call);
     api_cancel(s->stream);
