@@ -104,6 +104,28 @@ static json_t *current_network(admin_t *a, const char *sid, int pid, bool *overr
     return a->default_network;
 }
 
+/* Forget overrides of sandboxes that are gone (bounded by the sessions served). */
+static void prune_overrides(admin_t *a)
+{
+    _cleanup_json_ json_t *list = worker_admin_list(a->w);
+    const char *sid;
+    json_t *o, *tmp;
+    json_object_foreach_safe(a->overrides, tmp, sid, o)
+    {
+        bool live = false;
+        size_t i;
+        json_t *s;
+        json_array_foreach(list, i, s)
+        {
+            const char *ssid = json_string_value(json_object_get(s, "session_id"));
+            if (ssid && !strcmp(ssid, sid) &&
+                json_integer_value(json_object_get(s, "sandbox_pid")) == json_integer_value(json_object_get(o, "pid")))
+                live = true;
+        }
+        if (!live) json_object_del(a->overrides, sid);
+    }
+}
+
 static json_t *cmd_list(admin_t *a)
 {
     json_t *list = worker_admin_list(a->w);
@@ -136,7 +158,7 @@ static json_t *cmd_kill(admin_t *a, json_t *req)
         snprintf(text, sizeof(text), "killed by the worker's operator: %.400s", reason);
     else
         snprintf(text, sizeof(text), "killed by the worker's operator");
-    if (worker_admin_kill(a->w, sid, "admin", "admin", text, &err) < 0) return fail_json("%s", err.msg);
+    if (worker_admin_kill(a->w, sid, NULL, "admin", "admin", text, &err) < 0) return fail_json("%s", err.msg);
     log_info("admin: killed session %s%s%s", sid, reason ? ": " : "", reason ? reason : "");
     return json_pack("{s:b,s:s}", "ok", 1, "session_id", sid);
 }
@@ -151,6 +173,7 @@ static json_t *cmd_policy(admin_t *a, json_t *req)
     if (json_get_bool(req, "reset", false, &reset, &err) < 0) return fail_json("%s", err.msg);
     if (json_get_obj(req, "network", false, &net, &err) < 0) return fail_json("%s", err.msg);
     if (reset == !!net) return fail_json("policy: give either \"network\" (an object) or \"reset\":true");
+    prune_overrides(a);
     egress_policy *pol = NULL;
     if (net && egress_policy_parse(net, &pol, &err) < 0) return fail_json("%s", err.msg);
     char work_id[256] = "";
@@ -328,8 +351,11 @@ static void sweep(loop_t *l, void *arg)
         snprintf(text, sizeof(text), "the session reached the worker's session time limit (--max-session-seconds %lld)",
                  (long long)(a->max_session_ms / 1000));
         shed_err err = {0};
-        log_warn("session %s reached --max-session-seconds; ending it", json_string_value(id));
-        if (worker_admin_kill(a->w, json_string_value(id), "max_session", "worker", text, &err) < 0)
+        const char *sid = json_string_value(json_object_get(id, "session_id"));
+        const char *wid = json_string_value(json_object_get(id, "work_id"));
+        if (!sid || !wid) continue;
+        log_warn("session %s (work %s) reached --max-session-seconds; ending it", sid, wid);
+        if (worker_admin_kill(a->w, sid, wid, "max_session", "worker", text, &err) < 0)
             log_warn("max-session-seconds: %s", err.msg);
     }
     a->sweep_timer = loop_timer(l, ADMIN_SWEEP_MS, sweep, a);

@@ -42,11 +42,11 @@ json_t *worker_admin_list(struct worker *w);
  * with `text` (posted), its sandbox is destroyed, the item stopped with
  * force:true; counts shed_kills_total{reason} and audits a kill record
  * (by="admin", or "worker" for max_session). -ENOENT: no such session. */
-int worker_admin_kill(struct worker *w, const char *session_id, const char *reason, const char *by,
-                      const char *text, shed_err *err);
+int worker_admin_kill(struct worker *w, const char *session_id, const char *work_id /* NULL = every item */,
+                      const char *reason, const char *by, const char *text, shed_err *err);
 /* Apply pol (NULL = the worker's own) to the session's sandbox; fills its
  * work id and sandbox pid. -ENOENT: no running sandbox for that session. */
 int worker_admin_set_policy(struct worker *w, const char *session_id, const egress_policy *pol,
                             char *work_id, size_t work_id_len, int *sandbox_pid, shed_err *err);
-/* Sessions whose item has run for at least max_ms: new array of ids. */
+/* Items that have run for at least max_ms: new array of {"session_id","work_id"}. */
 json_t *worker_admin_expired(struct worker *w, int64_t max_ms);

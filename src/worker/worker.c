@@ -1834,12 +1834,13 @@ json_t *worker_admin_list(worker_t *w)
     return out;
 }
 
-int worker_admin_kill(worker_t *w, const char *sid, const char *reason, const char *by, const char *text,
-                      shed_err *err)
+int worker_admin_kill(worker_t *w, const char *sid, const char *work_id, const char *reason, const char *by,
+                      const char *text, shed_err *err)
 {
     int n = 0;
     for (wsess_t *s = w->sessions; s; s = s->next) {
-        if (strcmp(s->session_id, sid) || s->phase >= PH_ENDING) continue;
+        if (strcmp(s->session_id, sid) || (work_id && strcmp(s->work_id, work_id)) || s->phase >= PH_ENDING)
+            continue;
         n++;
         slog(LOG_WARN, s->session_id, s->work_id, "killed (%s)", reason);
         if (s->call_ev) {
@@ -1885,6 +1886,6 @@ json_t *worker_admin_expired(worker_t *w, int64_t max_ms)
     int64_t now = clock_mono_ms();
     for (wsess_t *s = w->sessions; s && ids; s = s->next)
         if (max_ms > 0 && s->phase < PH_ENDING && now - s->started_ms >= max_ms)
-            json_array_append_new(ids, json_string(s->session_id));
+            json_array_append_new(ids, json_pack("{s:s,s:s}", "session_id", s->session_id, "work_id", s->work_id));
     return ids;
 }
