@@ -23,6 +23,7 @@
 static const char USAGE[] =
     "usage: shed worker [poll] [options]\n"
     "       shed worker run --session-id ID --work-id ID [options]\n"
+    "       shed worker admin list | kill SESSION_ID | policy SESSION_ID FILE|--reset\n"
     "\n"
     "Claim work items from a self_hosted environment and run each session's tool\n"
     "calls in its own sandbox, up to --max-sessions at once.\n"
@@ -46,6 +47,11 @@ static const char USAGE[] =
     "  --audit-content MODE       none, metadata (default) or full\n"
     "  --audit-rotate-size SIZE   rotate the audit log at SIZE (default 64M; 0 = never)\n"
     "  --audit-fsync              fdatasync every audit record\n"
+    "  --admin-socket PATH        owner-only admin socket: list sessions, kill one, change\n"
+    "                             one's egress policy (default <state dir>/admin.sock;\n"
+    "                             '' = none; see shed worker admin --help)\n"
+    "  --max-session-seconds N    end a work item this long after its claim, like an admin\n"
+    "                             kill (default 0 = no limit)\n"
     "  --log-format text|json     log format on stderr (default text)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
     "\n"
@@ -80,7 +86,11 @@ enum {
     OPT_AUDIT_CONTENT,
     OPT_AUDIT_ROTATE,
     OPT_AUDIT_FSYNC,
+    OPT_ADMIN_SOCKET,
+    OPT_MAX_SESSION,
 };
+
+int cmd_worker_admin(int argc, char **argv, const char *default_state_dir); /* worker_admin.c */
 
 static const struct option OPTS[] = {
     {"environment-id", required_argument, NULL, OPT_ENV_ID},
@@ -104,6 +114,8 @@ static const struct option OPTS[] = {
     {"audit-content", required_argument, NULL, OPT_AUDIT_CONTENT},
     {"audit-rotate-size", required_argument, NULL, OPT_AUDIT_ROTATE},
     {"audit-fsync", no_argument, NULL, OPT_AUDIT_FSYNC},
+    {"admin-socket", required_argument, NULL, OPT_ADMIN_SOCKET},
+    {"max-session-seconds", required_argument, NULL, OPT_MAX_SESSION},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -171,6 +183,10 @@ static int read_secret_file(const char *path, char **out, shed_err *err)
 
 int cmd_worker(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "admin")) {
+        _cleanup_free_ char *sd = default_state_dir();
+        return cmd_worker_admin(argc - 1, argv + 1, sd ? sd : ".");
+    }
     if (cmd_wants_help(argc, argv)) {
         fputs(USAGE, stdout);
         return 0;
@@ -184,7 +200,8 @@ int cmd_worker(int argc, char **argv)
     const char *env_id = NULL, *env_key = NULL, *key_file = NULL, *worker_id = NULL,
                *base_url = NULL, *workdir = "/workspace", *policy = NULL, *state_dir = NULL,
                *log_format = "text", *log_level = "info", *session_id = NULL, *work_id = NULL,
-               *secret_file = NULL, *metrics_listen = NULL, *audit_log = NULL;
+               *secret_file = NULL, *metrics_listen = NULL, *audit_log = NULL, *admin_socket = NULL;
+    int64_t max_session_ms = 0;
     audit_content audit_mode = AUDIT_CONTENT_METADATA;
     unsigned long long audit_rotate = 64ULL << 20;
     bool audit_fsync = false;
@@ -234,6 +251,11 @@ int cmd_worker(int argc, char **argv)
                 return cmd_usage_error("worker", USAGE, "--audit-rotate-size: '%s' is not a size", optarg);
             break;
         case OPT_AUDIT_FSYNC: audit_fsync = true; break;
+        case OPT_ADMIN_SOCKET: admin_socket = optarg; break;
+        case OPT_MAX_SESSION:
+            if (parse_duration_ms(optarg, &max_session_ms) < 0)
+                return cmd_usage_error("worker", USAGE, "--max-session-seconds: '%s' is not a duration in seconds", optarg);
+            break;
         case ':': return cmd_usage_error("worker", USAGE, "option '%s' needs a value", argv[optind - 1]);
         default: return cmd_usage_error("worker", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
@@ -283,6 +305,8 @@ int cmd_worker(int argc, char **argv)
         .audit_content = (int)audit_mode,
         .audit_rotate_bytes = audit_rotate,
         .audit_fsync = audit_fsync,
+        .admin_socket = admin_socket,
+        .max_session_ms = max_session_ms,
     };
     if (run_mode) {
         session_id = env_or(session_id, "ANTHROPIC_SESSION_ID");

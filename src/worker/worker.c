@@ -15,6 +15,7 @@
 #include "egress/egress.h"
 #include "obs/obs.h"
 #include "sandbox/sandbox.h"
+#include "worker/admin.h"
 #include "worker/pool.h"
 #include "worker/proto.h"
 #include "worker/runner.h"
@@ -29,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/sysinfo.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define POLL_TIMEOUT_MS      (PROTO_POLL_BLOCK_MS + 15000)
@@ -152,6 +154,7 @@ struct worker {
     bool fatal_set;
     /* run_one */
     bool run_done;
+    admin_t *admin; /* admin socket and --max-session-seconds (admin.c) */
 };
 
 static void sess_end(wsess_t *s, lease_end why);
@@ -162,6 +165,7 @@ static void sess_finish(wsess_t *s);
 static void worker_maybe_poll(worker_t *w);
 static void worker_check_done(worker_t *w);
 static void worker_shutdown(worker_t *w, const char *why);
+static int worker_admin_start(worker_t *w, shed_err *err);
 
 bool worker_owns_tool(const char *name)
 {
@@ -479,7 +483,8 @@ static void call_complete(wsess_t *s, json_t *result)
         audit_ev(s->w, "tool.call", f);
         if (s->kill_reason)
             audit_ev(s->w, "kill", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
-                                             s->work_id, "reason", s->kill_reason, "by", "worker"));
+                                             s->work_id, "reason", s->kill_reason, "by",
+                                             strcmp(s->kill_reason, "admin") ? "worker" : "admin"));
     }
     s->kill_reason = NULL;
     shed_err err = {0};
@@ -1770,6 +1775,8 @@ int worker_run(const worker_config *cfg, shed_err *err)
             goto out;
         }
     }
+    rc = worker_admin_start(&w, err);
+    if (rc < 0) goto out;
     reconcile_start(&w);
     log_info("worker %s started: environment %s, %s, up to %d session(s), state %s", w.worker_id,
              cfg->environment_id, api_base_url(w.api), w.cfg.max_sessions, wstate_dir(w.state));
@@ -1798,6 +1805,7 @@ out:
     /* Waits for the sandboxes still being made or destroyed. */
     pool_free(w.pool);
     json_decref(w.destroying);
+    admin_free(w.admin);
     egress_free(w.egress);
     egress_policy_free(w.egress_policy);
     audit_close(w.audit);
@@ -1813,4 +1821,114 @@ out:
     wstate_close(w.state);
     sbx_policy_free(w.policy);
     return rc;
+}
+
+/* ---------- operator controls (admin.c: admin socket, --max-session-seconds) ---------- */
+
+static int worker_admin_start(worker_t *w, shed_err *err)
+{
+    _cleanup_free_ char *def = NULL;
+    const char *path = w->cfg.admin_socket;
+    if (!path) {
+        if (asprintf(&def, "%s/admin.sock", wstate_dir(w->state)) < 0) return err_set(err, ENOMEM, "admin socket");
+        path = def;
+        if (strlen(def) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            log_warn("no admin socket: %s is too long for a unix socket; give --admin-socket PATH", def);
+            path = "";
+        }
+    }
+    admin_opts o = {.loop = w->loop,
+                    .worker = w,
+                    .audit = w->audit,
+                    .default_network = sandbox_policy_network(w->policy),
+                    .socket_path = path,
+                    .max_session_ms = w->cfg.max_session_ms};
+    return admin_start(&o, &w->admin, err);
+}
+
+json_t *worker_admin_list(worker_t *w)
+{
+    static const char *const phases[] = {"waiting_previous", "retrieving", "running", "ending", "stopping"};
+    json_t *out = json_array();
+    int64_t now = clock_mono_ms();
+    for (wsess_t *s = w->sessions; s && out; s = s->next) {
+        char at[RFC3339_LEN];
+        clock_rfc3339(clock_wall_ms() - (now - s->started_ms), at);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:f,s:i}", "session_id", s->session_id, "work_id", s->work_id,
+                              "state", phases[s->phase], "started_at", at, "seconds_running",
+                              (double)(now - s->started_ms) / 1000.0, "calls_served", s->calls_done);
+        if (!o) continue;
+        if (s->sb) {
+            json_object_set_new(o, "sandbox_pid", json_integer(sbx_pid(s->sb)));
+            json_object_set_new(o, "host_uid", json_integer(sbx_uid(s->sb)));
+        } else {
+            json_object_set_new(o, "sandbox_pid", json_null());
+            json_object_set_new(o, "host_uid", json_null());
+        }
+        if (s->call_ev)
+            json_object_set_new(o, "current_call",
+                                json_pack("{s:s?,s:s?,s:I}", "tool", jstr(s->call_ev, "name"), "tool_use_id",
+                                          jstr(s->call_ev, "id"), "running_ms",
+                                          (json_int_t)(now - s->call_start_ms)));
+        else
+            json_object_set_new(o, "current_call", json_null());
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+int worker_admin_kill(worker_t *w, const char *sid, const char *work_id, const char *reason, const char *by,
+                      const char *text, shed_err *err)
+{
+    int n = 0;
+    for (wsess_t *s = w->sessions; s; s = s->next) {
+        if (strcmp(s->session_id, sid) || (work_id && strcmp(s->work_id, work_id)) || s->phase >= PH_ENDING)
+            continue;
+        n++;
+        slog(LOG_WARN, s->session_id, s->work_id, "killed (%s)", reason);
+        if (s->call_ev) {
+            /* Its result names why; the kill is counted and audited with it
+             * (call_complete). The sandbox goes away right after. */
+            s->call_cancelled = true;
+            s->kill_reason = reason;
+            sbx_cancel(s->sb, s->call_seq);
+        } else {
+            metrics_inc(obs_m.kills, LV(reason), 1);
+            audit_ev(w, "kill", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id", s->work_id,
+                                          "reason", reason, "by", by));
+        }
+        sess_end(s, LEASE_END_STOP);
+        if (s->call_ev) {
+            char msg[800];
+            snprintf(msg, sizeof(msg), "tool '%s' was killed: %s", jstr(s->call_ev, "name"), text);
+            _cleanup_json_ json_t *r = error_result(msg);
+            call_complete(s, r);
+        }
+    }
+    if (!n) return err_msg(err, ENOENT, "session_id: no session %s is being served by this worker", sid);
+    return 0;
+}
+
+int worker_admin_set_policy(worker_t *w, const char *sid, const egress_policy *pol, char *work_id,
+                            size_t work_id_len, int *sandbox_pid, shed_err *err)
+{
+    for (wsess_t *s = w->sessions; s; s = s->next) {
+        if (strcmp(s->session_id, sid) || !s->sb || s->phase >= PH_STOPPING) continue;
+        int rc = egress_set_policy(w->egress, s->session_id, pol ? pol : w->egress_policy);
+        if (rc < 0) return err_set(err, -rc, "egress policy of session %s", sid);
+        snprintf(work_id, work_id_len, "%s", s->work_id);
+        *sandbox_pid = (int)sbx_pid(s->sb);
+        return 0;
+    }
+    return err_msg(err, ENOENT, "session_id: session %s has no running sandbox on this worker", sid);
+}
+
+json_t *worker_admin_expired(worker_t *w, int64_t max_ms)
+{
+    json_t *ids = json_array();
+    int64_t now = clock_mono_ms();
+    for (wsess_t *s = w->sessions; s && ids; s = s->next)
+        if (max_ms > 0 && s->phase < PH_ENDING && now - s->started_ms >= max_ms)
+            json_array_append_new(ids, json_pack("{s:s,s:s}", "session_id", s->session_id, "work_id", s->work_id));
+    return ids;
 }

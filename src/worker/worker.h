@@ -35,6 +35,9 @@ typedef struct worker_config {
     const char *run_work_id;
     const char *run_session_id;
     const char *run_secret;     /* raw secret (base64url JSON), may be NULL */
+    /* Operator controls (src/worker/admin.c). */
+    const char *admin_socket;   /* NULL: <state_dir>/admin.sock; "" = none */
+    int64_t max_session_ms;     /* wall-clock cap per work item from its claim; 0 = none */
 } worker_config;
 
 /* Runs until SIGTERM/SIGINT (or, with run_one, until the item is done).
