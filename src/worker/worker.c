@@ -891,6 +891,11 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
         metrics_inc(obs_m.sandbox_failures, LV(failure_layer(error)), 1);
         audit_ev(w, "sandbox.failed", json_pack("{s:s,s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
                                                 s->work_id, "layer", failure_layer(error), "error", error));
+        /* /readyz turns red until a sandbox is made again: a host that cannot
+         * make sandboxes any more should leave the rollout gate. */
+        char why[300];
+        snprintf(why, sizeof(why), "the last sandbox creation failed at layer %s", failure_layer(error));
+        obs_ready_set("sandbox", false, why);
         /* Keep serving the session without a sandbox: each of its calls gets
          * an error result (never run), so the agent is told instead of
          * waiting on a call nobody answers; the idle timer ends the item. */
@@ -898,6 +903,7 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
     }
     s->sb = sb;
     if (s->sb_failed) goto run;
+    obs_ready_set("sandbox", true, NULL);
     double secs = (double)(clock_mono_ms() - s->sb_start_ms) / 1000.0;
     metrics_observe(obs_m.sandbox_create_seconds, NULL, secs);
     audit_ev(w, "sandbox.created", json_pack("{s:s,s:s,s:s,s:f,s:s}", "session_id", s->session_id, "work_id",

@@ -37,6 +37,13 @@ step("the failure is counted and audited at its layer (mount)")
 page = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
 check('shed_sandbox_failures_total{layer="mount"}' in page, "metric by layer: %s" %
       [l for l in page.splitlines() if l.startswith("shed_sandbox_failures_total")])
+import urllib.error
+try:
+    urllib.request.urlopen("http://127.0.0.1:%d/readyz" % mport, timeout=10)
+    check(False, "/readyz must be 503 after a failed sandbox creation")
+except urllib.error.HTTPError as e:
+    body = e.read().decode()
+    check(e.code == 503 and "sandbox" in body and "layer mount" in body, "readyz: %d %r" % (e.code, body))
 step("a second call too, then the item ends after idle")
 r2 = srv.wait_result(sid, srv.tool(sid, "read", {"file_path": "x"}), 30)
 check(r2["is_error"], "second call is_error: %r" % r2)
