@@ -81,16 +81,17 @@ for run in "${RUNS[@]}"; do
             >"$T/out-$mode.jsonl" 2>/dev/null &
     fi
     toolpid=$!
-    # init's control channel and egress listeners, read on the host
+    # init's control channel, read on the host
     init_socks=""
     for _ in $(seq 100); do
         ipid=$(for c in $(pgrep -P "$toolpid" || true); do
                    grep -q $'^NSpid:\t[0-9]*\t1$' /proc/"$c"/status 2>/dev/null && echo "$c"; done | head -n1)
         if [ -n "$ipid" ]; then
-            # fd 3 is the control channel, 4-6 the egress listeners (sandbox.c);
-            # init's later fds include its own ends of bash's pipes, which bash
-            # legitimately holds too
-            init_socks=$(for f in 3 4 5 6; do readlink /proc/"$ipid"/fd/$f; done 2>/dev/null | grep '^socket:' | sort -u || true)
+            # fd 3 is the control channel (SANDBOX_FD_CTL). Only fd 3: a
+            # pooled sandbox's init has no listeners at 4-6, and while it
+            # spawns bash it briefly holds bash's end of the stdin socketpair
+            # at the lowest free fd, which bash legitimately keeps
+            init_socks=$(readlink /proc/"$ipid"/fd/3 2>/dev/null | grep '^socket:' || true)
             [ -n "$init_socks" ] && break
         fi
         sleep 0.05
