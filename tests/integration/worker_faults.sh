@@ -14,8 +14,8 @@ T, SEED = sys.argv[1], int(sys.argv[2])
 srv = Server(T + "/serve", lease_ttl=4)
 env = srv.environment(); kid, key = srv.new_key(env)
 write_key_file(T + "/key", key)
-proxy = subprocess.Popen([sys.executable, os.path.join(os.environ["SHED_ROOT"], "tests/integration/worker_faultproxy.py"),
-                          "%s:%d" % (srv.host, srv.port), str(SEED), "0.25"],
+proxy = subprocess.Popen([sys.executable, os.path.join(os.environ["SHED_ROOT"], "tests/lib/faultproxy.py"),
+                          "%s:%d" % (srv.host, srv.port), str(SEED), "0.25", "--mix", "basic"],
                          stdout=subprocess.PIPE, stderr=open(T + "/proxy.log", "w"), text=True)
 port = int(proxy.stdout.readline().split()[1])
 step("worker -> fault proxy (seed %d) -> shed serve" % SEED)
