@@ -11,15 +11,9 @@
 # input.
 # timeout: 60
 . "$(dirname "$0")/../lib/common.sh"
-
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-[ -x "$PROBE" ] || fail "probe binary $PROBE missing (make builds it)"
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}]}" >"$T/root.json"
-echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}],\"waive\":[\"cgroup\"]}" >"$T/unpriv.json"
-chmod 644 "$T"/*.json
+. "$(dirname "$0")/../lib/sandbox.sh"
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"
 
 cat >"$T/ptyrun.py" <<'PY'
 # usage: ptyrun.py control | tty.py run CMD...
