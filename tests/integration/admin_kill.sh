@@ -110,6 +110,10 @@ recs = [json.loads(l) for l in open(audit)]
 kills = [x for x in recs if x["event"] == "kill"]
 check(len(kills) == 1 and kills[0]["by"] == "admin" and kills[0]["reason"] == "admin" and kills[0]["session_id"] == sid,
       "kill audited: %r" % kills)
+ends = [(x["event"], x["reason"]) for x in recs
+        if x["event"] in ("sandbox.destroyed", "work.stopped") and x.get("session_id") == sid]
+check(sorted(ends) == [("sandbox.destroyed", "admin"), ("work.stopped", "admin")],
+      "the end of the killed session is audited as an admin kill: %r" % ends)
 r = subprocess.run([SHED, "audit", "verify", audit], capture_output=True, text=True)
 check(r.returncode == 0, "audit verify: %s %s" % (r.stdout, r.stderr))
 srv.stop()

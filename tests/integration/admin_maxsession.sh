@@ -27,8 +27,13 @@ m = metrics_page(mport)
 check('shed_kills_total{reason="max_session"} 1' in m, "kills metric: %r" % [l for l in m.splitlines() if "kills" in l])
 w.wait_log(r"reached --max-session-seconds")
 check(w.stop() == 0, "worker exit")
-kills = [x for x in map(json.loads, open(audit)) if x["event"] == "kill"]
+recs = [json.loads(l) for l in open(audit)]
+kills = [x for x in recs if x["event"] == "kill"]
 check(len(kills) == 1 and kills[0]["reason"] == "max_session" and kills[0]["session_id"] == sid, "kill audited: %r" % kills)
+ends = [(x["event"], x["reason"]) for x in recs
+        if x["event"] in ("sandbox.destroyed", "work.stopped") and x.get("session_id") == sid]
+check(sorted(ends) == [("sandbox.destroyed", "max_session"), ("work.stopped", "max_session")],
+      "the end of the session is audited with the cap as its reason: %r" % ends)
 srv.stop()
 print("admin max-session ok")
 PY
