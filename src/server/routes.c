@@ -20,6 +20,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "server/http.h"
+#include "server/request.h"
 #include "server/validate.h"
 
 #define JSON_MAX_DEPTH 32
@@ -84,23 +85,10 @@ static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 /* Parse the request body as a JSON object; an empty body is {} when allowed. */
 static json_t *body_object(route_ctx_t *x, bool empty_ok, enum MHD_Result *ret)
 {
-    buf_t *b = &x->r->body;
-    if (b->len == 0) {
-        if (empty_ok) return json_object();
-        *ret = bad(x, "request body is empty: expected a JSON object");
-        return NULL;
-    }
-    shed_err err = {0};
-    json_t *j = json_parse(b->data, b->len, x->srv->cfg.max_body, JSON_MAX_DEPTH, &err);
-    if (!j) {
-        *ret = bad(x, "request body: %s", err.msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        *ret = bad(x, "request body must be a JSON object");
-        return NULL;
-    }
+    char msg[512];
+    json_t *j = server_body_object(&x->r->body, x->srv->cfg.max_body, JSON_MAX_DEPTH, empty_ok, msg,
+                                   sizeof(msg));
+    if (!j) *ret = bad(x, "%s", msg);
     return j;
 }
 

@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "server/http.h"
 #include "server/multipart.h"
+#include "server/request.h"
 #include "server/skill_pack.h"
 
 #define JSON_MAX_DEPTH     32
@@ -87,22 +88,10 @@ static bool is_admin(obj_ctx_t *x)
 
 static json_t *body_object(obj_ctx_t *x, enum MHD_Result *ret)
 {
-    buf_t *b = &x->r->body;
-    if (b->len == 0) {
-        *ret = bad(x, "request body is empty: expected a JSON object");
-        return NULL;
-    }
-    shed_err err = {0};
-    json_t *j = json_parse(b->data, b->len, x->srv->cfg.max_body, JSON_MAX_DEPTH, &err);
-    if (!j) {
-        *ret = bad(x, "request body: %s", err.msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        *ret = bad(x, "request body must be a JSON object");
-        return NULL;
-    }
+    char msg[512];
+    json_t *j = server_body_object(&x->r->body, x->srv->cfg.max_body, JSON_MAX_DEPTH, false, msg,
+                                   sizeof(msg));
+    if (!j) *ret = bad(x, "%s", msg);
     return j;
 }
 
