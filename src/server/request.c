@@ -1,11 +1,23 @@
 /* Request helpers shared by the route files (request.h). Parses bounded
- * input only; never answers a request or logs its body. */
+ * input only; never logs a request's body. */
 #include "server/request.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "base/err.h"
 #include "base/json.h"
+#include "server/http.h"
+
+enum MHD_Result server_bad_request(struct MHD_Connection *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return http_error(c, 400, NULL, msg);
+}
 
 json_t *server_body_object(const buf_t *body, size_t max_body, int depth, bool empty_ok, char *msg,
                            size_t n)

@@ -8,7 +8,6 @@
  * credential in a log line or an error message. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,17 +41,8 @@ typedef struct route_ctx {
 
 /* ------------------------------------------------------------ validation */
 
-static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return http_error(x->c, 400, NULL, msg);
-}
+/* 400 with a formatted message (server_bad_request). */
+#define bad(x, ...) server_bad_request((x)->c, __VA_ARGS__)
 
 static const char *qarg(route_ctx_t *x, const char *name)
 {

@@ -13,7 +13,6 @@
  * beyond the checks here. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,17 +46,8 @@ typedef struct obj_ctx {
 #define OPS(x)   ((x)->srv->store->ops)
 #define STORE(x) ((x)->srv->store)
 
-static enum MHD_Result bad(obj_ctx_t *x, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static enum MHD_Result bad(obj_ctx_t *x, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return http_error(x->c, 400, NULL, msg);
-}
+/* 400 with a formatted message (server_bad_request). */
+#define bad(x, ...) server_bad_request((x)->c, __VA_ARGS__)
 
 static json_t *json_incref_or_null(json_t *v)
 {
