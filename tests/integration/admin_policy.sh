@@ -9,12 +9,7 @@ import os, sys, time, json, subprocess, http.server, threading
 from worker_lib import *
 T = sys.argv[1]
 SHED = os.environ["SHED"]
-os.makedirs(T + "/www"); open(T + "/www/hello.txt", "w").write("hello after the policy change\n")
-class H(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *a, **k): super().__init__(*a, directory=T + "/www", **k)
-    def log_message(self, *a): pass
-httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=httpd.serve_forever, daemon=True).start()
+httpd = file_server(T + "/www", {"hello.txt": "hello after the policy change\n"})
 port = httpd.server_address[1]
 hosts = {"svc.test": "127.0.0.1", "other.test": "127.0.0.1"}
 pol = T + "/policy.json"

@@ -8,12 +8,7 @@ python3 - "$T" <<'PY'
 import os, sys, time, json, subprocess, http.server, threading
 from worker_lib import *
 T = sys.argv[1]
-os.makedirs(T + "/www"); open(T + "/www/hello.txt", "w").write("hello through the egress proxy\n")
-class H(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *a, **k): super().__init__(*a, directory=T + "/www", **k)
-    def log_message(self, *a): pass
-httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=httpd.serve_forever, daemon=True).start()
+httpd = file_server(T + "/www", {"hello.txt": "hello through the egress proxy\n"})
 port = httpd.server_address[1]
 pol = T + "/policy.json"
 json.dump({"network": {"allowedDomains": ["svc.test:%d" % port], "staticHosts": {"svc.test": "127.0.0.1", "other.test": "127.0.0.1"},

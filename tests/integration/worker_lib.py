@@ -262,6 +262,29 @@ def free_port():
     return port
 
 
+def file_server(directory, files):
+    """A quiet HTTP server on 127.0.0.1 (a daemon thread) serving `files`
+    ({name: text}, written into directory). Returns the server (port:
+    .server_address[1]; stop: .shutdown())."""
+    import http.server
+    import threading
+    os.makedirs(directory, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(text)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=directory, **k)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 def metrics_page(port):
     """The Prometheus page a worker's --metrics-listen 127.0.0.1:PORT serves."""
     return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
