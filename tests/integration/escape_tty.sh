@@ -40,7 +40,7 @@ if pid == 0:
             os.write(1, ("control TIOCSTI failed: %s\n" % e).encode())
         os._exit(0)
     os.execvp(sys.argv[2], sys.argv[2:])
-out = b""
+out, st = b"", None
 while True:
     r, _, _ = select.select([master], [], [], 0.2)
     if r:
@@ -49,8 +49,11 @@ while True:
         except OSError:
             d = b""
         out += d
-    wp, st = os.waitpid(pid, os.WNOHANG)
-    if wp and not r:
+    if st is None:
+        wp, ws = os.waitpid(pid, os.WNOHANG)  # reaped once: a second waitpid is ECHILD
+        if wp:
+            st = ws
+    if st is not None and not r:
         break
 # what is queued for the terminal's readers (the caller's shell would get it)
 fl = fcntl.fcntl(slave, fcntl.F_GETFL)
