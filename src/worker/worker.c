@@ -109,6 +109,7 @@ struct wsess {
     int64_t idle_deadline;
     /* end */
     lease_end end_reason;
+    const char *killed; /* admin / max_session when worker_admin_kill ended it (audit) */
     bool post_on_end;      /* post the cancelled call's result (not when the lease is lost) */
     uint64_t end_timer;
     api_call_t *stop_call;
@@ -118,7 +119,6 @@ struct wsess {
     int64_t started_ms;
     int calls_done;
     const char *kill_reason; /* why the in-flight call was cancelled (metrics/audit) */
-    const char *killed;      /* admin / max_session when worker_admin_kill ended it (audit) */
 };
 
 struct worker {
