@@ -672,7 +672,20 @@ static void try_next_addr(conn_t *c, int last_errno)
             continue;
         }
         c->state = S_CONNECT;
-        return;
+        /* On loopback the handshake (or the refusal) is usually over by
+         * the time connect() returns: a second connect() says so, and we
+         * save a trip through the loop. It also consumes the socket's
+         * error, so a failure is handled here, not left to EPOLLERR. */
+        if (connect(fd, (struct sockaddr *)&ss, sl) == 0 || errno == EISCONN) {
+            connect_ok(c);
+            return;
+        }
+        if (errno == EALREADY || errno == EINPROGRESS || errno == EINTR) return;
+        last_errno = errno;
+        loop_del(l, fd);
+        close(fd);
+        c->ufd = -1;
+        c->uev = 0;
     }
     char msg[128];
     snprintf(msg, sizeof(msg), "connect to %s port %d: %s", c->addr_str, c->port,
@@ -1075,6 +1088,10 @@ static void on_accept(loop_t *l, int fd, uint32_t events, void *arg)
         if (sb->conns) sb->conns->prev = c;
         sb->conns = c;
         sb->nconns++;
+        /* The request often came with the connection: take it now rather
+         * than on the next trip through the loop (nothing there is fine).
+         * c may be gone after this. */
+        on_conn_fd(l, cfd, EPOLLIN, c);
     }
 }
 
