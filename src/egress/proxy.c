@@ -32,7 +32,7 @@
 #define RELAY_BUF (128 * 1024)   /* per direction, when splice is not available */
 #define PIPE_SIZE (1024 * 1024)  /* per direction once bulk: splice(2) moves pages, no copy */
 #define PIPE_GROW_AT (64 * 1024) /* moved in one wake-up: a bulk transfer, grow the pipe */
-#define PUMP_BUDGET (4 * 1024 * 1024) /* taken in per direction per wake-up, then others' turn */
+#define PUMP_BUDGET (1024 * 1024) /* taken in per direction per wake-up, then others' turn */
 #define ACCEPTS_PER_WAKE 16
 #define DNS_PER_WAKE 16
 #define DNS_PENDING_MAX 64       /* per sandbox */
