@@ -83,7 +83,12 @@ def main():
     mode = sys.argv[1]
     T = sys.argv[2]
     shed = os.environ["SHED"]
-    srv = Server(T + "/serve")
+    # BENCH_SERVE_SYNC=normal: serve without an fsync per append (its
+    # `--sync normal`), so the figures show the workers, not this disk.
+    sync = os.environ.get("BENCH_SERVE_SYNC", "full")
+    srv = Server(T + "/serve", extra=["--sync", sync] if sync != "full" else [])
+    if mode == "pair":
+        print("shed serve --sync %s" % sync, flush=True)
     os.environ["BENCH_ADMIN"] = __import__("worker_lib").ADMIN
     env = srv.environment()
     _, key = srv.new_key(env)
