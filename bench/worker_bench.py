@@ -1,7 +1,9 @@
 """Driver of bench/worker.sh (python3 stdlib): the agent's side of the
 benchmark sessions against `shed serve`, and the measurements (latency from
 the server's processed_at of each agent.tool_use to that of its
-user.tool_result; wall time; RSS from /proc)."""
+user.tool_result: both stamped by the same `shed serve` when it appends the
+event, so neither side's own clock or client enters the figure; wall time;
+RSS from /proc)."""
 import http.client
 import json
 import os
@@ -81,33 +83,74 @@ def main():
     mode = sys.argv[1]
     T = sys.argv[2]
     shed = os.environ["SHED"]
-    srv = Server(T + "/serve")
+    # BENCH_SERVE_SYNC=normal: serve without an fsync per append (its
+    # `--sync normal`), so the figures show the workers, not this disk.
+    sync = os.environ.get("BENCH_SERVE_SYNC", "full")
+    srv = Server(T + "/serve", extra=["--sync", sync] if sync != "full" else [])
+    if mode == "pair":
+        print("shed serve --sync %s" % sync, flush=True)
     os.environ["BENCH_ADMIN"] = __import__("worker_lib").ADMIN
     env = srv.environment()
     _, key = srv.new_key(env)
     write_key_file(T + "/key", key)
     N = int(os.environ.get("BENCH_CALLS", "200"))
-    if mode in ("shed", "sdk"):
-        # warm-up session of 5 calls, then the measured 200-call session
-        if mode == "shed":
-            p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",
-                                  "--base-url", srv.url, "--state-dir", T + "/wstate", "--max-idle", "600",
-                                  "--log-level", "warn"], stderr=open(T + "/worker.log", "w"))
-        else:
-            os.makedirs(T + "/sdkwork", exist_ok=True)
-            node = os.path.join(os.environ["SHED_ROOT"], "node_modules/.bin/node")
-            p = subprocess.Popen([node, os.path.join(os.environ["SHED_ROOT"], "bench/worker_sdk.mjs"), srv.url, env,
-                                  T + "/key", T + "/sdkwork"], stderr=open(T + "/worker.log", "w"),
-                                 cwd=os.environ["SHED_ROOT"])
+    if mode == "pair":
+        # Both workers on the same serve, each polling its own environment,
+        # both up the whole time; their 200-call sessions interleaved
+        # (shed, SDK, SDK, shed, ...) so load on this shared machine hits
+        # both alike. BENCH_SHED_BASE=path adds a third worker, another shed
+        # binary (before/after comparisons).
+        sides = [("shed", shed)]
+        if os.access(os.path.join(os.environ["SHED_ROOT"], "node_modules/.bin/node"), os.X_OK):
+            sides.append(("sdk", None))
+        if os.environ.get("BENCH_SHED_BASE"):
+            sides.append(("base", os.environ["BENCH_SHED_BASE"]))
+        R = int(os.environ.get("BENCH_ROUNDS", "3"))
+        procs, envs = {}, {}
+        for name, binary in sides:
+            e = env if name == "shed" else srv.environment(name)
+            if name != "shed":
+                _, k = srv.new_key(e)
+                write_key_file(T + "/key-" + name, k)
+            kf = T + "/key" if name == "shed" else T + "/key-" + name
+            envs[name] = e
+            log = open(T + "/worker-%s.log" % name, "w")
+            if binary:
+                procs[name] = subprocess.Popen([binary, "worker", "--environment-id", e, "--environment-key-file", kf,
+                                                "--base-url", srv.url, "--state-dir", T + "/wstate-" + name,
+                                                "--max-idle", "600", "--log-level", "warn"], stderr=log)
+            else:
+                os.makedirs(T + "/sdkwork", exist_ok=True)
+                node = os.path.join(os.environ["SHED_ROOT"], "node_modules/.bin/node")
+                procs[name] = subprocess.Popen([node, os.path.join(os.environ["SHED_ROOT"], "bench/worker_sdk.mjs"),
+                                                srv.url, e, kf, T + "/sdkwork"], stderr=log, cwd=os.environ["SHED_ROOT"])
         time.sleep(1.0)
-        one_session(srv, env, 5, mode + " warm-up")
-        lat, wall = one_session(srv, env, N, mode)
-        peak = rss_kb(p.pid, "VmHWM")
-        p.terminate()
-        p.wait(30)
-        print("%-4s %d calls: p50 %.2f ms  p99 %.2f ms  mean %.2f ms  wall %.2f s  worker peak RSS %.1f MB" % (
-            mode, N, statistics.median(lat), pct(lat, 99), statistics.mean(lat), wall, peak / 1024.0), flush=True)
-        print("RESULT %s %.3f %.3f %.3f %d" % (mode, statistics.median(lat), pct(lat, 99), wall, peak))
+        for name, _ in sides:
+            one_session(srv, envs[name], 5, name + " warm-up")
+        lats = {name: [] for name, _ in sides}
+        walls = {name: [] for name, _ in sides}
+        for r in range(R):
+            order = [n for n, _ in sides]
+            if r % 2:
+                order.reverse()
+            line = []
+            for name in order:
+                time.sleep(1.0)  # the previous session's teardown is over
+                lat, wall = one_session(srv, envs[name], N, name)
+                lats[name] += lat
+                walls[name].append(wall)
+                line.append("%s p50 %.2f ms" % (name, statistics.median(lat)))
+            print("round %d: %s" % (r + 1, ", ".join(line)), flush=True)
+        for name, _ in sides:
+            lat = lats[name]
+            peak = rss_kb(procs[name].pid, "VmHWM")
+            procs[name].terminate()
+            procs[name].wait(30)
+            print("%-4s %d x %d calls: p50 %.2f ms  p99 %.2f ms  mean %.2f ms  wall (median session) %.2f s  "
+                  "worker peak RSS %.1f MB" % (name, R, N, statistics.median(lat), pct(lat, 99), statistics.mean(lat),
+                                               statistics.median(walls[name]), peak / 1024.0), flush=True)
+            print("RESULT %s %.3f %.3f %.3f %d" % (name, statistics.median(lat), pct(lat, 99),
+                                                    statistics.median(walls[name]), peak))
     elif mode == "rss":
         S = int(os.environ.get("BENCH_RSS_SESSIONS", "50"))
         p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",

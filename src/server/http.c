@@ -69,7 +69,10 @@ void http_wait(server_t *srv, waiter_t *w, struct MHD_Connection *conn, int kind
     srv->waiters = w;
     w->listed = true;
     srv->nwaiters++;
-    pthread_cond_signal(&srv->wcond);
+    /* Wake the waker only when this deadline comes before the one it sleeps
+     * until: a stream re-suspending after each event would otherwise wake a
+     * second thread per event, which competes with the push on a busy box. */
+    if (deadline_ms < srv->waker_next_ms) pthread_cond_signal(&srv->wcond);
     pthread_mutex_unlock(&srv->wlock);
 }
 
@@ -120,6 +123,7 @@ static void *waker_main(void *arg)
                 next = w->deadline_ms;
             }
         }
+        srv->waker_next_ms = next;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         int64_t wait_ms = next - now;

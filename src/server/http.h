@@ -43,6 +43,7 @@ struct server {
     pthread_t waker;
     waiter_t *waiters;
     int nwaiters;
+    int64_t waker_next_ms; /* when the waker wakes by itself (monotonic; 0 before its first pass, which scans every waiter) */
     bool stopping, waker_quit;
     /* workers_polling: MHD thread only */
     worker_seen_t workers[WORKER_SLOTS];

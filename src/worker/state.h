@@ -1,9 +1,12 @@
 /* The worker's state directory (architecture.md "State on the host"):
  *   worker.json                     the work items this worker holds
  *   sessions/<session_id>/workspace the session's workspace (persists across items)
+ *   sessions/<session_id>/calls/slot.rec
+ *                                   the session's live call record: "started" before
+ *                                   a call goes to the sandbox, then its result until
+ *                                   the result is posted (overwritten in place)
  *   sessions/<session_id>/calls/<tool_use_id>
- *                                   "started" before a call goes to the sandbox,
- *                                   then its result JSON until the result is posted
+ *                                   a record the next call displaced (never posted)
  * The call records make a restart safe: a call whose result was recorded is
  * posted, not run again; a call that was only started is answered with an
  * error ("worker restarted while this call was running"), never re-run.
