@@ -445,3 +445,47 @@ TEST(idset_add_has_del_grow)
     idset_free(&s);
     ASSERT_FALSE(idset_has(&s, "sevt_1"));
 }
+
+/* Forgetting gives the memory back: the table shrinks with its entries, and
+ * iteration and the digest calls see the same set. */
+TEST(idset_shrinks_and_iterates)
+{
+    idset_t s, t;
+    idset_init(&s);
+    idset_init(&t);
+    char id[64];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        ASSERT_EQ_INT(idset_add(&s, id), 0);
+    }
+    size_t big = idset_bytes(&s);
+    ASSERT_TRUE(big >= 10000 * 8);
+    for (int i = 0; i < 9990; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        ASSERT_TRUE(idset_has_digest(&s, idset_digest(id)));
+        idset_del_digest(&s, idset_digest(id));
+    }
+    ASSERT_EQ_INT(s.n, 10);
+    ASSERT_TRUE(idset_bytes(&s) <= 128 * 8);
+    size_t pos = 0, k = 0;
+    uint64_t h;
+    while (idset_next(&s, &pos, &h)) {
+        ASSERT_EQ_INT(idset_add_digest(&t, h), 0);
+        k++;
+    }
+    ASSERT_EQ_INT(k, 10);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        ASSERT_EQ_INT(idset_has(&t, id), i >= 9990);
+        ASSERT_EQ_INT(idset_has(&s, id), i >= 9990);
+    }
+    for (int i = 9990; i < 10000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        idset_del(&s, id);
+    }
+    ASSERT_EQ_INT(idset_bytes(&s), 0); /* empty: nothing held */
+    ASSERT_EQ_INT(idset_add(&s, "again"), 0);
+    ASSERT_TRUE(idset_has(&s, "again"));
+    idset_free(&s);
+    idset_free(&t);
+}

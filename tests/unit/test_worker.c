@@ -306,11 +306,14 @@ TEST(runner_reconcile_skips_answered_and_dedupes_stream)
     runner_history_end(r, true, 0);
     /* The stream repeats b (already seen) and brings d. */
     ASSERT_FALSE(runner_stream_event(r, h[1], 0));
+    ASSERT_TRUE(runner_is_answered(r, "a"));
     json_t *d = tool_use("d", "grep", NULL);
     runner_stream_event(r, d, 0);
     runner_stream_event(r, d, 0);
     ASSERT_EQ_STR(drain_ids(r), "b c d ");
-    ASSERT_TRUE(runner_is_answered(r, "a"));
+    /* d is new to the listing: the stream has caught up, so a (answered in
+     * the listing) cannot come again on it and is forgotten. */
+    ASSERT_FALSE(runner_is_answered(r, "a"));
     ASSERT_TRUE(runner_is_answered(r, "d"));
     for (size_t i = 0; i < ARRAY_SIZE(h); i++) json_decref(h[i]);
     json_decref(d);
@@ -501,6 +504,127 @@ TEST(runner_terminated_session_and_threads)
     ASSERT_TRUE(runner_stream_event(r, term, 0));
     json_decref(a);
     json_decref(b);
+    runner_free(r);
+}
+
+static json_t *result_ev(const char *evid, const char *tid)
+{
+    return json_pack("{s:s,s:s,s:s}", "type", "user.tool_result", "id", evid, "tool_use_id", tid);
+}
+
+/* A long session: every call's id is forgotten once its result came back on
+ * the stream, so the runner's id sets stay the size of the open calls. */
+TEST(runner_forgets_answered_ids_memory_bounded)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    runner_history_begin(r);
+    runner_history_end(r, true, 0);
+    char id[32], evid[32];
+    long max_ids = 0, max_bytes = 0;
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        snprintf(evid, sizeof(evid), "sevt_r%d", i);
+        json_t *u = tool_use(id, i % 2 ? "bash" : "read", NULL), *res = result_ev(evid, id);
+        runner_stream_event(r, u, i);
+        json_t *x = runner_next(r);
+        ASSERT_TRUE(x != NULL);
+        ASSERT_EQ_STR(json_string_value(json_object_get(x, "id")), id);
+        /* Half the time the result comes on the stream before the post
+         * returns: forgotten only once the call has left the runner. */
+        if (i % 2) runner_stream_event(r, res, i);
+        ASSERT_TRUE(runner_is_answered(r, id) == (i % 2 == 1));
+        runner_call_done(r, id, true, i);
+        ASSERT_TRUE(runner_is_answered(r, id) == (i % 2 == 0));
+        if (i % 2 == 0) runner_stream_event(r, res, i);
+        ASSERT_FALSE(runner_is_answered(r, id));
+        runner_stats st = runner_get_stats(r);
+        if (st.ids > max_ids) max_ids = st.ids;
+        if (st.id_bytes > max_bytes) max_bytes = st.id_bytes;
+        json_decref(x);
+        json_decref(u);
+        json_decref(res);
+    }
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 20000);
+    ASSERT_EQ_INT(runner_get_stats(r).ids, 0);
+    ASSERT_TRUE(max_ids <= 3);
+    ASSERT_TRUE(max_bytes <= 3 * 16 * 8);
+    runner_free(r);
+}
+
+/* A reconnect's listing shows answered calls; they are kept (a call emitted
+ * after the stream opened may still arrive on it) until the stream brings
+ * an event the listing did not have, then forgotten. Never run again, also
+ * when a later listing shows them once more. */
+TEST(runner_listing_ids_kept_until_stream_catches_up)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    char id[32], evid[32];
+    json_t *hist = json_array();
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        snprintf(evid, sizeof(evid), "sevt_r%d", i);
+        json_array_append_new(hist, tool_use(id, "bash", NULL));
+        json_array_append_new(hist, result_ev(evid, id));
+    }
+    json_array_append_new(hist, tool_use("open1", "bash", NULL));
+    size_t i;
+    json_t *ev;
+    runner_history_begin(r);
+    json_array_foreach(hist, i, ev) runner_history_event(r, ev);
+    runner_history_end(r, true, 0);
+    ASSERT_EQ_STR(drain_ids(r), "open1 ");
+    ASSERT_TRUE(runner_get_stats(r).ids >= 2000);
+    /* The stream's copies of listed events (the overlap): nothing runs. */
+    for (i = 1900; i < json_array_size(hist); i++) runner_stream_event(r, json_array_get(hist, i), 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_FALSE(runner_is_answered(r, "toolu_999")); /* its result came on the stream */
+    ASSERT_TRUE(runner_is_answered(r, "toolu_100"));  /* only listed: kept */
+    /* open1's result, new to the listing: caught up. */
+    _cleanup_json_ json_t *r1 = result_ev("sevt_open1", "open1");
+    runner_stream_event(r, r1, 0);
+    ASSERT_FALSE(runner_is_answered(r, "toolu_100"));
+    ASSERT_EQ_INT(runner_get_stats(r).ids, 0);
+    ASSERT_TRUE(runner_get_stats(r).id_bytes == 0);
+    /* A later reconcile lists everything again: still nothing to run. */
+    json_array_append(hist, r1);
+    runner_history_begin(r);
+    json_array_foreach(hist, i, ev) runner_history_event(r, ev);
+    runner_history_end(r, true, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 1);
+    json_decref(hist);
+    runner_free(r);
+}
+
+/* A result that arrives while its call waits in the queue: the call is not
+ * run, and its id is forgotten when it leaves the queue. A held call is never
+ * forgotten (a later "allow" must not run a call answered elsewhere). */
+TEST(runner_result_while_queued_or_held)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    json_t *a = tool_use("a", "bash", NULL), *b = tool_use("b", "bash", NULL), *c = tool_use("c", "bash", "ask");
+    runner_stream_event(r, a, 0);
+    runner_stream_event(r, b, 0);
+    runner_stream_event(r, c, 0);
+    json_t *x = runner_next(r); /* a in flight, b queued, c held */
+    _cleanup_json_ json_t *rb = result_ev("e_rb", "b");
+    _cleanup_json_ json_t *rc = result_ev("e_rc", "c");
+    runner_stream_event(r, rb, 0);
+    runner_stream_event(r, rc, 0);
+    ASSERT_TRUE(runner_is_answered(r, "b"));
+    ASSERT_TRUE(runner_is_answered(r, "c"));
+    runner_call_done(r, "a", true, 0);
+    ASSERT_TRUE(runner_next(r) == NULL); /* b answered elsewhere: skipped */
+    ASSERT_FALSE(runner_is_answered(r, "b"));
+    _cleanup_json_ json_t *allow =
+        json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation", "tool_use_id", "c", "result", "allow");
+    runner_stream_event(r, allow, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 1);
+    json_decref(x);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
     runner_free(r);
 }
 
