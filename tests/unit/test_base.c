@@ -489,3 +489,38 @@ TEST(idset_shrinks_and_iterates)
     idset_free(&s);
     idset_free(&t);
 }
+
+/* src/base/fpmath.c stands in for libm in build/shed: the same results as
+ * libm's (this test links libm) on ordinary and edge values. */
+double shed_trunc(double x);
+double shed_fmax(double a, double b);
+double shed_fmin(double a, double b);
+long long shed_llround(double x);
+
+#include <limits.h>
+#include <math.h>
+
+TEST(fpmath_matches_libm)
+{
+    const double v[] = {0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999999999999994, -0.49999999999999994,
+                        1e-300, -1e-300, 123456.789, -123456.789, 4503599627370495.5, -4503599627370495.5,
+                        4503599627370496.0, 9007199254740993.0, 1e18, -1e18, 9.2e18, -9.2e18, 1e300, -1e300,
+                        INFINITY, -INFINITY, NAN, 0.1 * 3, 2.0 / 3.0, 1000.0 * 0.001};
+    size_t n = sizeof(v) / sizeof(v[0]);
+    for (size_t i = 0; i < n; i++) {
+        double a = v[i], t = shed_trunc(a), u = trunc(a);
+        ASSERT_TRUE((isnan(t) && isnan(u)) || (t == u && signbit(t) == signbit(u)));
+        if (isfinite(a) && fabs(a) < 9.2e18) ASSERT_TRUE(shed_llround(a) == llround(a));
+        for (size_t j = 0; j < n; j++) {
+            double b = v[j];
+            double x = shed_fmax(a, b), y = fmax(a, b);
+            ASSERT_TRUE((isnan(x) && isnan(y)) || x == y);
+            x = shed_fmin(a, b), y = fmin(a, b);
+            ASSERT_TRUE((isnan(x) && isnan(y)) || x == y);
+        }
+    }
+    ASSERT_TRUE(shed_llround(NAN) == LLONG_MIN);
+    ASSERT_TRUE(shed_llround(1e300) == LLONG_MIN);
+    ASSERT_FALSE(signbit(shed_fmax(-0.0, 0.0)));
+    ASSERT_TRUE(signbit(shed_fmin(0.0, -0.0)));
+}
