@@ -58,17 +58,17 @@ def main():
         time.sleep(0.1)
     time.sleep(3.0)
     idle = status(p.pid)
-    print("idle worker: VmRSS %.2f MB (anonymous %.2f MB, file-backed %.2f MB), PSS %.2f MB, %d threads" % (
+    print("idle worker: VmRSS %.2f MiB (anonymous %.2f MiB, file-backed %.2f MiB), PSS %.2f MiB, %d threads" % (
         idle["VmRSS"] / 1024.0, idle["RssAnon"] / 1024.0, idle["RssFile"] / 1024.0, idle["Pss"] / 1024.0,
         idle["Threads"]))
-    print("  largest mappings (kB): " + ", ".join("%s %d" % kv for kv in mappings(p.pid, 8)))
+    print("  largest mappings (KiB): " + ", ".join("%s %d" % kv for kv in mappings(p.pid, 8)))
     sids = [srv.session(env) for _ in range(S)]
     tids = [srv.tool(s, "bash", {"command": "echo up"}) for s in sids]
     for s, t in zip(sids, tids):
         srv.wait_result(s, t, 300)
     time.sleep(1.0)
     busy = status(p.pid)
-    print("%d active sessions: VmRSS %.2f MB (anonymous %.2f MB): +%.0f kB per session over idle "
+    print("%d active sessions: VmRSS %.2f MiB (anonymous %.2f MiB): +%.0f KiB per session over idle "
           "(sandbox processes not counted)" % (S, busy["VmRSS"] / 1024.0, busy["RssAnon"] / 1024.0,
                                                (busy["VmRSS"] - idle["VmRSS"]) / float(S)))
     print("RESULT mem %d %d %d" % (idle["VmRSS"], busy["VmRSS"], S))
