@@ -2,8 +2,11 @@
  * 127.0.0.1 and a client that measures large transfers (both ways) and
  * connection set-up latency, either directly, through shed's egress (run
  * in-process on its own loop thread, listeners on 127.0.0.2 standing in for
- * init's), or through an external HTTP CONNECT proxy.
- *   egress_bench direct|shed|proxy:PORT SIZE_MIB ROUNDS CONNS
+ * init's), through an external HTTP CONNECT proxy, or through "hop": a bare
+ * two-hop forwarder (127.0.0.3; no protocol, no policy, two threads per
+ * connection splicing through 1 MiB pipes) that shows what the second TCP
+ * hop alone costs on this machine, the floor under any relaying proxy.
+ *   egress_bench direct|shed|hop|proxy:PORT SIZE_MIB ROUNDS CONNS
  * Prints "download_mibps", "upload_mibps" (medians of ROUNDS),
  * "setup_us_p50/p99" (over CONNS sequential connections), and "cpu_s_per_gib":
  * this process's CPU time (client, server and, for shed, the proxy) per GiB
@@ -12,6 +15,7 @@
 #include "egress/egress.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -105,27 +109,92 @@ static int dial(const char *ip, int port)
     return fd;
 }
 
+/* ---- hop: the bare two-hop forwarder ---- */
+
+typedef struct {
+    int src, dst;
+} hop_half;
+
+static void *hop_pump(void *arg)
+{
+    hop_half *h = arg;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) die("pipe2");
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    for (;;) {
+        ssize_t n = splice(h->src, NULL, p[1], NULL, 1 << 20, SPLICE_F_MOVE);
+        if (n <= 0) break;
+        while (n > 0) {
+            ssize_t m = splice(p[0], NULL, h->dst, NULL, (size_t)n, SPLICE_F_MOVE);
+            if (m <= 0) goto out;
+            n -= m;
+        }
+    }
+out:
+    shutdown(h->dst, SHUT_WR);
+    close(p[0]);
+    close(p[1]);
+    return NULL;
+}
+
+static int dial(const char *ip, int port);
+
+static void *hop_conn(void *arg)
+{
+    int cfd = (int)(intptr_t)arg;
+    int ufd = dial("127.0.0.1", g_port);
+    int one = 1;
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    hop_half up = {cfd, ufd}, down = {ufd, cfd};
+    pthread_t t;
+    pthread_create(&t, NULL, hop_pump, &up);
+    hop_pump(&down);
+    pthread_join(t, NULL);
+    close(cfd);
+    close(ufd);
+    return NULL;
+}
+
+static void *hop_server(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        pthread_t t;
+        pthread_create(&t, NULL, hop_conn, (void *)(intptr_t)fd);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
 static const char *g_proxy_ip;
 static int g_proxy_port;
 static const char *g_target; /* host name the proxy is asked for */
+static const char *g_hop_ip;
+static int g_hop_port;
 
 /* A connection to the server, directly or through the proxy's CONNECT. */
 static int open_conn(void)
 {
+    if (g_hop_ip) return dial(g_hop_ip, g_hop_port);
     if (!g_proxy_ip) return dial("127.0.0.1", g_port);
     int fd = dial(g_proxy_ip, g_proxy_port);
     char req[256];
     int n = snprintf(req, sizeof(req), "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n", g_target,
                      g_port, g_target, g_port);
     if (write(fd, req, (size_t)n) != n) die("write CONNECT");
+    /* The server says nothing before it is asked, so everything that comes
+     * now is the reply head: read it as it arrives, not byte by byte. */
     char head[1024];
     size_t len = 0;
-    while (len < sizeof(head) - 1) {
-        if (read(fd, head + len, 1) != 1) die("read CONNECT reply");
-        len++;
-        if (len >= 4 && memcmp(head + len - 4, "\r\n\r\n", 4) == 0) break;
+    for (;;) {
+        ssize_t n = read(fd, head + len, sizeof(head) - 1 - len);
+        if (n <= 0) die("read CONNECT reply");
+        len += (size_t)n;
+        head[len] = '\0';
+        if (strstr(head, "\r\n\r\n") || len == sizeof(head) - 1) break;
     }
-    head[len] = '\0';
     if (!strstr(head, " 200")) {
         fprintf(stderr, "proxy refused: %s\n", head);
         exit(1);
@@ -185,7 +254,7 @@ static int cmp_d(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc != 5) {
-        fprintf(stderr, "usage: egress_bench direct|shed|proxy:PORT SIZE_MIB ROUNDS CONNS\n");
+        fprintf(stderr, "usage: egress_bench direct|shed|hop|proxy:PORT SIZE_MIB ROUNDS CONNS\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -220,6 +289,11 @@ int main(int argc, char **argv)
         g_proxy_ip = "127.0.0.1";
         g_proxy_port = atoi(argv[1] + 6);
         g_target = "localhost";
+    } else if (strcmp(argv[1], "hop") == 0) {
+        int hfd = listen_on("127.0.0.3", SOCK_STREAM, &g_hop_port);
+        pthread_t ht;
+        pthread_create(&ht, NULL, hop_server, (void *)(intptr_t)hfd);
+        g_hop_ip = "127.0.0.3";
     } else if (strcmp(argv[1], "direct") != 0) {
         fprintf(stderr, "unknown mode %s\n", argv[1]);
         return 2;

@@ -160,6 +160,25 @@ const char *client_error_message(json_t *resp)
     return m ? m : "(no error message)";
 }
 
+int client_call(client_t *c, const char *cmd, const char *method, const char *path, json_t *body,
+                long want, json_t **out)
+{
+    long status = 0;
+    shed_err err = {0};
+    if (client_request(c, method, path, body, &status, out, &err) < 0) {
+        fprintf(stderr, "shed %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (status != want) {
+        fprintf(stderr, "shed %s: %s %s: HTTP %ld: %s\n", cmd, method, path, status,
+                client_error_message(*out));
+        json_decref(*out);
+        *out = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 typedef struct sse_state {
     buf_t line;
     char event[128];

@@ -33,6 +33,11 @@ int client_request(client_t *c, const char *method, const char *path, json_t *bo
                    json_t **resp, shed_err *err);
 /* The message of an error envelope, or a generic one. */
 const char *client_error_message(json_t *resp);
+/* client_request for a command-line tool: 0 with *out when the server answered
+ * `want`; otherwise 1 after printing "shed CMD: ..." (why the request failed,
+ * or the status and the server's message) to stderr, *out NULL. */
+int client_call(client_t *c, const char *cmd, const char *method, const char *path, json_t *body,
+                long want, json_t **out);
 
 /* Stream an SSE endpoint: on_open(arg) once the response head arrived (the
  * stream is attached), then on_event(type, data_json, arg) per event (pings

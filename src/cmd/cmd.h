@@ -25,5 +25,9 @@ int cmd_usage_error(const char *name, const char *usage, const char *fmt, ...)
 int cmd_wants_help(int argc, char **argv);
 /* For subcommands that another issue builds: says so and exits 2. */
 int cmd_not_built(const char *name, const char *usage, const char *issue, int argc, char **argv);
+/* Block SIGINT, SIGTERM and SIGHUP (to be read from the returned signalfd,
+ * non-blocking and close-on-exec; -1 if it cannot be made) and ignore
+ * SIGPIPE: for commands that must tear a sandbox down on any of them. */
+int cmd_block_signals(void);
 /* Parse "123", "64K", "512M", "2G" (powers of 1024) into bytes; -EINVAL on junk or overflow. */
 int cmd_parse_size(const char *s, unsigned long long *out);

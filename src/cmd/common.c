@@ -2,10 +2,12 @@
 #include "cmd/cmd.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 
 int cmd_usage_error(const char *name, const char *usage, const char *fmt, ...)
 {
@@ -35,6 +37,18 @@ int cmd_not_built(const char *name, const char *usage, const char *issue, int ar
     }
     fprintf(stderr, "shed %s: not built yet (tracked in issue %s)\n", name, issue);
     return EXIT_USAGE;
+}
+
+int cmd_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
 int cmd_parse_size(const char *s, unsigned long long *out)

@@ -36,20 +36,7 @@ typedef struct env_opts {
 static int api(client_t *c, const char *method, const char *path, json_t *body, long want,
                json_t **out)
 {
-    long status = 0;
-    shed_err err = {0};
-    if (client_request(c, method, path, body, &status, out, &err) < 0) {
-        fprintf(stderr, "shed env: %s\n", err.msg);
-        return 1;
-    }
-    if (status != want) {
-        fprintf(stderr, "shed env: %s %s: HTTP %ld: %s\n", method, path, status,
-                client_error_message(*out));
-        json_decref(*out);
-        *out = NULL;
-        return 1;
-    }
-    return 0;
+    return client_call(c, "env", method, path, body, want, out);
 }
 
 static int write_key_file(const char *path, const char *key)

@@ -101,14 +101,7 @@ int cmd_run(int argc, char **argv)
     if (optind >= argc) return cmd_usage_error("run", USAGE, "missing COMMAND (after --)");
 
     /* Signals first, so that an early SIGINT still tears the sandbox down. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    _cleanup_close_ int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    _cleanup_close_ int sfd = cmd_block_signals();
 
     shed_err err;
     sandbox_policy *pol = NULL;

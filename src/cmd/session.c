@@ -37,20 +37,7 @@ typedef struct sess_opts {
 
 static int api(client_t *c, const char *method, const char *path, json_t *body, json_t **out)
 {
-    long status = 0;
-    shed_err err = {0};
-    if (client_request(c, method, path, body, &status, out, &err) < 0) {
-        fprintf(stderr, "shed session: %s\n", err.msg);
-        return 1;
-    }
-    if (status != 200) {
-        fprintf(stderr, "shed session: %s %s: HTTP %ld: %s\n", method, path, status,
-                client_error_message(*out));
-        json_decref(*out);
-        *out = NULL;
-        return 1;
-    }
-    return 0;
+    return client_call(c, "session", method, path, body, 200, out);
 }
 
 static void print_compact(json_t *j)

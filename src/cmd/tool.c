@@ -219,14 +219,7 @@ int cmd_tool(int argc, char **argv)
         }
     }
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    _cleanup_close_ int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    _cleanup_close_ int sfd = cmd_block_signals();
 
     sandbox_policy *pol = NULL;
     if (sandbox_policy_load(policy, &pol, &err) < 0) {

@@ -30,7 +30,9 @@
 #include <unistd.h>
 
 #define RELAY_BUF (128 * 1024)   /* per direction, when splice is not available */
-#define PIPE_SIZE (256 * 1024)   /* per direction: splice(2) moves pages, no copy */
+#define PIPE_SIZE (1024 * 1024)  /* per direction once bulk: splice(2) moves pages, no copy */
+#define PIPE_GROW_AT (64 * 1024) /* moved in one wake-up: a bulk transfer, grow the pipe */
+#define PUMP_BUDGET (1024 * 1024) /* taken in per direction per wake-up, then others' turn */
 #define ACCEPTS_PER_WAKE 16
 #define DNS_PER_WAKE 16
 #define DNS_PENDING_MAX 64       /* per sandbox */
@@ -65,7 +67,8 @@ typedef struct dir {
     char *buf;
     size_t cap, off, len;
     int pr, pw;         /* pipe, or -1 */
-    size_t inpipe;
+    size_t inpipe, pcap; /* bytes in the pipe, what it may hold */
+    bool grown;         /* the pipe was (or could not be) made big */
     bool pipe_full;     /* splice into the pipe said EAGAIN with bytes in it */
     bool eof, shut;
 } dir_t;
@@ -210,7 +213,7 @@ static int dir_put(dir_t *d, const void *data, size_t n)
 static bool dir_can_read(const dir_t *d)
 {
     if (d->eof) return false;
-    if (d->pr >= 0) return !d->pipe_full && d->inpipe < PIPE_SIZE;
+    if (d->pr >= 0) return !d->pipe_full && d->inpipe < d->pcap;
     return d->off + d->len < d->cap;
 }
 
@@ -223,9 +226,25 @@ static void dir_pipe(dir_t *d)
 {
     int p[2];
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return;
-    fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+    int sz = fcntl(p[1], F_GETPIPE_SZ);
+    d->pcap = sz > 0 ? (size_t)sz : 4096;
     d->pr = p[0];
     d->pw = p[1];
+}
+
+/* A connection that fills its pipe moves bulk data: give it a big pipe
+ * (fewer wake-ups, bigger sends per MiB). Small exchanges keep the default
+ * one, so idle connections do not eat the per-user pipe quota; when the
+ * quota says no, the current size still works. */
+static void dir_grow(dir_t *d)
+{
+    if (d->pr < 0 || d->grown) return;
+    d->grown = true;
+    int sz = fcntl(d->pw, F_SETPIPE_SZ, PIPE_SIZE);
+    if (sz > 0 && (size_t)sz > d->pcap) {
+        d->pcap = (size_t)sz;
+        d->pipe_full = false;
+    }
 }
 
 static void dir_close(dir_t *d)
@@ -407,11 +426,15 @@ static void conn_close(conn_t *c)
 
 /* ---------- relay ---------- */
 
-/* Move bytes one way; false if the connection must end (an error). */
+/* Move bytes one way until the source has nothing more, the destination
+ * takes nothing more, or this wake-up's budget is spent (other connections
+ * on the loop get their turn; level triggering brings us back). False if the
+ * connection must end (an error). */
 static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *progress)
 {
     (void)c;
-    for (int round = 0; round < 2; round++) {
+    size_t budget = PUMP_BUDGET;
+    for (;;) {
         /* Out: our own bytes first, then the pipe. */
         if (d->len > 0 && dst >= 0) {
             ssize_t n = send(dst, d->buf + d->off, d->len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -434,16 +457,19 @@ static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *p
                 return false;
             }
         }
-        if (round == 1 || d->eof || src < 0 || !dir_can_read(d)) break;
+        if (d->eof || src < 0 || budget == 0 || !dir_can_read(d)) break;
         /* In. */
         ssize_t n;
         if (d->pr >= 0) {
-            n = splice(src, NULL, d->pw, NULL, PIPE_SIZE - d->inpipe,
+            n = splice(src, NULL, d->pw, NULL, d->pcap - d->inpipe,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) d->inpipe += (size_t)n;
             /* EAGAIN with bytes in the pipe: the pipe may be full (it counts
              * pages, not bytes); stop watching the source until it drains. */
             if (n < 0 && errno == EAGAIN && d->inpipe > 0) d->pipe_full = true;
+            if (!d->grown && (d->pipe_full || PUMP_BUDGET - budget + (size_t)(n > 0 ? n : 0) >=
+                                                   PIPE_GROW_AT))
+                dir_grow(d);
         } else {
             if (d->off && d->off + d->len == d->cap) {
                 memmove(d->buf, d->buf + d->off, d->len);
@@ -455,6 +481,7 @@ static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *p
         if (n > 0) {
             *count += (uint64_t)n;
             *progress = true;
+            budget -= (size_t)n < budget ? (size_t)n : budget;
         } else if (n == 0) {
             d->eof = true;
         } else if (errno != EAGAIN && errno != EINTR) {
@@ -645,7 +672,20 @@ static void try_next_addr(conn_t *c, int last_errno)
             continue;
         }
         c->state = S_CONNECT;
-        return;
+        /* On loopback the handshake (or the refusal) is usually over by
+         * the time connect() returns: a second connect() says so, and we
+         * save a trip through the loop. It also consumes the socket's
+         * error, so a failure is handled here, not left to EPOLLERR. */
+        if (connect(fd, (struct sockaddr *)&ss, sl) == 0 || errno == EISCONN) {
+            connect_ok(c);
+            return;
+        }
+        if (errno == EALREADY || errno == EINPROGRESS || errno == EINTR) return;
+        last_errno = errno;
+        loop_del(l, fd);
+        close(fd);
+        c->ufd = -1;
+        c->uev = 0;
     }
     char msg[128];
     snprintf(msg, sizeof(msg), "connect to %s port %d: %s", c->addr_str, c->port,
@@ -1048,6 +1088,10 @@ static void on_accept(loop_t *l, int fd, uint32_t events, void *arg)
         if (sb->conns) sb->conns->prev = c;
         sb->conns = c;
         sb->nconns++;
+        /* The request often came with the connection: take it now rather
+         * than on the next trip through the loop (nothing there is fine).
+         * c may be gone after this. */
+        on_conn_fd(l, cfd, EPOLLIN, c);
     }
 }
 

@@ -8,7 +8,6 @@
  * credential in a log line or an error message. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "server/http.h"
+#include "server/request.h"
 #include "server/validate.h"
 
 #define JSON_MAX_DEPTH 32
@@ -41,17 +41,8 @@ typedef struct route_ctx {
 
 /* ------------------------------------------------------------ validation */
 
-static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static enum MHD_Result bad(route_ctx_t *x, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return http_error(x->c, 400, NULL, msg);
-}
+/* 400 with a formatted message (server_bad_request). */
+#define bad(x, ...) server_bad_request((x)->c, __VA_ARGS__)
 
 static const char *qarg(route_ctx_t *x, const char *name)
 {
@@ -84,23 +75,10 @@ static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 /* Parse the request body as a JSON object; an empty body is {} when allowed. */
 static json_t *body_object(route_ctx_t *x, bool empty_ok, enum MHD_Result *ret)
 {
-    buf_t *b = &x->r->body;
-    if (b->len == 0) {
-        if (empty_ok) return json_object();
-        *ret = bad(x, "request body is empty: expected a JSON object");
-        return NULL;
-    }
-    shed_err err = {0};
-    json_t *j = json_parse(b->data, b->len, x->srv->cfg.max_body, JSON_MAX_DEPTH, &err);
-    if (!j) {
-        *ret = bad(x, "request body: %s", err.msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        *ret = bad(x, "request body must be a JSON object");
-        return NULL;
-    }
+    char msg[512];
+    json_t *j = server_body_object(&x->r->body, x->srv->cfg.max_body, JSON_MAX_DEPTH, empty_ok, msg,
+                                   sizeof(msg));
+    if (!j) *ret = bad(x, "%s", msg);
     return j;
 }
 

@@ -13,7 +13,6 @@
  * beyond the checks here. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "base/log.h"
 #include "server/http.h"
 #include "server/multipart.h"
+#include "server/request.h"
 #include "server/skill_pack.h"
 
 #define JSON_MAX_DEPTH     32
@@ -46,17 +46,8 @@ typedef struct obj_ctx {
 #define OPS(x)   ((x)->srv->store->ops)
 #define STORE(x) ((x)->srv->store)
 
-static enum MHD_Result bad(obj_ctx_t *x, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static enum MHD_Result bad(obj_ctx_t *x, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return http_error(x->c, 400, NULL, msg);
-}
+/* 400 with a formatted message (server_bad_request). */
+#define bad(x, ...) server_bad_request((x)->c, __VA_ARGS__)
 
 static json_t *json_incref_or_null(json_t *v)
 {
@@ -87,22 +78,10 @@ static bool is_admin(obj_ctx_t *x)
 
 static json_t *body_object(obj_ctx_t *x, enum MHD_Result *ret)
 {
-    buf_t *b = &x->r->body;
-    if (b->len == 0) {
-        *ret = bad(x, "request body is empty: expected a JSON object");
-        return NULL;
-    }
-    shed_err err = {0};
-    json_t *j = json_parse(b->data, b->len, x->srv->cfg.max_body, JSON_MAX_DEPTH, &err);
-    if (!j) {
-        *ret = bad(x, "request body: %s", err.msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        *ret = bad(x, "request body must be a JSON object");
-        return NULL;
-    }
+    char msg[512];
+    json_t *j = server_body_object(&x->r->body, x->srv->cfg.max_body, JSON_MAX_DEPTH, false, msg,
+                                   sizeof(msg));
+    if (!j) *ret = bad(x, "%s", msg);
     return j;
 }
 

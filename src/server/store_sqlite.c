@@ -165,6 +165,37 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+/* Steps a statement that returns no rows to its end and resets it: 0, or the
+ * database's error naming `what`. */
+static int step_done(sq_store_t *q, sqlite3_stmt *st, const char *what, shed_err *err)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, what);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Steps a statement once: 1 with its row readable (the caller resets it), 0
+ * when there is no row, or the database's error naming `what` (both reset). */
+static int step_row(sq_store_t *q, sqlite3_stmt *st, const char *what, shed_err *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return 1;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_err(q, err, what);
+}
+
+/* step_row, the row made JSON by `row` into *out and the statement reset. */
+static int step_json_row(sq_store_t *q, sqlite3_stmt *st, json_t *(*row)(sqlite3_stmt *),
+                         json_t **out, const char *what, shed_err *err)
+{
+    int rc = step_row(q, st, what, err);
+    if (rc == 1) {
+        *out = row(st);
+        sqlite3_reset(st);
+    }
+    return rc;
+}
+
 static json_t *ts_json(sqlite3_stmt *st, int col)
 {
     if (sqlite3_column_type(st, col) == SQLITE_NULL) return json_null();
@@ -304,15 +335,9 @@ static int env_load(sq_store_t *q, const char *id, json_t **out, shed_err *err)
     sqlite3_stmt *st = prep(q, SQL_ENV_GET, err);
     if (!st) return -EIO;
     bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = env_row(st);
-        sqlite3_reset(st);
-        return 0;
-    }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no environment '%s'", id);
-    return db_err(q, err, "environment lookup");
+    int rc = step_json_row(q, st, env_row, out, "environment lookup", err);
+    if (rc == 0) return err_msg(err, ENOENT, "no environment '%s'", id);
+    return rc < 0 ? rc : 0;
 }
 
 static const char SQL_ENV_INSERT[] =
@@ -339,8 +364,7 @@ static int sq_env_create(store_t *s, json_t *f, json_t **out, shed_err *err)
     bind_text(st, 5, md_s);
     bind_text(st, 6, json_string_value(json_object_get(f, "scope")));
     sqlite3_bind_int64(st, 7, clock_wall_us());
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert environment");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "insert environment", err);
     if (rc == 0) rc = env_load(q, id, out, err);
     return tx_end(q, rc, err);
 }
@@ -403,8 +427,7 @@ static int sq_env_update(store_t *s, const char *id, json_t *f, json_t **out, sh
     bind_text(st, 5, md_s);
     bind_text(st, 6, json_string_value(json_object_get(cur, "scope")));
     sqlite3_bind_int64(st, 7, clock_wall_us());
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "update environment");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "update environment", err);
     if (rc == 0) rc = env_load(q, id, out, err);
     return tx_end(q, rc, err);
 }
@@ -421,8 +444,7 @@ static int sq_env_archive(store_t *s, const char *id, json_t **out, shed_err *er
     if (!st) return tx_end(q, -EIO, err);
     bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, clock_wall_us());
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "archive environment");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "archive environment", err);
     if (rc == 0) rc = env_load(q, id, out, err);
     return tx_end(q, rc, err);
 }
@@ -489,8 +511,7 @@ static int sq_key_create(store_t *s, const char *env_id, const char *hash, json_
     bind_text(st, 2, env_id);
     bind_text(st, 3, hash);
     sqlite3_bind_int64(st, 4, clock_wall_us());
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert key");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "insert key", err);
     if (rc == 0) {
         st = prep(q, SQL_KEY_GET, err);
         if (!st) return tx_end(q, -EIO, err);
@@ -531,8 +552,7 @@ static int sq_key_revoke(store_t *s, const char *env_id, const char *key_id, she
     bind_text(st, 1, key_id);
     bind_text(st, 2, env_id);
     sqlite3_bind_int64(st, 3, clock_wall_us());
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "revoke key");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "revoke key", err);
     if (rc == 0 && sqlite3_changes(q->db) == 0)
         rc = err_msg(err, ENOENT, "no key '%s' in environment '%s'", key_id, env_id);
     return tx_end(q, rc, err);
@@ -548,18 +568,15 @@ static int sq_auth_env_key(store_t *s, const char *hash, store_principal_t *out,
     sqlite3_stmt *st = prep(q, SQL_AUTH_KEY, err);
     if (!st) return -EIO;
     bind_text(st, 1, hash);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        out->kind = PRINCIPAL_ENV_KEY;
-        snprintf(out->env_id, sizeof(out->env_id), "%s", col_text(st, 0));
-        out->gen = -1;
-        sqlite3_reset(st);
-        return 0;
-    }
+    int rc = step_row(q, st, "key lookup", err);
+    if (rc == 0) return err_msg(err, ENOENT, "unknown or revoked environment key");
+    if (rc < 0) return rc;
+    memset(out, 0, sizeof(*out));
+    out->kind = PRINCIPAL_ENV_KEY;
+    snprintf(out->env_id, sizeof(out->env_id), "%s", col_text(st, 0));
+    out->gen = -1;
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "unknown or revoked environment key");
-    return db_err(q, err, "key lookup");
+    return 0;
 }
 
 static const char SQL_AUTH_TOKEN[] = "SELECT w.env_id, w.id, w.data_id, t.gen FROM work_tokens t"
@@ -572,20 +589,17 @@ static int sq_auth_sessions_token(store_t *s, const char *hash, store_principal_
     sqlite3_stmt *st = prep(q, SQL_AUTH_TOKEN, err);
     if (!st) return -EIO;
     bind_text(st, 1, hash);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof(*out));
-        out->kind = PRINCIPAL_SESSIONS_TOKEN;
-        snprintf(out->env_id, sizeof(out->env_id), "%s", col_text(st, 0));
-        snprintf(out->work_id, sizeof(out->work_id), "%s", col_text(st, 1));
-        snprintf(out->session_id, sizeof(out->session_id), "%s", col_text(st, 2));
-        out->gen = sqlite3_column_int64(st, 3);
-        sqlite3_reset(st);
-        return 0;
-    }
+    int rc = step_row(q, st, "token lookup", err);
+    if (rc == 0) return err_msg(err, ENOENT, "unknown sessions token");
+    if (rc < 0) return rc;
+    memset(out, 0, sizeof(*out));
+    out->kind = PRINCIPAL_SESSIONS_TOKEN;
+    snprintf(out->env_id, sizeof(out->env_id), "%s", col_text(st, 0));
+    snprintf(out->work_id, sizeof(out->work_id), "%s", col_text(st, 1));
+    snprintf(out->session_id, sizeof(out->session_id), "%s", col_text(st, 2));
+    out->gen = sqlite3_column_int64(st, 3);
     sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "unknown sessions token");
-    return db_err(q, err, "token lookup");
+    return 0;
 }
 
 /* ------------------------------------------------------------------- work */
@@ -659,31 +673,28 @@ static int work_load(sq_store_t *q, const char *env_id, const char *work_id, wor
     if (!st) return -EIO;
     bind_text(st, 1, work_id);
     bind_text(st, 2, env_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (ws) {
-            snprintf(ws->state, sizeof(ws->state), "%s", col_text(st, W_STATE));
-            ws->gen = sqlite3_column_int64(st, W_GEN);
-            ws->claimed = sqlite3_column_type(st, W_CLAIMED) != SQLITE_NULL;
-            ws->hb_us =
-                sqlite3_column_type(st, W_HB) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, W_HB);
-            ws->ttl_s = sqlite3_column_int64(st, W_TTL);
-            ws->stopped_us = sqlite3_column_type(st, W_STOPPED) == SQLITE_NULL
-                                 ? 0
-                                 : sqlite3_column_int64(st, W_STOPPED);
-            ws->deliveries = sqlite3_column_int64(st, W_DELIVERIES);
-            ws->acked_gen = sqlite3_column_type(st, W_ACKED_GEN) == SQLITE_NULL
-                                ? -1
-                                : sqlite3_column_int64(st, W_ACKED_GEN);
-        }
-        if (out) *out = work_row(st);
-        sqlite3_reset(st);
-        return 0;
-    }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
+    int rc = step_row(q, st, "work lookup", err);
+    if (rc == 0)
         return err_msg(err, ENOENT, "no work item '%s' in environment '%s'", work_id, env_id);
-    return db_err(q, err, "work lookup");
+    if (rc < 0) return rc;
+    if (ws) {
+        snprintf(ws->state, sizeof(ws->state), "%s", col_text(st, W_STATE));
+        ws->gen = sqlite3_column_int64(st, W_GEN);
+        ws->claimed = sqlite3_column_type(st, W_CLAIMED) != SQLITE_NULL;
+        ws->hb_us =
+            sqlite3_column_type(st, W_HB) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, W_HB);
+        ws->ttl_s = sqlite3_column_int64(st, W_TTL);
+        ws->stopped_us = sqlite3_column_type(st, W_STOPPED) == SQLITE_NULL
+                             ? 0
+                             : sqlite3_column_int64(st, W_STOPPED);
+        ws->deliveries = sqlite3_column_int64(st, W_DELIVERIES);
+        ws->acked_gen = sqlite3_column_type(st, W_ACKED_GEN) == SQLITE_NULL
+                            ? -1
+                            : sqlite3_column_int64(st, W_ACKED_GEN);
+    }
+    if (out) *out = work_row(st);
+    sqlite3_reset(st);
+    return 0;
 }
 
 /* Lease expiry: an item whose holder stopped heartbeating goes back to the
@@ -730,8 +741,7 @@ static int work_enqueue(sq_store_t *q, const char *env_id, const char *session_i
     bind_text(st, 3, session_id);
     sqlite3_bind_int64(st, 4, clock_wall_us());
     sqlite3_bind_int64(st, 5, q->base.cfg.default_ttl_s);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "enqueue work");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "enqueue work", err);
     return rc;
 }
 
@@ -766,15 +776,13 @@ static int sq_work_poll(store_t *s, const char *env_id, const char *worker_id, i
     bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, now);
     bind_text(st, 3, worker_id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "claim");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "claim", err);
     if (rc == 0 && token_hash) {
         st = prep(q, SQL_TOKEN_INSERT, err);
         if (!st) return tx_end(q, -EIO, err);
         bind_text(st, 1, token_hash);
         bind_text(st, 2, id);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "token");
-        sqlite3_reset(st);
+        rc = step_done(q, st, "token", err);
     }
     if (rc == 0) rc = work_load(q, env_id, id, NULL, out, err);
     rc = tx_end(q, rc, err);
@@ -823,8 +831,7 @@ static int sq_work_ack(store_t *s, const char *env_id, const char *work_id, int6
             sqlite3_bind_int64(st, 4, gen);
         else
             sqlite3_bind_null(st, 4);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "ack");
-        sqlite3_reset(st);
+        rc = step_done(q, st, "ack", err);
     }
     /* starting/active/stopping: a repeated ack of the same delivery is a no-op
      * (a retry after a lost answer). If the item was handed out more than once
@@ -900,8 +907,7 @@ static int sq_work_heartbeat(store_t *s, const char *env_id, const char *work_id
     sqlite3_bind_int64(st, 3, beat);
     sqlite3_bind_int64(st, 4, now + ttl * 1000000);
     sqlite3_bind_int64(st, 5, ttl);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "heartbeat");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "heartbeat", err);
     fill_hb(hb, !strcmp(ws.state, "starting") ? "active" : ws.state, beat, ttl, true);
     return tx_end(q, rc, err);
 }
@@ -937,8 +943,7 @@ static int sq_work_stop(store_t *s, const char *env_id, const char *work_id, int
     if (!st) return tx_end(q, -EIO, err);
     bind_text(st, 1, work_id);
     sqlite3_bind_int64(st, 2, now);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "stop");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "stop", err);
     return tx_end(q, rc, err);
 }
 
@@ -995,8 +1000,7 @@ static int sq_work_update(store_t *s, const char *env_id, const char *work_id, j
     if (!st) return tx_end(q, -EIO, err);
     bind_text(st, 1, work_id);
     bind_text(st, 2, md_s);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "update work");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "update work", err);
     if (rc == 0) rc = work_load(q, env_id, work_id, NULL, out, err);
     return tx_end(q, rc, err);
 }
@@ -1064,15 +1068,9 @@ static int session_load(sq_store_t *q, const char *id, json_t **out, shed_err *e
     sqlite3_stmt *st = prep(q, SQL_SESSION_GET, err);
     if (!st) return -EIO;
     bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = session_row(st);
-        sqlite3_reset(st);
-        return 0;
-    }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no session '%s'", id);
-    return db_err(q, err, "session lookup");
+    int rc = step_json_row(q, st, session_row, out, "session lookup", err);
+    if (rc == 0) return err_msg(err, ENOENT, "no session '%s'", id);
+    return rc < 0 ? rc : 0;
 }
 
 static const char SQL_SESSION_INSERT[] =
@@ -1106,8 +1104,7 @@ static int sq_session_create(store_t *s, json_t *f, json_t **out, shed_err *err)
     bind_text(st, 5, json_string_value(json_object_get(f, "title")));
     bind_text(st, 6, res_s);
     sqlite3_bind_int64(st, 7, clock_wall_us());
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert session");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "insert session", err);
     if (rc == 0) rc = work_enqueue(q, env_id, id, err);
     if (rc == 0) rc = session_load(q, id, out, err);
     return tx_end(q, rc, err);
@@ -1281,8 +1278,7 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
             bind_text(st, 1, sid);
             bind_text(st, 2, status);
             sqlite3_bind_int64(st, 3, clock_wall_us());
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "session status");
-            sqlite3_reset(st);
+            rc = step_done(q, st, "session status", err);
         }
     }
     if (rc == 0 && wake) {
@@ -1409,8 +1405,7 @@ static int obj_insert(sq_store_t *q, const char *kind, const char *prefix, json_
     bind_text(st, 2, kind);
     bind_text(st, 3, b);
     sqlite3_bind_int64(st, 4, now);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert object");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "insert object", err);
     return rc;
 }
 
@@ -1420,15 +1415,9 @@ static int obj_load(sq_store_t *q, const char *kind, const char *id, json_t **ou
     if (!st) return -EIO;
     bind_text(st, 1, kind);
     bind_text(st, 2, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = obj_row(st);
-        sqlite3_reset(st);
-        return 0;
-    }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no %s '%s'", kind, id);
-    return db_err(q, err, "object lookup");
+    int rc = step_json_row(q, st, obj_row, out, "object lookup", err);
+    if (rc == 0) return err_msg(err, ENOENT, "no %s '%s'", kind, id);
+    return rc < 0 ? rc : 0;
 }
 
 static int obj_save(sq_store_t *q, const char *kind, const char *id, json_t *body, int64_t now,
@@ -1442,8 +1431,7 @@ static int obj_save(sq_store_t *q, const char *kind, const char *id, json_t *bod
     bind_text(st, 2, id);
     bind_text(st, 3, b);
     sqlite3_bind_int64(st, 4, now);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "update object");
-    sqlite3_reset(st);
+    int rc = step_done(q, st, "update object", err);
     return rc;
 }
 
@@ -1523,8 +1511,7 @@ static int skv_insert(sq_store_t *q, const char *skill_id, json_t *v, const void
     bind_text(st, 5, json_string_value(json_object_get(v, "directory")));
     sqlite3_bind_blob64(st, 6, archive, len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, now);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "insert skill version");
-    sqlite3_reset(st);
+    int rc = step_done(q, st, "insert skill version", err);
     return rc;
 }
 
@@ -1536,16 +1523,10 @@ static int skv_load(sq_store_t *q, const char *skill_id, const char *version, js
     if (!st) return -EIO;
     bind_text(st, 1, skill_id);
     if (!latest) bind_text(st, 2, version);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = skv_row(st);
-        sqlite3_reset(st);
-        return 0;
-    }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
+    int rc = step_json_row(q, st, skv_row, out, "skill version lookup", err);
+    if (rc == 0)
         return err_msg(err, ENOENT, "no version '%.40s' of skill '%s'", version, skill_id);
-    return db_err(q, err, "skill version lookup");
+    return rc < 0 ? rc : 0;
 }
 
 /* Add a version to a skill already loaded in `skill`; moves latest_version_id. */
@@ -1755,8 +1736,7 @@ static int mem_write(sq_store_t *q, const char *sql, const char *store_id, const
     sqlite3_bind_int64(st, 6, (sqlite3_int64)len);
     bind_text(st, 7, vid);
     sqlite3_bind_int64(st, 8, now);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "write memory");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "write memory", err);
     return rc;
 }
 
@@ -1833,8 +1813,7 @@ static int sq_memory_delete(store_t *s, const char *store_id, const char *mem_id
     if (!st) return tx_end(q, -EIO, err);
     bind_text(st, 1, store_id);
     bind_text(st, 2, mem_id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(q, err, "delete memory");
-    sqlite3_reset(st);
+    rc = step_done(q, st, "delete memory", err);
     return tx_end(q, rc, err);
 }
 

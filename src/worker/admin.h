@@ -41,7 +41,9 @@ json_t *worker_admin_list(struct worker *w);
 /* End a session like a stop request: its in-flight call gets an error result
  * with `text` (posted), its sandbox is destroyed, the item stopped with
  * force:true; counts shed_kills_total{reason} and audits a kill record
- * (by="admin", or "worker" for max_session). -ENOENT: no such session. */
+ * (by="admin", or "worker" for max_session); its sandbox.destroyed and
+ * work.stopped records give `reason` too (a string literal: it is kept).
+ * -ENOENT: no such session. */
 int worker_admin_kill(struct worker *w, const char *session_id, const char *work_id /* NULL = every item */,
                       const char *reason, const char *by, const char *text, shed_err *err);
 /* Apply pol (NULL = the worker's own) to the session's sandbox; fills its

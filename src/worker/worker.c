@@ -110,6 +110,7 @@ struct wsess {
     int64_t idle_deadline;
     /* end */
     lease_end end_reason;
+    const char *killed; /* admin / max_session when worker_admin_kill ended it (audit) */
     bool post_on_end;      /* post the cancelled call's result (not when the lease is lost) */
     uint64_t end_timer;
     api_call_t *stop_call;
@@ -1189,7 +1190,8 @@ static void sess_end(wsess_t *s, lease_end why)
         sandbox_release(s, 500);
         slog(LOG_INFO, s->session_id, s->work_id, "sandbox destroyed");
         audit_ev(w, "sandbox.destroyed", json_pack("{s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
-                                                   s->work_id, "reason", lease_end_name(s->end_reason)));
+                                                   s->work_id, "reason",
+                                                   s->killed ? s->killed : lease_end_name(s->end_reason)));
     }
     if (lease_is_lost(&s->lease)) {
         slog(LOG_INFO, s->session_id, s->work_id, "lease lost; released without stopping it");
@@ -1246,7 +1248,8 @@ static void sess_finish(wsess_t *s)
     w->nsessions--;
     sessions_gauge(w);
     {
-        const char *why = w->shutting_down ? "shutdown"
+        const char *why = s->killed ? s->killed
+                          : w->shutting_down ? "shutdown"
                           : s->end_reason == LEASE_END_STOP ? "stop_request"
                           : lease_is_lost(&s->lease) ? "lease_lost"
                           : s->end_reason == LEASE_END_REJECTED ? "error"
@@ -1897,6 +1900,7 @@ int worker_admin_kill(worker_t *w, const char *sid, const char *work_id, const c
             continue;
         n++;
         slog(LOG_WARN, s->session_id, s->work_id, "killed (%s)", reason);
+        s->killed = reason;
         if (s->call_ev) {
             /* Its result names why; the kill is counted and audited with it
              * (call_complete). The sandbox goes away right after. */

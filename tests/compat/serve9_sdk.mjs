@@ -11,12 +11,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { adminClient, baseURL, environmentKey, resultFor, sleep, startSdkWorker, step, text } from './lib.mjs';
 
-const baseURL = process.env.SHED_URL;
-const adminKey = process.env.SHED_ADMIN_KEY;
-const admin = new Anthropic({ apiKey: adminKey, baseURL, maxRetries: 0 });
-const step = (s) => console.log('---', s);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const admin = adminClient();
 const sha = (s) => crypto.createHash('sha256').update(s, 'utf-8').digest('hex');
 const deadline = Date.now() + (Number(process.env.DEADLINE_MS) || 150_000);
 const tag = crypto.randomBytes(4).toString('hex');
@@ -101,8 +98,7 @@ assert.deepEqual(top.map((x) => [x.type, x.path]), [['memory_prefix', '/notes/']
 
 step('environment, key, session with the agent and the store');
 const env = await admin.beta.environments.create({ name: 'serve9-compat', config: { type: 'self_hosted' } });
-const kr = await fetch(`${baseURL}/v1/environments/${env.id}/keys`, { method: 'POST', headers: { 'x-api-key': adminKey } });
-const envKey = (await kr.json()).key;
+const envKey = await environmentKey(env.id);
 // The environment key is refused on memory stores, as Anthropic's API refuses it.
 const envClient = new Anthropic({ apiKey: null, authToken: envKey, baseURL, maxRetries: 0 });
 await assert.rejects(envClient.beta.memoryStores.memories.list(store.id), (e) => e.status === 403);
@@ -120,28 +116,13 @@ assert.equal((await admin.beta.sessions.retrieve(sess.id)).resources[0].mount_pa
 step("the SDK's EnvironmentWorker serves the session");
 const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'shed-serve9-'));
 const ctrl = new AbortController();
-const sdkClient = new Anthropic({ apiKey: 'unused-by-the-worker', baseURL, logLevel: 'warn' });
-const runP = sdkClient.beta.environments.work
-  .worker({ environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 2500, workerId: 'sdk-serve9',
-            memorySyncIntervalMs: 5000 })
-  .run(ctrl.signal)
-  .catch((e) => {
-    if (!ctrl.signal.aborted) throw e;
-  });
+const runP = startSdkWorker(
+  { environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 2500, workerId: 'sdk-serve9',
+    memorySyncIntervalMs: 5000 }, ctrl);
 
-async function resultFor(useId) {
-  while (Date.now() < deadline) {
-    const page = await admin.beta.sessions.events.list(sess.id, { order: 'desc', limit: 50 });
-    const r = page.data.find((e) => e.type === 'user.tool_result' && e.tool_use_id === useId);
-    if (r) return r;
-    await sleep(50);
-  }
-  throw new Error(`no result for ${useId}`);
-}
-const text = (r) => r.content.map((b) => b.text ?? '').join('');
 async function call(name, input) {
   const sent = await admin.beta.sessions.events.send(sess.id, { events: [{ type: 'agent.tool_use', name, input }] });
-  const r = await resultFor(sent.data[0].id);
+  const r = await resultFor(admin, sess.id, sent.data[0].id, deadline);
   return [r, text(r)];
 }
 

@@ -4,10 +4,9 @@
 // and SHED_ADMIN_KEY set.
 import Anthropic from '@anthropic-ai/sdk';
 import assert from 'node:assert/strict';
+import { adminClient, baseURL, environmentKey, step } from './lib.mjs';
 
-const baseURL = process.env.SHED_URL;
-const admin = new Anthropic({ apiKey: process.env.SHED_ADMIN_KEY, baseURL, maxRetries: 0 });
-const step = (s) => console.log('---', s);
+const admin = adminClient();
 
 step('environments: create / retrieve / list / update / archive');
 const env = await admin.beta.environments.create({ name: 'compat', config: { type: 'self_hosted' } });
@@ -24,13 +23,7 @@ assert.ok(seen.includes(env.id) && seen.includes(extra.id), 'list pages through 
 const arch = await admin.beta.environments.archive(extra.id);
 assert.ok(arch.archived_at);
 
-// LOCAL: mint an environment key (not an SDK method: plain fetch).
-const kr = await fetch(`${baseURL}/v1/environments/${env.id}/keys`, {
-  method: 'POST',
-  headers: { 'x-api-key': process.env.SHED_ADMIN_KEY },
-});
-assert.equal(kr.status, 201);
-const envKey = (await kr.json()).key;
+const envKey = await environmentKey(env.id); // asserts 201
 const worker = new Anthropic({ authToken: envKey, apiKey: null, baseURL, maxRetries: 0 });
 
 step('sessions: create / retrieve');

@@ -3,24 +3,18 @@
 // that appends "<worker workdir> <session id>" to a shared log; at the end
 // every session appears there exactly once, every item is stopped, and the
 // control plane holds exactly one result per call.
-import Anthropic from '@anthropic-ai/sdk';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { adminClient, environmentKey, sleep, startSdkWorker } from './lib.mjs';
 
 const N = Number(process.env.SESSIONS ?? 8);
-const baseURL = process.env.SHED_URL;
-const admin = new Anthropic({ apiKey: process.env.SHED_ADMIN_KEY, baseURL, maxRetries: 0 });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const admin = adminClient();
 const deadline = Date.now() + 100_000;
 
 const env = await admin.beta.environments.create({ name: 'two-workers', config: { type: 'self_hosted' } });
-const kr = await fetch(`${baseURL}/v1/environments/${env.id}/keys`, {
-  method: 'POST',
-  headers: { 'x-api-key': process.env.SHED_ADMIN_KEY },
-});
-const envKey = (await kr.json()).key;
+const envKey = await environmentKey(env.id);
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'shed-compat2-'));
 const log = path.join(root, 'served.log');
 fs.writeFileSync(log, '');
@@ -29,13 +23,8 @@ const ctrl = new AbortController();
 const runs = ['w1', 'w2'].map((name) => {
   const workdir = path.join(root, name);
   fs.mkdirSync(workdir);
-  const c = new Anthropic({ apiKey: 'unused-by-the-worker', baseURL, logLevel: 'error' });
-  return c.beta.environments.work
-    .worker({ environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 1000, workerId: name })
-    .run(ctrl.signal)
-    .catch((e) => {
-      if (!ctrl.signal.aborted) throw e;
-    });
+  return startSdkWorker({ environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 1000, workerId: name },
+    ctrl, 'error');
 });
 
 console.log(`--- ${N} sessions, each one call and then terminated`);

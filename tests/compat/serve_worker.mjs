@@ -4,51 +4,28 @@
 // bash/read/write/edit/glob/grep calls (run on this host in a temp workdir:
 // that is the SDK's behaviour), its results are recorded once each, and it
 // stops the item after its idle timeout.
-import Anthropic from '@anthropic-ai/sdk';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { adminClient, environmentKey, resultFor, sleep, startSdkWorker, step, text } from './lib.mjs';
 
-const baseURL = process.env.SHED_URL;
-const admin = new Anthropic({ apiKey: process.env.SHED_ADMIN_KEY, baseURL, maxRetries: 0 });
-const step = (s) => console.log('---', s);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const admin = adminClient();
 const deadline = Date.now() + 100_000;
 
 const env = await admin.beta.environments.create({ name: 'sdk-worker', config: { type: 'self_hosted' } });
-const kr = await fetch(`${baseURL}/v1/environments/${env.id}/keys`, {
-  method: 'POST',
-  headers: { 'x-api-key': process.env.SHED_ADMIN_KEY },
-});
-const envKey = (await kr.json()).key;
+const envKey = await environmentKey(env.id);
 const sess = await admin.beta.sessions.create({ environment_id: env.id, agent: 'agent_compat' });
 const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'shed-compat-'));
 
 step('start the SDK worker');
 const ctrl = new AbortController();
-const sdkClient = new Anthropic({ apiKey: 'unused-by-the-worker', baseURL, logLevel: 'warn' });
-const runP = sdkClient.beta.environments.work
-  .worker({ environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 1500, workerId: 'sdk-worker-1' })
-  .run(ctrl.signal)
-  .catch((e) => {
-    if (!ctrl.signal.aborted) throw e;
-  });
-
-async function resultFor(useId) {
-  while (Date.now() < deadline) {
-    const page = await admin.beta.sessions.events.list(sess.id, { order: 'desc', limit: 50 });
-    const r = page.data.find((e) => e.type === 'user.tool_result' && e.tool_use_id === useId);
-    if (r) return r;
-    await sleep(50);
-  }
-  throw new Error(`no result for ${useId}`);
-}
-const text = (r) => r.content.map((b) => b.text ?? '').join('');
+const runP = startSdkWorker(
+  { environmentId: env.id, environmentKey: envKey, workdir, maxIdleMs: 1500, workerId: 'sdk-worker-1' }, ctrl);
 
 async function call(name, input) {
   const sent = await admin.beta.sessions.events.send(sess.id, { events: [{ type: 'agent.tool_use', name, input }] });
-  return resultFor(sent.data[0].id);
+  return resultFor(admin, sess.id, sent.data[0].id, deadline);
 }
 
 step('20 tool calls');

@@ -3,20 +3,18 @@
 # credential), `kill` ends a session mid-call (error result posted, sandbox
 # gone, item stopped, audited, counted), and another uid cannot use it.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 command -v setpriv >/dev/null || { echo "skip: setpriv (util-linux) is missing"; exit 77; }
 PUB=$(mktemp -d /tmp/shed-admin.XXXXXX)
 at_exit "rm -rf '$PUB'"
 chmod 755 "$PUB"
 python3 - "$T" "$PUB" <<'PY'
 import os, sys, time, json, subprocess, urllib.request, socket
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T, PUB = sys.argv[1], sys.argv[2]
 SHED = os.environ["SHED"]
 sock = PUB + "/admin.sock"
-s = socket.socket(); s.bind(("127.0.0.1", 0)); mport = s.getsockname()[1]; s.close()
+mport = free_port()
 
 step("a path that exists and is not a socket is refused")
 open(T + "/notsock", "w").write("x")
@@ -25,14 +23,11 @@ r = subprocess.run([SHED, "worker", "--environment-id", "env_x", "--environment-
                    capture_output=True, text=True, timeout=30)
 check(r.returncode != 0 and "not a socket" in r.stderr, "not-a-socket refused: %d %r" % (r.returncode, r.stderr))
 
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
 audit = T + "/audit.log"
 # A stale socket (no one listening) is replaced.
 st = socket.socket(socket.AF_UNIX); st.bind(sock); st.close()
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60", "--admin-socket", sock,
-           "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--admin-socket", sock,
+                                    "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
 w.wait_log(r"admin socket")
 check(os.stat(sock).st_mode & 0o777 == 0o600, "socket mode 0600: %o" % os.stat(sock).st_mode)
 
@@ -105,7 +100,7 @@ while time.time() < deadline and (os.path.exists("/proc/%d" % se["sandbox_pid"])
 check(not os.path.exists("/proc/%d" % se["sandbox_pid"]), "sandbox init gone")
 check(all(x["state"] == "stopped" for x in srv.work_of(env, sid)), "item stopped: %r" % srv.work_of(env, sid))
 check(not os.path.exists(ws + "/finished"), "the call did not finish")
-m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
+m = metrics_page(mport)
 check('shed_kills_total{reason="admin"} 1' in m, "kills metric: %r" % [l for l in m.splitlines() if "kills" in l])
 lst = json.loads(admin("list", "--json").stdout)
 check(all(x["session_id"] != sid or x["state"] in ("ending", "stopping") for x in lst["sessions"]), "no longer served: %r" % lst)
@@ -115,6 +110,10 @@ recs = [json.loads(l) for l in open(audit)]
 kills = [x for x in recs if x["event"] == "kill"]
 check(len(kills) == 1 and kills[0]["by"] == "admin" and kills[0]["reason"] == "admin" and kills[0]["session_id"] == sid,
       "kill audited: %r" % kills)
+ends = [(x["event"], x["reason"]) for x in recs
+        if x["event"] in ("sandbox.destroyed", "work.stopped") and x.get("session_id") == sid]
+check(sorted(ends) == [("sandbox.destroyed", "admin"), ("work.stopped", "admin")],
+      "the end of the killed session is audited as an admin kill: %r" % ends)
 r = subprocess.run([SHED, "audit", "verify", audit], capture_output=True, text=True)
 check(r.returncode == 0, "audit verify: %s %s" % (r.stdout, r.stderr))
 srv.stop()

@@ -3,20 +3,15 @@
 # like an admin kill: its call in flight gets an error result naming the cap,
 # the item is stopped, the kill is counted and audited with reason max_session.
 # timeout: 90
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, json, subprocess, urllib.request, socket
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-s = socket.socket(); s.bind(("127.0.0.1", 0)); mport = s.getsockname()[1]; s.close()
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
+mport = free_port()
 audit = T + "/audit.log"
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60", "--max-session-seconds", "3",
-           "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--max-session-seconds", "3",
+                                    "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
 sid = srv.session(env)
 t0 = time.time()
 tid = srv.tool(sid, "bash", {"command": "sleep 30; echo finished > finished"})
@@ -28,12 +23,17 @@ deadline = time.time() + 30
 while time.time() < deadline and any(x["state"] != "stopped" for x in srv.work_of(env, sid)):
     time.sleep(0.1)
 check(all(x["state"] == "stopped" for x in srv.work_of(env, sid)), "item stopped")
-m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
+m = metrics_page(mport)
 check('shed_kills_total{reason="max_session"} 1' in m, "kills metric: %r" % [l for l in m.splitlines() if "kills" in l])
 w.wait_log(r"reached --max-session-seconds")
 check(w.stop() == 0, "worker exit")
-kills = [x for x in map(json.loads, open(audit)) if x["event"] == "kill"]
+recs = [json.loads(l) for l in open(audit)]
+kills = [x for x in recs if x["event"] == "kill"]
 check(len(kills) == 1 and kills[0]["reason"] == "max_session" and kills[0]["session_id"] == sid, "kill audited: %r" % kills)
+ends = [(x["event"], x["reason"]) for x in recs
+        if x["event"] in ("sandbox.destroyed", "work.stopped") and x.get("session_id") == sid]
+check(sorted(ends) == [("sandbox.destroyed", "max_session"), ("work.stopped", "max_session")],
+      "the end of the session is audited with the cap as its reason: %r" % ends)
 srv.stop()
 print("admin max-session ok")
 PY

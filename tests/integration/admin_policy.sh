@@ -3,20 +3,13 @@
 # the worker's policy lacks is refused (403), `policy` opens it, `--reset`
 # closes it again; each change is audited with the old and new digests.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, json, subprocess, http.server, threading
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
 SHED = os.environ["SHED"]
-os.makedirs(T + "/www"); open(T + "/www/hello.txt", "w").write("hello after the policy change\n")
-class H(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *a, **k): super().__init__(*a, directory=T + "/www", **k)
-    def log_message(self, *a): pass
-httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=httpd.serve_forever, daemon=True).start()
+httpd = file_server(T + "/www", {"hello.txt": "hello after the policy change\n"})
 port = httpd.server_address[1]
 hosts = {"svc.test": "127.0.0.1", "other.test": "127.0.0.1"}
 pol = T + "/policy.json"
@@ -27,13 +20,10 @@ json.dump({"network": {"allowedDomains": ["other.test:%d" % port, "svc.test:%d" 
                        "allowCidrs": ["127.0.0.0/8"]}}, open(opened, "w"))
 bad = T + "/bad.json"
 json.dump({"allowedDomains": ["svc.test"], "allowCidrs": ["not-a-cidr"]}, open(bad, "w"))
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
 audit = T + "/audit.log"
 sock = T + "/admin.sock"
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60", "--policy", pol, "--admin-socket", sock,
-           "--audit-log", audit)
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--policy", pol, "--admin-socket", sock,
+                                    "--audit-log", audit)
 sid = srv.session(env)
 
 def admin(*args, ok=True):

@@ -5,27 +5,10 @@
 # its CVE or source).
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/sandbox.sh"
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"',"limits":{"tmpSize":"32M"}'
 
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-[ -x "$PROBE" ] || fail "probe binary $PROBE missing (make builds it)"
-
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-cat >"$T/root.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"limits":{"tmpSize":"32M"}}
-JSON
-cat >"$T/unpriv.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"limits":{"tmpSize":"32M"},"waive":["cgroup"]}
-JSON
-chmod 644 "$T"/*.json
-
-sbrun() {
-    local mode=$1; shift
-    if [ "$mode" = root ]; then "$SHED" run --policy "$T/root.json" "$@"
-    elif [ "$(id -u)" = 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups "$SHED" run --policy "$T/unpriv.json" "$@"
-    else "$SHED" run --policy "$T/unpriv.json" "$@"; fi
-}
 # probe_blocked MODE VERB ARGS...: every attempt BLOCKED, every control OK, exit 0
 probe_blocked() {
     local mode=$1 out rc; shift

@@ -13,14 +13,9 @@
 # of that may ever be read, listed, matched or written.
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
-[ -x "$PROBE" ] || fail "probe binary $PROBE missing (make builds it)"
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}]}" >"$T/root.json"
-echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}],\"waive\":[\"cgroup\"]}" >"$T/unpriv.json"
-chmod 644 "$T"/*.json
+. "$(dirname "$0")/../lib/sandbox.sh"
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"
 read -r shed_dev shed_ino < <(stat -L -c '%d %i' "$SHED")
 ROUNDS=${ESCAPE_RACE_ROUNDS:-100}
 

@@ -11,15 +11,9 @@
 # input.
 # timeout: 60
 . "$(dirname "$0")/../lib/common.sh"
-
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-[ -x "$PROBE" ] || fail "probe binary $PROBE missing (make builds it)"
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}]}" >"$T/root.json"
-echo "{\"mounts\":[{\"source\":\"$T/bin\",\"target\":\"/opt/probe\"}],\"waive\":[\"cgroup\"]}" >"$T/unpriv.json"
-chmod 644 "$T"/*.json
+. "$(dirname "$0")/../lib/sandbox.sh"
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"
 
 cat >"$T/ptyrun.py" <<'PY'
 # usage: ptyrun.py control | tty.py run CMD...
@@ -46,7 +40,7 @@ if pid == 0:
             os.write(1, ("control TIOCSTI failed: %s\n" % e).encode())
         os._exit(0)
     os.execvp(sys.argv[2], sys.argv[2:])
-out = b""
+out, st = b"", None
 while True:
     r, _, _ = select.select([master], [], [], 0.2)
     if r:
@@ -55,8 +49,11 @@ while True:
         except OSError:
             d = b""
         out += d
-    wp, st = os.waitpid(pid, os.WNOHANG)
-    if wp and not r:
+    if st is None:
+        wp, ws = os.waitpid(pid, os.WNOHANG)  # reaped once: a second waitpid is ECHILD
+        if wp:
+            st = ws
+    if st is not None and not r:
         break
 # what is queued for the terminal's readers (the caller's shell would get it)
 fl = fcntl.fcntl(slave, fcntl.F_GETFL)

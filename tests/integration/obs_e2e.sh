@@ -7,25 +7,20 @@
 # file or metrics page — checked both for the known keys and for anything
 # shaped like a credential.
 # timeout: 150
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 command -v promtool >/dev/null || fail "promtool missing: run scripts/install-deps"
 python3 - "$T" <<'PY'
 import glob, json, os, re, socket, subprocess, sys, urllib.request
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
 SHED = os.environ["SHED"]
 
-s = socket.socket(); s.bind(("127.0.0.1", 0)); mport = s.getsockname()[1]; s.close()
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
+mport = free_port()
 os.makedirs(T + "/audit", mode=0o700)
 audit = T + "/audit/audit.log"
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60",
-           "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit,
-           "--audit-content", "full", "--audit-rotate-size", "4K")
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60",
+                                    "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit,
+                                    "--audit-content", "full", "--audit-rotate-size", "4K")
 base = "http://127.0.0.1:%d" % mport
 
 def get(path):

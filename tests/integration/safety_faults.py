@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sessions through safety_faultproxy.py (seeded: 5xx, drops, answers lost
+"""Sessions through tests/lib/faultproxy.py --mix full (seeded: 5xx, drops, answers lost
 after the server applied the request, delays, truncated bodies, cut and
 stalled event streams) between `shed worker` and `shed serve`.
 
@@ -27,8 +27,8 @@ env = srv.environment("safety-faults")
 kid, key = srv.new_key(env)
 write_key_file(T + "/key", key)
 here = os.path.dirname(os.path.abspath(__file__))
-proxy = subprocess.Popen([sys.executable, os.path.join(here, "safety_faultproxy.py"), "%s:%d" % (srv.host, srv.port),
-                          str(SEED), RATE] + (["--stall-dead"] if dead else []),
+proxy = subprocess.Popen([sys.executable, os.path.join(here, "..", "lib", "faultproxy.py"), "%s:%d" % (srv.host, srv.port),
+                          str(SEED), RATE, "--mix", "full"] + (["--stall-dead"] if dead else []),
                          stdout=subprocess.PIPE, stderr=open(T + "/proxy.log", "w"), text=True)
 port = int(proxy.stdout.readline().split()[1])
 
@@ -42,7 +42,7 @@ def cleanup():
 
 
 atexit.register(cleanup)
-step("worker -> safety_faultproxy (seed %d, rate %s%s) -> shed serve" % (SEED, RATE, ", a dead stream" if dead else ""))
+step("worker -> faultproxy --mix full (seed %d, rate %s%s) -> shed serve" % (SEED, RATE, ", a dead stream" if dead else ""))
 w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "600", base_url="http://127.0.0.1:%d" % port)
 sids = [srv.session(env) for _ in range(S)]
 errors, calls = [], {}

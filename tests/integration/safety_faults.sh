@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A seeded fault-injecting proxy (safety_faultproxy.py: 5xx, drops, answers
+# A seeded fault-injecting proxy (tests/lib/faultproxy.py --mix full: 5xx, drops, answers
 # lost after the server applied them, delays, truncated bodies, cut and
 # stalled event streams) between the worker and shed serve: every call gets
 # exactly one result and runs at most once; a success ran exactly once.

@@ -33,7 +33,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from worker_lib import Server, Worker, check, fail, step, text_of, write_key_file  # noqa: E402
+from worker_lib import Server, Worker, check, fail, free_port, step, text_of, write_key_file  # noqa: E402
 
 T = sys.argv[1]
 TRIALS = int(sys.argv[2])
@@ -49,15 +49,6 @@ class FixedServer(Server):
     def __init__(self, state_dir, port):
         self._port = port
         super().__init__(state_dir, lease_ttl=2, extra=("--listen", "127.0.0.1:%d" % port))
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cleanup():

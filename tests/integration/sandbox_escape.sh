@@ -3,32 +3,16 @@
 # adversarial verb must be blocked (docs/security.md maps each to its layer).
 # timeout: 180
 . "$(dirname "$0")/../lib/common.sh"
-
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-[ -x "$PROBE" ] || fail "probe binary $PROBE missing (make builds it)"
+. "$(dirname "$0")/../lib/sandbox.sh"
 
 # The probe reaches the sandbox only through an operator mount in the policy.
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-cat >"$T/root.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}]}
-JSON
-cat >"$T/unpriv.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"waive":["cgroup"]}
-JSON
-chmod 644 "$T"/*.json
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"
 
-sbrun() {
-    local mode=$1; shift
-    if [ "$mode" = root ]; then "$SHED" run --policy "$T/root.json" "$@"
-    elif [ "$(id -u)" = 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups "$SHED" run --policy "$T/unpriv.json" "$@" 2>/dev/null
-    else "$SHED" run --policy "$T/unpriv.json" "$@" 2>/dev/null; fi
-}
 # probe_blocked MODE VERB ARGS...: every attempt BLOCKED, exit 0
 probe_blocked() {
     local mode=$1 out rc; shift
-    set +e; out=$(sbrun "$mode" -- /opt/probe/probe "$@" 2>&1); rc=$?; set -e
+    set +e; out=$(sbrun_quiet "$mode" -- /opt/probe/probe "$@" 2>&1); rc=$?; set -e
     echo "$out" | sed "s/^/    [$mode] /"
     expect_not_contains "$out" "ESCAPE" "probe $* ($mode)"
     expect_contains "$out" "BLOCKED" "probe $* ($mode) made attempts"
@@ -54,7 +38,7 @@ wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $p
 
 for mode in "${MODES[@]}"; do
     step "[$mode] identity: uid 1000, no capabilities, NoNewPrivs, seccomp, own session"
-    out=$(sbrun "$mode" -- /opt/probe/probe status)
+    out=$(sbrun_quiet "$mode" -- /opt/probe/probe status)
     expect_contains "$out" $'Uid:\t1000\t1000\t1000\t1000' "uid"
     for c in CapInh CapPrm CapEff CapBnd CapAmb; do expect_contains "$out" "$c:	0000000000000000" "$c"; done
     expect_contains "$out" $'NoNewPrivs:\t1' "no_new_privs"
@@ -66,11 +50,11 @@ for mode in "${MODES[@]}"; do
 
     step "[$mode] writes outside the workspace and /tmp"
     probe_blocked "$mode" write /usr/bin/x /etc/passwd /etc/new /bin/x /lib/x /x /proc/x /dev/x /opt/probe/x
-    out=$(sbrun "$mode" -- /opt/probe/probe write /workspace/ok /tmp/ok /dev/shm/ok || true)
+    out=$(sbrun_quiet "$mode" -- /opt/probe/probe write /workspace/ok /tmp/ok /dev/shm/ok || true)
     expect_eq "$(grep -c '^ESCAPE write' <<<"$out")" 3 "workspace, /tmp and /dev/shm are writable"
 
     step "[$mode] host processes: invisible, cannot be signalled or traced"
-    out=$(sbrun "$mode" -- /opt/probe/probe pids)
+    out=$(sbrun_quiet "$mode" -- /opt/probe/probe pids)
     expect_eq "$(tr '\n' ' ' <<<"$out")" "1 2 " "only init and the probe are visible"
     probe_blocked "$mode" signal $$ "$srv" 4194303
 
@@ -94,13 +78,13 @@ for mode in "${MODES[@]}"; do
     probe_blocked "$mode" proc
 
     step "[$mode] setuid-root binaries of the host give nothing"
-    out=$(sbrun "$mode" -- /bin/sh -c 'ls -l /usr/bin/su | cut -c1-10; /usr/bin/su -c "id -u" root </dev/null 2>&1; echo "rc=$?"' 2>/dev/null || true)
+    out=$(sbrun_quiet "$mode" -- /bin/sh -c 'ls -l /usr/bin/su | cut -c1-10; /usr/bin/su -c "id -u" root </dev/null 2>&1; echo "rc=$?"' 2>/dev/null || true)
     echo "$out" | sed "s/^/    [$mode] /"
     expect_not_contains "$out" $'\n0\n' "su gave uid 0"
     expect_not_contains "$out" "rc=0" "su succeeded"
 
     step "[$mode] no fd of the creator is visible"
-    out=$(sbrun "$mode" -- /opt/probe/probe fds </dev/null)
+    out=$(sbrun_quiet "$mode" -- /opt/probe/probe fds </dev/null)
     expect_eq "$(cut -d' ' -f1 <<<"$out" | tr '\n' ' ')" "0 1 2 " "only stdio fds"
 done
 

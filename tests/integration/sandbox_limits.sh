@@ -6,25 +6,9 @@
 # background processes gone after destroy.
 # timeout: 240
 . "$(dirname "$0")/../lib/common.sh"
-
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-cat >"$T/root.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"limits":{"workspaceMax":"64M"}}
-JSON
-cat >"$T/unpriv.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"limits":{"workspaceMax":"64M"},"waive":["cgroup"]}
-JSON
-chmod 644 "$T"/*.json
-
-sbrun() {
-    local mode=$1; shift
-    if [ "$mode" = root ]; then "$SHED" run --policy "$T/root.json" "$@"
-    elif [ "$(id -u)" = 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups "$SHED" run --policy "$T/unpriv.json" "$@"
-    else "$SHED" run --policy "$T/unpriv.json" "$@"; fi
-}
+. "$(dirname "$0")/../lib/sandbox.sh"
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"',"limits":{"workspaceMax":"64M"}'
 
 for mode in "${MODES[@]}"; do
     step "[$mode] fork bomb vs --pids-max 64"

@@ -4,22 +4,11 @@
 # killed `shed run`. As root and as an unprivileged user (setpriv).
 # timeout: 180
 . "$(dirname "$0")/../lib/common.sh"
-
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
+. "$(dirname "$0")/../lib/sandbox.sh"
 
 # policies: unprivileged without cgroup delegation must waive cgroup (logged fallback)
-echo '{}' >"$T/root.json"
-echo '{"waive":["cgroup"]}' >"$T/unpriv.json"
-chmod 644 "$T"/*.json
+sb_policies ''
 
-sbrun() { # MODE shed-run-args...
-    local mode=$1; shift
-    if [ "$mode" = root ]; then "$SHED" run --policy "$T/root.json" "$@"
-    elif [ "$(id -u)" = 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups "$SHED" run --policy "$T/unpriv.json" "$@"
-    else "$SHED" run --policy "$T/unpriv.json" "$@"; fi
-}
 # the same, replacing the calling (sub)shell: for `sbrun_exec ... &`, $! is shed's pid
 sbrun_exec() {
     local mode=$1; shift

@@ -7,18 +7,9 @@
 # Also: with the default policy the deny errno is EPERM.
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
-
-MODES=(unpriv)
-[ "$(id -u)" = 0 ] && MODES=(root unpriv)
-command -v setpriv >/dev/null || MODES=(root)
-mkdir -p "$T/bin"; cp "$PROBE" "$T/bin/probe"; chmod 755 "$T/bin" "$T/bin/probe"
-cat >"$T/root.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"seccomp":{"denyErrno":"ENOTRECOVERABLE"}}
-JSON
-cat >"$T/unpriv.json" <<JSON
-{"mounts":[{"source":"$T/bin","target":"/opt/probe"}],"seccomp":{"denyErrno":"ENOTRECOVERABLE"},"waive":["cgroup"]}
-JSON
-chmod 644 "$T"/*.json
+. "$(dirname "$0")/../lib/sandbox.sh"
+sb_probe
+sb_policies "$SB_PROBE_MOUNT"',"seccomp":{"denyErrno":"ENOTRECOVERABLE"}'
 
 step "the table"
 "$SHED" init --seccomp-table --policy "$T/root.json" >"$T/table"
@@ -35,15 +26,9 @@ grep -q '^socket .* 0x11 errno' "$T/table" || fail "AF_PACKET rule"
 grep -q '^socket .* 0x28 errno' "$T/table" || fail "AF_VSOCK rule"
 grep -q '^x32:getpid .* kill' "$T/table" || fail "x32 rule"
 
-sbrun() {
-    local mode=$1; shift
-    if [ "$mode" = root ]; then "$SHED" run --policy "$T/root.json" "$@"
-    elif [ "$(id -u)" = 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups "$SHED" run --policy "$T/unpriv.json" "$@" 2>/dev/null
-    else "$SHED" run --policy "$T/unpriv.json" "$@" 2>/dev/null; fi
-}
 for mode in "${MODES[@]}"; do
     step "[$mode] every rule's verdict"
-    set +e; out=$(sbrun "$mode" -- /opt/probe/probe syscall-table <"$T/table"); rc=$?; set -e
+    set +e; out=$(sbrun_quiet "$mode" -- /opt/probe/probe syscall-table <"$T/table"); rc=$?; set -e
     echo "$out"
     expect_not_contains "$out" "FAIL" "seccomp verdicts ($mode)"
     expect_contains "$out" "$rules rules checked" "all rules ran ($mode)"

@@ -7,9 +7,8 @@
 # memory written by a tool call back to the store.
 # timeout: 200
 . "$(dirname "$0")/../lib/common.sh"
-NODE=$SHED_ROOT/node_modules/.bin/node
-[ -x "$NODE" ] && [ -d "$SHED_ROOT/node_modules/@anthropic-ai/sdk" ] ||
-    fail "node_modules is missing: run scripts/install-deps (npm ci installs the SDK and Node 22)"
+. "$(dirname "$0")/../lib/serve.sh"
+sdk_node
 command -v unzip >/dev/null || skip "unzip is not installed (the SDK worker extracts zip skills with it)"
 # The SDK worker mounts stores at their mount_path under /mnt/memory, which
 # must exist and be writable (as on Anthropic's sandboxes).
@@ -22,14 +21,8 @@ fi
 [ -n "$made_mnt" ] && at_exit "rmdir /mnt/memory 2>/dev/null"
 ADMIN=compat-admin-key-0123456789
 S=$T/serve
-mkdir -p "$S"
-SHED_ADMIN_KEY=$ADMIN "$SHED" serve --listen 127.0.0.1:0 --state-dir "$S" --lease-ttl 10 >"$S/out" 2>"$S/err" &
-pid=$!
-at_exit "kill $pid 2>/dev/null"
-wait_for 10 grep -q 'listening on' "$S/out" || fail "serve did not start: $(cat "$S/err")"
-URL=$(sed -n 's/^shed serve: listening on //p' "$S/out")
+serve_start "$S" --lease-ttl 10
 SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN timeout 170 "$NODE" "$SHED_ROOT/tests/compat/serve9_sdk.mjs" ||
     { tail -20 "$S/err"; fail "serve9_sdk.mjs failed"; }
-kill -TERM $pid
-wait $pid || fail "serve exited $? after the compat run"
+serve_stop "the compat run"
 echo "serve9 compat ok"

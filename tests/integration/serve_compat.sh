@@ -6,23 +6,16 @@
 #   tests/compat/serve_two_workers.mjs  two EnvironmentWorkers: every item served once
 # timeout: 240
 . "$(dirname "$0")/../lib/common.sh"
-NODE=$SHED_ROOT/node_modules/.bin/node
-[ -x "$NODE" ] && [ -d "$SHED_ROOT/node_modules/@anthropic-ai/sdk" ] ||
-    fail "node_modules is missing: run scripts/install-deps (npm ci installs the SDK and Node 22)"
+. "$(dirname "$0")/../lib/serve.sh"
+sdk_node
 "$NODE" --version | grep -q '^v22\.' || fail "expected Node 22, got $("$NODE" --version)"
 ADMIN=compat-admin-key-0123456789
 for t in serve_sdk serve_worker serve_two_workers; do
     step "$t"
     S=$T/$t
-    mkdir -p "$S"
-    SHED_ADMIN_KEY=$ADMIN "$SHED" serve --listen 127.0.0.1:0 --state-dir "$S" --lease-ttl 4 >"$S/out" 2>"$S/err" &
-    pid=$!
-    at_exit "kill $pid 2>/dev/null"
-    wait_for 10 grep -q 'listening on' "$S/out" || fail "serve did not start: $(cat "$S/err")"
-    URL=$(sed -n 's/^shed serve: listening on //p' "$S/out")
+    serve_start "$S" --lease-ttl 4
     SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN timeout 120 "$NODE" "$SHED_ROOT/tests/compat/$t.mjs" ||
         { tail -20 "$S/err"; fail "$t failed"; }
-    kill -TERM $pid
-    wait $pid || fail "serve exited $? after $t"
+    serve_stop "$t"
 done
 echo "serve compat ok"

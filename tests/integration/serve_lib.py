@@ -185,6 +185,17 @@ class SSE:
         out, self.buf = self.buf[:i], self.buf[i + len(sep):]
         return out
 
+    def _recv(self, deadline):
+        """Bytes from the socket; None on timeout, b"" at EOF (then closed)."""
+        self.sock.settimeout(max(0.01, deadline - time.time()))
+        try:
+            d = self.sock.recv(65536)
+        except socket.timeout:
+            return None
+        if not d:
+            self.closed = True
+        return d
+
     def _fill(self, timeout):
         """Move decoded body bytes into self.raw; False on EOF/timeout."""
         if not self.chunked:
@@ -193,13 +204,8 @@ class SSE:
                 self.raw += self.buf
                 self.buf = b""
                 return True
-            self.sock.settimeout(max(0.01, deadline - time.time()))
-            try:
-                d = self.sock.recv(65536)
-            except socket.timeout:
-                return False
+            d = self._recv(deadline)
             if not d:
-                self.closed = True
                 return False
             self.raw += d
             return True
@@ -212,13 +218,8 @@ class SSE:
             return False
         deadline = time.time() + timeout
         while len(self.buf) < n + 2:
-            self.sock.settimeout(max(0.01, deadline - time.time()))
-            try:
-                d = self.sock.recv(65536)
-            except socket.timeout:
-                return False
+            d = self._recv(deadline)
             if not d:
-                self.closed = True
                 return False
             self.buf += d
         self.raw += self.buf[:n]

@@ -11,19 +11,13 @@
 # inside the sandbox /usr is the host's), and the grep calls once more with
 # no rg on PATH (shed's walker against the reference's walker).
 source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/sandbox.sh"
 NODE=$SHED_ROOT/node_modules/.bin/node
 COMPAT=$SHED_ROOT/tests/compat
 [ -x "$NODE" ] || fail "$NODE missing: run scripts/install-deps"
 
-probe=$T/probe.json
-echo '[{"name":"bash","input":{"command":"echo ready"}}]' > "$probe"
-if ! out=$("$SHED" tool --calls "$probe" 2>&1); then
-    case "$out" in
-    *"not wired into this build"*) skip "shed init does not serve tool calls yet (sandbox branch, issue #3)" ;;
-    esac
-    fail "shed tool could not run a call: $out"
-fi
-expect_contains "$out" '"text":"ready"' "shed tool smoke call"
+sb_tool_ready
+expect_contains "$SB_TOOL_OUT" '"text":"ready"' "shed tool smoke call"
 
 run_pass() { # NAME CALLS PATH-FOR-TOOLS
     local name=$1 calls=$2 path=$3

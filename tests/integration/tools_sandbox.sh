@@ -6,15 +6,9 @@
 # operator passes it, and the file tools cannot be led out through /proc
 # magic links or symlinks planted by bash.
 source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/sandbox.sh"
 
-probe=$T/probe.json
-echo '[{"name":"bash","input":{"command":"echo ready"}}]' > "$probe"
-if ! out=$("$SHED" tool --calls "$probe" 2>&1); then
-    case "$out" in
-    *"not wired into this build"*) skip "shed init does not serve tool calls yet (sandbox branch, issue #3)" ;;
-    esac
-    fail "shed tool could not run a call: $out"
-fi
+sb_tool_ready
 
 mkdir -p "$T/ws"
 cat > "$T/calls.json" <<'J'

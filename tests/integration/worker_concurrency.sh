@@ -2,18 +2,13 @@
 # 20 sessions x 25 calls at once through one worker, each session in its own
 # sandbox: every result present, correct, and posted exactly once.
 # timeout: 240
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, threading
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
 S, C = 20, 25
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60", "--max-sessions", str(S))
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--max-sessions", str(S))
 step("%d sessions, %d calls each, posted as the agent would: one after another" % (S, C))
 sids = [srv.session(env) for _ in range(S)]
 errors = []

@@ -2,8 +2,7 @@
 # `shed demo` (the README's first command): embedded serve + worker + two
 # sessions in their own sandboxes, every check passes, nothing left behind.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 before=$(ls -d /tmp/shed-demo.* 2>/dev/null | sort || true)
 out=$("$SHED" demo 2>&1) || { echo "$out"; fail "shed demo exited $?"; }
 expect_contains "$out" "hello from a claimed self-hosted work item" "session one's report"

@@ -3,27 +3,17 @@
 # proxy, by the policy: an allowed name works, everything else is refused and
 # logged with the session id.
 # timeout: 90
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, json, subprocess, http.server, threading
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-os.makedirs(T + "/www"); open(T + "/www/hello.txt", "w").write("hello through the egress proxy\n")
-class H(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *a, **k): super().__init__(*a, directory=T + "/www", **k)
-    def log_message(self, *a): pass
-httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=httpd.serve_forever, daemon=True).start()
+httpd = file_server(T + "/www", {"hello.txt": "hello through the egress proxy\n"})
 port = httpd.server_address[1]
 pol = T + "/policy.json"
 json.dump({"network": {"allowedDomains": ["svc.test:%d" % port], "staticHosts": {"svc.test": "127.0.0.1", "other.test": "127.0.0.1"},
                        "allowCidrs": ["127.0.0.0/8"]}}, open(pol, "w"))
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60", "--policy", pol)
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--policy", pol)
 sid = srv.session(env)
 step("allowed: svc.test:%d through the proxy" % port)
 r = srv.wait_result(sid, srv.tool(sid, "bash", {"command": "curl -sS -m 10 http://svc.test:%d/hello.txt" % port}), 30)

@@ -4,18 +4,14 @@
 # delays, event streams cut): no call loses its result, none gets two, none
 # runs twice.
 # timeout: 240
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" "${WORKER_FAULT_SEED:-2}" <<'PY'
 import os, sys, time, subprocess, threading
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T, SEED = sys.argv[1], int(sys.argv[2])
-srv = Server(T + "/serve", lease_ttl=4)
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-proxy = subprocess.Popen([sys.executable, os.path.join(os.environ["SHED_ROOT"], "tests/integration/worker_faultproxy.py"),
-                          "%s:%d" % (srv.host, srv.port), str(SEED), "0.25"],
+srv, env, key = serve_with_key(T, lease_ttl=4)
+proxy = subprocess.Popen([sys.executable, os.path.join(os.environ["SHED_ROOT"], "tests/lib/faultproxy.py"),
+                          "%s:%d" % (srv.host, srv.port), str(SEED), "0.25", "--mix", "basic"],
                          stdout=subprocess.PIPE, stderr=open(T + "/proxy.log", "w"), text=True)
 port = int(proxy.stdout.readline().split()[1])
 step("worker -> fault proxy (seed %d) -> shed serve" % SEED)

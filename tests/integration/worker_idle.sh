@@ -3,17 +3,12 @@
 # session after --max-idle and stops its work item; a later call creates a
 # new item, served in the same (persisted) workspace.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "2")
+srv, env, key, w = serve_and_worker(T, "--max-idle", "2")
 sid = srv.session(env)
 srv.wait_result(sid, srv.tool(sid, "write", {"file_path": "keep.txt", "content": "kept"}))
 step("requires_action idle does not end the turn")

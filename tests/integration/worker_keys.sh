@@ -4,11 +4,9 @@
 # SIGHUP re-reads it too; a revoked key with no replacement stops the worker
 # with a clear error. No key ever appears in the output.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, signal, subprocess
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
 srv = Server(T + "/serve")

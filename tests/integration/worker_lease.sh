@@ -4,17 +4,12 @@
 # (stop {force:false} -> "stopping" on the next heartbeat -> the call is
 # cancelled, its error result posted, the item stopped).
 # timeout: 150
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, signal
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve", lease_ttl=2)
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60")
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", lease_ttl=2)
 sid = srv.session(env)
 srv.wait_result(sid, srv.tool(sid, "bash", {"command": "echo one"}))
 items = srv.work_of(env, sid)

@@ -7,9 +7,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 ADMIN = "sk-shed-admin-worker-tests-0123456789"
 
@@ -231,6 +233,61 @@ class Worker:
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
+
+
+def serve_with_key(T, lease_ttl=None):
+    """`shed serve` on T/serve and an environment whose key is in T/key
+    (mode 0600). Returns (srv, env, key)."""
+    srv = Server(T + "/serve", lease_ttl=lease_ttl)
+    env = srv.environment()
+    _, key = srv.new_key(env)
+    write_key_file(T + "/key", key)
+    return srv, env, key
+
+
+def serve_and_worker(T, *worker_args, lease_ttl=None, state_dir=None):
+    """The usual fixture: serve_with_key, then a worker on T/wstate (or
+    state_dir) started with worker_args. Returns (srv, env, key, w)."""
+    srv, env, key = serve_with_key(T, lease_ttl)
+    w = Worker(srv, env, T + "/key", state_dir or T + "/wstate", *worker_args)
+    return srv, env, key, w
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def file_server(directory, files):
+    """A quiet HTTP server on 127.0.0.1 (a daemon thread) serving `files`
+    ({name: text}, written into directory). Returns the server (port:
+    .server_address[1]; stop: .shutdown())."""
+    import http.server
+    import threading
+    os.makedirs(directory, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(text)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=directory, **k)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def metrics_page(port):
+    """The Prometheus page a worker's --metrics-listen 127.0.0.1:PORT serves."""
+    return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
 
 
 def assert_no_secrets(paths, secrets):

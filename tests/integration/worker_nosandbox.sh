@@ -5,24 +5,19 @@
 # --max-idle. Provoked the way an operator would: a state directory under a
 # directory the sandbox user cannot traverse.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/worker.sh"
 [ "$(id -u)" -eq 0 ] || skip "needs root (the sandbox user is another host uid only as root)"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
 python3 - "$T" <<'PY'
 import os, sys, time
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
 os.makedirs(T + "/private", mode=0o700)
 os.chmod(T + "/private", 0o700)
 import socket, subprocess, json, urllib.request
-sk = socket.socket(); sk.bind(("127.0.0.1", 0)); mport = sk.getsockname()[1]; sk.close()
+mport = free_port()
 audit = T + "/audit.log"
-w = Worker(srv, env, T + "/key", T + "/private/wstate", "--max-idle", "2",
-           "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
+srv, env, key, w = serve_and_worker(T, "--max-idle", "2",
+                                    "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit, state_dir=T + "/private/wstate")
 sid = srv.session(env)
 step("a call in a session without a sandbox gets an error result")
 t1 = srv.tool(sid, "bash", {"command": "touch /tmp/shed-nosandbox-ran"})
@@ -34,7 +29,7 @@ check(not os.path.exists("/tmp/shed-nosandbox-ran"), "nothing ran on the host")
 w.wait_log("chmod o\\+x")
 step("the failure is counted and audited at its layer")
 step("the failure is counted and audited at its layer (mount)")
-page = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
+page = metrics_page(mport)
 check('shed_sandbox_failures_total{layer="mount"}' in page, "metric by layer: %s" %
       [l for l in page.splitlines() if l.startswith("shed_sandbox_failures_total")])
 import urllib.error

@@ -3,20 +3,15 @@
 # readiness, and a hash-chained audit trail of work items, sandboxes and tool
 # calls that `shed audit verify` accepts and that holds no credential.
 # timeout: 90
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, json, subprocess, urllib.request, socket
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-s = socket.socket(); s.bind(("127.0.0.1", 0)); mport = s.getsockname()[1]; s.close()
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
+mport = free_port()
 audit = T + "/audit.log"
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60", "--metrics-listen", "127.0.0.1:%d" % mport,
-           "--audit-log", audit)
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--metrics-listen", "127.0.0.1:%d" % mport,
+                                    "--audit-log", audit)
 sid = srv.session(env)
 for i in range(3):
     srv.wait_result(sid, srv.tool(sid, "bash", {"command": "echo %d" % i}))
@@ -24,7 +19,7 @@ srv.wait_result(sid, srv.tool(sid, "bash", {"command": "exit 4"}))
 srv.wait_result(sid, srv.tool(sid, "bash", {"command": "curl -s -m 5 http://example.com/ || true"}))
 step("metrics and readiness")
 def scrape():
-    return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
+    return metrics_page(mport)
 m = scrape()
 def val(name):
     for line in m.splitlines():

@@ -3,17 +3,12 @@
 # stop the item, destroy the sandbox, exit 0 in bounded time. A second
 # signal exits at once.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, sys, time, signal, re
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "60")
+srv, env, key, w = serve_and_worker(T, "--max-idle", "60")
 s1, s2 = srv.session(env), srv.session(env)
 srv.wait_result(s1, srv.tool(s1, "bash", {"command": "echo warm"}))
 srv.wait_result(s2, srv.tool(s2, "bash", {"command": "echo warm"}))

@@ -2,17 +2,12 @@
 # shed worker end to end against shed serve: all six tools in one session's
 # sandbox, the workspace under --state-dir, no credential in any log.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, re, sys, time
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
-w = Worker(srv, env, T + "/key", T + "/wstate", "--max-idle", "30")
+srv, env, key, w = serve_and_worker(T, "--max-idle", "30")
 sid = srv.session(env)
 
 step("write, read, edit, glob, grep, bash")

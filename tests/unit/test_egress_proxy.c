@@ -828,6 +828,25 @@ TEST(egress_large_transfer_byte_exact_both_ways)
     stop();
 }
 
+TEST(egress_refused_address_falls_through_to_the_next)
+{
+    /* The echo server listens on 127.0.0.1 only: 127.0.0.9 refuses the
+     * same port (on loopback, usually before connect() returns). */
+    srv_t *echo = srv_start(0);
+    start("{\"allowedDomains\":[\"two.test\"],\"staticHosts\":{\"two.test\":"
+          "[\"127.0.0.9\",\"127.0.0.1\"]},\"allowCidrs\":[\"127.0.0.0/8\"]}");
+    char auth[64], head[1024];
+    snprintf(auth, sizeof(auth), "two.test:%d", echo->port);
+    int fd = connect_via(auth, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 200");
+    echo_roundtrip(fd, "second address");
+    close(fd);
+    ev_t e = wait_event("connect", "two.test");
+    ASSERT_EQ_STR(e.address, "127.0.0.1");
+    ASSERT_EQ_STR(e.error, "");
+    stop();
+}
+
 TEST(egress_hundred_concurrent_connections)
 {
     srv_t *echo = srv_start(0);

@@ -81,6 +81,22 @@ static char *poll_at(store_t *s, const char *env, const char *token_hash, int64_
     return id;
 }
 
+/* Ack (the answer dropped): the store's return value. */
+static int ack(store_t *s, const char *env, const char *w, int64_t gen, int64_t now)
+{
+    json_t *a = NULL;
+    shed_err err = {0};
+    int rc = s->ops->work_ack(s, env, w, gen, now, &a, &err);
+    json_decref(a);
+    return rc;
+}
+
+static void close_store(store_t *s)
+{
+    s->ops->close(s);
+    cleanup_db();
+}
+
 static int64_t token_gen(store_t *s, const char *hash)
 {
     store_principal_t p;
@@ -109,8 +125,7 @@ TEST(poll_claims_once_and_reclaims_after_the_window)
     ASSERT_EQ_INT(json_integer_value(json_object_get(st, "pending")), 1);
     ASSERT_EQ_INT(json_integer_value(json_object_get(st, "depth")), 0);
     json_decref(st);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 TEST(ack_heartbeat_echo_and_stale_412)
@@ -130,7 +145,7 @@ TEST(ack_heartbeat_echo_and_stale_412)
     ASSERT_EQ_INT(s->ops->work_ack(s, env, w, gen, t, &a, &err), 0);
     ASSERT_EQ_STR(json_string_value(json_object_get(a, "state")), "starting");
     json_decref(a);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, gen + 1, t, &a, &err), -EEXIST);
+    ASSERT_EQ_INT(ack(s, env, w, gen + 1, t), -EEXIST);
     ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, gen, "2020-01-01T00:00:00Z", 0, t, &hb, &err),
                   -ESTALE);
     ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, gen, "NO_HEARTBEAT", 0, t, &hb, &err), 0);
@@ -148,8 +163,7 @@ TEST(ack_heartbeat_echo_and_stale_412)
     ASSERT_EQ_STR(hb.last_heartbeat, cur.last_heartbeat);
     ASSERT_EQ_STR(hb.state, "active");
     ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, -1, "NO_HEARTBEAT", 0, t, &hb, &err), -ESTALE);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 TEST(lease_expiry_requeues_same_id_and_fences_the_old_holder)
@@ -162,9 +176,7 @@ TEST(lease_expiry_requeues_same_id_and_fences_the_old_holder)
     store_heartbeat_t hb;
     _cleanup_free_ char *w = poll_at(s, env, "h1", t, 5000);
     int64_t gen = token_gen(s, "h1");
-    json_t *a = NULL;
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, gen, t, &a, &err), 0);
-    json_decref(a);
+    ASSERT_EQ_INT(ack(s, env, w, gen, t), 0);
     ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, gen, "NO_HEARTBEAT", 0, t, &hb, &err), 0);
     char last[64];
     snprintf(last, sizeof(last), "%s", hb.last_heartbeat);
@@ -177,8 +189,7 @@ TEST(lease_expiry_requeues_same_id_and_fences_the_old_holder)
     ASSERT_EQ_INT(s->ops->work_heartbeat(s, env, w, -1, last, 0, t + 11 * S, &hb, &err), -ESTALE);
     ASSERT_EQ_STR(hb.state, "queued");
     ASSERT_EQ_INT(s->ops->work_stop(s, env, w, gen, true, true, t + 11 * S, &err), -EEXIST);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 static const char *state_of(store_t *s, const char *env, const char *w)
@@ -200,9 +211,7 @@ TEST(stop_by_operator_and_by_holder)
     int64_t t = clock_wall_us();
     shed_err err = {0};
     _cleanup_free_ char *w = poll_at(s, env, "h1", t, 5000);
-    json_t *a = NULL;
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
-    json_decref(a);
+    ASSERT_EQ_INT(ack(s, env, w, -1, t), 0);
     ASSERT_EQ_INT(s->ops->work_stop(s, env, w, -1, false, false, t, &err), 0);
     ASSERT_EQ_STR(state_of(s, env, w), "stopping");
     ASSERT_EQ_INT(s->ops->work_stop(s, env, w, -1, false, false, t, &err), 0);
@@ -218,8 +227,7 @@ TEST(stop_by_operator_and_by_holder)
     ASSERT_EQ_INT(
         s->ops->work_stop(s, env, "work_00000000000000000000000000", -1, true, false, t, &err),
         -ENOENT);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 static json_t *ev_tool_use(void)
@@ -269,8 +277,7 @@ TEST(events_validate_references_and_write_all_or_nothing)
     ASSERT_EQ_INT(s->ops->events_append(s, sid, term, &r, &err), 0);
     json_decref(r.events);
     ASSERT_EQ_INT(s->ops->events_append(s, sid, one, &r, &err), -EINVAL);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 TEST(a_tool_call_wakes_a_dormant_session_once)
@@ -295,8 +302,7 @@ TEST(a_tool_call_wakes_a_dormant_session_once)
     ASSERT_EQ_INT(s->ops->session_get(s, sid, &sess, &err), 0);
     ASSERT_EQ_STR(json_string_value(json_object_get(sess, "status")), "running");
     json_decref(sess);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 TEST(keys_hashed_revocation_and_pages)
@@ -340,8 +346,7 @@ TEST(keys_hashed_revocation_and_pages)
     ASSERT_EQ_INT(s->ops->env_list(s, false, &pg, &page, &err), -EINVAL);
     pg.cursor = "bogus";
     ASSERT_EQ_INT(s->ops->env_list(s, false, &pg, &page, &err), -EINVAL);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 TEST(state_survives_reopen)
@@ -352,9 +357,7 @@ TEST(state_survives_reopen)
     int64_t t = clock_wall_us();
     shed_err err = {0};
     _cleanup_free_ char *w = poll_at(s, env, "h1", t, 5000);
-    json_t *a = NULL;
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
-    json_decref(a);
+    ASSERT_EQ_INT(ack(s, env, w, -1, t), 0);
     s->ops->close(s);
     s = open_store();
     ASSERT_EQ_STR(state_of(s, env, w), "starting");
@@ -362,8 +365,7 @@ TEST(state_survives_reopen)
     json_t *sess = NULL;
     ASSERT_EQ_INT(s->ops->session_get(s, sid, &sess, &err), 0);
     json_decref(sess);
-    s->ops->close(s);
-    cleanup_db();
+    close_store(s);
 }
 
 TEST(secret_format)
@@ -395,36 +397,27 @@ TEST(ack_is_idempotent_for_one_delivery_and_first_wins_after_redelivery)
     _cleanup_free_ char *env = new_env(s);
     _cleanup_free_ char *sid = new_session(s, env);
     int64_t t = clock_wall_us();
-    shed_err err = {0};
-    json_t *a = NULL;
     /* one delivery: a retried ack (lost answer) is fine, with or without the token */
     _cleanup_free_ char *w = poll_at(s, env, "h1", t, 5000);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
-    json_decref(a);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, -1, t, &a, &err), 0);
-    json_decref(a);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w, token_gen(s, "h1"), t, &a, &err), 0);
-    json_decref(a);
+    ASSERT_EQ_INT(ack(s, env, w, -1, t), 0);
+    ASSERT_EQ_INT(ack(s, env, w, -1, t), 0);
+    ASSERT_EQ_INT(ack(s, env, w, token_gen(s, "h1"), t), 0);
     /* two deliveries (the first was slow to ack): the first ack holds it */
     _cleanup_free_ char *s2 = new_session(s, env);
     _cleanup_free_ char *w2 = poll_at(s, env, "h2", t, 5000);
     _cleanup_free_ char *w3 = poll_at(s, env, "h3", t + 6 * S, 5000);
     ASSERT_EQ_STR(w3, w2);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, -1, t + 6 * S, &a, &err), 0);
-    json_decref(a);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, -1, t + 6 * S, &a, &err), -EEXIST);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, token_gen(s, "h2"), t + 6 * S, &a, &err), -EEXIST);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w2, token_gen(s, "h3"), t + 6 * S, &a, &err), -EEXIST);
+    ASSERT_EQ_INT(ack(s, env, w2, -1, t + 6 * S), 0);
+    ASSERT_EQ_INT(ack(s, env, w2, -1, t + 6 * S), -EEXIST);
+    ASSERT_EQ_INT(ack(s, env, w2, token_gen(s, "h2"), t + 6 * S), -EEXIST);
+    ASSERT_EQ_INT(ack(s, env, w2, token_gen(s, "h3"), t + 6 * S), -EEXIST);
     /* ... and when the current delivery's token acked first, only it may repeat */
     _cleanup_free_ char *s3 = new_session(s, env);
     _cleanup_free_ char *w4 = poll_at(s, env, "h4", t, 5000);
     _cleanup_free_ char *w5 = poll_at(s, env, "h5", t + 6 * S, 5000);
     ASSERT_EQ_STR(w5, w4);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, token_gen(s, "h5"), t + 6 * S, &a, &err), 0);
-    json_decref(a);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, token_gen(s, "h5"), t + 6 * S, &a, &err), 0);
-    json_decref(a);
-    ASSERT_EQ_INT(s->ops->work_ack(s, env, w4, -1, t + 6 * S, &a, &err), -EEXIST);
-    s->ops->close(s);
-    cleanup_db();
+    ASSERT_EQ_INT(ack(s, env, w4, token_gen(s, "h5"), t + 6 * S), 0);
+    ASSERT_EQ_INT(ack(s, env, w4, token_gen(s, "h5"), t + 6 * S), 0);
+    ASSERT_EQ_INT(ack(s, env, w4, -1, t + 6 * S), -EEXIST);
+    close_store(s);
 }

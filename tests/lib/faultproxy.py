@@ -1,21 +1,29 @@
 #!/usr/bin/env python3
 """A seeded fault-injecting HTTP proxy between `shed worker` and `shed serve`
-(python3 stdlib only); extends worker_faultproxy.py with truncated bodies and
-stalled event streams.
+for the fault tests (python3 stdlib only). It only forwards and breaks
+traffic; it never makes up a successful answer.
 
-    safety_faultproxy.py UPSTREAM_HOST:PORT SEED RATE [--stall-dead]
+    faultproxy.py UPSTREAM_HOST:PORT SEED RATE [--mix basic|full] [--stall-dead]
 
-Prints "listening PORT". For each connection (one request each; answers
-carry "Connection: close") a seeded RNG picks one fault:
-  plain requests: 500 / 502 / 503 answered by the proxy (not forwarded);
-    drop (reset before forwarding); reset-after (the server applied the
-    request, its answer is lost); delay (0.05-0.8 s); truncate (the status
-    line, headers and part of the body, then the connection closes);
-  event streams: cut (reset after 0.5-3 s); stall (nothing forwarded for
-    1-4 s, then the stream goes on); with --stall-dead, also stall-dead
-    (nothing more is ever forwarded and the socket stays open: the worker
-    must notice on its own).
+Prints "listening PORT" (a free 127.0.0.1 port). Each connection carries one
+request (answers carry "Connection: close"); a seeded RNG picks one fault
+for it. Two mixes, each with its own draws so a seed replays the same
+sequence it always did:
+  basic (worker_faults.sh, the default):
+    plain requests: 503 answered by the proxy (not forwarded); drop (reset
+      before forwarding); reset-after (the server applied the request, its
+      answer is lost); delay (0.05-0.6 s);
+    event streams: cut (reset after 0.5-3 s).
+  full (safety_faults.py):
+    plain requests: 500 / 502 / 503 answered by the proxy; drop;
+      reset-after; delay (0.05-0.8 s); truncate (the status line, headers
+      and part of the body, then the connection closes);
+    event streams: cut; stall (nothing forwarded for 1-4 s, then the stream
+      goes on); with --stall-dead, also at most one stall-dead (nothing more
+      is ever forwarded and the socket stays open: the worker must notice
+      on its own).
 Counts per fault go to stderr on SIGTERM."""
+import argparse
 import random
 import signal
 import socket
@@ -25,39 +33,70 @@ import sys
 import threading
 import time
 
-UP_HOST, UP_PORT = sys.argv[1].rsplit(":", 1)
+ap = argparse.ArgumentParser(description="seeded fault-injecting HTTP proxy")
+ap.add_argument("upstream", help="HOST:PORT of shed serve")
+ap.add_argument("seed", type=int)
+ap.add_argument("rate", type=float, nargs="?", default=0.15)
+ap.add_argument("--mix", choices=("basic", "full"), default="basic")
+ap.add_argument("--stall-dead", action="store_true", help="full mix: one stream stalls for good")
+opt = ap.parse_intermixed_args()
+UP_HOST, UP_PORT = opt.upstream.rsplit(":", 1)
 UP_PORT = int(UP_PORT)
-SEED = int(sys.argv[2])
-RATE = float(sys.argv[3])
-STALL_DEAD = "--stall-dead" in sys.argv
+SEED, RATE, MIX = opt.seed, opt.rate, opt.mix
+STALL_DEAD = opt.stall_dead
 lock = threading.Lock()
 rng = random.Random(SEED)
 counts = {}
 stall_dead_left = [1]  # at most one dead stream per run: each costs the worker's stall timeout
 
 
-def pick(stream):
-    with lock:
-        r = rng.random()
-        d = rng.uniform(0.05, 0.8)
-        cut = rng.uniform(0.5, 3.0)
-        stall = rng.uniform(1.0, 4.0)
-        frac = rng.random()
-        if stream:
-            if STALL_DEAD and r < RATE * 0.3 and stall_dead_left[0] > 0:
-                stall_dead_left[0] -= 1
-                f = "stream-stall-dead"
-            elif r < RATE:
-                f = "stream-cut"
-            elif r < RATE * 2:
-                f = "stream-stall"
-            else:
-                f = "ok"
+def pick_basic(stream):
+    r = rng.random()
+    d = rng.uniform(0.05, 0.6)
+    cut = rng.uniform(0.5, 3.0)
+    if stream:
+        f = "stream-cut" if r < RATE * 2 else "ok"
+    elif r < RATE * 0.3:
+        f = "503"
+    elif r < RATE * 0.5:
+        f = "drop"
+    elif r < RATE * 0.75:
+        f = "reset-after"
+    elif r < RATE:
+        f = "delay"
+    else:
+        f = "ok"
+    return f, d, cut, 0.0, 0.0
+
+
+def pick_full(stream):
+    r = rng.random()
+    d = rng.uniform(0.05, 0.8)
+    cut = rng.uniform(0.5, 3.0)
+    stall = rng.uniform(1.0, 4.0)
+    frac = rng.random()
+    if stream:
+        if STALL_DEAD and r < RATE * 0.3 and stall_dead_left[0] > 0:
+            stall_dead_left[0] -= 1
+            f = "stream-stall-dead"
+        elif r < RATE:
+            f = "stream-cut"
+        elif r < RATE * 2:
+            f = "stream-stall"
         else:
-            faults = ["500", "502", "503", "drop", "reset-after", "delay", "truncate"]
-            f = faults[int(r / RATE * len(faults))] if r < RATE else "ok"
-        counts[f] = counts.get(f, 0) + 1
+            f = "ok"
+    else:
+        faults = ["500", "502", "503", "drop", "reset-after", "delay", "truncate"]
+        f = faults[int(r / RATE * len(faults))] if r < RATE else "ok"
     return f, d, cut, stall, frac
+
+
+def pick(stream):
+    """(fault, delay, cut after, stall for, fraction of the body kept)"""
+    with lock:
+        got = (pick_full if MIX == "full" else pick_basic)(stream)
+        counts[got[0]] = counts.get(got[0], 0) + 1
+    return got
 
 
 def rst(sock):
@@ -99,6 +138,9 @@ def recv_all(u):
     return data
 
 
+REASON = {"500": b"Internal Server Error", "502": b"Bad Gateway", "503": b"Service Unavailable"}
+
+
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         c = self.request
@@ -109,10 +151,11 @@ class Handler(socketserver.BaseRequestHandler):
         line, headers, body = req
         stream = b"/events/stream" in line
         fault, delay, cut, stall, frac = pick(stream)
-        if fault in ("500", "502", "503"):
+        if fault in REASON:
             msg = b'{"type":"error","error":{"type":"api_error","message":"injected %s"}}' % fault.encode()
-            c.sendall(b"HTTP/1.1 %s Injected\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (fault.encode(), len(msg), msg))
+            c.sendall(b"HTTP/1.1 %s %s\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                      % (fault.encode(), REASON[fault], len(msg), msg))
             c.close()
             return
         if fault == "drop":
@@ -127,6 +170,7 @@ class Handler(socketserver.BaseRequestHandler):
             return
         u.sendall(line + b"".join(headers) + b"Connection: close\r\n\r\n" + body)
         if fault in ("reset-after", "truncate"):
+            # Let the server apply the request, then lose (part of) its answer.
             u.settimeout(30)
             data = recv_all(u)
             u.close()
@@ -157,6 +201,7 @@ class Handler(socketserver.BaseRequestHandler):
                 if not data:
                     break
                 if first:
+                    # Mark the response as the connection's last.
                     data = data.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
                     first = False
                 c.sendall(data)
