@@ -52,8 +52,11 @@ $(O)/libshed.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
+# Nor libm: its four functions shed calls come from src/base/fpmath.c.
+SHED_MATH := -Wl,-u,shed_trunc,--defsym=trunc=shed_trunc,--defsym=fmax=shed_fmax,--defsym=fmin=shed_fmin,--defsym=llround=shed_llround
+
 $(O)/shed: $(O)/src/shed.o $(O)/libshed.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(SHED_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(SHED_LIBS) $(SHED_MATH)
 
 # The probe runs inside sandboxes whose /usr may be anything: static, no deps.
 $(O)/probe: tests/probe/probe.c

@@ -1,10 +1,12 @@
-/* Thread pool with completions on the loop; see pool.h. */
+/* Thread pool with completions on the loop; see pool.h. Threads start when
+ * jobs need them (up to the maximum), so an idle worker has none. */
 #include "worker/pool.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -23,7 +25,9 @@ struct pool {
     job_t *queue, *queue_tail;
     job_t *done, *done_tail;
     int efd;
-    int nthreads;
+    int nthreads, max_threads;
+    int idle;    /* threads waiting for a job (under mu) */
+    int nqueued; /* jobs not yet taken (under mu) */
     pthread_t *threads;
     int pending; /* submitted, completion not yet run (loop thread only) */
     int stopping;
@@ -44,9 +48,12 @@ static void *thread_main(void *arg)
     pool_t *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
+        p->idle++;
         while (!p->queue && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
+        p->idle--;
         if (!p->queue && p->stopping) break;
         job_t *j = p->queue;
+        p->nqueued--;
         p->queue = j->next;
         if (!p->queue) p->queue_tail = NULL;
         pthread_mutex_unlock(&p->mu);
@@ -105,24 +112,26 @@ int pool_new(loop_t *loop, int threads, pool_t **out, shed_err *err)
         free(p);
         return err_set(err, -rc, "watch the pool's eventfd");
     }
-    p->threads = calloc((size_t)threads, sizeof(pthread_t));
+    p->max_threads = threads > 0 ? threads : 1;
+    p->threads = calloc((size_t)p->max_threads, sizeof(pthread_t));
     if (!p->threads) {
         pool_free(p);
         return err_set(err, ENOMEM, "thread pool");
     }
+    *out = p;
+    return 0;
+}
+
+/* One more thread (loop thread only); it takes no signal. */
+static int spawn(pool_t *p)
+{
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    for (int i = 0; i < threads; i++) {
-        if ((rc = pthread_create(&p->threads[i], NULL, thread_main, p)) != 0) break;
-        p->nthreads++;
-    }
+    int rc = pthread_create(&p->threads[p->nthreads], NULL, thread_main, p);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (p->nthreads == 0) {
-        pool_free(p);
-        return err_set(err, rc, "pthread_create");
-    }
-    *out = p;
+    if (rc != 0) return -rc;
+    p->nthreads++;
     return 0;
 }
 
@@ -134,7 +143,17 @@ int pool_submit(pool_t *p, pool_fn work, pool_fn done, void *arg)
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&p->mu);
+    bool need = p->nqueued + 1 > p->idle && p->nthreads < p->max_threads;
+    pthread_mutex_unlock(&p->mu);
+    /* No thread at all and none can start: refuse (the caller reports it)
+     * rather than queue a job nothing would run. */
+    if (need && spawn(p) < 0 && p->nthreads == 0) {
+        free(j);
+        return -EAGAIN;
+    }
+    pthread_mutex_lock(&p->mu);
     push(&p->queue, &p->queue_tail, j);
+    p->nqueued++;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     p->pending++;

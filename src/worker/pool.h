@@ -13,7 +13,8 @@ typedef void (*pool_fn)(void *arg);
 
 int pool_new(loop_t *loop, int threads, pool_t **out, shed_err *err);
 /* Run work(arg) on a pool thread, then done(arg) on the loop thread.
- * Returns 0 or -ENOMEM. */
+ * Threads start on demand, up to `threads`. Returns 0, -ENOMEM, or -EAGAIN
+ * when the pool has no thread and none could be started. */
 int pool_submit(pool_t *p, pool_fn work, pool_fn done, void *arg);
 int pool_pending(const pool_t *p);
 /* Waits for every submitted job (running their completions), then stops. */

@@ -14,10 +14,17 @@ struct runner {
     runner_owns_fn owns;
     runner_note_fn note;
     void *arg;
-    /* Sets that grow with the session: digests, not strings (base/idset.h). */
+    /* Id sets: digests, not strings (base/idset.h). A call's id leaves all
+     * of them once it is proven answered and can no longer come again on
+     * the stream (see forget()), so they hold the open calls of a session,
+     * not its whole history. */
     idset_t seen;        /* tool-use ids seen (stream or history) */
     idset_t answered;    /* tool-use ids with a result (or denied) */
     idset_t dispatched;  /* ids queued, in flight or finished by this runner */
+    idset_t proven;      /* answered on the stream while queued or in flight */
+    /* After a reconcile, until the stream has caught up with the listing. */
+    idset_t listed;      /* event ids of the tool uses and results listed */
+    idset_t hist_answered; /* tool-use ids the listing showed answered */
     json_t *verdicts;    /* tool_use_id -> "allow"/"deny" */
     json_t *awaiting;    /* tool_use_id -> held event */
     json_t *blockers;    /* idle-clock blockers (gated work) */
@@ -89,6 +96,9 @@ void runner_free(runner_t *r)
     idset_free(&r->seen);
     idset_free(&r->answered);
     idset_free(&r->dispatched);
+    idset_free(&r->proven);
+    idset_free(&r->listed);
+    idset_free(&r->hist_answered);
     json_decref(r->verdicts);
     json_decref(r->awaiting);
     json_decref(r->blockers);
@@ -185,6 +195,102 @@ static void idle_note_event(runner_t *r, json_t *ev, int64_t now)
 int64_t runner_idle_deadline(const runner_t *r)
 {
     return r->deadline;
+}
+
+/* ---- forgetting answered calls ----
+ * The stream delivers a session's events once each, in the order they were
+ * emitted, and never replays (work-api.md §3.4); a call's result is emitted
+ * after the call. So once a result has come on the stream, its call cannot
+ * come on the stream again, and every later history listing shows the
+ * result with the call (history_end skips it): the id is forgotten, dropped
+ * from every set with its verdict. A result seen only in a listing proves
+ * less: the call may still be on its way on the stream (emitted after the
+ * stream opened, before the listing). Those ids are kept until the stream
+ * brings a tool use or result no listing had: everything emitted before the
+ * listing has then been delivered. A call queued, in flight or held is never
+ * forgotten while it is there (proven marks one queued or in flight; it is
+ * forgotten when it leaves). So the sets hold a session's open calls and the
+ * ids of one listing at most, never its whole history. */
+
+static bool busy_with(const runner_t *r, uint64_t h)
+{
+    if (r->inflight && idset_digest(r->inflight) == h) return true;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(r->queue, i, ev)
+    {
+        const char *id = sget(ev, "id");
+        if (id && idset_digest(id) == h) return true;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(r->awaiting, k, v)
+    {
+        if (idset_digest(k) == h) return true;
+    }
+    return false;
+}
+
+static void drop_digest(runner_t *r, uint64_t h)
+{
+    idset_del_digest(&r->seen, h);
+    idset_del_digest(&r->answered, h);
+    idset_del_digest(&r->dispatched, h);
+    idset_del_digest(&r->proven, h);
+}
+
+/* The call's result is in the session's log and the call cannot come on the
+ * stream again. */
+static void forget(runner_t *r, const char *id)
+{
+    if (!id) return;
+    uint64_t h = idset_digest(id);
+    if (busy_with(r, h)) {
+        add(&r->answered, id);
+        if (!json_object_get(r->awaiting, id)) idset_add_digest(&r->proven, h);
+        return;
+    }
+    drop_digest(r, h);
+    json_object_del(r->verdicts, id);
+}
+
+/* A call that leaves the queue or finishes: forget it if its result came
+ * on the stream meanwhile. */
+static void forget_if_proven(runner_t *r, const char *id)
+{
+    if (id && idset_has(&r->proven, id)) forget(r, id);
+}
+
+/* The stream brought an event no listing had: every call a listing showed
+ * answered has come on the stream already or never will. */
+static void stream_caught_up(runner_t *r)
+{
+    size_t pos = 0;
+    uint64_t h;
+    while (idset_next(&r->hist_answered, &pos, &h)) {
+        if (!busy_with(r, h))
+            drop_digest(r, h);
+        else if (idset_has_digest(&r->answered, h))
+            idset_add_digest(&r->proven, h);
+    }
+    idset_free(&r->hist_answered);
+    idset_free(&r->listed);
+    /* Verdicts of calls no longer known (they come back with the call in a
+     * listing, should it ever show the call again). */
+    const char *k;
+    json_t *v, *tmp;
+    json_object_foreach_safe(r->verdicts, tmp, k, v)
+    {
+        if (!has(&r->seen, k) && !json_object_get(r->awaiting, k)) json_object_del(r->verdicts, k);
+    }
+}
+
+/* A tool use or result on the stream: past the listings? */
+static void stream_progress(runner_t *r, json_t *ev)
+{
+    if (!r->listed.n && !r->hist_answered.n) return;
+    const char *id = sget(ev, "id");
+    if (id && !has(&r->listed, id)) stream_caught_up(r);
 }
 
 /* ---- routing ---- */
@@ -309,12 +415,14 @@ void runner_history_event(runner_t *r, json_t *ev)
         const char *id = sget(ev, "id");
         if (id) {
             add(&r->seen, id);
+            add(&r->listed, id);
             if (!has(&r->answered, id)) json_array_append(r->history_pending, ev);
         }
-    } else if (!strcmp(t, "user.tool_result")) {
-        add(&r->answered, sget(ev, "tool_use_id"));
-    } else if (!strcmp(t, "user.custom_tool_result")) {
-        add(&r->answered, sget(ev, "custom_tool_use_id"));
+    } else if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result")) {
+        const char *tid = sget(ev, t[5] == 'c' ? "custom_tool_use_id" : "tool_use_id");
+        add(&r->listed, sget(ev, "id"));
+        add(&r->answered, tid);
+        add(&r->hist_answered, tid);
     } else if (!strcmp(t, "user.tool_confirmation")) {
         const char *tid = sget(ev, "tool_use_id");
         const char *res = sget(ev, "result");
@@ -391,6 +499,7 @@ bool runner_stream_event(runner_t *r, json_t *ev, int64_t now)
     const char *t = sget(ev, "type");
     if (!t) return false;
     if (is_tool_use(t)) {
+        stream_progress(r, ev);
         /* Disarm before routing so the clock reflects the new work. */
         idle_note_event(r, ev, now);
         const char *id = sget(ev, "id");
@@ -407,10 +516,9 @@ bool runner_stream_event(runner_t *r, json_t *ev, int64_t now)
         note_confirmation(r, ev, now);
         return false;
     }
-    if (!strcmp(t, "user.tool_result")) {
-        add(&r->answered, sget(ev, "tool_use_id"));
-    } else if (!strcmp(t, "user.custom_tool_result")) {
-        add(&r->answered, sget(ev, "custom_tool_use_id"));
+    if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result")) {
+        stream_progress(r, ev);
+        forget(r, sget(ev, t[5] == 'c' ? "custom_tool_use_id" : "tool_use_id"));
     } else if (!strcmp(t, "session.thread_status_terminated")) {
         idle_note_event(r, ev, now);
         jadd(r->terminated_threads, sget(ev, "session_thread_id"));
@@ -434,6 +542,7 @@ json_t *runner_next(runner_t *r)
         const char *id = sget(ev, "id");
         if (has(&r->answered, id) || in_terminated_thread(r, ev)) {
             /* Answered elsewhere (or its thread ended) while it waited. */
+            forget_if_proven(r, id);
             json_decref(ev);
             continue;
         }
@@ -450,6 +559,7 @@ void runner_call_done(runner_t *r, const char *id, bool posted, int64_t now)
     if (r->inflight && id && !strcmp(r->inflight, id)) {
         free(r->inflight);
         r->inflight = NULL;
+        forget_if_proven(r, id);
     }
     idle_settle(r, now);
 }
@@ -478,5 +588,11 @@ json_t *runner_take_queue(runner_t *r)
 
 runner_stats runner_get_stats(const runner_t *r)
 {
-    return r->stats;
+    runner_stats st = r->stats;
+    const idset_t *sets[] = {&r->seen, &r->answered, &r->dispatched, &r->proven, &r->listed, &r->hist_answered};
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+        st.ids += (long)sets[i]->n;
+        st.id_bytes += (long)idset_bytes(sets[i]);
+    }
+    return st;
 }

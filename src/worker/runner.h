@@ -45,6 +45,12 @@ json_t *runner_next(runner_t *r);
  * session; it is not run again by this runner. */
 void runner_call_done(runner_t *r, const char *id, bool posted, int64_t now_ms);
 
+/* Known answered. A call's id is forgotten once its result came on the
+ * stream (or a listing showed it and the stream has since caught up with
+ * that listing) and the call is no longer queued, in flight or held: it can
+ * then only come again in a listing, which shows its result with it. So this
+ * is false again for such an id, and the runner's memory is bounded by the
+ * open calls, not by the session's length. */
 bool runner_is_answered(const runner_t *r, const char *id);
 bool runner_busy(const runner_t *r); /* a call queued or in flight */
 int runner_queued(const runner_t *r);
@@ -56,5 +62,7 @@ int64_t runner_idle_deadline(const runner_t *r);
 /* Counters for reports. */
 typedef struct runner_stats {
     int executed, denied, unowned, held, deduped;
+    long ids;      /* entries in the id sets now */
+    long id_bytes; /* heap bytes of the id sets now */
 } runner_stats;
 runner_stats runner_get_stats(const runner_t *r);

@@ -16,6 +16,7 @@
 #include "obs/obs.h"
 #include "sandbox/sandbox.h"
 #include "worker/admin.h"
+#include "worker/memtrim.h"
 #include "worker/pool.h"
 #include "worker/proto.h"
 #include "worker/runner.h"
@@ -1453,6 +1454,7 @@ static void on_poll(const api_result *r, void *arg)
     }
     w->poll_attempt = 0;
     obs_ready_set_for("poll", true, NULL, 60000);
+    wmem_started();
     json_t *j = r->json;
     const char *id = json_is_object(j) ? jstr(j, "id") : NULL;
     metrics_inc(obs_m.polls, LV(id && *id ? "work" : "empty"), 1);
@@ -1716,6 +1718,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
         make_worker_id(w.worker_id, sizeof(w.worker_id));
 
     raise_nofile();
+    wmem_init(); /* one malloc arena: before any thread */
     int rc = sbx_policy_load(cfg->policy_path, &w.policy, err);
     if (rc < 0) return rc;
     rc = wstate_open(cfg->state_dir, &w.state, err);
@@ -1728,6 +1731,7 @@ int worker_run(const worker_config *cfg, shed_err *err)
         rc = err_set(err, ENOMEM, "event loop");
         goto out;
     }
+    wmem_start(w.loop, 30000); /* free heap pages back every 30 s */
     rc = http_new(w.loop, &w.http, err);
     if (rc < 0) goto out;
     api_config ac = {.loop = w.loop,
@@ -1822,6 +1826,7 @@ out:
     if (w.sigfd >= 0) close(w.sigfd);
     api_free(w.api);
     http_free(w.http);
+    if (w.loop) wmem_stop(w.loop);
     if (w.loop) loop_free(w.loop);
     if (w.state) {
         w.nsessions = 0;

@@ -445,3 +445,82 @@ TEST(idset_add_has_del_grow)
     idset_free(&s);
     ASSERT_FALSE(idset_has(&s, "sevt_1"));
 }
+
+/* Forgetting gives the memory back: the table shrinks with its entries, and
+ * iteration and the digest calls see the same set. */
+TEST(idset_shrinks_and_iterates)
+{
+    idset_t s, t;
+    idset_init(&s);
+    idset_init(&t);
+    char id[64];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        ASSERT_EQ_INT(idset_add(&s, id), 0);
+    }
+    size_t big = idset_bytes(&s);
+    ASSERT_TRUE(big >= 10000 * 8);
+    for (int i = 0; i < 9990; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        ASSERT_TRUE(idset_has_digest(&s, idset_digest(id)));
+        idset_del_digest(&s, idset_digest(id));
+    }
+    ASSERT_EQ_INT(s.n, 10);
+    ASSERT_TRUE(idset_bytes(&s) <= 128 * 8);
+    size_t pos = 0, k = 0;
+    uint64_t h;
+    while (idset_next(&s, &pos, &h)) {
+        ASSERT_EQ_INT(idset_add_digest(&t, h), 0);
+        k++;
+    }
+    ASSERT_EQ_INT(k, 10);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        ASSERT_EQ_INT(idset_has(&t, id), i >= 9990);
+        ASSERT_EQ_INT(idset_has(&s, id), i >= 9990);
+    }
+    for (int i = 9990; i < 10000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        idset_del(&s, id);
+    }
+    ASSERT_EQ_INT(idset_bytes(&s), 0); /* empty: nothing held */
+    ASSERT_EQ_INT(idset_add(&s, "again"), 0);
+    ASSERT_TRUE(idset_has(&s, "again"));
+    idset_free(&s);
+    idset_free(&t);
+}
+
+/* src/base/fpmath.c stands in for libm in build/shed: the same results as
+ * libm's (this test links libm) on ordinary and edge values. */
+double shed_trunc(double x);
+double shed_fmax(double a, double b);
+double shed_fmin(double a, double b);
+long long shed_llround(double x);
+
+#include <limits.h>
+#include <math.h>
+
+TEST(fpmath_matches_libm)
+{
+    const double v[] = {0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999999999999994, -0.49999999999999994,
+                        1e-300, -1e-300, 123456.789, -123456.789, 4503599627370495.5, -4503599627370495.5,
+                        4503599627370496.0, 9007199254740993.0, 1e18, -1e18, 9.2e18, -9.2e18, 1e300, -1e300,
+                        INFINITY, -INFINITY, NAN, 0.1 * 3, 2.0 / 3.0, 1000.0 * 0.001};
+    size_t n = sizeof(v) / sizeof(v[0]);
+    for (size_t i = 0; i < n; i++) {
+        double a = v[i], t = shed_trunc(a), u = trunc(a);
+        ASSERT_TRUE((isnan(t) && isnan(u)) || (t == u && signbit(t) == signbit(u)));
+        if (isfinite(a) && fabs(a) < 9.2e18) ASSERT_TRUE(shed_llround(a) == llround(a));
+        for (size_t j = 0; j < n; j++) {
+            double b = v[j];
+            double x = shed_fmax(a, b), y = fmax(a, b);
+            ASSERT_TRUE((isnan(x) && isnan(y)) || x == y);
+            x = shed_fmin(a, b), y = fmin(a, b);
+            ASSERT_TRUE((isnan(x) && isnan(y)) || x == y);
+        }
+    }
+    ASSERT_TRUE(shed_llround(NAN) == LLONG_MIN);
+    ASSERT_TRUE(shed_llround(1e300) == LLONG_MIN);
+    ASSERT_FALSE(signbit(shed_fmax(-0.0, 0.0)));
+    ASSERT_TRUE(signbit(shed_fmin(0.0, -0.0)));
+}

@@ -306,11 +306,14 @@ TEST(runner_reconcile_skips_answered_and_dedupes_stream)
     runner_history_end(r, true, 0);
     /* The stream repeats b (already seen) and brings d. */
     ASSERT_FALSE(runner_stream_event(r, h[1], 0));
+    ASSERT_TRUE(runner_is_answered(r, "a"));
     json_t *d = tool_use("d", "grep", NULL);
     runner_stream_event(r, d, 0);
     runner_stream_event(r, d, 0);
     ASSERT_EQ_STR(drain_ids(r), "b c d ");
-    ASSERT_TRUE(runner_is_answered(r, "a"));
+    /* d is new to the listing: the stream has caught up, so a (answered in
+     * the listing) cannot come again on it and is forgotten. */
+    ASSERT_FALSE(runner_is_answered(r, "a"));
     ASSERT_TRUE(runner_is_answered(r, "d"));
     for (size_t i = 0; i < ARRAY_SIZE(h); i++) json_decref(h[i]);
     json_decref(d);
@@ -502,6 +505,282 @@ TEST(runner_terminated_session_and_threads)
     json_decref(a);
     json_decref(b);
     runner_free(r);
+}
+
+static json_t *result_ev(const char *evid, const char *tid)
+{
+    return json_pack("{s:s,s:s,s:s}", "type", "user.tool_result", "id", evid, "tool_use_id", tid);
+}
+
+/* A long session: every call's id is forgotten once its result came back on
+ * the stream, so the runner's id sets stay the size of the open calls. */
+TEST(runner_forgets_answered_ids_memory_bounded)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    runner_history_begin(r);
+    runner_history_end(r, true, 0);
+    char id[32], evid[32];
+    long max_ids = 0, max_bytes = 0;
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        snprintf(evid, sizeof(evid), "sevt_r%d", i);
+        json_t *u = tool_use(id, i % 2 ? "bash" : "read", NULL), *res = result_ev(evid, id);
+        runner_stream_event(r, u, i);
+        json_t *x = runner_next(r);
+        ASSERT_TRUE(x != NULL);
+        ASSERT_EQ_STR(json_string_value(json_object_get(x, "id")), id);
+        /* Half the time the result comes on the stream before the post
+         * returns: forgotten only once the call has left the runner. */
+        if (i % 2) runner_stream_event(r, res, i);
+        ASSERT_TRUE(runner_is_answered(r, id) == (i % 2 == 1));
+        runner_call_done(r, id, true, i);
+        ASSERT_TRUE(runner_is_answered(r, id) == (i % 2 == 0));
+        if (i % 2 == 0) runner_stream_event(r, res, i);
+        ASSERT_FALSE(runner_is_answered(r, id));
+        runner_stats st = runner_get_stats(r);
+        if (st.ids > max_ids) max_ids = st.ids;
+        if (st.id_bytes > max_bytes) max_bytes = st.id_bytes;
+        json_decref(x);
+        json_decref(u);
+        json_decref(res);
+    }
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 20000);
+    ASSERT_EQ_INT(runner_get_stats(r).ids, 0);
+    ASSERT_TRUE(max_ids <= 3);
+    ASSERT_TRUE(max_bytes <= 3 * 16 * 8);
+    runner_free(r);
+}
+
+/* A reconnect's listing shows answered calls; they are kept (a call emitted
+ * after the stream opened may still arrive on it) until the stream brings
+ * an event the listing did not have, then forgotten. Never run again, also
+ * when a later listing shows them once more. */
+TEST(runner_listing_ids_kept_until_stream_catches_up)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    char id[32], evid[32];
+    json_t *hist = json_array();
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "toolu_%d", i);
+        snprintf(evid, sizeof(evid), "sevt_r%d", i);
+        json_array_append_new(hist, tool_use(id, "bash", NULL));
+        json_array_append_new(hist, result_ev(evid, id));
+    }
+    json_array_append_new(hist, tool_use("open1", "bash", NULL));
+    size_t i;
+    json_t *ev;
+    runner_history_begin(r);
+    json_array_foreach(hist, i, ev) runner_history_event(r, ev);
+    runner_history_end(r, true, 0);
+    ASSERT_EQ_STR(drain_ids(r), "open1 ");
+    ASSERT_TRUE(runner_get_stats(r).ids >= 2000);
+    /* The stream's copies of listed events (the overlap): nothing runs. */
+    for (i = 1900; i < json_array_size(hist); i++) runner_stream_event(r, json_array_get(hist, i), 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_FALSE(runner_is_answered(r, "toolu_999")); /* its result came on the stream */
+    ASSERT_TRUE(runner_is_answered(r, "toolu_100"));  /* only listed: kept */
+    /* open1's result, new to the listing: caught up. */
+    _cleanup_json_ json_t *r1 = result_ev("sevt_open1", "open1");
+    runner_stream_event(r, r1, 0);
+    ASSERT_FALSE(runner_is_answered(r, "toolu_100"));
+    ASSERT_EQ_INT(runner_get_stats(r).ids, 0);
+    ASSERT_TRUE(runner_get_stats(r).id_bytes == 0);
+    /* A later reconcile lists everything again: still nothing to run. */
+    json_array_append(hist, r1);
+    runner_history_begin(r);
+    json_array_foreach(hist, i, ev) runner_history_event(r, ev);
+    runner_history_end(r, true, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 1);
+    json_decref(hist);
+    runner_free(r);
+}
+
+/* A result that arrives while its call waits in the queue: the call is not
+ * run, and its id is forgotten when it leaves the queue. A held call is never
+ * forgotten (a later "allow" must not run a call answered elsewhere). */
+TEST(runner_result_while_queued_or_held)
+{
+    runner_t *r = runner_new(60000, owns, NULL, NULL);
+    json_t *a = tool_use("a", "bash", NULL), *b = tool_use("b", "bash", NULL), *c = tool_use("c", "bash", "ask");
+    runner_stream_event(r, a, 0);
+    runner_stream_event(r, b, 0);
+    runner_stream_event(r, c, 0);
+    json_t *x = runner_next(r); /* a in flight, b queued, c held */
+    _cleanup_json_ json_t *rb = result_ev("e_rb", "b");
+    _cleanup_json_ json_t *rc = result_ev("e_rc", "c");
+    runner_stream_event(r, rb, 0);
+    runner_stream_event(r, rc, 0);
+    ASSERT_TRUE(runner_is_answered(r, "b"));
+    ASSERT_TRUE(runner_is_answered(r, "c"));
+    runner_call_done(r, "a", true, 0);
+    ASSERT_TRUE(runner_next(r) == NULL); /* b answered elsewhere: skipped */
+    ASSERT_FALSE(runner_is_answered(r, "b"));
+    _cleanup_json_ json_t *allow =
+        json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation", "tool_use_id", "c", "result", "allow");
+    runner_stream_event(r, allow, 0);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    ASSERT_EQ_INT(runner_get_stats(r).executed, 1);
+    json_decref(x);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    runner_free(r);
+}
+
+/* A model of the session's event log and of the worker around the runner:
+ * streams that open at the log's end and deliver it in order, histories
+ * listed after the stream opened (stream events buffered meanwhile, as
+ * worker.c does), listings that fail midway, disconnects that lose events
+ * to the next listing, results posted after a call ran (the stream may
+ * bring them before the post returns). Over random schedules: no call runs
+ * twice, every call runs once by the end, and the runner ends up holding
+ * no id. */
+typedef struct {
+    json_t *log;    /* the server's events */
+    json_t *buffer; /* stream events that arrived while listing */
+    bool connected, listing;
+    size_t pos;     /* next log index the stream delivers */
+    int *runs;
+    bool *told;   /* the runner was given the call's result (stream or listing) */
+    bool *others; /* another client answered the call */
+    runner_t *r;
+    json_t *running;
+    bool posted;
+    uint64_t rng;
+} sim_t;
+
+static uint32_t sim_rand(sim_t *m, uint32_t n)
+{
+    m->rng = m->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(m->rng >> 33) % n;
+}
+
+static void sim_feed(sim_t *m, json_t *ev, bool history)
+{
+    const char *tid = json_string_value(json_object_get(ev, "tool_use_id"));
+    if (tid) m->told[atoi(tid + 1)] = true;
+    if (history)
+        runner_history_event(m->r, ev);
+    else
+        runner_stream_event(m->r, ev, 0);
+}
+
+static void sim_deliver(sim_t *m, json_t *ev)
+{
+    if (m->listing)
+        json_array_append(m->buffer, ev);
+    else
+        sim_feed(m, ev, false);
+}
+
+static void sim_list(sim_t *m, bool fail)
+{
+    size_t n = json_array_size(m->log);
+    if (fail) n = sim_rand(m, (uint32_t)n + 1);
+    runner_history_begin(m->r);
+    for (size_t i = 0; i < n; i++) sim_feed(m, json_array_get(m->log, i), true);
+    runner_history_end(m->r, !fail, 0);
+    m->listing = false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(m->buffer, i, ev) sim_feed(m, ev, false);
+    json_array_clear(m->buffer);
+}
+
+static void sim_step(sim_t *m, int *calls, int max_calls, bool quiet)
+{
+    char id[32];
+    switch (sim_rand(m, 10)) {
+    case 0: /* the agent calls a tool */
+        if (quiet || *calls >= max_calls) break;
+        snprintf(id, sizeof(id), "t%d", (*calls)++);
+        json_array_append_new(m->log, tool_use(id, "bash", NULL));
+        break;
+    case 1: case 2: /* the stream delivers */
+        if (m->connected && m->pos < json_array_size(m->log)) sim_deliver(m, json_array_get(m->log, m->pos++));
+        break;
+    case 3: /* the running call ends; its result is posted (the server has it) */
+        if (m->running && !m->posted) {
+            const char *tid = json_string_value(json_object_get(m->running, "id"));
+            snprintf(id, sizeof(id), "r_%s", tid);
+            json_array_append_new(m->log, result_ev(id, tid));
+            m->posted = true;
+        }
+        break;
+    case 4: /* the post returns */
+        if (m->running && m->posted) {
+            runner_call_done(m->r, json_string_value(json_object_get(m->running, "id")), true, 0);
+            json_decref(m->running);
+            m->running = NULL;
+            m->posted = false;
+        }
+        break;
+    case 5: /* the history listing after a (re)connect, now and then failing */
+        if (m->connected && m->listing) sim_list(m, !quiet && sim_rand(m, 4) == 0);
+        break;
+    case 6: /* the stream drops; events until the next one opens are not streamed */
+        if (!quiet && m->connected && sim_rand(m, 3) == 0) m->connected = m->listing = false, json_array_clear(m->buffer);
+        break;
+    case 7: /* it opens again at the log's end, then lists the history */
+        if (!m->connected) m->connected = m->listing = true, m->pos = json_array_size(m->log);
+        break;
+    case 8: /* another client answers a call (its owner, a user) */
+        if (!quiet && *calls > 0 && sim_rand(m, 4) == 0) {
+            int k = (int)sim_rand(m, (uint32_t)*calls);
+            snprintf(id, sizeof(id), "t%d", k);
+            char evid[40];
+            snprintf(evid, sizeof(evid), "o_%s_%u", id, sim_rand(m, 1000000));
+            json_array_append_new(m->log, result_ev(evid, id));
+            m->others[k] = true;
+        }
+        break;
+    default: /* a failed listing is read again while the stream stays up */
+        if (!quiet && m->connected && !m->listing && sim_rand(m, 6) == 0) m->listing = true;
+        break;
+    }
+    if (!m->running && (m->running = runner_next(m->r))) {
+        const char *tid = json_string_value(json_object_get(m->running, "id"));
+        /* Never one whose result the runner has been given. */
+        if (m->told[atoi(tid + 1)]) fprintf(stderr, "call %s handed out after its result\n", tid);
+        ASSERT_FALSE(m->told[atoi(tid + 1)]);
+        m->runs[atoi(tid + 1)]++;
+    }
+}
+
+TEST(runner_forgetting_never_runs_a_call_twice_model)
+{
+    enum { CALLS = 60, SEEDS = 150 };
+    for (int seed = 1; seed <= SEEDS; seed++) {
+        int runs[CALLS + 1] = {0}, calls = 0;
+        bool told[CALLS + 1] = {0}, others[CALLS + 1] = {0};
+        sim_t m = {.log = json_array(), .buffer = json_array(), .runs = runs, .told = told, .others = others,
+                   .rng = (uint64_t)seed};
+        m.r = runner_new(60000, owns, NULL, NULL);
+        for (int step = 0; step < 1500; step++) sim_step(&m, &calls, CALLS, false);
+        /* Quiet end: no more drops; everything is delivered and answered. */
+        for (int step = 0; step < 4000; step++) sim_step(&m, &calls, CALLS, true);
+        /* One last call, new to every listing: once the stream brings it,
+         * it has caught up and the listed ids go too. */
+        if (!m.connected) m.connected = m.listing = true, m.pos = json_array_size(m.log);
+        if (m.listing) sim_list(&m, false);
+        calls = CALLS;
+        json_t *last = tool_use("t60", "bash", NULL);
+        json_array_append(m.log, last);
+        for (int step = 0; step < 4000; step++) sim_step(&m, &calls, CALLS, true);
+        json_decref(last);
+        for (int k = 0; k <= CALLS; k++) {
+            /* Once, or not at all when another client answered it first. */
+            if (runs[k] != 1 && !(others[k] && runs[k] == 0))
+                fprintf(stderr, "seed %d: call t%d ran %d times\n", seed, k, runs[k]);
+            ASSERT_TRUE(runs[k] == 1 || (others[k] && runs[k] == 0));
+        }
+        ASSERT_TRUE(m.running == NULL);
+        ASSERT_EQ_INT(runner_get_stats(m.r).ids, 0);
+        runner_free(m.r);
+        json_decref(m.log);
+        json_decref(m.buffer);
+    }
 }
 
 /* ---------- state dir ---------- */
