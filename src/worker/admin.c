@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,30 @@ static void sweep(loop_t *l, void *arg)
     a->sweep_timer = loop_timer(l, ADMIN_SWEEP_MS, sweep, a);
 }
 
+/* Is a live worker answering on this socket? A connect alone does not say:
+ * the listening socket of a worker killed a moment ago can outlive it (its
+ * exit still in progress, or a copy of the fd in a child that has not reached
+ * its exec yet), and the kernel queues connections nobody will accept. So ask
+ * (`list`, read-only) and wait up to 3 s for any byte of an answer. */
+static bool admin_socket_served(const struct sockaddr_un *sa)
+{
+    _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0 || connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) < 0) return false;
+    static const char ask[] = "{\"cmd\":\"list\"}\n";
+    if (send(probe, ask, sizeof(ask) - 1, MSG_NOSIGNAL) < 0) return false;
+    int64_t deadline = clock_mono_ms() + 3000;
+    for (;;) {
+        int64_t left = deadline - clock_mono_ms();
+        if (left <= 0) return false;
+        struct pollfd p = {.fd = probe, .events = POLLIN};
+        int n = poll(&p, 1, (int)left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        char c;
+        return recv(probe, &c, 1, MSG_DONTWAIT) == 1;
+    }
+}
+
 static int listen_unix(const char *path, shed_err *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -373,8 +398,7 @@ static int listen_unix(const char *path, shed_err *err)
         if (!S_ISSOCK(st.st_mode))
             return err_msg(err, EEXIST, "--admin-socket %s exists and is not a socket; remove it or choose another path",
                            path);
-        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        if (admin_socket_served(&sa))
             return err_msg(err, EEXIST, "--admin-socket %s: another process is serving it (another worker on this "
                            "state dir?); stop it or choose another path", path);
         if (unlink(path) < 0) return err_set(err, errno, "--admin-socket %s: remove the stale socket", path);

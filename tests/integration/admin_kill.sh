@@ -24,12 +24,32 @@ r = subprocess.run([SHED, "worker", "--environment-id", "env_x", "--environment-
 check(r.returncode != 0 and "not a socket" in r.stderr, "not-a-socket refused: %d %r" % (r.returncode, r.stderr))
 
 audit = T + "/audit.log"
-# A stale socket (no one listening) is replaced.
+step("a stale socket is replaced: one nobody listens on, and one still listening that never answers")
 st = socket.socket(socket.AF_UNIX); st.bind(sock); st.close()
+p = subprocess.Popen([SHED, "worker", "--environment-id", "env_x", "--environment-key", "k", "--base-url",
+                      "http://127.0.0.1:9", "--state-dir", T + "/ws1", "--admin-socket", sock],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+deadline, seen = time.time() + 30, ""
+while time.time() < deadline and "admin socket" not in seen and p.poll() is None:
+    seen += p.stderr.readline()
+p.kill(); p.wait()
+check("another process" not in seen and "admin socket" in seen, "unbound stale socket replaced: %r" % seen)
+# what a killed worker's listening socket looks like while a copy of its fd
+# outlives it: connections queue, nobody answers
+st = socket.socket(socket.AF_UNIX)
+if os.path.exists(sock): os.unlink(sock)
+st.bind(sock); st.listen(4)
 srv, env, key, w = serve_and_worker(T, "--max-idle", "60", "--admin-socket", sock,
                                     "--metrics-listen", "127.0.0.1:%d" % mport, "--audit-log", audit)
 w.wait_log(r"admin socket")
+st.close()
 check(os.stat(sock).st_mode & 0o777 == 0o600, "socket mode 0600: %o" % os.stat(sock).st_mode)
+
+step("a second worker on the same live admin socket is refused")
+r = subprocess.run([SHED, "worker", "--environment-id", "env_x", "--environment-key", "k", "--base-url",
+                    "http://127.0.0.1:9", "--state-dir", T + "/ws2", "--admin-socket", sock],
+                   capture_output=True, text=True, timeout=60)
+check(r.returncode != 0 and "another process is serving it" in r.stderr, "live socket kept: %d %r" % (r.returncode, r.stderr))
 
 def admin(*args, ok=True):
     r = subprocess.run([SHED, "worker", "admin", "--socket", sock] + list(args), capture_output=True, text=True, timeout=60)
