@@ -1120,6 +1120,14 @@ static void on_session(const api_result *r, void *arg)
                          .ended = on_files_ended,
                          .arg = s};
         shed_err err = {0};
+        /* The session's directory holds the store folders: make it now. */
+        free(s->workspace);
+        s->workspace = NULL;
+        if (wstate_session_workspace(w->state, s->session_id, &s->workspace, &err) < 0) {
+            slog(LOG_ERROR, s->session_id, s->work_id, "workspace: %s", err.msg);
+            sess_end(s, LEASE_END_DONE);
+            return;
+        }
         if (sfiles_new(&fe, s->session_id, s->work_id, r->json, s->cred, s->token != NULL, &s->files, &err) < 0) {
             slog(LOG_ERROR, s->session_id, s->work_id, "failing the work item: %s", err.msg);
             audit_ev(w, "memory.failed", json_pack("{s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
