@@ -161,7 +161,7 @@ static bool path_within(const char *a, const char *b)
     return !strncmp(a, b, n) && (b[n] == 0 || b[n] == '/');
 }
 
-static int inside_path_check(const char *p, const char *workdir, shed_err *err)
+int sfiles_mount_path_check(const char *p, const char *workdir, shed_err *err)
 {
     size_t n = strlen(p);
     if (!memory_mount_path_legal(p) || n < 2 || n > MAX_INSIDE_PATH || p[n - 1] == '/' ||
@@ -232,7 +232,7 @@ static int plan_memory(sfiles_t *f, json_t *resources, shed_err *err)
             snprintf(fallback, sizeof(fallback), "/mnt/memory/%s", nm[0] ? nm : "store");
             mp = fallback;
         }
-        int rc = inside_path_check(mp, f->env.workdir, err);
+        int rc = sfiles_mount_path_check(mp, f->env.workdir, err);
         if (rc < 0) {
             err_wrap(err, "memory_store_id=%s", id);
             return rc;

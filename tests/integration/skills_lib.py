@@ -195,11 +195,13 @@ def hostile_archives():
 
 class ContentProxy:
     """127.0.0.1:<port> -> upstream; GET .../skills/<id>/versions/<v>/content of
-    a skill in `swap` is answered with swap[id] instead."""
+    a skill in `swap` is answered with swap[id] instead; memory writes can be
+    slowed down (delay_memory_writes seconds each) to catch a sync mid-way."""
 
-    def __init__(self, upstream_host, upstream_port, swap):
+    def __init__(self, upstream_host, upstream_port, swap, delay_memory_writes=0.0):
         proxy = self
         self.swap = dict(swap)
+        self.delay = delay_memory_writes
         self.served = {}
 
         class H(socketserver.BaseRequestHandler):
@@ -248,6 +250,8 @@ class ContentProxy:
                       b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(data) + data)
             c.close()
             return
+        if self.delay and parts[0] in (b"POST", b"DELETE") and "/memories" in path:
+            time.sleep(self.delay)
         try:
             u = socket.create_connection((uh, up), timeout=30)
         except OSError:
