@@ -840,6 +840,19 @@ static void mount_finished(sfiles_t *f)
     maybe_ready(f);
 }
 
+/* Store folders never mounted (the item ended first) or emptied: removed;
+ * one the engine kept (a tampered marker with files in it) stays for the
+ * operator, until the session's directory goes or the worker restarts. */
+static void remove_empty_folders(sfiles_t *f)
+{
+    if (f->mem_fd < 0) return;
+    for (size_t k = 0; k < f->nstores; k++) unlinkat(f->mem_fd, f->stores[k].host_name, AT_REMOVEDIR);
+    char sdir[4200];
+    snprintf(sdir, sizeof(sdir), "%s/sessions/%s", f->env.state_dir, f->session_id);
+    _cleanup_close_ int sfd = open(sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd >= 0) unlinkat(sfd, "memory", AT_REMOVEDIR);
+}
+
 static void dispose_all(sfiles_t *f)
 {
     for (size_t k = 0; k < f->nstores; k++)
@@ -851,6 +864,7 @@ static void dispose_all(sfiles_t *f)
         }
     if (f->msess) memory_session_dispose_free(f->msess);
     f->msess = NULL;
+    remove_empty_folders(f);
 }
 
 static void log_store_stats(sfiles_t *f, const char *what)
@@ -981,7 +995,7 @@ void sfiles_start(sfiles_t *f, const char *workspace, uid_t uid, gid_t gid)
 
 bool sfiles_busy(const sfiles_t *f)
 {
-    if (!f) return false;
+    if (!f || !f->started) return false; /* never started: no sandbox, nothing to wait for */
     if (!f->ready_sent) return true;
     return f->mstate == MEM_SYNCING;
 }
