@@ -122,6 +122,7 @@ struct wsess {
     /* skills and memory stores (session_files.c) */
     sfiles_t *files;
     bool files_ended;
+    bool files_ready; /* set-up done: the session is retrieved once more, then the runner starts */
     bool clean_end; /* the turn ended (idle) or the session terminated: final memory sync */
 };
 
@@ -938,6 +939,8 @@ run:
 }
 
 /* The files are in place (or failed): start the runner. */
+static void get_session(wsess_t *s);
+
 static void on_files_ready(void *arg, int rc, const char *msg)
 {
     wsess_t *s = arg;
@@ -947,7 +950,11 @@ static void on_files_ready(void *arg, int rc, const char *msg)
         sess_end(s, LEASE_END_DONE);
         return;
     }
-    start_runner(s);
+    /* The set-up may have taken seconds: a session terminated meanwhile
+     * would only show as a stream that ends at once. Ask again. */
+    s->files_ready = true;
+    s->get_attempt = 0;
+    get_session(s);
 }
 
 static void on_files_idle(void *arg)
@@ -1103,6 +1110,10 @@ static void on_session(const api_result *r, void *arg)
         slog(LOG_INFO, s->session_id, s->work_id, "skipping the work item of a terminated session");
         s->terminated = true;
         sess_end(s, LEASE_END_DONE);
+        return;
+    }
+    if (s->files_ready) {
+        start_runner(s);
         return;
     }
     if (!s->files) {

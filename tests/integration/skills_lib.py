@@ -195,13 +195,15 @@ def hostile_archives():
 
 class ContentProxy:
     """127.0.0.1:<port> -> upstream; GET .../skills/<id>/versions/<v>/content of
-    a skill in `swap` is answered with swap[id] instead; memory writes can be
+    a skill in `swap` is answered with swap[id] instead; the content of a
+    skill in `slow_skills` is delayed that many seconds; memory writes can be
     slowed down (delay_memory_writes seconds each) to catch a sync mid-way."""
 
-    def __init__(self, upstream_host, upstream_port, swap, delay_memory_writes=0.0):
+    def __init__(self, upstream_host, upstream_port, swap, delay_memory_writes=0.0, slow_skills=None):
         proxy = self
         self.swap = dict(swap)
         self.delay = delay_memory_writes
+        self.slow = dict(slow_skills or {})
         self.served = {}
 
         class H(socketserver.BaseRequestHandler):
@@ -252,6 +254,9 @@ class ContentProxy:
             return
         if self.delay and parts[0] in (b"POST", b"DELETE") and "/memories" in path:
             time.sleep(self.delay)
+        if parts[0] == b"GET" and len(seg) == 7 and seg[2] == "skills" and seg[6] == "content" \
+                and seg[3] in self.slow:
+            time.sleep(self.slow[seg[3]])
         try:
             u = socket.create_connection((uh, up), timeout=30)
         except OSError:
