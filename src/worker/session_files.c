@@ -178,6 +178,13 @@ int sfiles_mount_path_check(const char *p, const char *workdir, shed_err *err)
     if (path_within(p, workdir))
         return err_msg(err, EINVAL, "memory store mount_path %.200s would cover the workdir %s", p,
                        workdir);
+    /* The workdir is the agent's to write: a link it planted on the way to
+     * a mount point would decide where the store lands. */
+    if (path_within(workdir, p))
+        return err_msg(err, EINVAL,
+                       "memory store mount_path %.200s is inside the workdir %s, which the agent can "
+                       "write; use a path like /mnt/memory/<name>",
+                       p, workdir);
     return 0;
 }
 

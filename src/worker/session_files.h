@@ -77,7 +77,8 @@ void sfiles_end(sfiles_t *f, bool clean);
 void sfiles_free(sfiles_t *f);
 /* The checks a memory store's mount_path (inside the sandbox) passes: clean
  * and absolute, no control character, not in the sandbox's own layout
- * (/proc, /etc, /usr, /tmp, ...), not the workdir or one of its parents. */
+ * (/proc, /etc, /usr, /tmp, ...), not the workdir, inside it or one of its
+ * parents. */
 int sfiles_mount_path_check(const char *inside, const char *workdir, shed_err *err);
 /* Worker start: remove <state>/sessions/<*>/memory left by a killed worker.
  * Returns how many were removed. */

@@ -24,10 +24,10 @@ TEST(sfiles_mount_path_rules)
     shed_err err = {0};
     ASSERT_EQ_INT(sfiles_mount_path_check("/mnt/memory/notes", "/workspace", &err), 0);
     ASSERT_EQ_INT(sfiles_mount_path_check("/data/x", "/workspace", &err), 0);
-    ASSERT_EQ_INT(sfiles_mount_path_check("/workspace/memory/x", "/workspace", &err), 0);
+    ASSERT_EQ_INT(sfiles_mount_path_check("/workspaces/x", "/workspace", &err), 0);
     const char *bad[] = {"relative", "/", "/mnt/../etc", "/mnt//x", "/mnt/./x", "/mnt/x/", "/mnt/x/.",
                          "/etc", "/etc/cron.d", "/usr/lib/x", "/proc/1", "/tmp/m", "/dev/shm/x",
-                         "/workspace", "/lib64", "/mnt\n"};
+                         "/workspace", "/workspace/memory/x", "/lib64", "/mnt\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err = (shed_err){0};
         if (sfiles_mount_path_check(bad[i], "/workspace", &err) != -EINVAL)
