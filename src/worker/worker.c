@@ -938,9 +938,10 @@ run:
     start_runner(s);
 }
 
-/* The files are in place (or failed): start the runner. */
 static void get_session(wsess_t *s);
 
+/* The skills and memory stores are in place (or a store failed: the item
+ * fails). Retrieve the session once more, then start the runner. */
 static void on_files_ready(void *arg, int rc, const char *msg)
 {
     wsess_t *s = arg;
