@@ -3,8 +3,9 @@
 # the same state dir (issue #9): the dead run's store folder is removed at
 # start (never uploaded), the item comes back when its lease lapses, the
 # store is mounted afresh from the server (what landed before the kill plus
-# what changed meanwhile), and syncing goes on. Memory writes are slowed by
-# a pass-through proxy so that the kill lands mid-sync.
+# what changed meanwhile), and syncing goes on. A pass-through proxy lets
+# the first 20 memory writes through and holds the rest, so the kill lands
+# mid-sync.
 # timeout: 150
 . "$(dirname "$0")/../lib/common.sh"
 python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
@@ -19,7 +20,9 @@ env = srv.environment(); kid, key = srv.new_key(env)
 write_key_file(T + "/key", key)
 st = memory_store(srv, "Scratch")
 keep = put_memory(srv, st, "/keep.md", "v1")
-px = ContentProxy(srv.host, srv.port, {}, delay_memory_writes=0.05)
+import threading
+held = threading.Event()
+px = ContentProxy(srv.host, srv.port, {}, hold_memory_writes=(20, held))
 args = ("--max-idle", "60", "--memory-sync-interval", "5s")
 w = Worker(srv, env, T + "/key", T + "/wstate", *args, base_url=px.url)
 s = session(srv, env, resources=[{"type": "memory_store", "memory_store_id": st}])
@@ -31,8 +34,9 @@ r, out = bash(srv, sid, "cat %s/keep.md && for i in $(seq 1 %d); do echo -n n$i 
 check(not r["is_error"] and out.startswith("v1"), "files written: %r" % out[:200])
 time.sleep(5.5)
 bash(srv, sid, "true")
-landed = wait_for(lambda: (lambda n: n if n > 3 else 0)(len(memories(srv, st))), "the first uploads", 60, 0.05)
+wait_for(lambda: px.writes > 20, "the sync to upload (the first 20 writes land, the rest are held)", 60, 0.05)
 w.kill9()
+held.set()
 mem_dir = os.path.join(T, "wstate", "sessions", sid, "memory")
 check(os.path.isdir(mem_dir), "the dead run's folder is still there")
 time.sleep(0.5)

@@ -196,13 +196,19 @@ def hostile_archives():
 class ContentProxy:
     """127.0.0.1:<port> -> upstream; GET .../skills/<id>/versions/<v>/content of
     a skill in `swap` is answered with swap[id] instead; the content of a
-    skill in `slow_skills` is delayed that many seconds; memory writes can be
+    skill in `slow_skills` is delayed that many seconds (or held until the
+    threading.Event given for it is set); memory writes can be
     slowed down (delay_memory_writes seconds each) to catch a sync mid-way."""
 
-    def __init__(self, upstream_host, upstream_port, swap, delay_memory_writes=0.0, slow_skills=None):
+    def __init__(self, upstream_host, upstream_port, swap, delay_memory_writes=0.0, slow_skills=None,
+                 hold_memory_writes=None):
         proxy = self
         self.swap = dict(swap)
         self.delay = delay_memory_writes
+        # (n, threading.Event): the first n memory writes pass, the rest wait for the event
+        self.hold = hold_memory_writes
+        self.writes = 0
+        self.lock = threading.Lock()
         self.slow = dict(slow_skills or {})
         self.served = {}
 
@@ -252,11 +258,22 @@ class ContentProxy:
                       b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(data) + data)
             c.close()
             return
-        if self.delay and parts[0] in (b"POST", b"DELETE") and "/memories" in path:
-            time.sleep(self.delay)
+        if parts[0] in (b"POST", b"DELETE") and "/memories" in path:
+            if self.delay:
+                time.sleep(self.delay)
+            if self.hold:
+                with self.lock:
+                    self.writes += 1
+                    n = self.writes
+                if n > self.hold[0]:
+                    self.hold[1].wait(60)
         if parts[0] == b"GET" and len(seg) == 7 and seg[2] == "skills" and seg[6] == "content" \
                 and seg[3] in self.slow:
-            time.sleep(self.slow[seg[3]])
+            hold = self.slow[seg[3]]
+            if isinstance(hold, threading.Event):
+                hold.wait(60)
+            else:
+                time.sleep(hold)
         try:
             u = socket.create_connection((uh, up), timeout=30)
         except OSError:
