@@ -55,3 +55,7 @@ done
 
 mkdir -p "$work/mem"
 "$bin" sync "$work/mem" 2000 | sed 's/^/memory (2000 memories): /'
+
+# The worker's set-up and teardown cost for skills and memory stores, end to
+# end (needs a host that can make sandboxes; otherwise it says so).
+SHED=${SHED:-$PWD/build/shed} python3 bench/skills_memory_worker.py

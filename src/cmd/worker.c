@@ -7,6 +7,7 @@
 
 #include "base/cleanup.h"
 #include "base/log.h"
+#include "memory/memory.h"
 #include "obs/obs.h"
 #include "worker/api.h"
 #include "worker/worker.h"
@@ -52,6 +53,10 @@ static const char USAGE[] =
     "                             '' = none; see shed worker admin --help)\n"
     "  --max-session-seconds N    end a work item this long after its claim, like an admin\n"
     "                             kill (default 0 = no limit)\n"
+    "  --memory-sync-interval D   sync memory stores at most this often, after tool calls\n"
+    "                             (default 15s, minimum 5s)\n"
+    "  --memory-sync-deletions M  enabled (default), log_only or disabled: whether a file\n"
+    "                             deleted in the sandbox deletes its memory\n"
     "  --log-format text|json     log format on stderr (default text)\n"
     "  --log-level LEVEL          error, warn, info (default) or debug\n"
     "\n"
@@ -88,6 +93,8 @@ enum {
     OPT_AUDIT_FSYNC,
     OPT_ADMIN_SOCKET,
     OPT_MAX_SESSION,
+    OPT_MEM_INTERVAL,
+    OPT_MEM_DELETIONS,
 };
 
 int cmd_worker_admin(int argc, char **argv, const char *default_state_dir); /* worker_admin.c */
@@ -116,6 +123,8 @@ static const struct option OPTS[] = {
     {"audit-fsync", no_argument, NULL, OPT_AUDIT_FSYNC},
     {"admin-socket", required_argument, NULL, OPT_ADMIN_SOCKET},
     {"max-session-seconds", required_argument, NULL, OPT_MAX_SESSION},
+    {"memory-sync-interval", required_argument, NULL, OPT_MEM_INTERVAL},
+    {"memory-sync-deletions", required_argument, NULL, OPT_MEM_DELETIONS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -201,7 +210,8 @@ int cmd_worker(int argc, char **argv)
                *base_url = NULL, *workdir = "/workspace", *policy = NULL, *state_dir = NULL,
                *log_format = "text", *log_level = "info", *session_id = NULL, *work_id = NULL,
                *secret_file = NULL, *metrics_listen = NULL, *audit_log = NULL, *admin_socket = NULL;
-    int64_t max_session_ms = 0;
+    int64_t max_session_ms = 0, mem_interval_ms = 0;
+    memory_delete_mode_t mem_deletions = MEMORY_DELETE_ENABLED;
     audit_content audit_mode = AUDIT_CONTENT_METADATA;
     unsigned long long audit_rotate = 64ULL << 20;
     bool audit_fsync = false;
@@ -256,6 +266,18 @@ int cmd_worker(int argc, char **argv)
             if (parse_duration_ms(optarg, &max_session_ms) < 0)
                 return cmd_usage_error("worker", USAGE, "--max-session-seconds: '%s' is not a duration in seconds", optarg);
             break;
+        case OPT_MEM_INTERVAL: {
+            shed_err ierr = {0};
+            if (parse_duration_ms(optarg, &mem_interval_ms) < 0 ||
+                memory_check_sync_interval(mem_interval_ms, &ierr) < 0)
+                return cmd_usage_error("worker", USAGE, "--memory-sync-interval: '%s' is not a duration of at least 5s",
+                                       optarg);
+            break;
+        }
+        case OPT_MEM_DELETIONS:
+            if (memory_parse_delete_mode(optarg, &mem_deletions) < 0)
+                return cmd_usage_error("worker", USAGE, "--memory-sync-deletions must be enabled, log_only or disabled");
+            break;
         case ':': return cmd_usage_error("worker", USAGE, "option '%s' needs a value", argv[optind - 1]);
         default: return cmd_usage_error("worker", USAGE, "unknown option '%s'", argv[optind - 1]);
         }
@@ -307,6 +329,8 @@ int cmd_worker(int argc, char **argv)
         .audit_fsync = audit_fsync,
         .admin_socket = admin_socket,
         .max_session_ms = max_session_ms,
+        .memory_sync_ms = mem_interval_ms,
+        .memory_delete_mode = (int)mem_deletions,
     };
     if (run_mode) {
         session_id = env_or(session_id, "ANTHROPIC_SESSION_ID");

@@ -155,6 +155,10 @@ typedef struct memory_store_config {
     gid_t owner_gid;
     const char *session_id; /* for log lines */
     unsigned max_inflight;  /* concurrent remote calls; 0 = MEMORY_FETCH_CONCURRENCY */
+    /* The folder may already exist as an EMPTY directory (not a link): the
+     * worker creates it to bind it into the sandbox before the store is
+     * mounted. Anything else at the path is still refused. */
+    int adopt_empty_dir;
 } memory_store_config_t;
 
 typedef struct memory_store_stats {
@@ -164,7 +168,8 @@ typedef struct memory_store_stats {
 } memory_store_stats_t;
 
 /* Mount a store at `name` inside the directory `parent_fd`: `name` must not
- * exist ("something already exists at the memory store's path"); it is
+ * exist ("something already exists at the memory store's path"; with
+ * cfg->adopt_empty_dir an empty directory is taken over instead); it is
  * created 0700, the marker written, and a full pull started. Run the store
  * until idle, then memory_store_mount_result() says whether the pull
  * succeeded; on failure call memory_store_dispose() (the half-downloaded

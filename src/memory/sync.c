@@ -7,6 +7,7 @@
  * subtle. Never blocks on the network, never follows a link in the folder,
  * never pushes from a read-only store or a folder that fails the marker
  * check. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -1182,6 +1183,27 @@ int memory_store_run(memory_store_t *s, int64_t now_ms)
 
 /* ---- public store API ------------------------------------------------------- */
 
+/* 1 when `name` in `parent_fd` is a directory (not a link) with no entry. */
+static int dir_is_empty_at(int parent_fd, const char *name)
+{
+    int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    int empty = 1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            empty = 0;
+            break;
+        }
+    closedir(d);
+    return empty;
+}
+
 static int valid_component(const char *n)
 {
     return n && *n && !strchr(n, '/') && strcmp(n, ".") && strcmp(n, "..");
@@ -1199,14 +1221,18 @@ int memory_store_mount(memory_store_t **out, const memory_store_config_t *cfg,
         return err_msg(err, EINVAL, "memory store %s: folder name '%s' is not one path component",
                        cfg->memory_store_id, name ? name : "");
     struct stat st;
-    if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+    int adopted = 0;
+    if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && cfg->adopt_empty_dir &&
+        S_ISDIR(st.st_mode) && dir_is_empty_at(parent_fd, name))
+        adopted = 1;
+    else if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
         /* A root we did not create is a dead run's leftovers; the first sync
          * would upload them into the customer's store. */
         return err_msg(err, EEXIST,
                        "something already exists at the memory store's path: %s "
                        "(memory_store_id=%s); it must not exist when the session starts",
                        name, cfg->memory_store_id);
-    if (mkdirat(parent_fd, name, 0700) < 0)
+    if (!adopted && mkdirat(parent_fd, name, 0700) < 0)
         return err_set(err, errno,
                        "cannot create the memory store's folder: %s (memory_store_id=%s); the "
                        "worker host must make this mount path writable",

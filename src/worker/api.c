@@ -190,6 +190,8 @@ struct api_call {
     size_t body_len;
     const char *token; /* borrowed sessions token or NULL */
     bool worker_header;
+    char *accept, *beta; /* extra header values or NULL */
+    size_t max_body;
     int64_t timeout_ms;
     int64_t key_gen; /* generation of the env key used */
     bool retried_401;
@@ -215,6 +217,8 @@ static void call_free(api_call_t *c)
     free(c->path);
     free(c->query);
     free(c->body);
+    free(c->accept);
+    free(c->beta);
     free(c);
 }
 
@@ -302,7 +306,10 @@ static void on_http_done(const http_result *hr, void *arg)
     _cleanup_json_ json_t *j = NULL;
     if (hr->body && hr->body->len > 0) {
         shed_err perr = {0};
-        j = json_parse(hr->body->data, hr->body->len, API_MAX_BODY, JSON_DEFAULT_DEPTH, &perr);
+        res.body = hr->body->data;
+        res.body_len = hr->body->len;
+        if (!c->accept || !proto_is_success(hr->status))
+            j = json_parse(hr->body->data, hr->body->len, API_MAX_BODY, JSON_DEFAULT_DEPTH, &perr);
     }
     res.ok = hr->curl_code == 0 && proto_is_success(hr->status);
     if (c->stream && hr->status >= 200 && hr->status < 300 && hr->curl_code != 0) {
@@ -352,14 +359,25 @@ static int send_call(api_call_t *c, shed_err *err)
         c->key_gen = a->keys ? a->keys->generation : 0;
     }
     if (!cred || !*cred) return err_msg(err, EINVAL, "no credential for %s %s", c->method, c->path);
-    _cleanup_free_ char *auth = NULL, *wid = NULL;
+    _cleanup_free_ char *auth = NULL, *wid = NULL, *beta = NULL, *accept = NULL;
     if (asprintf(&auth, "Authorization: Bearer %s", cred) < 0) return err_set(err, ENOMEM, "auth");
     const char *hdrs[8];
     int nh = 0;
     hdrs[nh++] = "anthropic-version: " API_VERSION;
-    hdrs[nh++] = "anthropic-beta: " API_BETA;
+    if (c->beta) {
+        if (asprintf(&beta, "anthropic-beta: " API_BETA ",%s", c->beta) < 0)
+            return err_set(err, ENOMEM, "header");
+        hdrs[nh++] = beta;
+    } else {
+        hdrs[nh++] = "anthropic-beta: " API_BETA;
+    }
     hdrs[nh++] = auth;
-    hdrs[nh++] = c->stream ? "Accept: text/event-stream" : "Accept: application/json";
+    if (c->accept) {
+        if (asprintf(&accept, "Accept: %s", c->accept) < 0) return err_set(err, ENOMEM, "header");
+        hdrs[nh++] = accept;
+    } else {
+        hdrs[nh++] = c->stream ? "Accept: text/event-stream" : "Accept: application/json";
+    }
     if (c->body) hdrs[nh++] = "Content-Type: application/json";
     if (c->worker_header && a->worker_id[0]) {
         if (asprintf(&wid, "Anthropic-Worker-ID: %s", a->worker_id) < 0)
@@ -375,7 +393,7 @@ static int send_call(api_call_t *c, shed_err *err)
         .body_len = c->body_len,
         .timeout_ms = c->stream ? 0 : c->timeout_ms,
         .stall_timeout_ms = c->stream ? c->stall_ms : 0,
-        .max_body = API_MAX_BODY,
+        .max_body = c->max_body ? c->max_body : API_MAX_BODY,
         .on_data = c->stream ? on_http_data : NULL,
         .on_headers = c->stream ? on_http_headers : NULL,
         .on_done = on_http_done,
@@ -423,6 +441,30 @@ api_call_t *api_request(api_t *a, const char *method, const char *path, const ch
     if (!c) return NULL;
     c->worker_header = worker_header;
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 60000;
+    if (send_call(c, err) < 0) {
+        call_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+api_call_t *api_request_ex(api_t *a, const char *method, const char *path, const char *query,
+                           json_t *body, api_cred cred, const api_req_opts *opts,
+                           int64_t timeout_ms, api_cb cb, void *arg, shed_err *err)
+{
+    api_call_t *c = call_new(a, method, path, query, body, cred, cb, arg, err);
+    if (!c) return NULL;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 60000;
+    if (opts) {
+        c->accept = opts->accept ? strdup(opts->accept) : NULL;
+        c->beta = opts->beta ? strdup(opts->beta) : NULL;
+        c->max_body = opts->max_body;
+        if ((opts->accept && !c->accept) || (opts->beta && !c->beta)) {
+            call_free(c);
+            err_set(err, ENOMEM, "api call");
+            return NULL;
+        }
+    }
     if (send_call(c, err) < 0) {
         call_free(c);
         return NULL;

@@ -63,6 +63,8 @@ typedef struct api_result {
     json_t *json;       /* parsed body (borrowed; NULL when empty/not JSON) */
     char msg[300];      /* what failed, for logs: "POST .../ack: 404 not_found_error: ..." */
     int64_t elapsed_ms;
+    const char *body;   /* the raw body (borrowed; NULL when empty), e.g. a skill archive */
+    size_t body_len;
 } api_result;
 
 typedef void (*api_cb)(const api_result *res, void *arg);
@@ -75,6 +77,19 @@ api_call_t *api_request(api_t *a, const char *method, const char *path, const ch
                         json_t *body, api_cred cred, bool worker_header, int64_t timeout_ms,
                         api_cb cb, void *arg, shed_err *err);
 void api_cancel(api_call_t *c);
+
+/* The same with more headers: `accept` replaces "application/json" (e.g.
+ * "application/binary" for a skill archive; the raw body is in
+ * api_result.body), `beta` is appended to anthropic-beta (e.g.
+ * "skills-2025-10-02"); either may be NULL. max_body 0 = 64 MiB. */
+typedef struct api_req_opts {
+    const char *accept;
+    const char *beta;
+    size_t max_body;
+} api_req_opts;
+api_call_t *api_request_ex(api_t *a, const char *method, const char *path, const char *query,
+                           json_t *body, api_cred cred, const api_req_opts *opts,
+                           int64_t timeout_ms, api_cb cb, void *arg, shed_err *err);
 
 /* Session event stream: each event's JSON (with "type" injected from the SSE
  * event name when absent) goes to on_event; ping and unknown non-JSON data are

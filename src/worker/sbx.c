@@ -158,6 +158,8 @@ static int sbx_make(const sbx_opts *o, sbx_t **out, const char **workdir, shed_e
         .state_dir = o->state_dir,
         .slot = -1,
         .env = env,
+        .ro_binds = o->ro_binds,
+        .rw_binds = o->rw_binds,
     };
     rc = sandbox_create(o->policy, &so, &s->sb, err);
     if (rc < 0) {
@@ -244,6 +246,7 @@ struct sbx_pending {
     pool_t *pool;
     sbx_opts o;
     char *label, *workspace, *workdir, *state_dir;
+    char **ro_binds, **rw_binds; /* copies: the pool thread reads them */
     sbx_ready_cb ready;
     bool abandoned;
     sbx_gone_cb gone;
@@ -255,8 +258,36 @@ struct sbx_pending {
     shed_err err;
 };
 
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++) free(v[i]);
+    free(v);
+}
+
+/* A copy of a NULL-terminated list; *ok false on ENOMEM. */
+static char **strv_dup(const char *const *v, bool *ok)
+{
+    if (!v) return NULL;
+    size_t n = 0;
+    while (v[n]) n++;
+    char **c = calloc(n + 1, sizeof(*c));
+    if (!c) {
+        *ok = false;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(c[i] = strdup(v[i]))) {
+            *ok = false;
+            strv_free(c);
+            return NULL;
+        }
+    return c;
+}
+
 static void pending_free(sbx_pending_t *p)
 {
+    strv_free(p->ro_binds);
+    strv_free(p->rw_binds);
     free(p->label);
     free(p->workspace);
     free(p->workdir);
@@ -322,7 +353,12 @@ sbx_pending_t *sbx_create_async(pool_t *pool, const sbx_opts *o, sbx_ready_cb re
     p->o.workspace = p->workspace;
     p->o.workdir = p->workdir;
     p->o.state_dir = p->state_dir;
-    if (pool_submit(pool, create_work, create_done, p) < 0) {
+    bool ok = true;
+    p->ro_binds = strv_dup(o->ro_binds, &ok);
+    p->rw_binds = strv_dup(o->rw_binds, &ok);
+    p->o.ro_binds = (const char *const *)p->ro_binds;
+    p->o.rw_binds = (const char *const *)p->rw_binds;
+    if (!ok || pool_submit(pool, create_work, create_done, p) < 0) {
         pending_free(p);
         err_set(err, ENOMEM, "sandbox");
         return NULL;

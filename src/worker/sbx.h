@@ -40,6 +40,8 @@ typedef struct sbx_opts {
     const char *workspace;  /* host dir */
     const char *workdir;    /* inside, default /workspace */
     const char *state_dir;
+    const char *const *ro_binds; /* "host:inside", NULL-terminated (memory stores) */
+    const char *const *rw_binds;
     sbx_result_cb on_result;
     sbx_dead_cb on_dead;
     void *arg;

@@ -21,6 +21,7 @@
 #include "worker/proto.h"
 #include "worker/runner.h"
 #include "worker/sbx.h"
+#include "worker/session_files.h"
 #include "worker/state.h"
 
 #include <errno.h>
@@ -120,6 +121,11 @@ struct wsess {
     int64_t started_ms;
     int calls_done;
     const char *kill_reason; /* why the in-flight call was cancelled (metrics/audit) */
+    /* skills and memory stores (session_files.c) */
+    sfiles_t *files;
+    bool files_ended;
+    bool files_ready; /* set-up done: the session is retrieved once more, then the runner starts */
+    bool clean_end; /* the turn ended (idle) or the session terminated: final memory sync */
 };
 
 struct worker {
@@ -128,6 +134,7 @@ struct worker {
     http_t *http;
     api_t *api;
     pool_t *pool;
+    pool_t *files_pool; /* skill extraction and removal */
     egress_t *egress;
     egress_policy *egress_policy;
     audit_t *audit;
@@ -168,6 +175,7 @@ static void worker_maybe_poll(worker_t *w);
 static void worker_check_done(worker_t *w);
 static void worker_shutdown(worker_t *w, const char *why);
 static int worker_admin_start(worker_t *w, shed_err *err);
+static void sess_stop_tail(wsess_t *s);
 
 bool worker_owns_tool(const char *name)
 {
@@ -340,6 +348,7 @@ static void on_idle_timer(loop_t *l, void *arg)
     }
     slog(LOG_INFO, s->session_id, s->work_id, "session idle after its turn ended; stopping (max idle %llds)",
          (long long)(s->w->cfg.max_idle_ms / 1000));
+    s->clean_end = true;
     sess_end(s, LEASE_END_DONE);
 }
 
@@ -493,6 +502,8 @@ static void call_complete(wsess_t *s, json_t *result)
     /* Record the result before posting: after a crash it is posted, not re-run. */
     if (wstate_call_result(s->w->state, s->session_id, id, result, &err) < 0)
         slog(LOG_WARN, s->session_id, s->work_id, "record result of %s: %s", id, err.msg);
+    /* Memory stores: sync if due (the next call waits for it, as in the SDK). */
+    if (s->files && s->phase == PH_RUN) sfiles_after_call(s->files);
     if (s->phase == PH_ENDING && !s->post_on_end) {
         /* Lease lost: the item is no longer ours; the recorded result is
          * posted if this session's work comes back to this worker. */
@@ -554,7 +565,7 @@ static void on_call_timeout(loop_t *l, void *arg)
 static void sess_pump(wsess_t *s)
 {
     worker_t *w = s->w;
-    while (s->phase == PH_RUN && !s->call_ev && !s->post_event && s->runner) {
+    while (s->phase == PH_RUN && !s->call_ev && !s->post_event && s->runner && !sfiles_busy(s->files)) {
         json_t *ev = runner_next(s->runner);
         if (!ev) break;
         const char *id = jstr(ev, "id");
@@ -664,6 +675,7 @@ static void handle_event(wsess_t *s, json_t *ev)
     if (runner_stream_event(s->runner, ev, clock_mono_ms())) {
         slog(LOG_INFO, s->session_id, s->work_id, "session terminated");
         s->terminated = true;
+        s->clean_end = true;
         sess_end(s, LEASE_END_DONE);
         return;
     }
@@ -875,6 +887,8 @@ static const char *failure_layer(const char *error)
     return "other";
 }
 
+static void start_runner(wsess_t *s);
+
 static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
 {
     wsess_t *s = arg;
@@ -915,6 +929,53 @@ static void on_sandbox_ready(sbx_t *sb, const char *error, void *arg)
     slog(LOG_INFO, s->session_id, s->work_id, "sandbox ready in %lld ms: %s",
          (long long)(clock_mono_ms() - s->sb_start_ms), sbx_describe(s->sb));
 run:
+    if (s->files && !s->sb_failed) {
+        /* Skills and memory stores first; calls wait for them (the lease is
+         * kept by the heartbeat meanwhile). */
+        bool root = geteuid() == 0;
+        uid_t uid = root ? sbx_uid(s->sb) : (uid_t)-1;
+        sfiles_start(s->files, s->workspace, uid, root ? (gid_t)uid : (gid_t)-1);
+        return;
+    }
+    start_runner(s);
+}
+
+static void get_session(wsess_t *s);
+
+/* The skills and memory stores are in place (or a store failed: the item
+ * fails). Retrieve the session once more, then start the runner. */
+static void on_files_ready(void *arg, int rc, const char *msg)
+{
+    wsess_t *s = arg;
+    if (s->phase != PH_RETRIEVE) return;
+    if (rc < 0) {
+        slog(LOG_ERROR, s->session_id, s->work_id, "failing the work item: %s", msg);
+        sess_end(s, LEASE_END_DONE);
+        return;
+    }
+    /* The set-up may have taken seconds: a session terminated meanwhile
+     * would only show as a stream that ends at once. Ask again. */
+    s->files_ready = true;
+    s->get_attempt = 0;
+    get_session(s);
+}
+
+static void on_files_idle(void *arg)
+{
+    wsess_t *s = arg;
+    if (s->phase == PH_RUN) sess_pump(s);
+}
+
+static void on_files_ended(void *arg)
+{
+    wsess_t *s = arg;
+    s->files_ended = true;
+    if (s->phase == PH_STOPPING) sess_stop_tail(s);
+}
+
+static void start_runner(wsess_t *s)
+{
+    worker_t *w = s->w;
     s->runner = runner_new(w->cfg.max_idle_ms, owns_cb, on_runner_note, s);
     if (!s->runner) {
         sess_end(s, LEASE_END_DONE);
@@ -1007,6 +1068,8 @@ static void start_run(wsess_t *s)
         .state_dir = w->sandbox_dir,
         .egress = w->egress,
         .egress_policy = w->egress_policy,
+        .ro_binds = sfiles_binds(s->files, false),
+        .rw_binds = sfiles_binds(s->files, true),
         .on_result = on_sbx_result,
         .on_dead = on_sbx_dead,
         .arg = s,
@@ -1051,6 +1114,41 @@ static void on_session(const api_result *r, void *arg)
         s->terminated = true;
         sess_end(s, LEASE_END_DONE);
         return;
+    }
+    if (s->files_ready) {
+        start_runner(s);
+        return;
+    }
+    if (!s->files) {
+        worker_t *w = s->w;
+        sfiles_env fe = {.loop = w->loop,
+                         .api = w->api,
+                         .pool = w->files_pool,
+                         .audit = w->audit,
+                         .state_dir = wstate_dir(w->state),
+                         .workdir = w->cfg.workdir,
+                         .sync_interval_ms = w->cfg.memory_sync_ms,
+                         .delete_mode = (memory_delete_mode_t)w->cfg.memory_delete_mode,
+                         .ready = on_files_ready,
+                         .idle = on_files_idle,
+                         .ended = on_files_ended,
+                         .arg = s};
+        shed_err err = {0};
+        /* The session's directory holds the store folders: make it now. */
+        free(s->workspace);
+        s->workspace = NULL;
+        if (wstate_session_workspace(w->state, s->session_id, &s->workspace, &err) < 0) {
+            slog(LOG_ERROR, s->session_id, s->work_id, "workspace: %s", err.msg);
+            sess_end(s, LEASE_END_DONE);
+            return;
+        }
+        if (sfiles_new(&fe, s->session_id, s->work_id, r->json, s->cred, s->token != NULL, &s->files, &err) < 0) {
+            slog(LOG_ERROR, s->session_id, s->work_id, "failing the work item: %s", err.msg);
+            audit_ev(w, "memory.failed", json_pack("{s:s,s:s,s:s}", "session_id", s->session_id, "work_id",
+                                                   s->work_id, "error", err.msg));
+            sess_end(s, LEASE_END_DONE);
+            return;
+        }
     }
     start_run(s);
 }
@@ -1193,6 +1291,17 @@ static void sess_end(wsess_t *s, lease_end why)
                                                    s->work_id, "reason",
                                                    s->killed ? s->killed : lease_end_name(s->end_reason)));
     }
+    if (s->files && !s->files_ended) {
+        /* Skills removed, memory synced (finish on a clean end), flushed and
+         * removed; the heartbeat keeps the lease meanwhile. */
+        sfiles_end(s->files, s->clean_end && !w->shutting_down);
+        return;
+    }
+    sess_stop_tail(s);
+}
+
+static void sess_stop_tail(wsess_t *s)
+{
     if (lease_is_lost(&s->lease)) {
         slog(LOG_INFO, s->session_id, s->work_id, "lease lost; released without stopping it");
         sess_finish_later(s);
@@ -1222,6 +1331,7 @@ static void sess_free(wsess_t *s)
     api_cancel(s->post_call);
     api_cancel(s->stop_call);
     sandbox_release(s, 0);
+    sfiles_free(s->files);
     runner_free(s->runner);
     json_decref(s->stream_buffer);
     json_decref(s->call_ev);
@@ -1676,6 +1786,8 @@ static void reconcile_start(worker_t *w)
         log_warn("reconcile sandboxes left by a previous worker: %s", err.msg);
     else if (n > 0)
         log_info("removed %d sandbox(es) left by a previous worker", n);
+    int mem = sfiles_sweep(wstate_dir(w->state));
+    if (mem > 0) log_info("removed the memory store folders of %d session(s) left by a previous worker", mem);
     int tmp = wstate_sweep_tmp(w->state);
     if (tmp > 0) log_info("removed %d half-written call record(s) left by a previous worker", tmp);
     _cleanup_json_ json_t *prev = wstate_read_items(w->state);
@@ -1758,6 +1870,8 @@ int worker_run(const worker_config *cfg, shed_err *err)
     /* After the signal mask: the pool's threads must not take signals. */
     rc = pool_new(w.loop, 4, &w.pool, err);
     if (rc < 0) goto out;
+    rc = pool_new(w.loop, 2, &w.files_pool, err);
+    if (rc < 0) goto out;
     w.destroying = json_object();
     /* Egress: the sandboxes' only way out, served on this loop. */
     rc = egress_policy_parse(sandbox_policy_network(w.policy), &w.egress_policy, err);
@@ -1817,6 +1931,7 @@ out:
     timer_clear(&w, &w.shutdown_timer);
     /* Waits for the sandboxes still being made or destroyed. */
     pool_free(w.pool);
+    pool_free(w.files_pool);
     json_decref(w.destroying);
     admin_free(w.admin);
     egress_free(w.egress);

@@ -38,6 +38,10 @@ typedef struct worker_config {
     /* Operator controls (src/worker/admin.c). */
     const char *admin_socket;   /* NULL: <state_dir>/admin.sock; "" = none */
     int64_t max_session_ms;     /* wall-clock cap per work item from its claim; 0 = none */
+    /* Memory stores (session_files.c): sync interval (0 = 15 s), deletion mode
+     * (memory_delete_mode_t: 0 enabled, 1 log_only, 2 disabled). */
+    int64_t memory_sync_ms;
+    int memory_delete_mode;
 } worker_config;
 
 /* Runs until SIGTERM/SIGINT (or, with run_one, until the item is done).

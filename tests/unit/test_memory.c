@@ -459,6 +459,36 @@ TEST(memory_mount_refuses_existing_path)
     scratch_done();
 }
 
+/* The worker makes the folder first (to bind it into the sandbox): an EMPTY
+ * directory is adopted; files in it, or a link, are still refused. */
+TEST(memory_mount_adopts_only_an_empty_dir)
+{
+    scratch();
+    fake_t *f = fake_new();
+    fake_put(f, "/a.md", "alpha");
+    memory_store_t *s = NULL;
+    shed_err err = {0};
+    memory_store_config_t c = cfg_of("memstore_01");
+    c.adopt_empty_dir = 1;
+    memory_remote_t r = remote_of(f);
+    ASSERT_EQ_INT(mkdirat(g_parent, "store", 0700), 0);
+    ASSERT_EQ_INT(mkdirat(g_parent, "store/leftover", 0700), 0);
+    ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "store", 0, &err), -EEXIST);
+    ASSERT_EQ_INT(rmdir(path_of("store/leftover")), 0);
+    ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "store", 0, &err), 0);
+    drive(f, s, 0);
+    ASSERT_EQ_INT(memory_store_mount_result(s, &err), 0);
+    ASSERT_EQ_STR(file("store/a.md"), "alpha");
+    memory_store_free(s);
+    s = NULL;
+    ASSERT_EQ_INT(mkdirat(g_parent, "target", 0700), 0);
+    ASSERT_EQ_INT(symlink(path_of("target"), path_of("link")), 0);
+    ASSERT_EQ_INT(memory_store_mount(&s, &c, &r, g_parent, "link", 0, &err), -EEXIST);
+    ASSERT_TRUE(s == NULL);
+    fake_free(f);
+    scratch_done();
+}
+
 TEST(memory_endless_listing_ends_the_pass)
 {
     scratch();
