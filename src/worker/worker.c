@@ -159,6 +159,7 @@ struct worker {
     uint64_t shutdown_timer;
     int exit_code;
     int acking; /* acks in flight: they count against --max-sessions */
+    struct ack_ctx *acks; /* those acks (their call or retry timer), freed at exit */
     shed_err fatal;
     bool fatal_set;
     /* run_one */
@@ -1462,6 +1463,9 @@ static void poll_later(worker_t *w, int64_t ms)
 
 typedef struct ack_ctx {
     worker_t *w;
+    struct ack_ctx *next, **pprev; /* worker_t.acks */
+    api_call_t *call;              /* the ack request in flight, or */
+    uint64_t retry_timer;          /* the wait before the next attempt */
     char work_id[ID_MAX * 2];
     char session_id[ID_MAX * 2];
     char type[32];
@@ -1482,6 +1486,7 @@ static void ack_send(ack_ctx *a)
     api_call_t *c = path ? api_request(w->api, "POST", path, NULL, NULL, (api_cred){0}, false,
                                        CALL_TIMEOUT_MS, on_ack, a, &err)
                          : NULL;
+    a->call = c;
     if (!c) {
         api_result rr = {.fatal = true};
         snprintf(rr.msg, sizeof(rr.msg), "%s", err.msg);
@@ -1492,7 +1497,32 @@ static void ack_send(ack_ctx *a)
 static void ack_retry(loop_t *l, void *arg)
 {
     (void)l;
-    ack_send(arg);
+    ack_ctx *a = arg;
+    a->retry_timer = 0;
+    ack_send(a);
+}
+
+static void ack_free(ack_ctx *a)
+{
+    if (a->pprev) {
+        *a->pprev = a->next;
+        if (a->next) a->next->pprev = a->pprev;
+    }
+    if (a->secret) explicit_bzero(a->secret, strlen(a->secret));
+    free(a->secret);
+    free(a);
+}
+
+/* At exit: an ack still in flight or waiting to retry is abandoned (the
+ * server re-delivers an unacked item to the next poll). */
+static void acks_abandon(worker_t *w)
+{
+    while (w->acks) {
+        ack_ctx *a = w->acks;
+        if (a->call) api_cancel(a->call);
+        if (a->retry_timer) loop_timer_cancel(w->loop, a->retry_timer);
+        ack_free(a);
+    }
 }
 
 static void on_nonsession_stopped(const api_result *r, void *arg)
@@ -1505,10 +1535,11 @@ static void on_ack(const api_result *r, void *arg)
 {
     ack_ctx *a = arg;
     worker_t *w = a->w;
+    a->call = NULL;
     if (!r->ok && !r->fatal && a->attempt < 4 && !w->shutting_down) {
         /* A repeated ack of the same delivery is harmless; a lost answer is not. */
         slog(LOG_WARN, a->session_id, a->work_id, "ack failed: %s; retrying", r->msg);
-        loop_timer(w->loop, proto_apply_jitter(250LL << a->attempt), ack_retry, a);
+        a->retry_timer = loop_timer(w->loop, proto_apply_jitter(250LL << a->attempt), ack_retry, a);
         return;
     }
     w->acking--;
@@ -1532,9 +1563,7 @@ static void on_ack(const api_result *r, void *arg)
     } else {
         sess_start(w, a->work_id, a->session_id, a->secret);
     }
-    if (a->secret) explicit_bzero(a->secret, strlen(a->secret));
-    free(a->secret);
-    free(a);
+    ack_free(a);
     worker_maybe_poll(w);
 }
 
@@ -1607,6 +1636,10 @@ static void on_poll(const api_result *r, void *arg)
     }
     slog(LOG_INFO, a->session_id[0] ? a->session_id : NULL, a->work_id, "claimed work (type %s)", a->type);
     w->acking++;
+    a->next = w->acks;
+    if (a->next) a->next->pprev = &a->next;
+    a->pprev = &w->acks;
+    w->acks = a;
     ack_send(a);
 }
 
@@ -1926,6 +1959,7 @@ out:
     }
     if (w.poll_call) api_cancel(w.poll_call);
     if (w.stats_call) api_cancel(w.stats_call);
+    acks_abandon(&w);
     timer_clear(&w, &w.stats_timer);
     timer_clear(&w, &w.poll_timer);
     timer_clear(&w, &w.shutdown_timer);
