@@ -99,4 +99,4 @@ format:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(O)/src/shed.d
+-include $(LIB_OBJ:.o=.d) $(O)/src/shed.d $(UNIT_BIN:=.d) $(O)/tests/unit/harness.d

@@ -34,6 +34,7 @@ struct runner {
     char *inflight;
     bool last_ended_turn;
     bool history_read;
+    bool ended; /* a listing showed session.status_terminated / session.deleted */
     /* idle clock */
     bool arm_pending;
     bool idle_may_be_stale;
@@ -431,8 +432,17 @@ void runner_history_event(runner_t *r, json_t *ev)
                                 json_string(res && !strcmp(res, "allow") ? "allow" : "deny"));
     } else if (!strcmp(t, "session.thread_status_terminated")) {
         jadd(r->terminated_threads, sget(ev, "session_thread_id"));
+    } else if (!strcmp(t, "session.status_terminated") || !strcmp(t, "session.deleted")) {
+        /* The stream does not replay it: a session that ended before (or
+         * while) the stream opened says so only in its history. */
+        r->ended = true;
     }
     if (!idle_neutral(t)) r->last_ended_turn = ends_turn(ev);
+}
+
+bool runner_ended(const runner_t *r)
+{
+    return r->ended;
 }
 
 void runner_history_end(runner_t *r, bool ok, int64_t now)

@@ -34,6 +34,8 @@ void runner_history_begin(runner_t *r);
 void runner_history_event(runner_t *r, json_t *ev);
 /* ok=false: the listing failed midway; nothing it found is dispatched. */
 void runner_history_end(runner_t *r, bool ok, int64_t now_ms);
+/* A listing showed the session terminated or deleted (the stream never replays it). */
+bool runner_ended(const runner_t *r);
 
 /* A live stream event. Returns true when the session ended (terminated/deleted). */
 bool runner_stream_event(runner_t *r, json_t *ev, int64_t now_ms);

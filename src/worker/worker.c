@@ -732,6 +732,16 @@ static void on_list(const api_result *r, void *arg)
         runner_history_end(s->runner, true, clock_mono_ms());
         s->listing = false;
         slog(LOG_DEBUG, s->session_id, s->work_id, "history reconciled");
+        if (runner_ended(s->runner)) {
+            /* terminated before the stream could say so: it never will */
+            slog(LOG_INFO, s->session_id, s->work_id, "session terminated (history)");
+            s->terminated = true;
+            s->clean_end = true;
+            json_decref(s->stream_buffer);
+            s->stream_buffer = NULL;
+            sess_end(s, LEASE_END_DONE);
+            return;
+        }
     }
     /* Events that arrived on the stream meanwhile, de-duplicated by id. */
     json_t *buffered = s->stream_buffer;

@@ -507,6 +507,26 @@ TEST(runner_terminated_session_and_threads)
     runner_free(r);
 }
 
+/* A session that terminated before the stream opened: only its history says
+ * so (the stream never replays it), and that ends the session. */
+TEST(runner_history_shows_session_ended)
+{
+    runner_t *r = runner_new(1000, owns, NULL, NULL);
+    runner_history_begin(r);
+    json_t *a = tool_use("a", "bash", NULL);
+    runner_history_event(r, a);
+    runner_history_end(r, true, 0);
+    ASSERT_TRUE(!runner_ended(r));
+    runner_history_begin(r);
+    runner_history_event(r, a);
+    _cleanup_json_ json_t *term = json_pack("{s:s,s:s}", "type", "session.status_terminated", "id", "sevt_t");
+    runner_history_event(r, term);
+    runner_history_end(r, true, 0);
+    ASSERT_TRUE(runner_ended(r));
+    json_decref(a);
+    runner_free(r);
+}
+
 static json_t *result_ev(const char *evid, const char *tid)
 {
     return json_pack("{s:s,s:s,s:s}", "type", "user.tool_result", "id", evid, "tool_use_id", tid);
