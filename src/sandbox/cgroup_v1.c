@@ -7,6 +7,7 @@
 #include "base/cleanup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,24 @@ static int v1_attach(sandbox_cgroup *cg, pid_t pid, shed_err *err)
     return 0;
 }
 
+static int v1_open_join(sandbox_cgroup *cg, cgroup_join *out, shed_err *err)
+{
+    out->n = 0;
+    out->clone_into = false;
+    for (int i = 0; i < cg->ndirs; i++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/tasks", cg->dirs[i]);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            cgroup_join_close(out);
+            return err_set(err, e, "open cgroup %s", path);
+        }
+        out->fds[out->n++] = fd;
+    }
+    return 0;
+}
+
 static void sleep_ms(int ms)
 {
     nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
@@ -131,6 +150,7 @@ const cgroup_backend cgroup_v1_backend = {
     .name = "v1",
     .create = v1_create,
     .attach = v1_attach,
+    .open_join = v1_open_join,
     .kill_all = v1_kill_all,
     .oom_kills = v1_oom_kills,
     .pids_denied = v1_pids_denied,

@@ -345,6 +345,8 @@ typedef struct child_args {
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
     bool no_exec; /* forked by the zygote: become init without an exec */
+    int cg_fds[CGROUP_MAX_DIRS]; /* v1 "tasks" files the child writes "0" to (cgroup_join) */
+    int ncg;
 } child_args;
 
 struct child_err {
@@ -494,6 +496,13 @@ static int listen_on(int type, int port)
 __attribute__((noreturn)) static void child_main(child_args *a)
 {
     char c;
+    /* Join the cgroup before anything else: a thread moving itself takes no
+     * threadgroup lock, so no RCU grace period (cgroup.h, cgroup_join). */
+    for (int i = 0; i < a->ncg; i++) {
+        if (write(a->cg_fds[i], "0", 1) != 1)
+            child_die(a, errno, "join the sandbox's cgroup (v1 tasks file %d of %d)", i + 1, a->ncg);
+        close(a->cg_fds[i]);
+    }
     /* Wait until the parent wrote our id maps and put us in the cgroup. */
     ssize_t r;
     do
@@ -609,6 +618,32 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "GNUTLS_NO_IMPLICIT_INIT=1", NULL};
     syscall(SYS_execveat, a->exe_fd, "", argv, envp, AT_EMPTY_PATH);
     child_die(a, errno, "execveat shed init");
+}
+
+/* clone3 into new namespaces (the caller's child returns 0). With
+ * cgroup_fd >= 0, the child is born in that cgroup (v2 CLONE_INTO_CGROUP);
+ * where the kernel or the hierarchy cannot (before 5.7, a non-cgroupfs
+ * directory), clone without it and *joined = false: the creator attaches. */
+static pid_t clone_sandbox(int cgroup_fd, int *pidfd, bool *joined)
+{
+    struct clone_args ca = {0};
+    ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+    ca.exit_signal = SIGCHLD;
+    *joined = true;
+    if (cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)cgroup_fd;
+        pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+        if (pid >= 0 || (errno != EINVAL && errno != EBADF && errno != E2BIG &&
+                         errno != EOPNOTSUPP && errno != ENOSYS))
+            return pid;
+        ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+        ca.cgroup = 0;
+        *joined = false;
+    }
+    return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 }
 
 /* ---------- the zygote ----------
@@ -731,15 +766,18 @@ int sandbox_zygote_main(void)
         struct sock_fprog prog = {0};
         json_t *reply;
         int pidfd = -1;
-        if (nfds != 4 || decode_child(req, &a, &pl, &cfg, &prog) < 0) {
+        json_int_t cg_n = json_integer_value(json_object_get(req, "cg_n"));
+        bool cg_into = json_is_true(json_object_get(req, "cg_into"));
+        if (cg_n < 0 || cg_n > CGROUP_MAX_DIRS || (cg_into && cg_n != 1) || nfds != 4 + cg_n ||
+            decode_child(req, &a, &pl, &cfg, &prog) < 0) {
             reply = json_pack("{s:s}", "error", "bad clone request");
         } else {
-            struct clone_args ca = {0};
-            ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-                       CLONE_NEWNET | CLONE_PIDFD;
-            ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-            ca.exit_signal = SIGCHLD;
-            pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+            if (!cg_into) {
+                for (int i = 0; i < cg_n; i++) a.cg_fds[i] = fds[4 + i];
+                a.ncg = (int)cg_n;
+            }
+            bool joined = true;
+            pid_t pid = clone_sandbox(cg_into ? fds[4] : -1, &pidfd, &joined);
             if (pid == 0) {
                 a.ctl_fd = move_fd_high(fds[0]);
                 a.err_fd = move_fd_high(fds[1]);
@@ -751,7 +789,7 @@ int sandbox_zygote_main(void)
                 child_main(&a);
             }
             reply = pid < 0 ? json_pack("{s:s,s:i}", "error", "clone3", "errno", errno)
-                            : json_pack("{s:i}", "pid", (int)pid);
+                            : json_pack("{s:i,s:b}", "pid", (int)pid, "joined", joined);
         }
         for (int i = 0; i < nfds; i++) close(fds[i]);
         rc = ctl_send(fd, reply, pidfd >= 0 ? &pidfd : NULL, pidfd >= 0 ? 1 : 0, &err);
@@ -820,17 +858,21 @@ void sandbox_zygote_stop(void)
 
 /* Ask the zygote to clone; returns the pid (and *pidfd) or -errno. */
 static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, int sync2_r,
-                          int *pidfd, shed_err *err)
+                          const cgroup_join *join, int *pidfd, bool *joined, shed_err *err)
 {
     _cleanup_json_ json_t *req = encode_child(a);
     if (!req) return err_set(err, ENOMEM, "zygote request");
-    int fds[4] = {ctl, err_w, sync_r, sync2_r};
+    int fds[4 + CGROUP_MAX_DIRS] = {ctl, err_w, sync_r, sync2_r};
+    int nfds = 4;
+    for (int i = 0; i < join->n; i++) fds[nfds++] = join->fds[i];
+    if (join->n) json_object_set_new(req, "cg_n", json_integer(join->n));
+    if (join->clone_into) json_object_set_new(req, "cg_into", json_true());
     pthread_mutex_lock(&g_zyg_lock);
     if (g_zyg_fd < 0) {
         pthread_mutex_unlock(&g_zyg_lock);
         return err_msg(err, ESRCH, "the zygote is not running");
     }
-    int rc = ctl_send(g_zyg_fd, req, fds, 4, err);
+    int rc = ctl_send(g_zyg_fd, req, fds, nfds, err);
     _cleanup_json_ json_t *rep = NULL;
     int got[CTL_MAX_FDS], n = 0;
     if (rc == 0) rc = ctl_recv(g_zyg_fd, &rep, got, &n, err);
@@ -847,6 +889,7 @@ static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, i
                        json_string_value(json_object_get(rep, "error")) ?: "bad reply");
     }
     *pidfd = got[0];
+    *joined = json_is_true(json_object_get(rep, "joined"));
     return (pid_t)json_integer_value(pj);
 }
 
@@ -1245,13 +1288,17 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         a.nproc = (struct rlimit){cfg.pids_max, cfg.pids_max};
     }
 
+    /* the child joins its cgroup by itself (cgroup.h, cgroup_join) */
+    __attribute__((cleanup(cgroup_join_close))) cgroup_join join = {.n = 0};
+    if (sb->cg && (rc = sb->cg->be->open_join(sb->cg, &join, err)) < 0) return rc;
+    bool joined = true;
     int pidfd = -1;
     pid_t pid;
     pthread_mutex_lock(&g_zyg_lock);
     bool zyg = g_zyg_fd >= 0;
     pthread_mutex_unlock(&g_zyg_lock);
     if (zyg) {
-        pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &pidfd, err);
+        pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &join, &pidfd, &joined, err);
         if (pid >= 0) {
             sb->via_zygote = true;
             goto cloned;
@@ -1261,12 +1308,11 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
         sandbox_zygote_stop();
     }
-    struct clone_args ca = {0};
-    ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET | CLONE_PIDFD;
-    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    ca.exit_signal = SIGCHLD;
-    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    if (!join.clone_into) {
+        for (int i = 0; i < join.n; i++) a.cg_fds[i] = join.fds[i];
+        a.ncg = join.n;
+    }
+    pid = clone_sandbox(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
     if (pid < 0) {
         int e = errno;
         if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {
@@ -1306,11 +1352,15 @@ cloned:
     TRACE(); /* 5: maps */
     if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync_w));
-    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
-    if ((rc = write_state(sb, root, err)) < 0) return rc;
-    TRACE(); /* 6: cgroup attach + state */
+    cgroup_join_close(&join);
+    /* the fallback: the creator moves the child (v2 without CLONE_INTO_CGROUP) */
+    if (sb->cg && !joined && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
+    TRACE(); /* 6: cgroup attach */
     if (send(sync2_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync2_w));
+    /* init's pid for reconcile (while the child mounts; if we die before
+     * this, the child dies with us: PR_SET_PDEATHSIG, or EOF on sync) */
+    if ((rc = write_state(sb, root, err)) < 0) return rc;
 child_failed:;
     TRACE(); /* 7: released */
     /* The configuration waits in the socket until init reads it. */

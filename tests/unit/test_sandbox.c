@@ -395,6 +395,77 @@ TEST(cgroup_v2_backend_on_a_fake_tree)
     rm_tree(base);
 }
 
+/* The child joins its cgroup by itself: v2 hands a directory fd for
+ * clone3(CLONE_INTO_CGROUP); v1 hands the leaves' "tasks" files. */
+TEST(cgroup_join_handles)
+{
+    char base[] = "/tmp/shed-cg2-XXXXXX";
+    ASSERT_TRUE(mkdtemp(base) != NULL);
+    char leaf[4200];
+    snprintf(leaf, sizeof(leaf), "%s/sb1", base);
+    ASSERT_EQ_INT(mkdir(leaf, 0755), 0);
+    char *dirs[] = {leaf};
+    sandbox_cgroup *cg = cgroup_from_dirs(&cgroup_v2_backend, dirs, 1);
+    cgroup_join j = {.n = 0};
+    shed_err err;
+    ASSERT_EQ_INT(cgroup_v2_backend.open_join(cg, &j, &err), 0);
+    ASSERT_EQ_INT(j.n, 1);
+    ASSERT_TRUE(j.clone_into);
+    struct stat a, b;
+    ASSERT_EQ_INT(fstat(j.fds[0], &a), 0);
+    ASSERT_EQ_INT(stat(leaf, &b), 0);
+    ASSERT_TRUE(S_ISDIR(a.st_mode) && a.st_ino == b.st_ino);
+    ASSERT_TRUE(fcntl(j.fds[0], F_GETFD) & FD_CLOEXEC);
+    cgroup_join_close(&j);
+    ASSERT_EQ_INT(j.n, 0);
+    /* v1 without a "tasks" file: an error naming the file */
+    cg->be = &cgroup_v1_backend;
+    ASSERT_TRUE(cgroup_v1_backend.open_join(cg, &j, &err) < 0);
+    ASSERT_CONTAINS(err.msg, "/sb1/tasks");
+    ASSERT_EQ_INT(j.n, 0);
+    cgroup_free(cg);
+    rm_tree(base);
+    if (geteuid() != 0 || access("/sys/fs/cgroup/memory/tasks", F_OK) != 0) return;
+    /* for real on v1: a child writing "0" lands in every leaf */
+    const cgroup_backend *be;
+    char *root = NULL;
+    ASSERT_EQ_INT(cgroup_detect(&be, &root, &err), 0);
+    if (be != &cgroup_v1_backend) {
+        free(root);
+        return;
+    }
+    cgroup_limits lim = {.pids_max = 16};
+    char name[64];
+    snprintf(name, sizeof(name), "unit-join-%d", (int)getpid());
+    ASSERT_EQ_INT(be->create(root, name, &lim, &cg, &err), 0);
+    free(root);
+    ASSERT_EQ_INT(be->open_join(cg, &j, &err), 0);
+    ASSERT_EQ_INT(j.n, cg->ndirs);
+    ASSERT_FALSE(j.clone_into);
+    int sv[2];
+    ASSERT_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < j.n; i++)
+            if (write(j.fds[i], "0", 1) != 1) _exit(1);
+        char c;
+        _exit(write(sv[1], "x", 1) == 1 && read(sv[1], &c, 1) == 1 ? 0 : 2);
+    }
+    cgroup_join_close(&j);
+    char c;
+    ASSERT_EQ_INT(read(sv[0], &c, 1), 1);
+    char want[32];
+    snprintf(want, sizeof(want), "%d\n", (int)pid);
+    for (int i = 0; i < cg->ndirs; i++) ASSERT_EQ_STR(get(cg->dirs[i], "cgroup.procs"), want);
+    ASSERT_EQ_INT(write(sv[0], "x", 1), 1);
+    int st;
+    waitpid(pid, &st, 0);
+    ASSERT_EQ_INT(WEXITSTATUS(st), 0);
+    close(sv[0]);
+    close(sv[1]);
+    ASSERT_EQ_INT(cgroup_destroy(cg, &err), 0);
+}
+
 TEST(cgroup_v2_missing_controller_names_the_fix)
 {
     char base[] = "/tmp/shed-cg2-XXXXXX";
