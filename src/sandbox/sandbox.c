@@ -1035,6 +1035,24 @@ static int claim_slot(int want, const char *owner_dir, char **path, shed_err *er
     return err_msg(err, EBUSY, "no free sandbox slot under %s", dir);
 }
 
+/* Write one bookkeeping file of sb->dir atomically (tmp + rename onto a
+ * name that does not exist yet: on ext4, a rename over an existing file
+ * forces block allocation (auto_da_alloc), and freeing those blocks at
+ * destroy costs a synchronous discard on hosts mounted with -o discard). */
+static int write_json_file(const sandbox_t *sb, const char *name, json_t *j, shed_err *err)
+{
+    char path[4200], tmp[4200];
+    snprintf(path, sizeof(path), "%s/%s", sb->dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", sb->dir, name);
+    if (json_dump_file(j, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0)
+        return err_set(err, errno ? errno : EIO, "write %s", path);
+    return 0;
+}
+
+/* init's pid, once known: in state.json when that is written after the
+ * clone (no cgroup), else in init.json next to it (never rewritten). */
+static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err);
+
 static int write_state(sandbox_t *sb, const char *root, shed_err *err)
 {
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I,s:i,s:I,s:i,s:s,s:s?}", "owner_pid",
@@ -1050,12 +1068,16 @@ static int write_state(sandbox_t *sb, const char *root, shed_err *err)
         json_object_set_new(st, "cgroup", json_string(sb->cg->be->name));
         json_object_set_new(st, "cgroup_dirs", d);
     }
-    char path[4200], tmp[4200];
-    snprintf(path, sizeof(path), "%s/state.json", sb->dir);
-    snprintf(tmp, sizeof(tmp), "%s/state.json.tmp", sb->dir);
-    if (json_dump_file(st, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0)
-        return err_set(err, errno ? errno : EIO, "write %s", path);
-    return 0;
+    return write_json_file(sb, "state.json", st, err);
+}
+
+static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err)
+{
+    if (!state_written) return write_state(sb, root, err);
+    _cleanup_json_ json_t *st = json_pack("{s:i,s:I}", "init_pid", (int)sb->init_pid, "init_start",
+                                          (json_int_t)proc_start(sb->init_pid));
+    if (!st) return err_set(err, ENOMEM, "state");
+    return write_json_file(sb, "init.json", st, err);
 }
 
 /* ---------- probe ---------- */
@@ -1360,7 +1382,7 @@ cloned:
     close(steal_fd(&sync2_w));
     /* init's pid for reconcile (while the child mounts; if we die before
      * this, the child dies with us: PR_SET_PDEATHSIG, or EOF on sync) */
-    if ((rc = write_state(sb, root, err)) < 0) return rc;
+    if ((rc = write_init_state(sb, cfg.cgroup_on, root, err)) < 0) return rc;
 child_failed:;
     TRACE(); /* 7: released */
     /* The configuration waits in the socket until init reads it. */
@@ -1631,16 +1653,20 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
         }
     }
     t2 = clock_mono_ns();
+    /* the slot first: a sweep must never see a slot whose state dir is gone
+     * while it is still ours (it would free it under a new claimant) */
+    if (sb->slot_path) unlink(sb->slot_path);
     if (sb->dir) {
         char p[4300];
-        snprintf(p, sizeof(p), "%s/state.json", sb->dir);
-        unlink(p);
-        snprintf(p, sizeof(p), "%s/state.json.tmp", sb->dir);
-        unlink(p);
+        static const char *const F[] = {"state.json", "state.json.tmp", "init.json",
+                                        "init.json.tmp"};
+        for (size_t i = 0; i < ARRAY_SIZE(F); i++) {
+            snprintf(p, sizeof(p), "%s/%s", sb->dir, F[i]);
+            unlink(p);
+        }
         if (rmdir(sb->dir) < 0 && errno != ENOENT && !rc)
             rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
     }
-    if (sb->slot_path) unlink(sb->slot_path);
     if (getenv("SHED_SANDBOX_TRACE"))
         fprintf(stderr, "sandbox_destroy trace (ms): kill=%.2f cgroup=%.2f state=%.2f\n",
                 (t1 - t0) / 1e6, (t2 - t1) / 1e6, (clock_mono_ns() - t2) / 1e6);
@@ -1649,6 +1675,38 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
 }
 
 /* ---------- reconcile ---------- */
+
+/* Slot files name their sandbox's state dir: without it, the slot is stale
+ * (its creator's state dir was removed whole). A stale slot only shrinks
+ * the pool (claim_slot skips taken slots), so the sweep, which reads every
+ * slot file, runs at most once a minute host-wide (every `shed run`
+ * reconciles; a host with a few hundred slots paid ~1 ms each time). */
+static void sweep_slots(void)
+{
+    const char *marker = SANDBOX_SLOT_DIR "/.swept";
+    struct stat ms;
+    if (stat(marker, &ms) == 0 && time(NULL) - ms.st_mtime < 60 && ms.st_mtime <= time(NULL))
+        return;
+    int mfd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (mfd < 0) return; /* no slot dir yet: nothing to sweep */
+    futimens(mfd, NULL);
+    close(mfd);
+    DIR *sd = opendir(SANDBOX_SLOT_DIR);
+    struct dirent *e;
+    while (sd && (e = readdir(sd))) {
+        if (e->d_name[0] == '.') continue;
+        char owner[4200] = "";
+        int fd = openat(dirfd(sd), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, owner, sizeof(owner) - 1);
+        close(fd);
+        owner[n > 0 ? n : 0] = 0;
+        struct stat st;
+        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
+            unlinkat(dirfd(sd), e->d_name, 0);
+    }
+    if (sd) closedir(sd);
+}
 
 int sandbox_reconcile(const char *state_dir, shed_err *err)
 {
@@ -1687,6 +1745,12 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));
+        if (ip <= 0) {
+            snprintf(sp, sizeof(sp), "%s/%s/init.json", dir, e->d_name);
+            _cleanup_json_ json_t *in = json_load_file(sp, 0, &je);
+            ip = (pid_t)json_integer_value(json_object_get(in, "init_pid"));
+            istart = (unsigned long long)json_integer_value(json_object_get(in, "init_start"));
+        }
         if (ip > 0 && istart && proc_start(ip) == istart) {
             sb->pidfd = (int)syscall(SYS_pidfd_open, ip, 0);
             if (sb->pidfd >= 0 && proc_start(ip) != istart) { /* raced with pid reuse */
@@ -1725,20 +1789,6 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         log_info("reconcile: swept sandbox %s left by dead creator pid %d", e->d_name, (int)owner);
     }
     closedir(d);
-    /* slot files name their sandbox's state dir: without it, the slot is stale */
-    DIR *sd2 = geteuid() == 0 ? opendir(SANDBOX_SLOT_DIR) : NULL;
-    while (sd2 && (e = readdir(sd2))) {
-        if (e->d_name[0] == '.') continue;
-        char owner[4200] = "";
-        int fd = openat(dirfd(sd2), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, owner, sizeof(owner) - 1);
-        close(fd);
-        owner[n > 0 ? n : 0] = 0;
-        struct stat st;
-        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
-            unlinkat(dirfd(sd2), e->d_name, 0);
-    }
-    if (sd2) closedir(sd2);
+    if (geteuid() == 0) sweep_slots();
     return swept;
 }
