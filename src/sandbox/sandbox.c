@@ -345,8 +345,7 @@ typedef struct child_args {
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
     bool no_exec; /* forked by the zygote: become init without an exec */
-    int cg_fds[CGROUP_MAX_DIRS]; /* v1 "tasks" files the child writes "0" to (cgroup_join) */
-    int ncg;
+    int ncg; /* v1: how many "tasks" files come with the second release (cgroup_join) */
 } child_args;
 
 struct child_err {
@@ -493,16 +492,68 @@ static int listen_on(int type, int port)
     return fd;
 }
 
+/* The creator's release byte, with fds (SCM_RIGHTS). Returns how many fds
+ * came (received CLOEXEC), or -1 when the creator is gone. */
+static int recv_release(int sock, int *fds)
+{
+    char c;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+    } u;
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = sizeof(u.buf)};
+    ssize_t r;
+    do
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) return -1;
+    int n = 0;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+            if (n < CTL_MAX_FDS)
+                fds[n++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (mh.msg_flags & MSG_CTRUNC) {
+        for (int i = 0; i < n; i++) close(fds[i]);
+        return -1;
+    }
+    return n;
+}
+
+static int send_release(int sock, const int *fds, int n)
+{
+    char c = 'x';
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * CGROUP_MAX_DIRS)];
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n > 0) {
+        mh.msg_control = u.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(h), fds, sizeof(int) * n);
+    }
+    return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
 __attribute__((noreturn)) static void child_main(child_args *a)
 {
     char c;
-    /* Join the cgroup before anything else: a thread moving itself takes no
-     * threadgroup lock, so no RCU grace period (cgroup.h, cgroup_join). */
-    for (int i = 0; i < a->ncg; i++) {
-        if (write(a->cg_fds[i], "0", 1) != 1)
-            child_die(a, errno, "join the sandbox's cgroup (v1 tasks file %d of %d)", i + 1, a->ncg);
-        close(a->cg_fds[i]);
-    }
     /* Wait until the parent wrote our id maps and put us in the cgroup. */
     ssize_t r;
     do
@@ -568,13 +619,22 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (setrlimit(RLIMIT_FSIZE, &a->fsize) < 0) child_die(a, errno, "setrlimit fsize");
     if (a->nproc_on && setrlimit(RLIMIT_NPROC, &a->nproc) < 0) child_die(a, errno, "setrlimit nproc");
 
-    /* Second release: the parent has put us into the cgroup (done while we
-     * were mounting, to overlap the cgroup migration's RCU wait). */
-    do
-        r = read(a->sync2_fd, &c, 1);
-    while (r < 0 && errno == EINTR);
-    if (r != 1) _exit(125);
+    /* Second release: the creator made our cgroup while we were mounting;
+     * v1: join it now, by ourselves (a thread moving itself takes no
+     * threadgroup lock, so no RCU grace period: cgroup.h, cgroup_join). */
+    int cgf[CTL_MAX_FDS];
+    int ncgf = recv_release(a->sync2_fd, cgf);
+    if (ncgf < 0) _exit(125);
     close(a->sync2_fd);
+    if (ncgf != a->ncg) {
+        for (int i = 0; i < ncgf; i++) close(cgf[i]);
+        child_die(a, EPROTO, "join the sandbox's cgroup: %d of %d v1 tasks files came", ncgf, a->ncg);
+    }
+    for (int i = 0; i < ncgf; i++) {
+        if (write(cgf[i], "0", 1) != 1)
+            child_die(a, errno, "join the sandbox's cgroup (v1 tasks file %d of %d)", i + 1, ncgf);
+        close(cgf[i]);
+    }
     if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
         child_die(a, errno, "unshare cgroup namespace");
 
@@ -671,6 +731,7 @@ static json_t *encode_child(const child_args *a)
                           "nproc_on", a->nproc_on);
     if (!j) return NULL;
     json_object_set_new(j, "hostname", json_string(a->cfg->hostname));
+    if (a->ncg) json_object_set_new(j, "cg_n", json_integer(a->ncg));
     if (a->prog) {
         char *b = b64_encode_alloc(a->prog->filter, a->prog->len * sizeof(struct sock_filter),
                                    false, true);
@@ -768,14 +829,11 @@ int sandbox_zygote_main(void)
         int pidfd = -1;
         json_int_t cg_n = json_integer_value(json_object_get(req, "cg_n"));
         bool cg_into = json_is_true(json_object_get(req, "cg_into"));
-        if (cg_n < 0 || cg_n > CGROUP_MAX_DIRS || (cg_into && cg_n != 1) || nfds != 4 + cg_n ||
+        if (cg_n < 0 || cg_n > CGROUP_MAX_DIRS || (cg_into && cg_n) || nfds != 4 + cg_into ||
             decode_child(req, &a, &pl, &cfg, &prog) < 0) {
             reply = json_pack("{s:s}", "error", "bad clone request");
         } else {
-            if (!cg_into) {
-                for (int i = 0; i < cg_n; i++) a.cg_fds[i] = fds[4 + i];
-                a.ncg = (int)cg_n;
-            }
+            a.ncg = (int)cg_n;
             bool joined = true;
             pid_t pid = clone_sandbox(cg_into ? fds[4] : -1, &pidfd, &joined);
             if (pid == 0) {
@@ -862,11 +920,12 @@ static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, i
 {
     _cleanup_json_ json_t *req = encode_child(a);
     if (!req) return err_set(err, ENOMEM, "zygote request");
-    int fds[4 + CGROUP_MAX_DIRS] = {ctl, err_w, sync_r, sync2_r};
+    int fds[5] = {ctl, err_w, sync_r, sync2_r, -1};
     int nfds = 4;
-    for (int i = 0; i < join->n; i++) fds[nfds++] = join->fds[i];
-    if (join->n) json_object_set_new(req, "cg_n", json_integer(join->n));
-    if (join->clone_into) json_object_set_new(req, "cg_into", json_true());
+    if (join->clone_into) {
+        fds[nfds++] = join->fds[0];
+        json_object_set_new(req, "cg_into", json_true());
+    }
     pthread_mutex_lock(&g_zyg_lock);
     if (g_zyg_fd < 0) {
         pthread_mutex_unlock(&g_zyg_lock);
@@ -1129,6 +1188,16 @@ int sandbox_probe(const sandbox_policy *pol, shed_err *err)
 
 /* ---------- create ---------- */
 
+static int cgroup_error(const cgroup_backend *be, int rc, shed_err *err)
+{
+    if (rc == -EACCES || rc == -EPERM || rc == -EROFS)
+        err_wrap(err, "cgroup (%s) not writable: fix: run shed as root, delegate a cgroup "
+                      "to this user, or waive \"cgroup\" in the policy to use the "
+                      "rlimit fallback",
+                 be->name);
+    return rc;
+}
+
 static void sandbox_free(sandbox_t *sb)
 {
     if (!sb) return;
@@ -1229,20 +1298,18 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
     int64_t lifetime = opts->timeout_ms ? opts->timeout_ms : pol->timeout_ms;
     sb->deadline_ms = lifetime > 0 ? clock_mono_ms() + lifetime : 0;
 
-    /* cgroup */
+    /* cgroup: v2 makes the leaf now (the child is cloned into it); v1 only
+     * names the leaves now and makes them while the child mounts */
+    cgroup_limits lim = {cfg.memory_max, cfg.pids_max, pol->cpus};
+    bool cg_late = false;
     if (!(pol->waived & SANDBOX_WAIVE_CGROUP)) {
         const cgroup_backend *be;
         _cleanup_free_ char *base = NULL;
         if ((rc = cgroup_detect(&be, &base, err)) < 0) return rc;
-        cgroup_limits lim = {cfg.memory_max, cfg.pids_max, pol->cpus};
-        if ((rc = be->create(base, label, &lim, &sb->cg, err)) < 0) {
-            if (rc == -EACCES || rc == -EPERM || rc == -EROFS)
-                err_wrap(err, "cgroup (%s) not writable: fix: run shed as root, delegate a cgroup "
-                              "to this user, or waive \"cgroup\" in the policy to use the "
-                              "rlimit fallback",
-                         be->name);
-            return rc;
-        }
+        cg_late = be->plan != NULL;
+        rc = cg_late ? be->plan(base, label, &sb->cg, err)
+                     : be->create(base, label, &lim, &sb->cg, err);
+        if (rc < 0) return cgroup_error(be, rc, err);
         cfg.cgroup_on = true;
         /* recorded now, so that reconcile finds the cgroup even if we die
          * before the clone; rewritten with init's pid below */
@@ -1310,9 +1377,11 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         a.nproc = (struct rlimit){cfg.pids_max, cfg.pids_max};
     }
 
-    /* the child joins its cgroup by itself (cgroup.h, cgroup_join) */
+    /* the child joins its cgroup by itself (cgroup.h, cgroup_join): v2 now
+     * (CLONE_INTO_CGROUP), v1 with its second release */
     __attribute__((cleanup(cgroup_join_close))) cgroup_join join = {.n = 0};
-    if (sb->cg && (rc = sb->cg->be->open_join(sb->cg, &join, err)) < 0) return rc;
+    if (sb->cg && !cg_late && (rc = sb->cg->be->open_join(sb->cg, &join, err)) < 0) return rc;
+    if (cg_late) a.ncg = sb->cg->ndirs;
     bool joined = true;
     int pidfd = -1;
     pid_t pid;
@@ -1329,10 +1398,6 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         /* the zygote is gone (killed?): forget it, clone ourselves */
         log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
         sandbox_zygote_stop();
-    }
-    if (!join.clone_into) {
-        for (int i = 0; i < join.n; i++) a.cg_fds[i] = join.fds[i];
-        a.ncg = join.n;
     }
     pid = clone_sandbox(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
     if (pid < 0) {
@@ -1375,11 +1440,18 @@ cloned:
     if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync_w));
     cgroup_join_close(&join);
+    if (cg_late) {
+        /* v1: make the leaves while the child mounts, then hand it the
+         * "tasks" files with its release */
+        if ((rc = sb->cg->be->make(sb->cg, &lim, err)) < 0) return cgroup_error(sb->cg->be, rc, err);
+        if ((rc = sb->cg->be->open_join(sb->cg, &join, err)) < 0) return rc;
+    }
     /* the fallback: the creator moves the child (v2 without CLONE_INTO_CGROUP) */
     if (sb->cg && !joined && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
-    TRACE(); /* 6: cgroup attach */
-    if (send(sync2_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
+    TRACE(); /* 6: cgroup made and attached */
+    if (send_release(sync2_w, join.fds, join.n) < 0) goto child_failed;
     close(steal_fd(&sync2_w));
+    cgroup_join_close(&join);
     /* init's pid for reconcile (while the child mounts; if we die before
      * this, the child dies with us: PR_SET_PDEATHSIG, or EOF on sync) */
     if ((rc = write_init_state(sb, cfg.cgroup_on, root, err)) < 0) return rc;
