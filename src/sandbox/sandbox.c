@@ -58,7 +58,9 @@ struct sandbox {
     uid_t host_uid;
     int slot;
     char *label;
-    char *dir;       /* state_dir/sandboxes/<label> */
+    char *dir;       /* state_dir/sandboxes/<label>: the state file (JSON; init's pid in
+                        <label>.init); a directory holding state.json in older versions */
+    bool dir_is_dir; /* that older layout (reconcile only) */
     char *slot_path; /* state_dir/slots/<n> or NULL */
     char *workspace; /* host path or NULL */
     sandbox_cgroup *cg;
@@ -1094,22 +1096,27 @@ static int claim_slot(int want, const char *owner_dir, char **path, shed_err *er
     return err_msg(err, EBUSY, "no free sandbox slot under %s", dir);
 }
 
-/* Write one bookkeeping file of sb->dir atomically (tmp + rename onto a
- * name that does not exist yet: on ext4, a rename over an existing file
- * forces block allocation (auto_da_alloc), and freeing those blocks at
- * destroy costs a synchronous discard on hosts mounted with -o discard). */
-static int write_json_file(const sandbox_t *sb, const char *name, json_t *j, shed_err *err)
+/* The bookkeeping is plain files written once, in place: no directory per
+ * sandbox and no rename over an existing file. On ext4 both cost a
+ * synchronous discard at destroy on hosts mounted with -o discard (a
+ * directory always has a block; a rename over a file forces the new one's
+ * allocation, auto_da_alloc), 0.5-2 ms each; a small file written and
+ * removed within seconds never gets a block. A write cut short (machine
+ * crash) leaves a file reconcile cannot parse: removed after 60 s, as a
+ * create that died before writing any state. */
+static int write_json_file(const char *path, int flags, json_t *j, shed_err *err)
 {
-    char path[4200], tmp[4200];
-    snprintf(path, sizeof(path), "%s/%s", sb->dir, name);
-    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", sb->dir, name);
-    if (json_dump_file(j, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0)
-        return err_set(err, errno ? errno : EIO, "write %s", path);
+    _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
+    if (!text) return err_set(err, ENOMEM, "state");
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
+    if (fd < 0) return err_set(err, errno, "write %s", path);
+    size_t n = strlen(text);
+    if (write(fd, text, n) != (ssize_t)n) return err_set(err, errno ? errno : EIO, "write %s", path);
     return 0;
 }
 
-/* init's pid, once known: in state.json when that is written after the
- * clone (no cgroup), else in init.json next to it (never rewritten). */
+/* init's pid, once known: in the state file when that is written after the
+ * clone (no cgroup), else in <state>.init next to it (never rewritten). */
 static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err);
 
 static int write_state(sandbox_t *sb, const char *root, shed_err *err)
@@ -1127,7 +1134,7 @@ static int write_state(sandbox_t *sb, const char *root, shed_err *err)
         json_object_set_new(st, "cgroup", json_string(sb->cg->be->name));
         json_object_set_new(st, "cgroup_dirs", d);
     }
-    return write_json_file(sb, "state.json", st, err);
+    return write_json_file(sb->dir, O_TRUNC, st, err);
 }
 
 static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err)
@@ -1136,7 +1143,9 @@ static int write_init_state(sandbox_t *sb, bool state_written, const char *root,
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I}", "init_pid", (int)sb->init_pid, "init_start",
                                           (json_int_t)proc_start(sb->init_pid));
     if (!st) return err_set(err, ENOMEM, "state");
-    return write_json_file(sb, "init.json", st, err);
+    char path[4300];
+    snprintf(path, sizeof(path), "%s.init", sb->dir);
+    return write_json_file(path, O_CREAT | O_EXCL, st, err);
 }
 
 /* ---------- probe ---------- */
@@ -1263,11 +1272,13 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
     if ((rc = mkdir_p(path, 0711)) < 0) return err_set(err, -rc, "create state dir %s", path);
     if (asprintf(&sb->dir, "%s/sandboxes/%s", state_dir, label) < 0)
         return err_set(err, ENOMEM, "sandbox");
-    if (mkdir(sb->dir, 0711) < 0) {
+    int sfd = open(sb->dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (sfd < 0) {
         int e = errno;
         free(steal_pointer(&sb->dir));
-        return err_set(err, e, "create %s (is label \"%s\" in use?)", path, label);
+        return err_set(err, e, "create %s/%s (is label \"%s\" in use?)", path, label, label);
     }
+    close(sfd);
     /* The new root's mount point: one empty directory shared by every
      * sandbox (each mounts its tmpfs there in its own mount namespace). */
     char root[4300];
@@ -1728,15 +1739,21 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
     /* the slot first: a sweep must never see a slot whose state dir is gone
      * while it is still ours (it would free it under a new claimant) */
     if (sb->slot_path) unlink(sb->slot_path);
-    if (sb->dir) {
+    if (sb->dir && sb->dir_is_dir) {
         char p[4300];
         static const char *const F[] = {"state.json", "state.json.tmp", "init.json",
-                                        "init.json.tmp"};
+                                        "init.json.tmp", "root"};
         for (size_t i = 0; i < ARRAY_SIZE(F); i++) {
             snprintf(p, sizeof(p), "%s/%s", sb->dir, F[i]);
-            unlink(p);
+            if (unlink(p) < 0 && errno == EISDIR) rmdir(p);
         }
         if (rmdir(sb->dir) < 0 && errno != ENOENT && !rc)
+            rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
+    } else if (sb->dir) {
+        char p[4300];
+        snprintf(p, sizeof(p), "%s.init", sb->dir);
+        unlink(p);
+        if (unlink(sb->dir) < 0 && errno != ENOENT && !rc)
             rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
     }
     if (getenv("SHED_SANDBOX_TRACE"))
@@ -1792,19 +1809,30 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || !label_ok(e->d_name)) continue;
-        char sp[4400];
-        snprintf(sp, sizeof(sp), "%s/%s/state.json", dir, e->d_name);
+        char sp[4400], ip_path[4400];
+        struct stat est;
+        snprintf(sp, sizeof(sp), "%s/%s", dir, e->d_name);
+        if (lstat(sp, &est) < 0) continue;
+        bool is_dir = S_ISDIR(est.st_mode); /* the layout before the state files */
+        if (!is_dir && !S_ISREG(est.st_mode)) continue;
+        if (is_dir) {
+            snprintf(ip_path, sizeof(ip_path), "%s/init.json", sp);
+            snprintf(sp, sizeof(sp), "%s/%s/state.json", dir, e->d_name);
+        } else {
+            snprintf(ip_path, sizeof(ip_path), "%s.init", sp);
+        }
         json_error_t je;
         _cleanup_json_ json_t *st = json_load_file(sp, 0, &je);
         if (!st) {
-            /* a create that died before writing state: only an empty root */
-            struct stat sst;
-            snprintf(sp, sizeof(sp), "%s/%s", dir, e->d_name);
-            if (stat(sp, &sst) == 0 && time(NULL) - sst.st_mtime > 60) {
-                char r[4500];
-                snprintf(r, sizeof(r), "%s/root", sp);
-                rmdir(r);
-                if (rmdir(sp) == 0) swept++;
+            /* a create that died before writing its state (or mid-write) */
+            if (time(NULL) - est.st_mtime > 60) {
+                sandbox_t *sb = calloc(1, sizeof(*sb));
+                if (!sb) break;
+                sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+                sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
+                sb->dir_is_dir = is_dir;
+                if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
+                if (sandbox_destroy(sb, 0, NULL) == 0) swept++;
             }
             continue;
         }
@@ -1818,8 +1846,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));
         if (ip <= 0) {
-            snprintf(sp, sizeof(sp), "%s/%s/init.json", dir, e->d_name);
-            _cleanup_json_ json_t *in = json_load_file(sp, 0, &je);
+            _cleanup_json_ json_t *in = json_load_file(ip_path, 0, &je);
             ip = (pid_t)json_integer_value(json_object_get(in, "init_pid"));
             istart = (unsigned long long)json_integer_value(json_object_get(in, "init_start"));
         }
@@ -1848,6 +1875,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         const char *slotp = json_string_value(json_object_get(st, "slot_path"));
         if (slotp) sb->slot_path = strdup(slotp);
         if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
+        sb->dir_is_dir = is_dir;
         /* not our child: wait for the pid namespace to die via the pidfd */
         if (sb->pidfd >= 0) {
             struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};

@@ -719,7 +719,7 @@ TEST(reconcile_sweeps_what_a_dead_creator_left)
     waitpid(creator, &st, 0);
     ASSERT_EQ_INT(WEXITSTATUS(st), 0);
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s/sandboxes/orphan-1/state.json", state);
+    snprintf(dir, sizeof(dir), "%s/sandboxes/orphan-1", state); /* the state file */
     struct stat sst;
     ASSERT_EQ_INT(stat(dir, &sst), 0); /* left behind */
     json_t *sj = json_load_file(dir, 0, NULL);
