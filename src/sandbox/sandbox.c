@@ -967,6 +967,9 @@ static int write_file(const char *path, const char *data, shed_err *err)
 
 static int mkdir_p(const char *path, mode_t mode)
 {
+    /* usually there already: one syscall, not one per component */
+    if (mkdir(path, mode) == 0 || errno == EEXIST) return 0;
+    if (errno != ENOENT) return -errno;
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s", path);
     for (char *s = strchr(tmp + 1, '/'); s; s = strchr(s + 1, '/')) {
