@@ -685,8 +685,9 @@ __attribute__((noreturn)) static void child_main(child_args *a)
 /* clone3 into new namespaces (the caller's child returns 0). With
  * cgroup_fd >= 0, the child is born in that cgroup (v2 CLONE_INTO_CGROUP);
  * where the kernel or the hierarchy cannot (before 5.7, a non-cgroupfs
- * directory), clone without it and *joined = false: the creator attaches. */
-static pid_t clone_sandbox(int cgroup_fd, int *pidfd, bool *joined)
+ * directory), clone without it and *joined = false: the creator attaches.
+ * (internal.h: exposed for the unit test of that fallback) */
+pid_t sandbox_clone(int cgroup_fd, int *pidfd, bool *joined)
 {
     struct clone_args ca = {0};
     ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
@@ -837,7 +838,7 @@ int sandbox_zygote_main(void)
         } else {
             a.ncg = (int)cg_n;
             bool joined = true;
-            pid_t pid = clone_sandbox(cg_into ? fds[4] : -1, &pidfd, &joined);
+            pid_t pid = sandbox_clone(cg_into ? fds[4] : -1, &pidfd, &joined);
             if (pid == 0) {
                 a.ctl_fd = move_fd_high(fds[0]);
                 a.err_fd = move_fd_high(fds[1]);
@@ -1413,7 +1414,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
         sandbox_zygote_stop();
     }
-    pid = clone_sandbox(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
+    pid = sandbox_clone(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
     if (pid < 0) {
         int e = errno;
         if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {

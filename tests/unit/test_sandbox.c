@@ -466,6 +466,74 @@ TEST(cgroup_join_handles)
     ASSERT_EQ_INT(cgroup_destroy(cg, &err), 0);
 }
 
+/* v2: the child is born in its cgroup (CLONE_INTO_CGROUP), with every
+ * namespace flag; where the directory is not a cgroup (or the kernel is
+ * older than 5.7) the clone still happens and says the creator must attach. */
+static void clone_into(const char *dir, bool want_joined)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_TRUE(fd >= 0);
+    int sv[2];
+    ASSERT_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int pidfd = -1;
+    bool joined = !want_joined;
+    pid_t pid = sandbox_clone(fd, &pidfd, &joined);
+    if (pid == 0) {
+        char buf[4096] = "";
+        int f = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        ssize_t n = f >= 0 ? read(f, buf, sizeof(buf) - 1) : -1;
+        if (n > 0 && write(sv[1], buf, (size_t)n) != n) _exit(1);
+        _exit(0);
+    }
+    ASSERT_TRUE(pid > 0);
+    close(sv[1]);
+    ASSERT_EQ_INT(joined, want_joined);
+    char got[4096] = "";
+    ssize_t n = read(sv[0], got, sizeof(got) - 1);
+    ASSERT_TRUE(n > 0);
+    got[n] = 0;
+    int st;
+    waitpid(pid, &st, 0);
+    ASSERT_EQ_INT(WEXITSTATUS(st), 0);
+    if (want_joined) {
+        char line[4200];
+        snprintf(line, sizeof(line), "0::/%s\n", strrchr(dir, '/') + 1);
+        ASSERT_CONTAINS(got, line);
+    }
+    close(sv[0]);
+    close(pidfd);
+    close(fd);
+}
+
+TEST(clone_into_cgroup_or_fall_back)
+{
+    if (geteuid() != 0) test_skip("creates a cgroup and namespaces as root");
+    char notcg[] = "/tmp/shed-notcg-XXXXXX";
+    ASSERT_TRUE(mkdtemp(notcg) != NULL);
+    clone_into(notcg, false);
+    rmdir(notcg);
+    /* a cgroup2 hierarchy we can write at its root (this VM: the unified
+     * mount without controllers; a v2 host: /sys/fs/cgroup) */
+    const char *roots[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+    for (size_t i = 0; i < 2; i++) {
+        char probe[4200], dir[4200];
+        snprintf(probe, sizeof(probe), "%s/cgroup.procs", roots[i]);
+        snprintf(dir, sizeof(dir), "%s/shed-unit-clone-%d", roots[i], (int)getpid());
+        struct stat st;
+        if (access(probe, W_OK) != 0 || stat(roots[i], &st) < 0) continue;
+        char self[256] = "";
+        FILE *f = fopen("/proc/self/cgroup", "r");
+        while (f && fgets(self, sizeof(self), f))
+            if (!strncmp(self, "0::", 3)) break;
+        if (f) fclose(f);
+        if (strncmp(self, "0::/\n", 5) != 0) continue; /* not at that hierarchy's root */
+        if (mkdir(dir, 0755) < 0) continue;
+        clone_into(dir, true);
+        ASSERT_EQ_INT(rmdir(dir), 0);
+        return;
+    }
+}
+
 TEST(cgroup_v2_missing_controller_names_the_fix)
 {
     char base[] = "/tmp/shed-cg2-XXXXXX";
