@@ -5,6 +5,11 @@
 # init exec'd per sandbox, then forked by the zygote (sandbox_zygote_start),
 # sequential and with a few threads.
 # BENCH_RUNS (default 200) and BENCH_RATE_SECONDS (default 5) scale it.
+# BENCH_SHED_BASE=/path/to/an/older/shed adds that binary to the interleaved
+# start-up runs (before/after in one run, same anchors).
+# Besides wall time, each start-up line gives the CPU time (user+sys) of the
+# command and everything it waited for (rusage): on a shared, loaded machine
+# wall time mostly measures the queue, CPU time what the command costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SHED:=$PWD/build/shed}" "${SHED_BUILD:=$PWD/build}"
@@ -30,33 +35,40 @@ for e in ssl ca-certificates ca-certificates.conf alternatives ld.so.cache ld.so
 done
 bw+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs /workspace --chdir /workspace)
 
-echo "start-up, $runs interleaved runs each ($(nproc) cores, $(uname -r), uid $(id -u), cgroup: $( [ "$(id -u)" = 0 ] && echo v1 || echo waived))"
-python3 - "$runs" "$SHED" "$pol" "${bw[@]}" <<'PY'
+echo "start-up, $runs interleaved runs each ($(nproc) cores, $(uname -r), uid $(id -u), cgroup: $( [ "$(id -u)" = 0 ] && echo v1 || echo waived), load average $(cut -d' ' -f1-3 /proc/loadavg))"
+python3 - "$runs" "$SHED" "$pol" "${BENCH_SHED_BASE:-}" "${bw[@]}" <<'PY'
 import os, sys, time
-runs = int(sys.argv[1]); shed, pol = sys.argv[2], sys.argv[3]; bw = sys.argv[4:]
-cmds = {
-    "shed run": [shed, "run", "--policy", pol, "--", "/bin/true"],
-    "bwrap": bw + ["/bin/true"],
-    "/bin/true": ["/bin/true"],
-}
+runs = int(sys.argv[1]); shed, pol, base = sys.argv[2], sys.argv[3], sys.argv[4]; bw = sys.argv[5:]
+cmds = {"shed run": [shed, "run", "--policy", pol, "--", "/bin/true"]}
+if base:
+    cmds["base shed"] = [base, "run", "--policy", pol, "--", "/bin/true"]
+cmds["bwrap"] = bw + ["/bin/true"]
+cmds["/bin/true"] = ["/bin/true"]
 null = os.open("/dev/null", os.O_RDWR)
 res = {k: [] for k in cmds}
-def run(argv):
+cpu = {k: [] for k in cmds}
+def run(k):
+    argv = cmds[k]
     t = time.perf_counter_ns()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, null, 1), (os.POSIX_SPAWN_DUP2, null, 2)])
-    _, st = os.waitpid(pid, 0)
+    _, st, ru = os.wait4(pid, 0)
     dt = time.perf_counter_ns() - t
     if os.waitstatus_to_exitcode(st) != 0:
         sys.exit(f"{argv[0]} failed: {os.waitstatus_to_exitcode(st)}")
-    return dt
-for k in cmds: run(cmds[k])  # warm up
+    return dt, (ru.ru_utime + ru.ru_stime) * 1e9
+for k in cmds: run(k)  # warm up
 for i in range(runs):
-    for k in cmds: res[k].append(run(cmds[k]))
+    for k in cmds:
+        dt, c = run(k)
+        res[k].append(dt)
+        cpu[k].append(c)
 def q(v, p): v = sorted(v); return v[min(len(v) - 1, int(len(v) * p))] / 1e6
 med = {k: q(v, 0.5) for k, v in res.items()}
 for k, v in res.items():
-    print(f"  {k:10s} median {q(v,0.5):7.2f} ms   p99 {q(v,0.99):7.2f} ms")
+    print(f"  {k:10s} median {q(v,0.5):7.2f} ms   p99 {q(v,0.99):7.2f} ms   cpu median {q(cpu[k],0.5):6.2f} ms")
 print(f"  ratio shed/bwrap (median): {med['shed run']/med['bwrap']:.2f}x   (target <= 1.0x)")
+if base:
+    print(f"  ratio base shed/bwrap (median): {med['base shed']/med['bwrap']:.2f}x")
 print(f"  cost over bare /bin/true (median): shed {med['shed run']-med['/bin/true']:.2f} ms, bwrap {med['bwrap']-med['/bin/true']:.2f} ms")
 PY
 

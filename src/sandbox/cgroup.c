@@ -51,6 +51,13 @@ int64_t cgroup_read_key(const char *dir, const char *file, const char *key)
     return 0;
 }
 
+void cgroup_join_close(cgroup_join *j)
+{
+    for (int i = 0; i < j->n; i++)
+        if (j->fds[i] >= 0) close(j->fds[i]);
+    j->n = 0;
+}
+
 sandbox_cgroup *cgroup_alloc(const cgroup_backend *be)
 {
     sandbox_cgroup *cg = calloc(1, sizeof(*cg));

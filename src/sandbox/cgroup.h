@@ -19,11 +19,38 @@ typedef struct cgroup_limits {
 #define CGROUP_MAX_DIRS 4
 
 typedef struct sandbox_cgroup sandbox_cgroup;
+
+/* How a new sandbox joins its cgroup without the creator writing its pid to
+ * cgroup.procs, which write-locks the global cgroup_threadgroup_rwsem and so
+ * waits for an RCU grace period (5-15 ms on a loaded host):
+ *   v1: the fds are the leaves' "tasks" files; the creator makes the leaves
+ *       while the child mounts (plan + make, after the clone) and hands the
+ *       fds over with the child's release; the child writes "0" to each
+ *       itself (a single thread moving itself takes no threadgroup lock; the
+ *       child is single-threaded, so this moves the whole process), before
+ *       it drops its capabilities and long before init runs anything.
+ *   v2: fds[0] is the leaf directory, for clone3(CLONE_INTO_CGROUP): the
+ *       child is born in the cgroup, nothing is migrated. */
+typedef struct cgroup_join {
+    int fds[CGROUP_MAX_DIRS];
+    int n;
+    bool clone_into; /* v2: fds[0] is for CLONE_INTO_CGROUP */
+} cgroup_join;
+void cgroup_join_close(cgroup_join *j);
+
 typedef struct cgroup_backend {
     const char *name; /* "v1" or "v2" */
     int (*create)(const char *base, const char *name, const cgroup_limits *lim,
                   sandbox_cgroup **out, shed_err *err);
+    /* create in two steps (NULL for v2, which needs the leaf before the
+     * clone): plan names the leaves without making anything, make creates
+     * them and sets the limits. create = plan + make. */
+    int (*plan)(const char *base, const char *name, sandbox_cgroup **out, shed_err *err);
+    int (*make)(sandbox_cgroup *cg, const cgroup_limits *lim, shed_err *err);
+    /* The creator moves pid in (the fallback when the join below cannot be used). */
     int (*attach)(sandbox_cgroup *cg, pid_t pid, shed_err *err);
+    /* Open what the child needs to join by itself (see cgroup_join). */
+    int (*open_join)(sandbox_cgroup *cg, cgroup_join *out, shed_err *err);
     /* Kill every process in the cgroup and wait (bounded) until it is empty. */
     int (*kill_all)(sandbox_cgroup *cg, shed_err *err);
     /* Counters: how many OOM kills / fork refusals happened (>= 0), -errno. */

@@ -7,6 +7,7 @@
 #include "base/cleanup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,32 +18,57 @@
 static const char *const CTRLS[CGROUP_MAX_DIRS] = {"memory", "pids", "cpu", "freezer"};
 enum { V1_MEMORY, V1_PIDS, V1_CPU, V1_FREEZER };
 
-static int v1_create(const char *base, const char *name, const cgroup_limits *lim,
-                     sandbox_cgroup **out, shed_err *err)
+/* The creator's own path below each controller, from one read of
+ * /proc/self/cgroup. */
+static void v1_own_paths(char own[CGROUP_MAX_DIRS][2048])
+{
+    for (int i = 0; i < CGROUP_MAX_DIRS; i++) own[i][0] = 0;
+    _cleanup_fclose_ FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[4096];
+    while (f && fgets(line, sizeof(line), f)) {
+        char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+        if (!b) continue;
+        *b = 0;
+        char *path = b + 1;
+        path[strcspn(path, "\n")] = 0;
+        if (!strcmp(path, "/")) path = "";
+        for (char *c = strtok(a + 1, ","); c; c = strtok(NULL, ","))
+            for (int i = 0; i < CGROUP_MAX_DIRS; i++)
+                if (!strcmp(c, CTRLS[i])) snprintf(own[i], sizeof(own[i]), "%s", path);
+    }
+}
+
+static int v1_plan(const char *base, const char *name, sandbox_cgroup **out, shed_err *err)
 {
     sandbox_cgroup *cg = cgroup_alloc(&cgroup_v1_backend);
     if (!cg) return err_set(err, ENOMEM, "cgroup");
+    char own[CGROUP_MAX_DIRS][2048];
+    v1_own_paths(own);
     for (int i = 0; i < CGROUP_MAX_DIRS; i++) {
-        char own[2048], parent[4096];
-        if (cgroup_v1_self(CTRLS[i], own, sizeof(own)) < 0) own[0] = 0;
-        snprintf(parent, sizeof(parent), "%s/%s%s/shed", base, CTRLS[i], own);
-        if (mkdir(parent, 0755) < 0 && errno != EEXIST) {
-            int e = errno;
-            cgroup_destroy(cg, NULL);
-            return err_set(err, e, "mkdir cgroup %s (v1 %s controller)", parent, CTRLS[i]);
-        }
-        char *dir;
-        if (asprintf(&dir, "%s/%s", parent, name) < 0) {
-            cgroup_destroy(cg, NULL);
+        if (asprintf(&cg->dirs[i], "%s/%s%s/shed/%s", base, CTRLS[i], own[i], name) < 0) {
+            cg->dirs[i] = NULL;
+            cgroup_free(cg);
             return err_set(err, ENOMEM, "cgroup");
         }
-        if (mkdir(dir, 0755) < 0) {
-            int e = errno;
-            free(dir);
-            cgroup_destroy(cg, NULL);
-            return err_set(err, e, "mkdir cgroup %s/%s", parent, name);
+        cg->ndirs++;
+    }
+    *out = cg;
+    return 0;
+}
+
+static int v1_make(sandbox_cgroup *cg, const cgroup_limits *lim, shed_err *err)
+{
+    for (int i = 0; i < cg->ndirs; i++) {
+        if (mkdir(cg->dirs[i], 0755) == 0) continue;
+        if (errno == ENOENT) { /* the "shed" parent first */
+            char parent[4096];
+            snprintf(parent, sizeof(parent), "%s", cg->dirs[i]);
+            *strrchr(parent, '/') = 0;
+            if (mkdir(parent, 0755) < 0 && errno != EEXIST)
+                return err_set(err, errno, "mkdir cgroup %s (v1 %s controller)", parent, CTRLS[i]);
+            if (mkdir(cg->dirs[i], 0755) == 0) continue;
         }
-        cg->dirs[cg->ndirs++] = dir;
+        return err_set(err, errno, "mkdir cgroup %s", cg->dirs[i]);
     }
     char v[64];
     int rc = 0;
@@ -66,7 +92,16 @@ static int v1_create(const char *base, const char *name, const cgroup_limits *li
         rc = cgroup_write(cg->dirs[V1_CPU], "cpu.cfs_period_us", "100000", err);
         if (!rc) rc = cgroup_write(cg->dirs[V1_CPU], "cpu.cfs_quota_us", v, err);
     }
-    if (rc) {
+    return rc;
+}
+
+static int v1_create(const char *base, const char *name, const cgroup_limits *lim,
+                     sandbox_cgroup **out, shed_err *err)
+{
+    sandbox_cgroup *cg;
+    int rc = v1_plan(base, name, &cg, err);
+    if (rc < 0) return rc;
+    if ((rc = v1_make(cg, lim, err)) < 0) {
         cgroup_destroy(cg, NULL);
         return rc;
     }
@@ -81,6 +116,24 @@ static int v1_attach(sandbox_cgroup *cg, pid_t pid, shed_err *err)
     for (int i = 0; i < cg->ndirs; i++) {
         int rc = cgroup_write(cg->dirs[i], "cgroup.procs", v, err);
         if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+static int v1_open_join(sandbox_cgroup *cg, cgroup_join *out, shed_err *err)
+{
+    out->n = 0;
+    out->clone_into = false;
+    for (int i = 0; i < cg->ndirs; i++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/tasks", cg->dirs[i]);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            cgroup_join_close(out);
+            return err_set(err, e, "open cgroup %s", path);
+        }
+        out->fds[out->n++] = fd;
     }
     return 0;
 }
@@ -130,7 +183,10 @@ static int64_t v1_pids_denied(sandbox_cgroup *cg)
 const cgroup_backend cgroup_v1_backend = {
     .name = "v1",
     .create = v1_create,
+    .plan = v1_plan,
+    .make = v1_make,
     .attach = v1_attach,
+    .open_join = v1_open_join,
     .kill_all = v1_kill_all,
     .oom_kills = v1_oom_kills,
     .pids_denied = v1_pids_denied,

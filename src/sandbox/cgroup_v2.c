@@ -11,6 +11,7 @@
 #include "base/cleanup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,16 @@ static int v2_attach(sandbox_cgroup *cg, pid_t pid, shed_err *err)
     return cgroup_write(cg->dirs[0], "cgroup.procs", v, err);
 }
 
+static int v2_open_join(sandbox_cgroup *cg, cgroup_join *out, shed_err *err)
+{
+    out->n = 0;
+    out->clone_into = true;
+    int fd = open(cg->dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return err_set(err, errno, "open cgroup %s", cg->dirs[0]);
+    out->fds[out->n++] = fd;
+    return 0;
+}
+
 static void sleep_ms(int ms)
 {
     nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
@@ -151,6 +162,7 @@ const cgroup_backend cgroup_v2_backend = {
     .name = "v2",
     .create = v2_create,
     .attach = v2_attach,
+    .open_join = v2_open_join,
     .kill_all = v2_kill_all,
     .oom_kills = v2_oom_kills,
     .pids_denied = v2_pids_denied,

@@ -81,3 +81,7 @@ int sandbox_seccomp_nr(const char *name);
 int sandbox_init_main(int argc, char **argv);
 /* sandbox.c: the body of `shed init --zygote`. */
 int sandbox_zygote_main(void);
+/* sandbox.c: clone3 into the sandbox's namespaces (returns 0 in the child);
+ * cgroup_fd >= 0 asks for CLONE_INTO_CGROUP, and *joined says whether the
+ * kernel did it (else the creator must attach the child). */
+pid_t sandbox_clone(int cgroup_fd, int *pidfd, bool *joined);

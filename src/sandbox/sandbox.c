@@ -58,7 +58,9 @@ struct sandbox {
     uid_t host_uid;
     int slot;
     char *label;
-    char *dir;       /* state_dir/sandboxes/<label> */
+    char *dir;       /* state_dir/sandboxes/<label>: the state file (JSON; init's pid in
+                        <label>.init); a directory holding state.json in older versions */
+    bool dir_is_dir; /* that older layout (reconcile only) */
     char *slot_path; /* state_dir/slots/<n> or NULL */
     char *workspace; /* host path or NULL */
     sandbox_cgroup *cg;
@@ -345,6 +347,7 @@ typedef struct child_args {
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
     bool no_exec; /* forked by the zygote: become init without an exec */
+    int ncg; /* v1: how many "tasks" files come with the second release (cgroup_join) */
 } child_args;
 
 struct child_err {
@@ -491,6 +494,65 @@ static int listen_on(int type, int port)
     return fd;
 }
 
+/* The creator's release byte, with fds (SCM_RIGHTS). Returns how many fds
+ * came (received CLOEXEC), or -1 when the creator is gone. */
+static int recv_release(int sock, int *fds)
+{
+    char c;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+    } u;
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = sizeof(u.buf)};
+    ssize_t r;
+    do
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r != 1) return -1;
+    int n = 0;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+            if (n < CTL_MAX_FDS)
+                fds[n++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (mh.msg_flags & MSG_CTRUNC) {
+        for (int i = 0; i < n; i++) close(fds[i]);
+        return -1;
+    }
+    return n;
+}
+
+static int send_release(int sock, const int *fds, int n)
+{
+    char c = 'x';
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * CGROUP_MAX_DIRS)];
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (n > 0) {
+        mh.msg_control = u.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(h), fds, sizeof(int) * n);
+    }
+    return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
 __attribute__((noreturn)) static void child_main(child_args *a)
 {
     char c;
@@ -559,13 +621,22 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (setrlimit(RLIMIT_FSIZE, &a->fsize) < 0) child_die(a, errno, "setrlimit fsize");
     if (a->nproc_on && setrlimit(RLIMIT_NPROC, &a->nproc) < 0) child_die(a, errno, "setrlimit nproc");
 
-    /* Second release: the parent has put us into the cgroup (done while we
-     * were mounting, to overlap the cgroup migration's RCU wait). */
-    do
-        r = read(a->sync2_fd, &c, 1);
-    while (r < 0 && errno == EINTR);
-    if (r != 1) _exit(125);
+    /* Second release: the creator made our cgroup while we were mounting;
+     * v1: join it now, by ourselves (a thread moving itself takes no
+     * threadgroup lock, so no RCU grace period: cgroup.h, cgroup_join). */
+    int cgf[CTL_MAX_FDS];
+    int ncgf = recv_release(a->sync2_fd, cgf);
+    if (ncgf < 0) _exit(125);
     close(a->sync2_fd);
+    if (ncgf != a->ncg) {
+        for (int i = 0; i < ncgf; i++) close(cgf[i]);
+        child_die(a, EPROTO, "join the sandbox's cgroup: %d of %d v1 tasks files came", ncgf, a->ncg);
+    }
+    for (int i = 0; i < ncgf; i++) {
+        if (write(cgf[i], "0", 1) != 1)
+            child_die(a, errno, "join the sandbox's cgroup (v1 tasks file %d of %d)", i + 1, ncgf);
+        close(cgf[i]);
+    }
     if (a->cfg->cgroup_on && unshare(CLONE_NEWCGROUP) < 0)
         child_die(a, errno, "unshare cgroup namespace");
 
@@ -611,6 +682,33 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     child_die(a, errno, "execveat shed init");
 }
 
+/* clone3 into new namespaces (the caller's child returns 0). With
+ * cgroup_fd >= 0, the child is born in that cgroup (v2 CLONE_INTO_CGROUP);
+ * where the kernel or the hierarchy cannot (before 5.7, a non-cgroupfs
+ * directory), clone without it and *joined = false: the creator attaches.
+ * (internal.h: exposed for the unit test of that fallback) */
+pid_t sandbox_clone(int cgroup_fd, int *pidfd, bool *joined)
+{
+    struct clone_args ca = {0};
+    ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+    ca.exit_signal = SIGCHLD;
+    *joined = true;
+    if (cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)cgroup_fd;
+        pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+        if (pid >= 0 || (errno != EINVAL && errno != EBADF && errno != E2BIG &&
+                         errno != EOPNOTSUPP && errno != ENOSYS))
+            return pid;
+        ca.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+        ca.cgroup = 0;
+        *joined = false;
+    }
+    return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
 /* ---------- the zygote ----------
  * Optional (sandbox_zygote_start): a `shed init --zygote` process exec'd
  * once from the binary's fd; each create asks it to clone the sandbox child,
@@ -636,6 +734,7 @@ static json_t *encode_child(const child_args *a)
                           "nproc_on", a->nproc_on);
     if (!j) return NULL;
     json_object_set_new(j, "hostname", json_string(a->cfg->hostname));
+    if (a->ncg) json_object_set_new(j, "cg_n", json_integer(a->ncg));
     if (a->prog) {
         char *b = b64_encode_alloc(a->prog->filter, a->prog->len * sizeof(struct sock_filter),
                                    false, true);
@@ -731,15 +830,15 @@ int sandbox_zygote_main(void)
         struct sock_fprog prog = {0};
         json_t *reply;
         int pidfd = -1;
-        if (nfds != 4 || decode_child(req, &a, &pl, &cfg, &prog) < 0) {
+        json_int_t cg_n = json_integer_value(json_object_get(req, "cg_n"));
+        bool cg_into = json_is_true(json_object_get(req, "cg_into"));
+        if (cg_n < 0 || cg_n > CGROUP_MAX_DIRS || (cg_into && cg_n) || nfds != 4 + cg_into ||
+            decode_child(req, &a, &pl, &cfg, &prog) < 0) {
             reply = json_pack("{s:s}", "error", "bad clone request");
         } else {
-            struct clone_args ca = {0};
-            ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-                       CLONE_NEWNET | CLONE_PIDFD;
-            ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-            ca.exit_signal = SIGCHLD;
-            pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+            a.ncg = (int)cg_n;
+            bool joined = true;
+            pid_t pid = sandbox_clone(cg_into ? fds[4] : -1, &pidfd, &joined);
             if (pid == 0) {
                 a.ctl_fd = move_fd_high(fds[0]);
                 a.err_fd = move_fd_high(fds[1]);
@@ -751,7 +850,7 @@ int sandbox_zygote_main(void)
                 child_main(&a);
             }
             reply = pid < 0 ? json_pack("{s:s,s:i}", "error", "clone3", "errno", errno)
-                            : json_pack("{s:i}", "pid", (int)pid);
+                            : json_pack("{s:i,s:b}", "pid", (int)pid, "joined", joined);
         }
         for (int i = 0; i < nfds; i++) close(fds[i]);
         rc = ctl_send(fd, reply, pidfd >= 0 ? &pidfd : NULL, pidfd >= 0 ? 1 : 0, &err);
@@ -820,17 +919,22 @@ void sandbox_zygote_stop(void)
 
 /* Ask the zygote to clone; returns the pid (and *pidfd) or -errno. */
 static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, int sync2_r,
-                          int *pidfd, shed_err *err)
+                          const cgroup_join *join, int *pidfd, bool *joined, shed_err *err)
 {
     _cleanup_json_ json_t *req = encode_child(a);
     if (!req) return err_set(err, ENOMEM, "zygote request");
-    int fds[4] = {ctl, err_w, sync_r, sync2_r};
+    int fds[5] = {ctl, err_w, sync_r, sync2_r, -1};
+    int nfds = 4;
+    if (join->clone_into) {
+        fds[nfds++] = join->fds[0];
+        json_object_set_new(req, "cg_into", json_true());
+    }
     pthread_mutex_lock(&g_zyg_lock);
     if (g_zyg_fd < 0) {
         pthread_mutex_unlock(&g_zyg_lock);
         return err_msg(err, ESRCH, "the zygote is not running");
     }
-    int rc = ctl_send(g_zyg_fd, req, fds, 4, err);
+    int rc = ctl_send(g_zyg_fd, req, fds, nfds, err);
     _cleanup_json_ json_t *rep = NULL;
     int got[CTL_MAX_FDS], n = 0;
     if (rc == 0) rc = ctl_recv(g_zyg_fd, &rep, got, &n, err);
@@ -847,6 +951,7 @@ static pid_t zygote_clone(const child_args *a, int ctl, int err_w, int sync_r, i
                        json_string_value(json_object_get(rep, "error")) ?: "bad reply");
     }
     *pidfd = got[0];
+    *joined = json_is_true(json_object_get(rep, "joined"));
     return (pid_t)json_integer_value(pj);
 }
 
@@ -863,6 +968,9 @@ static int write_file(const char *path, const char *data, shed_err *err)
 
 static int mkdir_p(const char *path, mode_t mode)
 {
+    /* usually there already: one syscall, not one per component */
+    if (mkdir(path, mode) == 0 || errno == EEXIST) return 0;
+    if (errno != ENOENT) return -errno;
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s", path);
     for (char *s = strchr(tmp + 1, '/'); s; s = strchr(s + 1, '/')) {
@@ -992,6 +1100,29 @@ static int claim_slot(int want, const char *owner_dir, char **path, shed_err *er
     return err_msg(err, EBUSY, "no free sandbox slot under %s", dir);
 }
 
+/* The bookkeeping is plain files written once, in place: no directory per
+ * sandbox and no rename over an existing file. On ext4 both cost a
+ * synchronous discard at destroy on hosts mounted with -o discard (a
+ * directory always has a block; a rename over a file forces the new one's
+ * allocation, auto_da_alloc), 0.5-2 ms each; a small file written and
+ * removed within seconds never gets a block. A write cut short (machine
+ * crash) leaves a file reconcile cannot parse: removed after 60 s, as a
+ * create that died before writing any state. */
+static int write_json_file(const char *path, int flags, json_t *j, shed_err *err)
+{
+    _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
+    if (!text) return err_set(err, ENOMEM, "state");
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
+    if (fd < 0) return err_set(err, errno, "write %s", path);
+    size_t n = strlen(text);
+    if (write(fd, text, n) != (ssize_t)n) return err_set(err, errno ? errno : EIO, "write %s", path);
+    return 0;
+}
+
+/* init's pid, once known: in the state file when that is written after the
+ * clone (no cgroup), else in <state>.init next to it (never rewritten). */
+static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err);
+
 static int write_state(sandbox_t *sb, const char *root, shed_err *err)
 {
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I,s:i,s:I,s:i,s:s,s:s?}", "owner_pid",
@@ -1007,12 +1138,18 @@ static int write_state(sandbox_t *sb, const char *root, shed_err *err)
         json_object_set_new(st, "cgroup", json_string(sb->cg->be->name));
         json_object_set_new(st, "cgroup_dirs", d);
     }
-    char path[4200], tmp[4200];
-    snprintf(path, sizeof(path), "%s/state.json", sb->dir);
-    snprintf(tmp, sizeof(tmp), "%s/state.json.tmp", sb->dir);
-    if (json_dump_file(st, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0)
-        return err_set(err, errno ? errno : EIO, "write %s", path);
-    return 0;
+    return write_json_file(sb->dir, O_TRUNC, st, err);
+}
+
+static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err)
+{
+    if (!state_written) return write_state(sb, root, err);
+    _cleanup_json_ json_t *st = json_pack("{s:i,s:I}", "init_pid", (int)sb->init_pid, "init_start",
+                                          (json_int_t)proc_start(sb->init_pid));
+    if (!st) return err_set(err, ENOMEM, "state");
+    char path[4300];
+    snprintf(path, sizeof(path), "%s.init", sb->dir);
+    return write_json_file(path, O_CREAT | O_EXCL, st, err);
 }
 
 /* ---------- probe ---------- */
@@ -1063,6 +1200,16 @@ int sandbox_probe(const sandbox_policy *pol, shed_err *err)
 }
 
 /* ---------- create ---------- */
+
+static int cgroup_error(const cgroup_backend *be, int rc, shed_err *err)
+{
+    if (rc == -EACCES || rc == -EPERM || rc == -EROFS)
+        err_wrap(err, "cgroup (%s) not writable: fix: run shed as root, delegate a cgroup "
+                      "to this user, or waive \"cgroup\" in the policy to use the "
+                      "rlimit fallback",
+                 be->name);
+    return rc;
+}
 
 static void sandbox_free(sandbox_t *sb)
 {
@@ -1129,11 +1276,13 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
     if ((rc = mkdir_p(path, 0711)) < 0) return err_set(err, -rc, "create state dir %s", path);
     if (asprintf(&sb->dir, "%s/sandboxes/%s", state_dir, label) < 0)
         return err_set(err, ENOMEM, "sandbox");
-    if (mkdir(sb->dir, 0711) < 0) {
+    int sfd = open(sb->dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (sfd < 0) {
         int e = errno;
         free(steal_pointer(&sb->dir));
-        return err_set(err, e, "create %s (is label \"%s\" in use?)", path, label);
+        return err_set(err, e, "create %s/%s (is label \"%s\" in use?)", path, label, label);
     }
+    close(sfd);
     /* The new root's mount point: one empty directory shared by every
      * sandbox (each mounts its tmpfs there in its own mount namespace). */
     char root[4300];
@@ -1164,20 +1313,18 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
     int64_t lifetime = opts->timeout_ms ? opts->timeout_ms : pol->timeout_ms;
     sb->deadline_ms = lifetime > 0 ? clock_mono_ms() + lifetime : 0;
 
-    /* cgroup */
+    /* cgroup: v2 makes the leaf now (the child is cloned into it); v1 only
+     * names the leaves now and makes them while the child mounts */
+    cgroup_limits lim = {cfg.memory_max, cfg.pids_max, pol->cpus};
+    bool cg_late = false;
     if (!(pol->waived & SANDBOX_WAIVE_CGROUP)) {
         const cgroup_backend *be;
         _cleanup_free_ char *base = NULL;
         if ((rc = cgroup_detect(&be, &base, err)) < 0) return rc;
-        cgroup_limits lim = {cfg.memory_max, cfg.pids_max, pol->cpus};
-        if ((rc = be->create(base, label, &lim, &sb->cg, err)) < 0) {
-            if (rc == -EACCES || rc == -EPERM || rc == -EROFS)
-                err_wrap(err, "cgroup (%s) not writable: fix: run shed as root, delegate a cgroup "
-                              "to this user, or waive \"cgroup\" in the policy to use the "
-                              "rlimit fallback",
-                         be->name);
-            return rc;
-        }
+        cg_late = be->plan != NULL;
+        rc = cg_late ? be->plan(base, label, &sb->cg, err)
+                     : be->create(base, label, &lim, &sb->cg, err);
+        if (rc < 0) return cgroup_error(be, rc, err);
         cfg.cgroup_on = true;
         /* recorded now, so that reconcile finds the cgroup even if we die
          * before the clone; rewritten with init's pid below */
@@ -1245,13 +1392,19 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         a.nproc = (struct rlimit){cfg.pids_max, cfg.pids_max};
     }
 
+    /* the child joins its cgroup by itself (cgroup.h, cgroup_join): v2 now
+     * (CLONE_INTO_CGROUP), v1 with its second release */
+    __attribute__((cleanup(cgroup_join_close))) cgroup_join join = {.n = 0};
+    if (sb->cg && !cg_late && (rc = sb->cg->be->open_join(sb->cg, &join, err)) < 0) return rc;
+    if (cg_late) a.ncg = sb->cg->ndirs;
+    bool joined = true;
     int pidfd = -1;
     pid_t pid;
     pthread_mutex_lock(&g_zyg_lock);
     bool zyg = g_zyg_fd >= 0;
     pthread_mutex_unlock(&g_zyg_lock);
     if (zyg) {
-        pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &pidfd, err);
+        pid = zygote_clone(&a, child_ctl, err_w, sync_r, sync2_r, &join, &pidfd, &joined, err);
         if (pid >= 0) {
             sb->via_zygote = true;
             goto cloned;
@@ -1261,12 +1414,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
         sandbox_zygote_stop();
     }
-    struct clone_args ca = {0};
-    ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET | CLONE_PIDFD;
-    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    ca.exit_signal = SIGCHLD;
-    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    pid = sandbox_clone(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
     if (pid < 0) {
         int e = errno;
         if (e == EPERM || e == ENOSPC || e == EACCES || e == EINVAL) {
@@ -1306,11 +1454,22 @@ cloned:
     TRACE(); /* 5: maps */
     if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync_w));
-    if (sb->cg && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
-    if ((rc = write_state(sb, root, err)) < 0) return rc;
-    TRACE(); /* 6: cgroup attach + state */
-    if (send(sync2_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
+    cgroup_join_close(&join);
+    if (cg_late) {
+        /* v1: make the leaves while the child mounts, then hand it the
+         * "tasks" files with its release */
+        if ((rc = sb->cg->be->make(sb->cg, &lim, err)) < 0) return cgroup_error(sb->cg->be, rc, err);
+        if ((rc = sb->cg->be->open_join(sb->cg, &join, err)) < 0) return rc;
+    }
+    /* the fallback: the creator moves the child (v2 without CLONE_INTO_CGROUP) */
+    if (sb->cg && !joined && (rc = sb->cg->be->attach(sb->cg, pid, err)) < 0) return rc;
+    TRACE(); /* 6: cgroup made and attached */
+    if (send_release(sync2_w, join.fds, join.n) < 0) goto child_failed;
     close(steal_fd(&sync2_w));
+    cgroup_join_close(&join);
+    /* init's pid for reconcile (while the child mounts; if we die before
+     * this, the child dies with us: PR_SET_PDEATHSIG, or EOF on sync) */
+    if ((rc = write_init_state(sb, cfg.cgroup_on, root, err)) < 0) return rc;
 child_failed:;
     TRACE(); /* 7: released */
     /* The configuration waits in the socket until init reads it. */
@@ -1581,16 +1740,26 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
         }
     }
     t2 = clock_mono_ns();
-    if (sb->dir) {
+    /* the slot first: a sweep must never see a slot whose state dir is gone
+     * while it is still ours (it would free it under a new claimant) */
+    if (sb->slot_path) unlink(sb->slot_path);
+    if (sb->dir && sb->dir_is_dir) {
         char p[4300];
-        snprintf(p, sizeof(p), "%s/state.json", sb->dir);
-        unlink(p);
-        snprintf(p, sizeof(p), "%s/state.json.tmp", sb->dir);
-        unlink(p);
+        static const char *const F[] = {"state.json", "state.json.tmp", "init.json",
+                                        "init.json.tmp", "root"};
+        for (size_t i = 0; i < ARRAY_SIZE(F); i++) {
+            snprintf(p, sizeof(p), "%s/%s", sb->dir, F[i]);
+            if (unlink(p) < 0 && errno == EISDIR) rmdir(p);
+        }
         if (rmdir(sb->dir) < 0 && errno != ENOENT && !rc)
             rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
+    } else if (sb->dir) {
+        char p[4300];
+        snprintf(p, sizeof(p), "%s.init", sb->dir);
+        unlink(p);
+        if (unlink(sb->dir) < 0 && errno != ENOENT && !rc)
+            rc = err_set(err, errno, "remove sandbox state %s", sb->dir);
     }
-    if (sb->slot_path) unlink(sb->slot_path);
     if (getenv("SHED_SANDBOX_TRACE"))
         fprintf(stderr, "sandbox_destroy trace (ms): kill=%.2f cgroup=%.2f state=%.2f\n",
                 (t1 - t0) / 1e6, (t2 - t1) / 1e6, (clock_mono_ns() - t2) / 1e6);
@@ -1599,6 +1768,38 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
 }
 
 /* ---------- reconcile ---------- */
+
+/* Slot files name their sandbox's state dir: without it, the slot is stale
+ * (its creator's state dir was removed whole). A stale slot only shrinks
+ * the pool (claim_slot skips taken slots), so the sweep, which reads every
+ * slot file, runs at most once a minute host-wide (every `shed run`
+ * reconciles; a host with a few hundred slots paid ~1 ms each time). */
+static void sweep_slots(void)
+{
+    const char *marker = SANDBOX_SLOT_DIR "/.swept";
+    struct stat ms;
+    if (stat(marker, &ms) == 0 && time(NULL) - ms.st_mtime < 60 && ms.st_mtime <= time(NULL))
+        return;
+    int mfd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (mfd < 0) return; /* no slot dir yet: nothing to sweep */
+    futimens(mfd, NULL);
+    close(mfd);
+    DIR *sd = opendir(SANDBOX_SLOT_DIR);
+    struct dirent *e;
+    while (sd && (e = readdir(sd))) {
+        if (e->d_name[0] == '.') continue;
+        char owner[4200] = "";
+        int fd = openat(dirfd(sd), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, owner, sizeof(owner) - 1);
+        close(fd);
+        owner[n > 0 ? n : 0] = 0;
+        struct stat st;
+        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
+            unlinkat(dirfd(sd), e->d_name, 0);
+    }
+    if (sd) closedir(sd);
+}
 
 int sandbox_reconcile(const char *state_dir, shed_err *err)
 {
@@ -1612,19 +1813,30 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || !label_ok(e->d_name)) continue;
-        char sp[4400];
-        snprintf(sp, sizeof(sp), "%s/%s/state.json", dir, e->d_name);
+        char sp[4400], ip_path[4400];
+        struct stat est;
+        snprintf(sp, sizeof(sp), "%s/%s", dir, e->d_name);
+        if (lstat(sp, &est) < 0) continue;
+        bool is_dir = S_ISDIR(est.st_mode); /* the layout before the state files */
+        if (!is_dir && !S_ISREG(est.st_mode)) continue;
+        if (is_dir) {
+            snprintf(ip_path, sizeof(ip_path), "%s/init.json", sp);
+            snprintf(sp, sizeof(sp), "%s/%s/state.json", dir, e->d_name);
+        } else {
+            snprintf(ip_path, sizeof(ip_path), "%s.init", sp);
+        }
         json_error_t je;
         _cleanup_json_ json_t *st = json_load_file(sp, 0, &je);
         if (!st) {
-            /* a create that died before writing state: only an empty root */
-            struct stat sst;
-            snprintf(sp, sizeof(sp), "%s/%s", dir, e->d_name);
-            if (stat(sp, &sst) == 0 && time(NULL) - sst.st_mtime > 60) {
-                char r[4500];
-                snprintf(r, sizeof(r), "%s/root", sp);
-                rmdir(r);
-                if (rmdir(sp) == 0) swept++;
+            /* a create that died before writing its state (or mid-write) */
+            if (time(NULL) - est.st_mtime > 60) {
+                sandbox_t *sb = calloc(1, sizeof(*sb));
+                if (!sb) break;
+                sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+                sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
+                sb->dir_is_dir = is_dir;
+                if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
+                if (sandbox_destroy(sb, 0, NULL) == 0) swept++;
             }
             continue;
         }
@@ -1637,6 +1849,11 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));
+        if (ip <= 0) {
+            _cleanup_json_ json_t *in = json_load_file(ip_path, 0, &je);
+            ip = (pid_t)json_integer_value(json_object_get(in, "init_pid"));
+            istart = (unsigned long long)json_integer_value(json_object_get(in, "init_start"));
+        }
         if (ip > 0 && istart && proc_start(ip) == istart) {
             sb->pidfd = (int)syscall(SYS_pidfd_open, ip, 0);
             if (sb->pidfd >= 0 && proc_start(ip) != istart) { /* raced with pid reuse */
@@ -1662,6 +1879,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         const char *slotp = json_string_value(json_object_get(st, "slot_path"));
         if (slotp) sb->slot_path = strdup(slotp);
         if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
+        sb->dir_is_dir = is_dir;
         /* not our child: wait for the pid namespace to die via the pidfd */
         if (sb->pidfd >= 0) {
             struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
@@ -1675,20 +1893,6 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         log_info("reconcile: swept sandbox %s left by dead creator pid %d", e->d_name, (int)owner);
     }
     closedir(d);
-    /* slot files name their sandbox's state dir: without it, the slot is stale */
-    DIR *sd2 = geteuid() == 0 ? opendir(SANDBOX_SLOT_DIR) : NULL;
-    while (sd2 && (e = readdir(sd2))) {
-        if (e->d_name[0] == '.') continue;
-        char owner[4200] = "";
-        int fd = openat(dirfd(sd2), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, owner, sizeof(owner) - 1);
-        close(fd);
-        owner[n > 0 ? n : 0] = 0;
-        struct stat st;
-        if (owner[0] == '/' && stat(owner, &st) < 0 && errno == ENOENT)
-            unlinkat(dirfd(sd2), e->d_name, 0);
-    }
-    if (sd2) closedir(sd2);
+    if (geteuid() == 0) sweep_slots();
     return swept;
 }

@@ -64,8 +64,9 @@ typedef struct sandbox_opts {
 int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
                    shed_err *err);
 /* For event loops: the same in two steps. start returns once the child is
- * cloned, in its cgroup and released (it blocks only for that: a few ms,
- * up to ~10 ms for the v1 cgroup move); then wait for sandbox_ctl_fd() to
+ * cloned, its cgroup made (v1: the child joins it by itself before init
+ * starts, see cgroup.h) and the child released (it blocks only for that:
+ * a few ms); then wait for sandbox_ctl_fd() to
  * be readable and call finish, which returns -EAGAIN until init reported
  * "ready" (or fills err with the failing setup step). Until finish returned
  * 0, the only valid calls are finish, sandbox_ctl_fd and sandbox_destroy.

@@ -395,6 +395,145 @@ TEST(cgroup_v2_backend_on_a_fake_tree)
     rm_tree(base);
 }
 
+/* The child joins its cgroup by itself: v2 hands a directory fd for
+ * clone3(CLONE_INTO_CGROUP); v1 hands the leaves' "tasks" files. */
+TEST(cgroup_join_handles)
+{
+    char base[] = "/tmp/shed-cg2-XXXXXX";
+    ASSERT_TRUE(mkdtemp(base) != NULL);
+    char leaf[4200];
+    snprintf(leaf, sizeof(leaf), "%s/sb1", base);
+    ASSERT_EQ_INT(mkdir(leaf, 0755), 0);
+    char *dirs[] = {leaf};
+    sandbox_cgroup *cg = cgroup_from_dirs(&cgroup_v2_backend, dirs, 1);
+    cgroup_join j = {.n = 0};
+    shed_err err;
+    ASSERT_EQ_INT(cgroup_v2_backend.open_join(cg, &j, &err), 0);
+    ASSERT_EQ_INT(j.n, 1);
+    ASSERT_TRUE(j.clone_into);
+    struct stat a, b;
+    ASSERT_EQ_INT(fstat(j.fds[0], &a), 0);
+    ASSERT_EQ_INT(stat(leaf, &b), 0);
+    ASSERT_TRUE(S_ISDIR(a.st_mode) && a.st_ino == b.st_ino);
+    ASSERT_TRUE(fcntl(j.fds[0], F_GETFD) & FD_CLOEXEC);
+    cgroup_join_close(&j);
+    ASSERT_EQ_INT(j.n, 0);
+    /* v1 without a "tasks" file: an error naming the file */
+    cg->be = &cgroup_v1_backend;
+    ASSERT_TRUE(cgroup_v1_backend.open_join(cg, &j, &err) < 0);
+    ASSERT_CONTAINS(err.msg, "/sb1/tasks");
+    ASSERT_EQ_INT(j.n, 0);
+    cgroup_free(cg);
+    rm_tree(base);
+    if (geteuid() != 0 || access("/sys/fs/cgroup/memory/tasks", F_OK) != 0) return;
+    /* for real on v1: a child writing "0" lands in every leaf */
+    const cgroup_backend *be;
+    char *root = NULL;
+    ASSERT_EQ_INT(cgroup_detect(&be, &root, &err), 0);
+    if (be != &cgroup_v1_backend) {
+        free(root);
+        return;
+    }
+    cgroup_limits lim = {.pids_max = 16};
+    char name[64];
+    snprintf(name, sizeof(name), "unit-join-%d", (int)getpid());
+    ASSERT_EQ_INT(be->create(root, name, &lim, &cg, &err), 0);
+    free(root);
+    ASSERT_EQ_INT(be->open_join(cg, &j, &err), 0);
+    ASSERT_EQ_INT(j.n, cg->ndirs);
+    ASSERT_FALSE(j.clone_into);
+    int sv[2];
+    ASSERT_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < j.n; i++)
+            if (write(j.fds[i], "0", 1) != 1) _exit(1);
+        char c;
+        _exit(write(sv[1], "x", 1) == 1 && read(sv[1], &c, 1) == 1 ? 0 : 2);
+    }
+    cgroup_join_close(&j);
+    char c;
+    ASSERT_EQ_INT(read(sv[0], &c, 1), 1);
+    char want[32];
+    snprintf(want, sizeof(want), "%d\n", (int)pid);
+    for (int i = 0; i < cg->ndirs; i++) ASSERT_EQ_STR(get(cg->dirs[i], "cgroup.procs"), want);
+    ASSERT_EQ_INT(write(sv[0], "x", 1), 1);
+    int st;
+    waitpid(pid, &st, 0);
+    ASSERT_EQ_INT(WEXITSTATUS(st), 0);
+    close(sv[0]);
+    close(sv[1]);
+    ASSERT_EQ_INT(cgroup_destroy(cg, &err), 0);
+}
+
+/* v2: the child is born in its cgroup (CLONE_INTO_CGROUP), with every
+ * namespace flag; where the directory is not a cgroup (or the kernel is
+ * older than 5.7) the clone still happens and says the creator must attach. */
+static void clone_into(const char *dir, bool want_joined)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_TRUE(fd >= 0);
+    int sv[2];
+    ASSERT_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int pidfd = -1;
+    bool joined = !want_joined;
+    pid_t pid = sandbox_clone(fd, &pidfd, &joined);
+    if (pid == 0) {
+        char buf[4096] = "";
+        int f = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        ssize_t n = f >= 0 ? read(f, buf, sizeof(buf) - 1) : -1;
+        if (n > 0 && write(sv[1], buf, (size_t)n) != n) _exit(1);
+        _exit(0);
+    }
+    ASSERT_TRUE(pid > 0);
+    close(sv[1]);
+    ASSERT_EQ_INT(joined, want_joined);
+    char got[4096] = "";
+    ssize_t n = read(sv[0], got, sizeof(got) - 1);
+    ASSERT_TRUE(n > 0);
+    got[n] = 0;
+    int st;
+    waitpid(pid, &st, 0);
+    ASSERT_EQ_INT(WEXITSTATUS(st), 0);
+    if (want_joined) {
+        char line[4200];
+        snprintf(line, sizeof(line), "0::/%s\n", strrchr(dir, '/') + 1);
+        ASSERT_CONTAINS(got, line);
+    }
+    close(sv[0]);
+    close(pidfd);
+    close(fd);
+}
+
+TEST(clone_into_cgroup_or_fall_back)
+{
+    if (geteuid() != 0) test_skip("creates a cgroup and namespaces as root");
+    char notcg[] = "/tmp/shed-notcg-XXXXXX";
+    ASSERT_TRUE(mkdtemp(notcg) != NULL);
+    clone_into(notcg, false);
+    rmdir(notcg);
+    /* a cgroup2 hierarchy we can write at its root (this VM: the unified
+     * mount without controllers; a v2 host: /sys/fs/cgroup) */
+    const char *roots[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+    for (size_t i = 0; i < 2; i++) {
+        char probe[4200], dir[4200];
+        snprintf(probe, sizeof(probe), "%s/cgroup.procs", roots[i]);
+        snprintf(dir, sizeof(dir), "%s/shed-unit-clone-%d", roots[i], (int)getpid());
+        struct stat st;
+        if (access(probe, W_OK) != 0 || stat(roots[i], &st) < 0) continue;
+        char self[256] = "";
+        FILE *f = fopen("/proc/self/cgroup", "r");
+        while (f && fgets(self, sizeof(self), f))
+            if (!strncmp(self, "0::", 3)) break;
+        if (f) fclose(f);
+        if (strncmp(self, "0::/\n", 5) != 0) continue; /* not at that hierarchy's root */
+        if (mkdir(dir, 0755) < 0) continue;
+        clone_into(dir, true);
+        ASSERT_EQ_INT(rmdir(dir), 0);
+        return;
+    }
+}
+
 TEST(cgroup_v2_missing_controller_names_the_fix)
 {
     char base[] = "/tmp/shed-cg2-XXXXXX";
@@ -648,7 +787,7 @@ TEST(reconcile_sweeps_what_a_dead_creator_left)
     waitpid(creator, &st, 0);
     ASSERT_EQ_INT(WEXITSTATUS(st), 0);
     char dir[4200];
-    snprintf(dir, sizeof(dir), "%s/sandboxes/orphan-1/state.json", state);
+    snprintf(dir, sizeof(dir), "%s/sandboxes/orphan-1", state); /* the state file */
     struct stat sst;
     ASSERT_EQ_INT(stat(dir, &sst), 0); /* left behind */
     json_t *sj = json_load_file(dir, 0, NULL);
