@@ -43,6 +43,8 @@
 typedef struct rgs {
     pcre2_code *re;
     pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    bool per_line;   /* the region-wide search hit a limit: match line by line */
     const char *lit; /* the pattern when it is a plain literal: memmem prefilter */
     size_t litlen;
     buf_t out;       /* the result text, at most RG_OUTPUT_LIMIT units */
@@ -100,10 +102,26 @@ static void emit(rgs_t *s, const char *p, size_t n)
     s->full = true;
 }
 
+/* Newlines in [p, p+n), eight bytes at a time. */
+static size_t count_nl(const char *p, size_t n)
+{
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL, nl = 0x0a0a0a0a0a0a0a0aULL;
+    size_t c = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        v ^= nl; /* a zero byte where p had '\n' */
+        uint64_t t = ((v & lo7) + lo7) | v;
+        c += (size_t)((((~t & ~lo7) >> 7) * 0x0101010101010101ULL) >> 56);
+    }
+    for (; i < n; i++) c += p[i] == '\n';
+    return c;
+}
+
 static bool line_matches(rgs_t *s, const char *p, size_t n)
 {
     if (s->lit && (n < s->litlen || !memmem(p, n, s->lit, s->litlen))) return false;
-    return pcre2_match(s->re, (PCRE2_SPTR)p, n, 0, 0, s->md, NULL) >= 0;
+    return pcre2_match(s->re, (PCRE2_SPTR)p, n, 0, 0, s->md, s->mctx) >= 0;
 }
 
 static void emit_line(rgs_t *s, const char *name, size_t namelen, unsigned long num, const char *p, size_t n)
@@ -224,45 +242,55 @@ static void search_fd(rgs_t *s, int fd, const char *name, size_t namelen, bool e
             lineno++;
             p = nl + 1;
         }
-        /* complete lines in [p, e) */
-        if (s->lit) {
-            /* only lines holding the literal can match: find them, count the lines between */
-            for (;;) {
-                char *hit = memmem(p, (size_t)(e - p), s->lit, s->litlen);
-                char *lim = hit ? hit : e;
-                char *q = p;
-                for (;;) {
-                    char *nl = memchr(q, '\n', (size_t)(lim - q));
-                    if (!nl) break;
-                    lineno++;
-                    q = nl + 1;
-                    p = q;
-                }
-                if (!hit) break;
-                char *nl = memchr(hit, '\n', (size_t)(e - hit));
-                if (!nl) break; /* an incomplete line: next read */
+        /* complete lines in [p, lim) */
+        char *last = memrchr(p, '\n', (size_t)(e - p));
+        char *lim = last ? last + 1 : p;
+        while (p < lim) {
+            /* the next candidate: the literal, or a match of the regex over the whole region
+             * (leftmost; it may span lines, so the line it starts in is checked on its own) */
+            char *ms = NULL;
+            if (s->lit)
+                ms = memmem(p, (size_t)(lim - p), s->lit, s->litlen);
+            else if (!s->per_line) {
+                int rc = pcre2_match(s->re, (PCRE2_SPTR)s->buf, (size_t)(lim - s->buf), (size_t)(p - s->buf), 0,
+                                     s->md, s->mctx);
+                if (rc >= 0) {
+                    size_t off = pcre2_get_ovector_pointer(s->md)[0];
+                    ms = off < (size_t)(lim - s->buf) ? s->buf + off : NULL;
+                } else if (rc != PCRE2_ERROR_NOMATCH)
+                    s->per_line = true; /* a limit: this and later regions line by line */
+            }
+            if (!ms && s->per_line && !s->lit) {
+                char *nl = memchr(p, '\n', (size_t)(lim - p));
                 lineno++;
-                if (pcre2_match(s->re, (PCRE2_SPTR)p, (size_t)(nl - p), 0, 0, s->md, NULL) >= 0) {
+                if (pcre2_match(s->re, (PCRE2_SPTR)p, (size_t)(nl - p), 0, 0, s->md, s->mctx) >= 0) {
                     if (binary) goto binary_match;
                     emit_line(s, name, namelen, lineno, p, (size_t)(nl - p));
                     matched = true;
                 }
                 p = nl + 1;
                 if (rg_stop(s)) return;
+                continue;
             }
-        } else {
-            for (;;) {
-                char *nl = memchr(p, '\n', (size_t)(e - p));
-                if (!nl) break;
-                lineno++;
-                if (pcre2_match(s->re, (PCRE2_SPTR)p, (size_t)(nl - p), 0, 0, s->md, NULL) >= 0) {
-                    if (binary) goto binary_match;
-                    emit_line(s, name, namelen, lineno, p, (size_t)(nl - p));
-                    matched = true;
-                }
-                p = nl + 1;
-                if (rg_stop(s)) return;
+            if (!ms) {
+                lineno += count_nl(p, (size_t)(lim - p));
+                p = lim;
+                break;
             }
+            char *ls = memrchr(p, '\n', (size_t)(ms - p));
+            if (ls) {
+                lineno += count_nl(p, (size_t)(ls + 1 - p));
+                p = ls + 1;
+            }
+            char *nl = memchr(ms, '\n', (size_t)(lim - ms));
+            lineno++;
+            if (pcre2_match(s->re, (PCRE2_SPTR)p, (size_t)(nl - p), 0, 0, s->md, s->mctx) >= 0) {
+                if (binary) goto binary_match;
+                emit_line(s, name, namelen, lineno, p, (size_t)(nl - p));
+                matched = true;
+            }
+            p = nl + 1;
+            if (rg_stop(s)) return;
         }
         left = (size_t)(e - p);
         abs += (uint64_t)(p - s->buf);
@@ -560,7 +588,7 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
     if (rewrite_posix(&rw, pattern, plen) < 0) return tools_errorf("grep: out of memory");
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(rw.data ? rw.data : ""), rw.len,
                                    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_ALT_BSUX |
-                                       PCRE2_ALLOW_EMPTY_CLASS,
+                                       PCRE2_ALLOW_EMPTY_CLASS | PCRE2_MULTILINE,
                                    &ec, &eo, cc);
     pcre2_compile_context_free(cc);
     if (!re || pattern_doubtful(pattern, plen)) {
@@ -579,6 +607,8 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
     rgs_t s = {.re = re, .deadline = deadline, .cancel_fd = cancel_fd};
     if (pattern_literal(pattern, plen)) s.lit = pattern, s.litlen = plen;
     s.md = pcre2_match_data_create(1, NULL);
+    s.mctx = pcre2_match_context_create(NULL);
+    if (s.mctx) pcre2_set_match_limit(s.mctx, 10000000);
     buf_init(&s.out, 0);
     buf_init(&s.tmp, 0);
     buf_init(&s.errs, RG_STDERR_LIMIT);
@@ -605,6 +635,7 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
         int rc = rg_spawn(t, rg, argv, &p);
         if (rc < 0) {
             pcre2_match_data_free(s.md);
+            pcre2_match_context_free(s.mctx);
             pcre2_code_free(re);
             buf_free(&s.out), buf_free(&s.tmp), buf_free(&s.errs);
             free(s.buf);
@@ -692,6 +723,7 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
         if (raw.len && !rgerr.len && WIFEXITED(status) && WEXITSTATUS(status) == 2) status = 0;
     }
     pcre2_match_data_free(s.md);
+    pcre2_match_context_free(s.mctx);
     pcre2_code_free(re);
     free(s.buf);
     buf_free(&s.tmp);
