@@ -442,7 +442,7 @@ static json_t *rg_check_pattern(tools_t *t, const char *rg, const char *pattern,
 /* A construct that rg's regex (Rust, as in ripgrep 13) rejects or reads
  * otherwise than PCRE2 does: then rg is asked first. Erring towards asking
  * costs one spawn. */
-static bool pattern_doubtful(const char *p, size_t n)
+static bool pattern_doubtful(const char *p, size_t n, bool *rg_only)
 {
     bool in_class = false;
     for (size_t i = 0; i < n; i++) {
@@ -455,13 +455,14 @@ static bool pattern_doubtful(const char *p, size_t n)
             continue;
         }
         if (in_class) {
-            if (c == '[' && !(i + 1 < n && p[i + 1] == ':')) return true; /* nested class: a union in Rust */
+            if (c == '[' && !(i + 1 < n && p[i + 1] == ':')) return *rg_only = true; /* nested: a union in Rust */
             if (c == '[' && i + 1 < n && p[i + 1] == ':') {
                 const char *close = memmem(p + i, n - i, ":]", 2);
                 if (close) i = (size_t)(close - p) + 1;
                 continue;
             }
-            if ((c == '&' || c == '-' || c == '~') && i + 1 < n && p[i + 1] == c) return true; /* set operations */
+            if ((c == '&' || c == '-' || c == '~') && i + 1 < n && p[i + 1] == c)
+                return *rg_only = true; /* set operations */
             if (c == ']') in_class = false;
             continue;
         }
@@ -591,11 +592,16 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
                                        PCRE2_ALLOW_EMPTY_CLASS | PCRE2_MULTILINE,
                                    &ec, &eo, cc);
     pcre2_compile_context_free(cc);
-    if (!re || pattern_doubtful(pattern, plen)) {
+    bool rg_only = false;
+    if (!re || pattern_doubtful(pattern, plen, &rg_only)) {
         json_t *bad = rg_check_pattern(t, rg, pattern, deadline, cancel_fd);
-        if (bad || !re) {
+        if (bad || !re || rg_only) {
             pcre2_code_free(re);
             if (bad) return bad;
+            if (rg_only)
+                return tools_errorf("grep: shed's matcher cannot run this pattern (ripgrep accepts it): nested "
+                                    "character classes and class set operations (&&, --, ~~) are not supported; "
+                                    "rewrite the class without them");
             char msg[256];
             pcre2_get_error_message(ec, (PCRE2_UCHAR *)msg, sizeof(msg));
             return tools_errorf("grep: shed's matcher cannot run this pattern (ripgrep accepts it): %s at "
