@@ -36,12 +36,14 @@ static inline bool plain(unsigned char c)
 static int enc_string(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* room for the plain case; an escape makes room for the rest again */
     if (buf_reserve(b, n + 2) < 0) return -EMSGSIZE;
-    b->data[b->len++] = '"';
+    char *o = b->data + b->len;
+    *o++ = '"';
     size_t i = 0;
     while (i < n) {
         size_t j = i;
-        /* eight plain ASCII-or-UTF-8 bytes at a time where possible */
+        /* eight plain bytes at a time where possible */
         while (j + 8 <= n) {
             uint64_t v;
             memcpy(&v, s + j, 8);
@@ -54,27 +56,32 @@ static int enc_string(buf_t *b, const char *s, size_t n)
             j += 8;
         }
         while (j < n && plain((unsigned char)s[j])) j++;
-        if (j > i && buf_append(b, s + i, j - i) < 0) return -EMSGSIZE;
+        memcpy(o, s + i, j - i);
+        o += j - i;
         if (j == n) break;
         unsigned char c = (unsigned char)s[j];
-        char e[6] = {'\\', 0};
-        size_t el = 2;
+        /* an escape: up to 6 bytes for this one, the rest plain */
+        b->len = (size_t)(o - b->data);
+        if (buf_reserve(b, 6 + (n - j - 1) + 1) < 0) return -EMSGSIZE;
+        o = b->data + b->len;
+        *o++ = '\\';
         switch (c) {
-        case '"': e[1] = '"'; break;
-        case '\\': e[1] = '\\'; break;
-        case '\n': e[1] = 'n'; break;
-        case '\r': e[1] = 'r'; break;
-        case '\t': e[1] = 't'; break;
-        case '\b': e[1] = 'b'; break;
-        case '\f': e[1] = 'f'; break;
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
         default:
-            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4], e[5] = hex[c & 15];
-            el = 6;
+            *o++ = 'u', *o++ = '0', *o++ = '0', *o++ = hex[c >> 4], *o++ = hex[c & 15];
         }
-        if (buf_append(b, e, el) < 0) return -EMSGSIZE;
         i = j + 1;
     }
-    return buf_putc(b, '"') < 0 ? -EMSGSIZE : 0;
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = 0;
+    return 0;
 }
 
 static int enc_value(buf_t *b, const json_t *j, int depth)
@@ -300,12 +307,11 @@ static json_t *dec_number(dec_t *d)
         if (d->p >= d->e || *d->p < '0' || *d->p > '9') return d->why = "invalid number", NULL;
         while (d->p < d->e && *d->p >= '0' && *d->p <= '9') d->p++;
     }
-    char tmp[64];
+    char small[64];
     size_t n = (size_t)(d->p - s);
-    if (n >= sizeof(tmp)) {
-        if (!real) return d->why = "integer too big", NULL;
-        n = sizeof(tmp) - 1; /* strtod of the first 63 characters: a real that long is noise anyway */
-    }
+    if (n >= sizeof(small) && !real) return d->why = "integer too big", NULL;
+    char *tmp = n < sizeof(small) ? small : malloc(n + 1);
+    if (!tmp) return d->why = "out of memory", NULL;
     memcpy(tmp, s, n);
     tmp[n] = 0;
     errno = 0;
@@ -315,7 +321,9 @@ static json_t *dec_number(dec_t *d)
         return json_integer((json_int_t)v);
     }
     double v = strtod(tmp, NULL);
-    if (errno == ERANGE && (v > 1 || v < -1)) return d->why = "real number overflow", NULL;
+    int e = errno;
+    if (tmp != small) free(tmp);
+    if (e == ERANGE && (v > 1 || v < -1)) return d->why = "real number overflow", NULL;
     return json_real(v);
 }
 
@@ -478,12 +486,8 @@ static __thread buf_t tls_out;
 
 int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err)
 {
-    if (nfds < 0 || nfds > CTL_MAX_FDS)
-        return err_msg(err, EINVAL, "control message: %d fds, at most %d", nfds, CTL_MAX_FDS);
     if (!json_is_object(msg)) return err_msg(err, EINVAL, "control message: not an object");
-    buf_t *b = &tls_out;
-    if (!b->limit) buf_init(b, CTL_MAX_TOTAL);
-    buf_reset(b);
+    buf_t *b = ctl_send_buffer();
     int rc = ctl_encode(b, msg);
     if (rc < 0) {
         if (b->cap > CTL_KEEP_BUF) buf_free(b);
@@ -491,8 +495,27 @@ int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err)
             return err_msg(err, EMSGSIZE, "control message over the %d-byte limit", CTL_MAX_TOTAL);
         return err_set(err, -rc, "control message: serialize");
     }
+    return ctl_send_buffered(fd, fds, nfds, err);
+}
+
+buf_t *ctl_send_buffer(void)
+{
+    buf_t *b = &tls_out;
+    if (!b->limit) buf_init(b, CTL_MAX_TOTAL);
+    if (b->cap > CTL_KEEP_BUF) buf_free(b); /* the last message was large */
+    buf_reset(b);
+    return b;
+}
+
+int ctl_send_buffered(int fd, const int *fds, int nfds, shed_err *err)
+{
+    buf_t *b = &tls_out;
+    if (nfds < 0 || nfds > CTL_MAX_FDS)
+        return err_msg(err, EINVAL, "control message: %d fds, at most %d", nfds, CTL_MAX_FDS);
+    if (!b->data || b->data[0] != '{') return err_msg(err, EINVAL, "control message: not an object");
     const char *text = b->data;
     size_t len = b->len;
+    int rc;
     if (len <= CTL_MAX_MSG) {
         rc = send_dgram(fd, NULL, 0, text, len, fds, nfds);
         if (rc < 0) return err_set(err, -rc, "send control message");

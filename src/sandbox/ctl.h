@@ -67,6 +67,13 @@ json_t *ctl_decode(const char *data, size_t len, shed_err *err);
  * non-blocking and full, waits for it (poll) up to 10 s, then -ETIMEDOUT. */
 int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err);
 
+/* The same in two steps, for a sender that writes the JSON text itself
+ * (init's tool results: no object built around the content): append the
+ * compact text of one object to the buffer ctl_send_buffer() returns (this
+ * thread's, emptied), then ctl_send_buffered() sends it. */
+buf_t *ctl_send_buffer(void);
+int ctl_send_buffered(int fd, const int *fds, int nfds, shed_err *err);
+
 /* Receive one message (reassembling parts); fds received are CLOEXEC.
  * Its buffer is one per thread, reused (every call ends with a whole
  * message or an error, so nothing carries over between calls).
