@@ -612,6 +612,12 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     rgs_t s = {.re = re, .deadline = deadline, .cancel_fd = cancel_fd};
     if (pattern_literal(pattern, plen)) s.lit = pattern, s.litlen = plen;
+    /* \A and \z are a line's ends for rg; over a region they would be the region's */
+    for (size_t i = 0; i + 1 < plen; i++)
+        if (pattern[i] == '\\') {
+            if (pattern[i + 1] == 'A' || pattern[i + 1] == 'z') s.per_line = true;
+            i++;
+        }
     s.md = pcre2_match_data_create(1, NULL);
     s.mctx = pcre2_match_context_create(NULL);
     if (s.mctx) pcre2_set_match_limit(s.mctx, 10000000);
