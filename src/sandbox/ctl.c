@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,9 +481,33 @@ static int send_dgram(int fd, const void *head, size_t headlen, const void *data
     }
 }
 
-/* The encoding of the message being sent: kept between messages (one per
- * thread), unless a large one made it big. */
+/* The encoding of the message being sent, and ctl_recv's reader: kept
+ * between messages (one per thread), unless a large message made them big;
+ * freed when the thread ends. */
 static __thread buf_t tls_out;
+static __thread ctl_reader tls_rd;
+static __thread bool tls_rd_ready;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *unused)
+{
+    (void)unused;
+    buf_free(&tls_out);
+    if (tls_rd_ready) ctl_reader_free(&tls_rd);
+    tls_rd_ready = false;
+}
+
+static void tls_key_make(void)
+{
+    pthread_key_create(&tls_key, tls_free);
+}
+
+static void tls_register(void)
+{
+    pthread_once(&tls_once, tls_key_make);
+    pthread_setspecific(tls_key, (void *)1);
+}
 
 int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err)
 {
@@ -501,7 +526,10 @@ int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err)
 buf_t *ctl_send_buffer(void)
 {
     buf_t *b = &tls_out;
-    if (!b->limit) buf_init(b, CTL_MAX_TOTAL);
+    if (!b->limit) {
+        buf_init(b, CTL_MAX_TOTAL);
+        tls_register();
+    }
     if (b->cap > CTL_KEEP_BUF) buf_free(b); /* the last message was large */
     buf_reset(b);
     return b;
@@ -671,15 +699,15 @@ int ctl_read(ctl_reader *r, int fd, json_t **msg, int *fds, int *nfds, shed_err 
 int ctl_recv(int fd, json_t **msg, int *fds, int *nfds, shed_err *err)
 {
     /* one reader per thread, kept between messages (its buffer is reused) */
-    static __thread ctl_reader rd;
-    static __thread bool rd_ready;
-    if (!rd_ready) {
-        ctl_reader_init(&rd);
-        rd_ready = true;
+    ctl_reader *rd = &tls_rd;
+    if (!tls_rd_ready) {
+        ctl_reader_init(rd);
+        tls_rd_ready = true;
+        tls_register();
     }
     int rc;
     for (;;) {
-        rc = ctl_read(&rd, fd, msg, fds, nfds, err);
+        rc = ctl_read(rd, fd, msg, fds, nfds, err);
         if (rc != -EAGAIN) break;
         rc = wait_fd(fd, POLLIN, -1);
         if (rc < 0) {
@@ -689,8 +717,8 @@ int ctl_recv(int fd, json_t **msg, int *fds, int *nfds, shed_err *err)
     }
     if (rc < 0) {
         /* nothing of a broken message may be left for the next call */
-        ctl_reader_free(&rd);
-        ctl_reader_init(&rd);
+        ctl_reader_free(rd);
+        ctl_reader_init(rd);
     }
     return rc;
 }
