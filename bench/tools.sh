@@ -60,6 +60,38 @@ shd=$("$NODE" "$B" stats --calls "$T/calls.json" --skip 1 "$T/main.shed")
 shw=$("$NODE" "$B" stats --calls "$T/walker.json" --skip 1 "$T/walk.shed")
 mod=$("$NODE" "$B" stats "$T/main.mod" "$T/walk.mod")
 rss=$(grep -h init_rss_kb "$T/main.rss" | tail -1)
+# grep on realistic trees (rg on PATH: rg lists, shed opens and searches):
+# the module in-process against rg itself run directly, same run
+if command -v rg >/dev/null; then
+    cc -std=gnu11 -D_GNU_SOURCE -O2 -I"$PWD/src" -o "$T/grepb" bench/tools_grep.c "$SHED_BUILD/libshed.a" \
+        $(pkg-config --libs libcurl jansson libseccomp libmicrohttpd sqlite3 libcrypto libarchive libpcre2-8) -lm -pthread
+    mkdir -p "$T/g"; cp -a src "$T/g/src"
+    python3 - "$T/g/big" <<'PY'
+import os, random, sys
+random.seed(7)
+words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+for d in range(100):
+    dp = os.path.join(sys.argv[1], f"d{d:03d}", f"sub{d % 7}")
+    os.makedirs(dp, exist_ok=True)
+    for f in range(50):
+        lines = []
+        for l in range(200):
+            w = " ".join(random.choice(words) for _ in range(6))
+            if random.random() < 0.002: w += " needle"
+            if random.random() < 0.05: w = f"fn_{random.choice(words)}({l}) {w}"
+            lines.append(w)
+        open(os.path.join(dp, f"f{f:02d}.txt"), "w").write("\n".join(lines) + "\n")
+PY
+    cat > "$T/g.json" <<'J'
+[{"label":"src/ (123 files) needle","input":{"pattern":"needle","path":"src"}},
+ {"label":"src/ json_[a-z]+\\(","input":{"pattern":"json_[a-z]+\\(","path":"src"}},
+ {"label":"5000 files 45 MB, no match","input":{"pattern":"zzqx","path":"big"}},
+ {"label":"5000 files, fn_pi\\(1\\d\\d\\) alpha","input":{"pattern":"fn_pi\\(1\\d\\d\\) alpha","path":"big"}},
+ {"label":"5000 files, \\bmu nu\\b.*needle$","input":{"pattern":"\\bmu nu\\b.*needle$","path":"big"}}]
+J
+    grepfig=$(cd "$T/g" && PATH=/usr/local/bin:/usr/bin:/bin "$T/grepb" "$T/g" "$T/g.json" "${BENCH_GREP_N:-10}")
+fi
+
 "$NODE" -e '
 const [ref, shd, shw, rss, n, mod] = process.argv.slice(1);
 const R = JSON.parse(ref), S = {...JSON.parse(shd), ...JSON.parse(shw)}, M = JSON.parse(rss), D = JSON.parse(mod);
@@ -77,3 +109,4 @@ const hop = S["hop (unknown tool)"];
 console.log(`hop (creator -> init -> creator, no tool work): p50 ${hop.p50_us} us, p99 ${hop.p99_us} us`);
 console.log(`init RSS with an idle bash: init ${M.init_rss_kb} KiB, bash (${M.children} child of init) ${M.children_rss_kb} KiB`);
 ' "$ref" "$shd" "$shw" "$rss" "$N" "$mod"
+[ -z "${grepfig:-}" ] || { echo; echo "grep on realistic trees, module in-process vs rg run directly (${BENCH_GREP_N:-10} calls each):"; echo "$grepfig"; }

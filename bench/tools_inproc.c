@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/buf.h"
+#include "sandbox/ctl.h"
 #include "tools/tools.h"
 
 static double now_us(void)
@@ -38,9 +40,11 @@ int main(int argc, char **argv)
             double t0 = now_us();
             json_t *res = tools_call(t, json_string_value(json_object_get(c, "name")), json_object_get(c, "input"),
                                      0, -1);
-            char *s = json_dumps(res, JSON_COMPACT); /* what init must do to send it */
+            buf_t enc; /* what init must do to send it */
+            buf_init(&enc, 0);
+            ctl_encode(&enc, res);
             double us = now_us() - t0;
-            free(s);
+            buf_free(&enc);
             json_decref(res);
             if (r > 0)
                 printf("{\"label\":\"%s\",\"elapsed_us\":%.1f}\n",

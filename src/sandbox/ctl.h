@@ -55,11 +55,28 @@
 #define CTL_MAX_TOTAL (64 << 20)  /* one logical message after reassembly */
 #define CTL_MAX_FDS   8
 
+/* The channel's JSON codec (fast paths for long strings). ctl_encode
+ * appends the compact text of j to out (-EMSGSIZE past out's limit).
+ * ctl_decode parses one message strictly (RFC 8259, valid UTF-8, strings
+ * may hold U+0000, nesting at most JSON_DEFAULT_DEPTH, top level an object);
+ * NULL with err set on anything else. */
+int ctl_encode(buf_t *out, const json_t *j);
+json_t *ctl_decode(const char *data, size_t len, shed_err *err);
+
 /* Send one JSON message with up to CTL_MAX_FDS fds. If the socket is
  * non-blocking and full, waits for it (poll) up to 10 s, then -ETIMEDOUT. */
 int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err);
 
+/* The same in two steps, for a sender that writes the JSON text itself
+ * (init's tool results: no object built around the content): append the
+ * compact text of one object to the buffer ctl_send_buffer() returns (this
+ * thread's, emptied), then ctl_send_buffered() sends it. */
+buf_t *ctl_send_buffer(void);
+int ctl_send_buffered(int fd, const int *fds, int nfds, shed_err *err);
+
 /* Receive one message (reassembling parts); fds received are CLOEXEC.
+ * Its buffer is one per thread, reused (every call ends with a whole
+ * message or an error, so nothing carries over between calls).
  * `fds` has room for CTL_MAX_FDS (may be NULL: received fds are closed).
  * Blocks (poll) until a whole message arrived, also on a non-blocking fd.
  * Returns 0, or -EPIPE on orderly close, or -errno (-EPROTO on a bad datagram). */

@@ -395,11 +395,20 @@ static void do_tool(init_state *s, json_t *m, json_int_t id)
     /* A message arriving on the channel during the call aborts it (cancel_fd);
      * the main loop then reads that message. */
     json_t *r = tools_call(s->tools, name, input, t, s->ctl);
-    json_t *reply = json_pack("{s:s,s:I,s:b,s:O}", "type", "result", "id", id, "is_error",
-                              json_is_true(json_object_get(r, "is_error")), "content",
-                              json_object_get(r, "content") ?: json_array());
+    /* the reply's text written directly around the content (no object built) */
+    buf_t *b = ctl_send_buffer();
+    buf_printf(b, "{\"type\":\"result\",\"id\":%" JSON_INTEGER_FORMAT ",\"is_error\":%s,\"content\":", id,
+               json_is_true(json_object_get(r, "is_error")) ? "true" : "false");
+    json_t *content = json_object_get(r, "content");
+    int rc = json_is_array(content) ? ctl_encode(b, content) : buf_puts(b, "[]");
+    if (rc == 0) rc = buf_putc(b, '}');
     json_decref(r);
-    send_msg(s, reply, NULL, 0);
+    shed_err err;
+    if (rc < 0) return reply_error(s, id, "tool: the result is over the channel's %d-byte limit", CTL_MAX_TOTAL);
+    if (ctl_send_buffered(s->ctl, NULL, 0, &err) < 0) {
+        log_error("shed init: %s", err.msg);
+        _exit(1);
+    }
 }
 
 static char **str_array(json_t *a)

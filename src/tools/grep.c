@@ -1,5 +1,6 @@
-/* The grep tool. Like the reference: ripgrep when an `rg` is on the tools'
- * PATH (and does not live inside a root the agent can write), else shed's
+/* The grep tool. Like the reference: ripgrep's semantics when an `rg` is on
+ * the tools' PATH (and does not live inside a root the agent can write;
+ * grep_rg.c: rg names the files, shed opens and searches them), else shed's
  * own walker with the reference's rules: .git and node_modules skipped,
  * symlinks and special files skipped, files read in 64 KiB chunks and cut
  * into lines at \n, \r\n and \r (Node's readline), a chunk holding a NUL ends
@@ -17,13 +18,11 @@
 #include <pcre2.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -37,7 +36,6 @@
 #define GREP_CHUNK (64 * 1024)
 #define WALK_MAX_DEPTH 40
 #define WALK_MAX_ENTRIES 50000
-#define RG_STDERR_LIMIT (64 * 1024)
 
 typedef struct search {
     pcre2_code *re;
@@ -325,132 +323,6 @@ static char *find_rg(tools_t *t)
     return NULL;
 }
 
-static json_t *run_rg(tools_t *t, const char *rg, const char *pattern, const char *search, int64_t timeout_ms,
-                      int cancel_fd)
-{
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) < 0) return tools_errorf("grep: rg failed: pipe: %s", strerror(errno));
-    if (pipe2(pe, O_CLOEXEC) < 0) {
-        close(po[0]), close(po[1]);
-        return tools_errorf("grep: rg failed: pipe: %s", strerror(errno));
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-    /* nothing else of the caller's (init's control channel above all) may
-     * reach the agent's processes, CLOEXEC or not */
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {"rg", "--no-config", "-n", "--no-heading", "-e", (char *)pattern, "--", (char *)search, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, rg, &fa, &attr, argv, t->env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(po[1]);
-    close(pe[1]);
-    if (rc != 0) {
-        close(po[0]), close(pe[0]);
-        return tools_errorf("grep: rg failed: spawn %s: %s", rg, strerror(rc));
-    }
-    _cleanup_buf_ buf_t out, err;
-    buf_init(&out, 0);
-    buf_init(&err, RG_STDERR_LIMIT);
-    size_t units = 0;
-    bool truncated = false, aborted = false, out_open = true, err_open = true;
-    int64_t deadline = timeout_ms > 0 ? clock_mono_ms() + timeout_ms : -1;
-    char chunk[65536];
-    while (out_open || err_open) {
-        struct pollfd p[3] = {{.fd = out_open ? po[0] : -1, .events = POLLIN},
-                              {.fd = err_open ? pe[0] : -1, .events = POLLIN},
-                              {.fd = cancel_fd, .events = POLLIN}};
-        int wait = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - clock_mono_ms();
-            if (left <= 0) {
-                aborted = true;
-                break;
-            }
-            wait = left > 1000000 ? 1000000 : (int)left;
-        }
-        int n = poll(p, 3, wait);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) break;
-        if (cancel_fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
-            aborted = true;
-            break;
-        }
-        if (p[0].revents) {
-            ssize_t r = read(po[0], chunk, sizeof(chunk));
-            if (r <= 0) {
-                out_open = false;
-            } else {
-                size_t u = tools_utf16_len(chunk, (size_t)r);
-                if (units + u > GREP_OUTPUT_LIMIT) {
-                    /* keep exactly GREP_OUTPUT_LIMIT units, then stop rg */
-                    size_t i = 0;
-                    while (i < (size_t)r && units < GREP_OUTPUT_LIMIT) {
-                        unsigned char c = (unsigned char)chunk[i];
-                        size_t l = c < 0x80 ? 1 : c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-                        if (i + l > (size_t)r) l = (size_t)r - i;
-                        units += l == 4 ? 2 : 1;
-                        if (units > GREP_OUTPUT_LIMIT) break;
-                        i += l;
-                    }
-                    buf_append(&out, chunk, i);
-                    truncated = true;
-                    break;
-                }
-                units += u;
-                buf_append(&out, chunk, (size_t)r);
-            }
-        }
-        if (p[1].revents) {
-            ssize_t r = read(pe[0], chunk, sizeof(chunk));
-            if (r <= 0)
-                err_open = false;
-            else if (err.len < RG_STDERR_LIMIT)
-                buf_append(&err, chunk, (size_t)r < RG_STDERR_LIMIT - err.len ? (size_t)r : RG_STDERR_LIMIT - err.len);
-        }
-    }
-    if (truncated || aborted) kill(pid, SIGKILL);
-    close(po[0]);
-    close(pe[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (aborted) return tools_errorf("grep: aborted");
-    _cleanup_buf_ buf_t text;
-    buf_init(&text, 0);
-    tools_utf8_sanitize(&text, out.data ? out.data : "", out.len);
-    if (truncated) {
-        buf_printf(&text, "\n[output truncated at %d bytes]", GREP_OUTPUT_LIMIT);
-        return tools_text_result(false, text.data, text.len);
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return tools_text_result(false, text.data, text.len);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 1) return tools_text_result(false, "no matches", 10);
-    _cleanup_buf_ buf_t m;
-    buf_init(&m, 0);
-    buf_puts(&m, "grep: rg failed: ");
-    if (err.len)
-        tools_utf8_sanitize(&m, err.data, err.len);
-    else if (WIFEXITED(status))
-        buf_printf(&m, "exit %d", WEXITSTATUS(status));
-    else
-        buf_puts(&m, "exit null");
-    return tools_text_result(true, m.data, m.len);
-}
-
 json_t *tools_grep(tools_t *t, json_t *input, int64_t timeout_ms, int cancel_fd)
 {
     json_t *jp = json_object_get(input, "pattern");
@@ -471,10 +343,7 @@ json_t *tools_grep(tools_t *t, json_t *input, int64_t timeout_ms, int cancel_fd)
     json_t *res;
     _cleanup_free_ char *rg = find_rg(t);
     if (rg) {
-        if (memchr(pattern, 0, plen))
-            res = tools_errorf("grep: rg failed: the pattern contains a NUL byte");
-        else
-            res = run_rg(t, rg, pattern, root, timeout_ms, cancel_fd);
+        res = tools_grep_rg(t, rg, pattern, plen, tg.real ? &tg : NULL, timeout_ms, cancel_fd);
     } else {
         int rootfd = -1, file_fd = -1;
         if (tg.real) {

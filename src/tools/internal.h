@@ -73,3 +73,6 @@ json_t *tools_write(tools_t *t, json_t *input);
 json_t *tools_edit(tools_t *t, json_t *input);
 json_t *tools_glob(tools_t *t, json_t *input);
 json_t *tools_grep(tools_t *t, json_t *input, int64_t deadline_ms, int cancel_fd);
+/* grep with ripgrep's semantics (grep_rg.c); tg NULL = the workdir. */
+json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t plen, const tools_target *tg,
+                      int64_t timeout_ms, int cancel_fd);

@@ -3,9 +3,23 @@
  * decoder does it (each maximal invalid subpart becomes U+FFFD). Never reads
  * past n. */
 #include <stdint.h>
+#include <string.h>
 
 #include "base/buf.h"
 #include "tools/internal.h"
+
+/* Bytes of plain ASCII at s, counted eight at a time (the common case). */
+static size_t ascii_run(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        if (v & 0x8080808080808080ULL) break;
+    }
+    while (i < n && s[i] < 0x80) i++;
+    return i;
+}
 
 /* Length of the valid sequence at s (1..4), or 0 with *bad set to the number
  * of bytes forming the maximal invalid subpart (>= 1). */
@@ -49,6 +63,8 @@ int tools_utf8_sanitize(buf_t *out, const char *str, size_t n)
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0, run = 0;
     while (i < n) {
+        i += ascii_run(s + i, n - i);
+        if (i >= n) break;
         size_t bad;
         size_t l = seq_len(s + i, n - i, &bad);
         if (l) {
@@ -67,8 +83,8 @@ int tools_utf8_sanitize(buf_t *out, const char *str, size_t n)
 size_t tools_utf16_len(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t units = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t units = ascii_run(s, n);
+    for (size_t i = units; i < n; i++) {
         if ((s[i] & 0xC0) != 0x80) units++;
         if (s[i] >= 0xF0) units++; /* astral: a surrogate pair */
     }
@@ -79,10 +95,8 @@ bool tools_utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     for (size_t i = 0; i < n;) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
+        i += ascii_run(s + i, n - i);
+        if (i >= n) break;
         size_t bad;
         size_t l = seq_len(s + i, n - i, &bad);
         if (!l) return false;

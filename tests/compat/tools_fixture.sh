@@ -49,11 +49,33 @@ for i in range(250):
     open(p, "w").write("x\n")
     os.utime(p, (1600000000 + i, 1600000000 + i))'
 
+# ripgrep's own rules (grep with rg on PATH): .gitignore (the fixture is a git
+# work tree: .git exists), .ignore, .rgignore, negation, hidden files, and
+# binary files as rg reads them (a NUL late in a file, early, explicit)
+mkdir -p rg/build rg/sub/a rg/.hdir
+printf 'ignored.md\n*.log\n!keep.log\nbuild/\n/rooted.md\nsub/**/deepign.md\n!.shown.md\n' > rg/.gitignore
+printf 'fromignore.md\n' > rg/.ignore
+printf 'rgign.md\n' > rg/sub/.rgignore
+for f in ignored.md a.log keep.log build/x.md rooted.md sub/rooted.md sub/deepign.md sub/a/deepign.md \
+    fromignore.md sub/rgign.md .hidden.md .shown.md .hdir/x.md; do
+    printf 'needle in %s\n' "$f" > "rg/$f"
+done
+python3 -c 'import sys
+w = lambda p, b: open("rg/" + p, "wb").write(b)
+w("late_nul.md", b"".join(b"line %d needle\n" % i for i in range(20000)) + b"x\0y\nneedle after nul\n")
+w("early_nul.md", b"needle a\nneedle b\0\nneedle c\n")
+w("crlf.md", b"needle one\r\nneedle two\r\n")
+w("bom.md", b"\xef\xbb\xbfneedle bom\nneedle two\n")
+w("uni.md", "\u00dcn\u00efc\u00f6d\u00e9 w\u00f6rd 123 \u0663\nplain ascii 7\n".encode())
+w("bad.md", b"needle caf\xe9 \xff ok\n")
+w("many.md", b"".join(b"needle %05d ........................................\n" % i for i in range(5000)))
+w("long.md", b"y" * 300000 + b"needle x\n")'
 # fixed mtimes, oldest first in this list
 t=1700000000
 for f in hello.txt lines.txt unicode.txt crlf.txt latin1.txt binary.dat nul_late.txt big.txt bigline.txt \
     longlines.txt pixel.png doc.pdf src/a.js src/b.js src/lib/c.ts .hidden/h.txt node_modules/pkg/index.js \
-    .git/config deep/a/b/c/d/deep.txt dup.txt dollars.txt; do
+    .git/config deep/a/b/c/d/deep.txt dup.txt dollars.txt \
+    $(cd rg && find . -type f | sort | sed 's|^\./|rg/|'); do
     touch -h -d "@$t" "$f"
     t=$((t + 60))
 done

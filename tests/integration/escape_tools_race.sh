@@ -61,7 +61,7 @@ for mode in "${MODES[@]}"; do
 done
 for run in "${RUNS[@]}"; do
     mode=${run%%:*} grepper=${run#*:}
-    step "[$mode, grep=$grepper] $ROUNDS rounds of read/write/edit/glob/grep while real <-> link(/) swap$([ "$grepper" = rg ] && echo " (rg: KNOWN WEAKNESS, only the bound to the sandbox is asserted, docs/security.md)")"
+    step "[$mode, grep=$grepper] $ROUNDS rounds of read/write/edit/glob/grep while real <-> link(/) swap"
     ws="$T/ws-$mode-$grepper"; mkdir -p "$ws"
     # the walker: the tools' PATH hides rg (bash sets its own PATH)
     envp=(--env PATH=/nonexistent)
@@ -99,17 +99,15 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 grepper, host_name = sys.argv[2], sys.argv[3]
 text = lambda r: "".join(b.get("text", "") for b in r["content"])
 bad, ok_reads, ok_writes, ok_globs, ok_greps, swapped_errors = [], 0, 0, 0, 0, 0
-rg_weak = []
 for r in lines[2:-2]:
     t, name = text(r), r["name"]
     if host_name in t:
         bad.append((name, "HOST DATA " + t[:200]))
     elif any(s in t for s in ("sb-", "root:", "OUTSIDE", "passwd", "nologin", "/bin/bash", "real/usr", "real/proc",
                                  "real/bin", "real/opt", "real/dev", "real/lib", "real/workspace", "resolv.conf")):
-        # rg walks by path name: a known weakness (docs/security.md, Escape
-        # campaign), bounded by the sandbox: it reaches only what the sandbox
-        # user sees anyway (bash reads the same), never the host's files
-        (rg_weak if grepper == "rg" and name == "grep" else bad).append((name, t[:200]))
+        # the sandbox's own files outside the workspace: for every grep mode
+        # too (with rg on PATH, rg only names files; shed opens them beneath)
+        bad.append((name, t[:200]))
     if not r["is_error"]:
         if name == "read" and "INSIDE" in t: ok_reads += 1
         if name == "write": ok_writes += 1
@@ -120,9 +118,6 @@ for r in lines[2:-2]:
 print(f"    reads that saw INSIDE: {ok_reads}, writes: {ok_writes}, globs that listed hostname: {ok_globs}, "
       f"greps that matched INSIDE: {ok_greps}, errors (the swap in the way): {swapped_errors}")
 for b in bad: print("    ESCAPE", b)
-if rg_weak:
-    print(f"    KNOWN WEAKNESS (grep through rg, path-based): {len(rg_weak)} results from the sandbox's own "
-          f"files outside the workspace, e.g. {rg_weak[0]}")
 last = text(lines[-1])
 print("    " + last.replace("\n", "\n    "))
 assert not bad, "outside data reached a tool"
@@ -134,7 +129,7 @@ assert "E=OUTSIDE" in last, "/tmp/e.txt (outside the workspace) was edited"
 cnt = last.split("E=OUTSIDE")[1].split()[0]
 assert cnt == "0", f"{cnt} files written to the sandbox's /tmp through the link"
 assert "BLOCKED list fds of pid 1" in last, "background fdscan"
-assert grepper == "rg" or not rg_weak
+assert ok_greps > 0, "grep never matched the inside file: the race proves nothing for grep"
 PY
     fdtool=$(tail -n2 "$T/out-$mode.jsonl" | head -n1)
     expect_contains "$fdtool" "BLOCKED list fds of pid 1" "fdscan from the bash tool"

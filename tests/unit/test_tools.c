@@ -378,6 +378,44 @@ TEST(glob_and_grep_walker)
     tools_free(t);
 }
 
+/* grep with an rg on PATH: rg only names files, and a name that leads out
+ * of the workspace (as rg's walk reports when a directory is swapped for a
+ * symlink under it) is never opened, nor is rg's complaint about it shown.
+ * A stand-in rg makes the misled walk deterministic. */
+TEST(grep_rg_names_leading_out_are_never_opened)
+{
+    char out[300], bin[300];
+    snprintf(out, sizeof(out), "%s-out", workdir());
+    snprintf(bin, sizeof(bin), "%s-bin", workdir());
+    sh("mkdir -p r '%s' '%s' && echo 'needle inside' > r/in.txt && echo 'needle SECRET' > '%s/secret.txt' && "
+       "ln -s '%s' r/link",
+       out, bin, out, out);
+    FILE *f = fopen(strcat(strcpy((char[320]){0}, bin), "/rg"), "w");
+    ASSERT_TRUE(f != NULL);
+    fputs("#!/bin/sh\n"
+          "for a; do last=$a; done\n"
+          "case \" $* \" in *\" --files \"*)\n"
+          "  printf '%s/in.txt\\0%s/link/secret.txt\\0%s/link\\0' \"$last\" \"$last\" \"$last\"\n"
+          "  echo \"$last/link/secret.txt: Permission denied (os error 13)\" >&2; exit 2;;\n"
+          "esac\n"
+          "exit 1\n",
+          f);
+    fclose(f);
+    sh("chmod 755 '%s/rg'", bin);
+    char path[400];
+    snprintf(path, sizeof(path), "PATH=%s", bin);
+    char *env[] = {path, NULL};
+    tools_t *t = mk(env);
+    char want[1024];
+    snprintf(want, sizeof(want), "%s/r/in.txt:1:needle inside\n", workdir());
+    EXPECT(t, "grep", "{\"pattern\":\"needle\",\"path\":\"r\"}", false, want);
+    EXPECT(t, "grep", "{\"pattern\":\"SECRET\"}", false, "no matches");
+    /* one file named by the call: opened beneath the root, searched without a name prefix */
+    EXPECT(t, "grep", "{\"pattern\":\"inside\",\"path\":\"r/in.txt\"}", false, "1:needle inside\n");
+    tools_free(t);
+    sh("rm -rf '%s' '%s'", out, bin);
+}
+
 /* The whole conformance suite, module against reference, on the host. */
 TEST(conformance_with_the_reference_on_the_host)
 {
