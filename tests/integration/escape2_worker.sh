@@ -56,7 +56,10 @@ r, out = bash("ls -a /workspace; ls -d /workspace/..")
 check(out.split()[:3] == [".", "..", "mark.txt"], "the workspace holds only the session's files: %r" % out)
 
 step("signals to init from a tool: the session keeps serving")
-r, out = bash("kill -KILL 1; kill -STOP 1; kill -SEGV 1; kill -TERM 1; sleep 0.2; grep State /proc/1/status")
+# an ASan build's init has ASan's SIGSEGV handler (a pid namespace's init
+# receives the signals it handles): -SEGV only on a normal build
+segv = "" if b"__asan_init" in open(os.environ["SHED"], "rb").read() else "kill -SEGV 1;"
+r, out = bash("kill -KILL 1; kill -STOP 1; %s kill -TERM 1; sleep 0.2; grep State /proc/1/status" % segv)
 check(not r["is_error"] and "S (sleeping)" in out, "init after the signals: %r" % r)
 r, out = bash("cat mark.txt")
 check(out == "ok", "the same sandbox answers: %r" % r)
