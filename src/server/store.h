@@ -99,6 +99,10 @@ struct store_ops {
     /* Sessions. Creating one enqueues its work item in the same transaction. */
     int (*session_create)(store_t *s, json_t *fields, json_t **out, shed_err *err);
     int (*session_get)(store_t *s, const char *id, json_t **out, shed_err *err);
+    /* A session's environment and status only (no JSON built: the events
+     * routes' per-request check); -ENOENT if there is none. */
+    int (*session_head)(store_t *s, const char *id, char env_id[ID_MAX], char status[32],
+                        shed_err *err);
     int (*session_list)(store_t *s, const char *env_id, const store_page_t *pg, json_t **page_out,
                         shed_err *err);
 

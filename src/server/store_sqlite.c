@@ -1110,6 +1110,30 @@ static int sq_session_create(store_t *s, json_t *f, json_t **out, shed_err *err)
     return tx_end(q, rc, err);
 }
 
+static const char SQL_SESSION_HEAD[] = "SELECT env_id,status FROM sessions WHERE id=?1";
+
+static int session_head(sq_store_t *q, const char *id, char env_id[ID_MAX], char status[32],
+                        shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_SESSION_HEAD, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(env_id, ID_MAX, "%s", col_text(st, 0));
+        snprintf(status, 32, "%s", col_text(st, 1));
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no session '%s'", id);
+    return rc == SQLITE_ROW ? 0 : db_err(q, err, "session lookup");
+}
+
+static int sq_session_head(store_t *s, const char *id, char env_id[ID_MAX], char status[32],
+                           shed_err *err)
+{
+    return session_head(SQ(s), id, env_id, status, err);
+}
+
 static int sq_session_get(store_t *s, const char *id, json_t **out, shed_err *err)
 {
     return session_load(SQ(s), id, out, err);
@@ -1173,16 +1197,14 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
     memset(res, 0, sizeof(*res));
     int rc = tx_begin(q, err);
     if (rc < 0) return rc;
-    _cleanup_json_ json_t *sess = NULL;
-    if ((rc = session_load(q, sid, &sess, err)) < 0) return tx_end(q, rc, err);
-    const char *env_id = json_string_value(json_object_get(sess, "environment_id"));
-    snprintf(res->env_id, sizeof(res->env_id), "%s", env_id ? env_id : "");
-    char status[32];
-    snprintf(status, sizeof(status), "%s", json_string_value(json_object_get(sess, "status")));
+    char env_buf[ID_MAX], status[32], orig_status[32];
+    if ((rc = session_head(q, sid, env_buf, orig_status, err)) < 0) return tx_end(q, rc, err);
+    const char *env_id = env_buf;
+    snprintf(res->env_id, sizeof(res->env_id), "%s", env_id);
+    snprintf(status, sizeof(status), "%s", orig_status);
     if (!strcmp(status, "terminated"))
         return tx_end(
             q, err_msg(err, EINVAL, "session '%s' is terminated: it accepts no events", sid), err);
-    const char *orig_status = json_string_value(json_object_get(sess, "status"));
     bool wake = false;
     json_t *stored = json_array();
     size_t i;
@@ -1270,7 +1292,7 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
             wake = false;
         }
     }
-    if (rc == 0 && strcmp(status, orig_status ? orig_status : "")) {
+    if (rc == 0 && strcmp(status, orig_status)) {
         sqlite3_stmt *st = prep(q, SQL_SESSION_STATUS, err);
         if (!st)
             rc = -EIO;
@@ -1328,8 +1350,8 @@ static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, j
                           shed_err *err)
 {
     sq_store_t *q = SQ(s);
-    _cleanup_json_ json_t *sess = NULL;
-    int rc = session_load(q, sid, &sess, err);
+    char env_id[ID_MAX], status[32];
+    int rc = session_head(q, sid, env_id, status, err);
     if (rc < 0) return rc;
     const char *sql = pg->ntypes ? (pg->desc ? SQL_EVENTS_DESC_T : SQL_EVENTS_ASC_T)
                                  : (pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC);
@@ -1957,6 +1979,7 @@ static const struct store_ops SQLITE_OPS = {
     .key_revoke = sq_key_revoke,
     .session_create = sq_session_create,
     .session_get = sq_session_get,
+    .session_head = sq_session_head,
     .session_list = sq_session_list,
     .events_append = sq_events_append,
     .events_list = sq_events_list,
