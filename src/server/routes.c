@@ -684,8 +684,13 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     shed_err err = {0};
     int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
+    x->srv->appends++;
     http_notify(x->srv, WAIT_STREAM, sid);
     if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
+    if (res.answer) {
+        json_decref(res.events);
+        return http_json_text(x->c, 200, res.answer);
+    }
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 
@@ -740,6 +745,8 @@ typedef struct sse {
     char session_id[ID_MAX];
     int64_t last_seq;
     int64_t next_ping_ms;
+    uint64_t caught_up; /* srv->appends when a query last returned all there was */
+    bool queried;       /* caught_up is set */
     bool closing;
     buf_t out;
     size_t off;
@@ -774,9 +781,20 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (s->srv->stopping || s->closing) return MHD_CONTENT_READER_END_OF_STREAM;
         store_stream_event_t evs[32];
         shed_err err = {0};
-        int n = s->srv->store->ops->events_after(s->srv->store, s->session_id, s->last_seq, evs,
+        int n = 0;
+        /* Nothing was appended anywhere since this stream last read all there
+         * was (just now, typically: the call right after sending an event):
+         * no query, straight to waiting. */
+        if (!s->queried || s->caught_up != s->srv->appends) {
+            uint64_t gen = s->srv->appends;
+            n = s->srv->store->ops->events_after(s->srv->store, s->session_id, s->last_seq, evs,
                                                  (int)ARRAY_SIZE(evs), &err);
-        if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (n < (int)ARRAY_SIZE(evs)) {
+                s->caught_up = gen;
+                s->queried = true;
+            }
+        }
         for (int i = 0; i < n; i++) {
             bool full = false;
             if (!s->closing) {
@@ -797,6 +815,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             }
             free(evs[i].json);
             if (full) {
+                s->queried = false; /* the rest is still to read */
                 for (int j = i + 1; j < n; j++) free(evs[j].json);
                 break;
             }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/cleanup.h"
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -37,6 +38,7 @@ typedef struct sq_store {
         const char *sql;
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
+    buf_t answer; /* events_append's answer, reused (store_append_result_t.answer) */
 } sq_store_t;
 
 static const char SCHEMA[] =
@@ -1207,6 +1209,10 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
             q, err_msg(err, EINVAL, "session '%s' is terminated: it accepts no events", sid), err);
     bool wake = false;
     json_t *stored = json_array();
+    /* The answer is built from the very bytes stored, so it is never encoded twice. */
+    if (q->answer.cap > (256u << 10)) buf_free(&q->answer); /* keep no large body around */
+    buf_reset(&q->answer);
+    bool answer_ok = buf_puts(&q->answer, "{\"data\":[") == 0;
     size_t i;
     json_t *ev;
     json_array_foreach(events, i, ev)
@@ -1280,6 +1286,8 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
         }
         rc = 0;
         json_array_append_new(stored, e);
+        if (answer_ok && ((i && buf_putc(&q->answer, ',') < 0) || buf_puts(&q->answer, body) < 0))
+            answer_ok = false;
         if (!strcmp(type, "agent.tool_use") || !strcmp(type, "agent.custom_tool_use")) {
             snprintf(status, sizeof(status), "running");
             wake = true;
@@ -1326,6 +1334,7 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
         return rc;
     }
     res->events = stored;
+    if (answer_ok && buf_puts(&q->answer, "]}") == 0) res->answer = q->answer.data;
     return 0;
 }
 
@@ -1384,15 +1393,21 @@ static int sq_events_after(store_t *s, const char *sid, int64_t after, store_str
     bind_text(st, 1, sid);
     sqlite3_bind_int64(st, 2, after);
     sqlite3_bind_int(st, 3, max);
-    int n = 0, rc;
+    int n = 0, rc = SQLITE_DONE;
     while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         out[n].seq = sqlite3_column_int64(st, 0);
         snprintf(out[n].type, sizeof(out[n].type), "%s", col_text(st, 1));
         out[n].json = strdup(col_text(st, 2));
-        if (!out[n].json) break;
+        if (!out[n].json) {
+            /* all or an error: a stream takes fewer than `max` as "all there is" */
+            while (n > 0) free(out[--n].json);
+            sqlite3_reset(st);
+            return err_set(err, ENOMEM, "events of a stream");
+        }
         n++;
     }
     sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return db_err(q, err, "events of a stream");
     return n;
 }
 
@@ -1961,6 +1976,7 @@ static void sq_close(store_t *s)
     if (!q) return;
     for (int i = 0; i < STMT_CACHE && q->cache[i].sql; i++) sqlite3_finalize(q->cache[i].st);
     sqlite3_close(q->db);
+    buf_free(&q->answer);
     free(q);
 }
 
