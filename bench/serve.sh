@@ -3,6 +3,9 @@
 # delivery latency (p50/p99) with 1 and 50 concurrent workers/streams, and
 # server CPU with 50 idle long-polling workers; anchor: a plain authenticated
 # read in the same run. Driver: bench/serve_load.py (python3 stdlib).
+# Then a worker's call as serve sees it (bench/serve_append.py): the
+# agent.tool_use POST and the user.tool_result POST, p50/p99 per request, with
+# the session's two SSE streams open, and serve's CPU per call.
 # BENCH_SECONDS (default 3) sets each throughput phase's length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,9 @@ run() { # SYNC MODE
     echo "--- shed serve --sync $1 (SQLite WAL, synchronous=${1^^}) on $URL; $(nproc) cores"
     SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN SHED_PID=$pid BENCH_PHASES=$2 timeout 300 python3 bench/serve_load.py
     local rc=$?
+    if [ $rc -eq 0 ]; then
+        SHED_URL=$URL SHED_ADMIN_KEY=$ADMIN SHED_PID=$pid timeout 120 python3 bench/serve_append.py || rc=$?
+    fi
     kill $pid; wait $pid 2>/dev/null
     rm -rf "$T"
     return $rc

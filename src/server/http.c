@@ -207,6 +207,13 @@ enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *bod
     return queue(c, status, s, strlen(s), "application/json");
 }
 
+enum MHD_Result http_json_text(struct MHD_Connection *c, unsigned status, const char *json)
+{
+    char *s = strdup(json);
+    if (!s) return http_error(c, 500, "api_error", "out of memory");
+    return queue(c, status, s, strlen(s), "application/json");
+}
+
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status)
 {
     return queue(c, status, NULL, 0, NULL);

@@ -47,6 +47,9 @@ struct server {
     bool stopping, waker_quit;
     /* workers_polling: MHD thread only */
     worker_seen_t workers[WORKER_SLOTS];
+    /* Event appends so far (MHD thread only, as every append): a stream that
+     * read everything when this was N needs no query while it is still N. */
+    uint64_t appends;
 };
 
 /* Per-request state (MHD's con_cls). */
@@ -67,6 +70,8 @@ enum MHD_Result routes_dispatch(server_t *srv, struct MHD_Connection *c, req_t *
                                 const char *method);
 
 enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *body);
+/* The same for an answer already encoded as JSON (copied). */
+enum MHD_Result http_json_text(struct MHD_Connection *c, unsigned status, const char *json);
 enum MHD_Result http_empty(struct MHD_Connection *c, unsigned status);
 enum MHD_Result http_error(struct MHD_Connection *c, unsigned status, const char *type,
                            const char *msg);

@@ -208,6 +208,28 @@ static json_t *session_for(route_ctx_t *x, const char *sid, enum MHD_Result *ret
     return s;
 }
 
+/* session_for without building the session: its existence and the caller's
+ * right to it, from its environment id; `status` (32 bytes) gets its status.
+ * The events routes' per-request check. */
+static bool session_access(route_ctx_t *x, const char *sid, char *status, enum MHD_Result *ret)
+{
+    if (!valid_id(sid, "sesn")) {
+        *ret = not_found(x, "session", sid);
+        return false;
+    }
+    char env[ID_MAX];
+    shed_err err = {0};
+    int rc = OPS(x)->session_head(STORE(x), sid, env, status, &err);
+    if (rc < 0) {
+        *ret = http_store_error(x->srv, x->c, rc, &err);
+        return false;
+    }
+    bool ok = is_admin(x) || (x->who.kind == PRINCIPAL_ENV_KEY && !strcmp(env, x->who.env_id)) ||
+              (x->who.kind == PRINCIPAL_SESSIONS_TOKEN && !strcmp(x->who.session_id, sid));
+    if (!ok) *ret = not_found(x, "session", sid);
+    return ok;
+}
+
 /* --------------------------------------------------------- environments */
 
 static enum MHD_Result env_create(route_ctx_t *x)
@@ -656,14 +678,19 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
         if (st == 403) return forbid(x, msg);
         if (st) return bad(x, "%s", msg);
     }
-    _cleanup_json_ json_t *s = session_for(x, sid, &ret);
-    if (!s) return ret;
+    char status[32];
+    if (!session_access(x, sid, status, &ret)) return ret;
     store_append_result_t res;
     shed_err err = {0};
     int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
+    x->srv->appends++;
     http_notify(x->srv, WAIT_STREAM, sid);
     if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
+    if (res.answer) {
+        json_decref(res.events);
+        return http_json_text(x->c, 200, res.answer);
+    }
     return http_json(x->c, 200, json_pack("{s:o}", "data", res.events));
 }
 
@@ -701,8 +728,8 @@ static enum MHD_Result events_list(route_ctx_t *x, const char *sid)
     if (acc.bad)
         return bad(x, "query parameter 'types[]' must be event types (at most %d)",
                    STORE_MAX_TYPES);
-    _cleanup_json_ json_t *s = session_for(x, sid, &ret);
-    if (!s) return ret;
+    char status[32];
+    if (!session_access(x, sid, status, &ret)) return ret;
     json_t *out = NULL;
     shed_err err = {0};
     int rc = OPS(x)->events_list(STORE(x), sid, &pg, &out, &err);
@@ -718,6 +745,8 @@ typedef struct sse {
     char session_id[ID_MAX];
     int64_t last_seq;
     int64_t next_ping_ms;
+    uint64_t caught_up; /* srv->appends when a query last returned all there was */
+    bool queried;       /* caught_up is set */
     bool closing;
     buf_t out;
     size_t off;
@@ -752,9 +781,20 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (s->srv->stopping || s->closing) return MHD_CONTENT_READER_END_OF_STREAM;
         store_stream_event_t evs[32];
         shed_err err = {0};
-        int n = s->srv->store->ops->events_after(s->srv->store, s->session_id, s->last_seq, evs,
+        int n = 0;
+        /* Nothing was appended anywhere since this stream last read all there
+         * was (just now, typically: the call right after sending an event):
+         * no query, straight to waiting. */
+        if (!s->queried || s->caught_up != s->srv->appends) {
+            uint64_t gen = s->srv->appends;
+            n = s->srv->store->ops->events_after(s->srv->store, s->session_id, s->last_seq, evs,
                                                  (int)ARRAY_SIZE(evs), &err);
-        if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (n < (int)ARRAY_SIZE(evs)) {
+                s->caught_up = gen;
+                s->queried = true;
+            }
+        }
         for (int i = 0; i < n; i++) {
             bool full = false;
             if (!s->closing) {
@@ -775,6 +815,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             }
             free(evs[i].json);
             if (full) {
+                s->queried = false; /* the rest is still to read */
                 for (int j = i + 1; j < n; j++) free(evs[j].json);
                 break;
             }
@@ -796,8 +837,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
 {
     enum MHD_Result ret;
-    _cleanup_json_ json_t *sess = session_for(x, sid, &ret);
-    if (!sess) return ret;
+    char status[32];
+    if (!session_access(x, sid, status, &ret)) return ret;
     sse_t *s = calloc(1, sizeof(*s));
     if (!s) return MHD_NO;
     s->srv = x->srv;
@@ -811,8 +852,7 @@ static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
         return http_store_error(x->srv, x->c, rc, &err);
     }
     /* A stream of a terminated session ends at once: there is nothing to wait for. */
-    const char *st = json_string_value(json_object_get(sess, "status"));
-    if (st && !strcmp(st, "terminated")) s->closing = true;
+    if (!strcmp(status, "terminated")) s->closing = true;
     s->next_ping_ms = clock_mono_ms() + x->srv->cfg.sse_ping_ms;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, s, sse_free);

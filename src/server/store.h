@@ -62,6 +62,10 @@ typedef struct store_heartbeat {
 /* What an events append caused, so the HTTP layer can wake waiters. */
 typedef struct store_append_result {
     json_t *events;     /* the stored events, in order (new reference) */
+    /* The same as the compact JSON {"data":[events...]}, byte for byte (the
+     * HTTP answer), or NULL if it could not be built; owned by the store,
+     * valid until its next call. */
+    const char *answer;
     bool work_enqueued; /* a dormant session was woken up */
     char env_id[ID_MAX];
 } store_append_result_t;
@@ -99,6 +103,10 @@ struct store_ops {
     /* Sessions. Creating one enqueues its work item in the same transaction. */
     int (*session_create)(store_t *s, json_t *fields, json_t **out, shed_err *err);
     int (*session_get)(store_t *s, const char *id, json_t **out, shed_err *err);
+    /* A session's environment and status only (no JSON built: the events
+     * routes' per-request check); -ENOENT if there is none. */
+    int (*session_head)(store_t *s, const char *id, char env_id[ID_MAX], char status[32],
+                        shed_err *err);
     int (*session_list)(store_t *s, const char *env_id, const store_page_t *pg, json_t **page_out,
                         shed_err *err);
 
@@ -110,7 +118,9 @@ struct store_ops {
                        json_t **page_out, shed_err *err);
     /* Highest event seq of a session so far (0 if none): where a stream starts. */
     int (*events_last_seq)(store_t *s, const char *session_id, int64_t *seq, shed_err *err);
-    /* Up to `max` events after `after_seq`; returns how many were filled. */
+    /* Up to `max` events after `after_seq`; returns how many were filled:
+     * fewer than `max` means there are no more (just now), or a -errno (then
+     * none is filled). */
     int (*events_after)(store_t *s, const char *session_id, int64_t after_seq,
                         store_stream_event_t *out, int max, shed_err *err);
 

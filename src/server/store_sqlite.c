@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/cleanup.h"
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -37,6 +38,7 @@ typedef struct sq_store {
         const char *sql;
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
+    buf_t answer; /* events_append's answer, reused (store_append_result_t.answer) */
 } sq_store_t;
 
 static const char SCHEMA[] =
@@ -1110,6 +1112,30 @@ static int sq_session_create(store_t *s, json_t *f, json_t **out, shed_err *err)
     return tx_end(q, rc, err);
 }
 
+static const char SQL_SESSION_HEAD[] = "SELECT env_id,status FROM sessions WHERE id=?1";
+
+static int session_head(sq_store_t *q, const char *id, char env_id[ID_MAX], char status[32],
+                        shed_err *err)
+{
+    sqlite3_stmt *st = prep(q, SQL_SESSION_HEAD, err);
+    if (!st) return -EIO;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(env_id, ID_MAX, "%s", col_text(st, 0));
+        snprintf(status, 32, "%s", col_text(st, 1));
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return err_msg(err, ENOENT, "no session '%s'", id);
+    return rc == SQLITE_ROW ? 0 : db_err(q, err, "session lookup");
+}
+
+static int sq_session_head(store_t *s, const char *id, char env_id[ID_MAX], char status[32],
+                           shed_err *err)
+{
+    return session_head(SQ(s), id, env_id, status, err);
+}
+
 static int sq_session_get(store_t *s, const char *id, json_t **out, shed_err *err)
 {
     return session_load(SQ(s), id, out, err);
@@ -1173,18 +1199,20 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
     memset(res, 0, sizeof(*res));
     int rc = tx_begin(q, err);
     if (rc < 0) return rc;
-    _cleanup_json_ json_t *sess = NULL;
-    if ((rc = session_load(q, sid, &sess, err)) < 0) return tx_end(q, rc, err);
-    const char *env_id = json_string_value(json_object_get(sess, "environment_id"));
-    snprintf(res->env_id, sizeof(res->env_id), "%s", env_id ? env_id : "");
-    char status[32];
-    snprintf(status, sizeof(status), "%s", json_string_value(json_object_get(sess, "status")));
+    char env_buf[ID_MAX], status[32], orig_status[32];
+    if ((rc = session_head(q, sid, env_buf, orig_status, err)) < 0) return tx_end(q, rc, err);
+    const char *env_id = env_buf;
+    snprintf(res->env_id, sizeof(res->env_id), "%s", env_id);
+    snprintf(status, sizeof(status), "%s", orig_status);
     if (!strcmp(status, "terminated"))
         return tx_end(
             q, err_msg(err, EINVAL, "session '%s' is terminated: it accepts no events", sid), err);
-    const char *orig_status = json_string_value(json_object_get(sess, "status"));
     bool wake = false;
     json_t *stored = json_array();
+    /* The answer is built from the very bytes stored, so it is never encoded twice. */
+    if (q->answer.cap > (256u << 10)) buf_free(&q->answer); /* keep no large body around */
+    buf_reset(&q->answer);
+    bool answer_ok = buf_puts(&q->answer, "{\"data\":[") == 0;
     size_t i;
     json_t *ev;
     json_array_foreach(events, i, ev)
@@ -1258,6 +1286,8 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
         }
         rc = 0;
         json_array_append_new(stored, e);
+        if (answer_ok && ((i && buf_putc(&q->answer, ',') < 0) || buf_puts(&q->answer, body) < 0))
+            answer_ok = false;
         if (!strcmp(type, "agent.tool_use") || !strcmp(type, "agent.custom_tool_use")) {
             snprintf(status, sizeof(status), "running");
             wake = true;
@@ -1270,7 +1300,7 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
             wake = false;
         }
     }
-    if (rc == 0 && strcmp(status, orig_status ? orig_status : "")) {
+    if (rc == 0 && strcmp(status, orig_status)) {
         sqlite3_stmt *st = prep(q, SQL_SESSION_STATUS, err);
         if (!st)
             rc = -EIO;
@@ -1304,6 +1334,7 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
         return rc;
     }
     res->events = stored;
+    if (answer_ok && buf_puts(&q->answer, "]}") == 0) res->answer = q->answer.data;
     return 0;
 }
 
@@ -1328,8 +1359,8 @@ static int sq_events_list(store_t *s, const char *sid, const store_page_t *pg, j
                           shed_err *err)
 {
     sq_store_t *q = SQ(s);
-    _cleanup_json_ json_t *sess = NULL;
-    int rc = session_load(q, sid, &sess, err);
+    char env_id[ID_MAX], status[32];
+    int rc = session_head(q, sid, env_id, status, err);
     if (rc < 0) return rc;
     const char *sql = pg->ntypes ? (pg->desc ? SQL_EVENTS_DESC_T : SQL_EVENTS_ASC_T)
                                  : (pg->desc ? SQL_EVENTS_DESC : SQL_EVENTS_ASC);
@@ -1362,15 +1393,21 @@ static int sq_events_after(store_t *s, const char *sid, int64_t after, store_str
     bind_text(st, 1, sid);
     sqlite3_bind_int64(st, 2, after);
     sqlite3_bind_int(st, 3, max);
-    int n = 0, rc;
+    int n = 0, rc = SQLITE_DONE;
     while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         out[n].seq = sqlite3_column_int64(st, 0);
         snprintf(out[n].type, sizeof(out[n].type), "%s", col_text(st, 1));
         out[n].json = strdup(col_text(st, 2));
-        if (!out[n].json) break;
+        if (!out[n].json) {
+            /* all or an error: a stream takes fewer than `max` as "all there is" */
+            while (n > 0) free(out[--n].json);
+            sqlite3_reset(st);
+            return err_set(err, ENOMEM, "events of a stream");
+        }
         n++;
     }
     sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return db_err(q, err, "events of a stream");
     return n;
 }
 
@@ -1939,6 +1976,7 @@ static void sq_close(store_t *s)
     if (!q) return;
     for (int i = 0; i < STMT_CACHE && q->cache[i].sql; i++) sqlite3_finalize(q->cache[i].st);
     sqlite3_close(q->db);
+    buf_free(&q->answer);
     free(q);
 }
 
@@ -1957,6 +1995,7 @@ static const struct store_ops SQLITE_OPS = {
     .key_revoke = sq_key_revoke,
     .session_create = sq_session_create,
     .session_get = sq_session_get,
+    .session_head = sq_session_head,
     .session_list = sq_session_list,
     .events_append = sq_events_append,
     .events_list = sq_events_list,

@@ -245,6 +245,14 @@ TEST(events_validate_references_and_write_all_or_nothing)
     _cleanup_json_ json_t *one = json_pack("[o]", ev_tool_use());
     ASSERT_EQ_INT(s->ops->events_append(s, sid, one, &r, &err), 0);
     ASSERT_FALSE(r.work_enqueued); /* the session's first item is still queued */
+    {
+        /* the HTTP answer is the stored events' compact JSON, byte for byte */
+        json_t *wrap = json_pack("{s:O}", "data", r.events);
+        _cleanup_free_ char *want = json_dumps(wrap, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(wrap);
+        ASSERT_TRUE(r.answer != NULL);
+        ASSERT_EQ_STR(r.answer, want);
+    }
     const char *use = json_string_value(json_object_get(json_array_get(r.events, 0), "id"));
     char use_id[64];
     snprintf(use_id, sizeof(use_id), "%s", use);
@@ -420,4 +428,31 @@ TEST(ack_is_idempotent_for_one_delivery_and_first_wins_after_redelivery)
     ASSERT_EQ_INT(ack(s, env, w4, token_gen(s, "h5"), t + 6 * S), 0);
     ASSERT_EQ_INT(ack(s, env, w4, -1, t + 6 * S), -EEXIST);
     close_store(s);
+}
+
+TEST(append_answer_is_the_stored_events_and_session_head_matches)
+{
+    store_t *s = open_store();
+    _cleanup_free_ char *env = new_env(s);
+    _cleanup_free_ char *sid = new_session(s, env);
+    shed_err err = {0};
+    char henv[ID_MAX], status[32];
+    ASSERT_EQ_INT(s->ops->session_head(s, sid, henv, status, &err), 0);
+    ASSERT_EQ_STR(henv, env);
+    ASSERT_EQ_INT(s->ops->session_head(s, "sesn_nope", henv, status, &err), -ENOENT);
+    store_append_result_t r;
+    _cleanup_json_ json_t *three = json_pack(
+        "[o,{s:s,s:[{s:s,s:s}]},{s:s}]", ev_tool_use(), "type", "agent.message", "content", "type",
+        "text", "text", "h\u00e9 \"q\" \\n", "type", "session.status_idle");
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, three, &r, &err), 0);
+    json_t *wrap = json_pack("{s:O}", "data", r.events);
+    _cleanup_free_ char *want = json_dumps(wrap, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(wrap);
+    ASSERT_TRUE(r.answer != NULL);
+    ASSERT_EQ_STR(r.answer, want);
+    ASSERT_EQ_INT((int)json_array_size(r.events), 3);
+    json_decref(r.events);
+    ASSERT_EQ_INT(s->ops->session_head(s, sid, henv, status, &err), 0);
+    ASSERT_EQ_STR(status, "idle");
+    s->ops->close(s);
 }
