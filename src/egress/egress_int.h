@@ -102,13 +102,35 @@ typedef struct egress_http_req {
      * replaced, hop-by-hop headers dropped, "Connection: close"). */
     char *upstream;    /* malloc'd, NUL-terminated; NULL for CONNECT */
     size_t upstream_len;
+    /* The request body's framing (plain HTTP; CONNECT has no body): exactly
+     * one of none (content_length 0), a Content-Length, or chunked. */
+    uint64_t content_length;
+    bool chunked;
+    bool upgrade;      /* Upgrade with Connection: upgrade (kept upstream) */
 } egress_http_req;
 
 /* Returns 1 when a complete head was parsed (fills *r), 0 when more bytes
- * are needed, or a negative value: -(HTTP status) to answer with (400, 405,
- * 414, 431, 501). Free r->upstream when done. */
+ * are needed, or a negative value: -(HTTP status) to answer with (400, 431).
+ * Free r->upstream when done. A plain-HTTP head must use CRLF line endings;
+ * ambiguous body framing is -400: Transfer-Encoding with Content-Length,
+ * differing Content-Lengths, a Transfer-Encoding other than exactly one
+ * "chunked" (or on HTTP/1.0), a Content-Length over 18 digits. */
 int egress_http_parse(const char *data, size_t len, egress_http_req *r);
 void egress_http_req_clear(egress_http_req *r);
+
+/* Chunked body scanner (RFC 9112 section 7.1): finds where a chunked body
+ * ends, so exactly one request's bytes are forwarded. Strict: CRLF only, no
+ * whitespace around the size, at most 15 hex digits, extensions and
+ * trailers of visible ASCII/tab bounded by EGRESS_HEAD_MAX. Zero it to start. */
+typedef struct egress_chunked {
+    int state;
+    uint64_t left;     /* data bytes left in the current chunk */
+    int digits;
+    size_t linelen;    /* bytes in the current extension/trailer section */
+} egress_chunked;
+/* Scan n more bytes. Returns how many belong to the body (== n unless the
+ * body ended inside them; then *done is set), or -1 if malformed. */
+long egress_chunked_scan(egress_chunked *s, const char *p, size_t n, bool *done);
 
 /* ---- SOCKS5 (RFC 1928) ---- */
 enum {

@@ -132,6 +132,9 @@ int egress_http_parse(const char *data, size_t len, egress_http_req *r)
     if (!blank) return len >= EGRESS_HEAD_MAX ? -431 : 0;
     end = blank;
     r->head_len = (size_t)(blank - data);
+    bool bare_lf = false;
+    for (size_t i = 0; i < r->head_len; i++)
+        if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) bare_lf = true;
 
     long ll = next_line(p, end, &next);
     if (ll < 0) return -400;
@@ -167,6 +170,8 @@ int egress_http_parse(const char *data, size_t len, egress_http_req *r)
              * know it talks to a proxy. */
             return -400;
         }
+        /* What is forwarded must be framed one way only: CRLF. */
+        if (bare_lf) return -400;
         const char *auth = target + 7;
         size_t rest = tlen - 7;
         size_t alen = 0;
@@ -199,8 +204,8 @@ int egress_http_parse(const char *data, size_t len, egress_http_req *r)
         else
             buf_printf(&up, "Host: %s%s%s:%d\r\n", v6 ? "[" : "", r->host, v6 ? "]" : "", r->port);
     }
-    int nheaders = 0, ncl = 0;
-    bool te = false, upgrade = false, conn_upgrade = false;
+    int nheaders = 0, ncl = 0, nte = 0;
+    bool te = false, te_chunked = false, upgrade = false, conn_upgrade = false;
     char cl[32] = "";
     while (p < end) {
         ll = next_line(p, end, &next);
@@ -233,7 +238,11 @@ int egress_http_parse(const char *data, size_t len, egress_http_req *r)
             memcpy(cl, v, vl);
             cl[vl] = '\0';
         }
-        if (header_is(h, nlen, "transfer-encoding")) te = true;
+        if (header_is(h, nlen, "transfer-encoding")) {
+            te = true;
+            nte++;
+            te_chunked = vl == 7 && strncasecmp(v, "chunked", 7) == 0;
+        }
         if (header_is(h, nlen, "upgrade")) upgrade = true;
         if (header_is(h, nlen, "connection") && value_has_token(v, vl, "upgrade")) conn_upgrade = true;
         if (r->is_connect) continue;
@@ -248,6 +257,16 @@ int egress_http_parse(const char *data, size_t len, egress_http_req *r)
         buf_puts(&up, "\r\n");
     }
     if (te && ncl) goto bad;
+    if (!r->is_connect) {
+        /* One framing only, as an upstream would read it (else smuggling). */
+        if (te && (nte != 1 || !te_chunked || r->minor == 0)) goto bad;
+        if (ncl) {
+            if (strlen(cl) > 18) goto bad;
+            r->content_length = strtoull(cl, NULL, 10);
+        }
+        r->chunked = te;
+        r->upgrade = upgrade && conn_upgrade;
+    }
     if (!r->is_connect) {
         if (upgrade && conn_upgrade)
             buf_puts(&up, "Connection: upgrade\r\n\r\n");
@@ -265,6 +284,118 @@ int egress_http_parse(const char *data, size_t len, egress_http_req *r)
 bad:
     buf_free(&up);
     return -400;
+}
+
+/* ---------- chunked bodies ---------- */
+
+enum { CK_SIZE, CK_EXT, CK_SIZE_LF, CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_TRAILER_START,
+       CK_TRAILER, CK_TRAILER_LF, CK_END_LF, CK_DONE };
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool ck_text(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+long egress_chunked_scan(egress_chunked *s, const char *p, size_t n, bool *done)
+{
+    *done = false;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        switch (s->state) {
+        case CK_SIZE: {
+            int h = hexval(c);
+            if (h >= 0) {
+                if (++s->digits > 15) return -1;
+                s->left = s->left * 16 + (uint64_t)h;
+            } else if (s->digits == 0) {
+                return -1;
+            } else if (c == ';') {
+                s->state = CK_EXT;
+                s->linelen = 0;
+            } else if (c == '\r') {
+                s->state = CK_SIZE_LF;
+            } else {
+                return -1;
+            }
+            i++;
+            break;
+        }
+        case CK_EXT:
+            if (c == '\r') s->state = CK_SIZE_LF;
+            else if (!ck_text(c) || ++s->linelen > EGRESS_HEAD_MAX) return -1;
+            i++;
+            break;
+        case CK_SIZE_LF:
+            if (c != '\n') return -1;
+            i++;
+            s->digits = 0;
+            if (s->left == 0) {
+                s->state = CK_TRAILER_START;
+                s->linelen = 0;
+            } else {
+                s->state = CK_DATA;
+            }
+            break;
+        case CK_DATA: {
+            size_t take = n - i;
+            if ((uint64_t)take > s->left) take = (size_t)s->left;
+            s->left -= take;
+            i += take;
+            if (s->left == 0) s->state = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+            if (c != '\r') return -1;
+            s->state = CK_DATA_LF;
+            i++;
+            break;
+        case CK_DATA_LF:
+            if (c != '\n') return -1;
+            s->state = CK_SIZE;
+            i++;
+            break;
+        case CK_TRAILER_START:
+            if (c == '\r') {
+                s->state = CK_END_LF;
+            } else if (is_tchar(c)) {
+                s->state = CK_TRAILER;
+                if (++s->linelen > EGRESS_HEAD_MAX) return -1;
+            } else {
+                return -1; /* obs-fold, bare LF, junk */
+            }
+            i++;
+            break;
+        case CK_TRAILER:
+            if (c == '\r') s->state = CK_TRAILER_LF;
+            else if (!ck_text(c) || ++s->linelen > EGRESS_HEAD_MAX) return -1;
+            i++;
+            break;
+        case CK_TRAILER_LF:
+            if (c != '\n') return -1;
+            s->state = CK_TRAILER_START;
+            i++;
+            break;
+        case CK_END_LF:
+            if (c != '\n') return -1;
+            s->state = CK_DONE;
+            i++;
+            *done = true;
+            return (long)i;
+        default:
+            *done = true;
+            return 0;
+        }
+    }
+    return (long)i;
 }
 
 /* ---------- SOCKS5 ---------- */

@@ -99,6 +99,16 @@ struct conn {
     uint64_t bytes_up, bytes_down;
     int64_t start_ms, deadline_ms;
     resolve_job *job;
+    /* Plain HTTP: exactly the first request goes upstream (head + body as
+     * framed); every later client byte is read and dropped, unless the
+     * upstream answered an Upgrade request with 101 (then opaque). */
+    bool req_done;     /* the request's last byte is queued upstream */
+    bool body_chunked;
+    uint64_t body_left; /* Content-Length bytes still to forward */
+    egress_chunked ck;
+    bool want_upgrade, upgrade_decided, upgraded;
+    char status[12];   /* the first bytes of the upstream's answer */
+    size_t nstatus;
 };
 
 typedef struct dnsq {
@@ -426,13 +436,82 @@ static void conn_close(conn_t *c)
 
 /* ---------- relay ---------- */
 
+/* How many of the n client bytes at p belong to the first request (the
+ * rest is dropped); sets req_done at its end. -1: malformed chunked body. */
+static long plain_take(conn_t *c, const char *p, size_t n)
+{
+    if (c->req_done) return 0;
+    if (c->body_chunked) {
+        bool done;
+        long k = egress_chunked_scan(&c->ck, p, n, &done);
+        if (k < 0) return -1;
+        if (done) c->req_done = true;
+        return k;
+    }
+    size_t k = (uint64_t)n < c->body_left ? n : (size_t)c->body_left;
+    c->body_left -= k;
+    if (c->body_left == 0) c->req_done = true;
+    return (long)k;
+}
+
+/* Client bytes of a plain-HTTP connection (not upgraded): the first
+ * request's go to d->buf, anything after it is read and dropped; while an
+ * Upgrade waits for the upstream's answer, nothing is read. Returns what
+ * recv returned, -2 to stop for now, -3 for a malformed body. */
+static ssize_t plain_in(conn_t *c, dir_t *d, int src)
+{
+    if (c->req_done) {
+        if (c->want_upgrade && !c->upgrade_decided) return -2;
+        char sink[16384];
+        return recv(src, sink, sizeof(sink), MSG_DONTWAIT);
+    }
+    if (d->off && d->off + d->len == d->cap) {
+        memmove(d->buf, d->buf + d->off, d->len);
+        d->off = 0;
+    }
+    size_t space = d->cap - d->off - d->len;
+    if (space == 0) return -2;
+    if (!c->body_chunked && c->body_left < space) space = (size_t)c->body_left;
+    ssize_t n = recv(src, d->buf + d->off + d->len, space, MSG_DONTWAIT);
+    if (n > 0) {
+        long k = plain_take(c, d->buf + d->off + d->len, (size_t)n);
+        if (k < 0) {
+            c->error = "malformed chunked request body";
+            return -3;
+        }
+        d->len += (size_t)k;
+    }
+    return n;
+}
+
+/* The upstream's first 12 bytes decide an Upgrade: "HTTP/1.x 101" or not. */
+static void saw_status(conn_t *c, const char *p, size_t n, bool eof)
+{
+    size_t k = sizeof(c->status) - c->nstatus;
+    if (k > n) k = n;
+    memcpy(c->status + c->nstatus, p, k);
+    c->nstatus += k;
+    if (c->nstatus == sizeof(c->status) || eof) {
+        c->upgrade_decided = true;
+        c->upgraded = c->nstatus == sizeof(c->status) &&
+                      (memcmp(c->status, "HTTP/1.1 101", 12) == 0 ||
+                       memcmp(c->status, "HTTP/1.0 101", 12) == 0);
+    }
+}
+
+/* Can client bytes be taken now? */
+static bool up_can_read(const conn_t *c)
+{
+    if (c->plain && c->req_done && c->want_upgrade && !c->upgrade_decided) return false;
+    return dir_can_read(&c->up);
+}
+
 /* Move bytes one way until the source has nothing more, the destination
  * takes nothing more, or this wake-up's budget is spent (other connections
  * on the loop get their turn; level triggering brings us back). False if the
  * connection must end (an error). */
 static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *progress)
 {
-    (void)c;
     size_t budget = PUMP_BUDGET;
     for (;;) {
         /* Out: our own bytes first, then the pipe. */
@@ -460,7 +539,11 @@ static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *p
         if (d->eof || src < 0 || budget == 0 || !dir_can_read(d)) break;
         /* In. */
         ssize_t n;
-        if (d->pr >= 0) {
+        if (c->plain && d == &c->up && !c->upgraded) {
+            n = plain_in(c, d, src);
+            if (n == -2) break;
+            if (n == -3) return false;
+        } else if (d->pr >= 0) {
             n = splice(src, NULL, d->pw, NULL, d->pcap - d->inpipe,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) d->inpipe += (size_t)n;
@@ -476,6 +559,8 @@ static bool pump(conn_t *c, dir_t *d, int src, int dst, uint64_t *count, bool *p
                 d->off = 0;
             }
             n = recv(src, d->buf + d->off + d->len, d->cap - d->off - d->len, MSG_DONTWAIT);
+            if (n >= 0 && d == &c->down && c->want_upgrade && !c->upgrade_decided)
+                saw_status(c, d->buf + d->off + d->len, (size_t)n, n == 0);
             if (n > 0) d->len += (size_t)n;
         }
         if (n > 0) {
@@ -523,7 +608,7 @@ static void conn_update(conn_t *c)
         uw = EPOLLOUT;
         break;
     case S_RELAY:
-        if (dir_can_read(&c->up)) cw |= EPOLLIN;
+        if (up_can_read(c)) cw |= EPOLLIN;
         if (dir_has_out(&c->down)) cw |= EPOLLOUT;
         if (dir_can_read(&c->down)) uw |= EPOLLIN;
         if (dir_has_out(&c->up)) uw |= EPOLLOUT;
@@ -538,7 +623,7 @@ static void conn_update(conn_t *c)
     /* A parked (hung-up) fd comes back as soon as its data can be taken:
      * its hang-up then reports again and the rest, EOF included, is read. */
     loop_t *l = c->sb->e->loop;
-    if (c->cparked && c->cfd >= 0 && dir_can_read(&c->up) &&
+    if (c->cparked && c->cfd >= 0 && up_can_read(c) &&
         loop_add(l, c->cfd, cw, on_conn_fd, c) == 0) {
         c->cparked = false;
         c->cev = cw;
@@ -563,7 +648,7 @@ static void relay(conn_t *c, int fd, uint32_t events)
     }
     if (!pump(c, &c->up, c->cfd, c->ufd, &c->bytes_up, &progress) ||
         !pump(c, &c->down, c->ufd, c->cfd, &c->bytes_down, &progress)) {
-        c->error = "connection reset";
+        if (!c->error) c->error = "connection reset";
         conn_close(c);
         return;
     }
@@ -582,7 +667,7 @@ static void relay(conn_t *c, int fd, uint32_t events)
      * data cannot be taken (pipe/buffer full, or EOF already seen), stop
      * watching it. conn_update() brings it back when it can be read. */
     if (events & EPOLLHUP) {
-        if (fd == c->cfd && !c->cparked && !dir_can_read(&c->up)) {
+        if (fd == c->cfd && !c->cparked && !up_can_read(c)) {
             loop_del(l, fd);
             c->cparked = true;
         } else if (fd == c->ufd && !c->uparked && !dir_can_read(&c->down)) {
@@ -599,8 +684,10 @@ static void connect_ok(conn_t *c)
 {
     int one = 1;
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    dir_pipe(&c->up);
-    dir_pipe(&c->down);
+    /* Plain HTTP's request bytes are scanned (framing), so they go through
+     * buf; so does the answer to an Upgrade (its status line decides). */
+    if (!c->plain) dir_pipe(&c->up);
+    if (!c->want_upgrade) dir_pipe(&c->down);
     if ((c->up.pr < 0 && dir_alloc(&c->up, RELAY_BUF) < 0) ||
         (c->down.pr < 0 && dir_alloc(&c->down, RELAY_BUF) < 0) || dir_alloc(&c->down, 64) < 0) {
         c->error = "out of memory";
@@ -892,10 +979,25 @@ static void handle_head(conn_t *c)
         conn_close(c);
         return;
     }
-    if (!r.is_connect) dir_put(&c->up, r.upstream, r.upstream_len);
+    c->plain = !r.is_connect;
+    if (c->plain) {
+        /* Only this request's body follows its head; what comes after it
+         * (a pipelined request) is dropped, never sent unchecked. */
+        c->body_chunked = r.chunked;
+        c->body_left = r.content_length;
+        c->want_upgrade = r.upgrade;
+        c->req_done = !r.chunked && r.content_length == 0;
+        long k = plain_take(c, c->in.data + r.head_len, rest);
+        if (k < 0) {
+            egress_http_req_clear(&r);
+            conn_fail(c, 400, false, "malformed chunked request body", 0);
+            return;
+        }
+        rest = (size_t)k;
+        dir_put(&c->up, r.upstream, r.upstream_len);
+    }
     dir_put(&c->up, c->in.data + r.head_len, rest);
     if (eof) c->up.eof = true;
-    c->plain = !r.is_connect;
     buf_free(&c->in);
     egress_http_req_clear(&r);
     c->state = S_RESOLVE;

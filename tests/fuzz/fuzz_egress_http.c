@@ -1,5 +1,7 @@
 /* Fuzz the HTTP proxy request-head parser (CONNECT and absolute-URI plain
- * HTTP): no crash, no over-read, and a parsed head is self-consistent. */
+ * HTTP) and the chunked-body scanner on what follows the head: no crash, no
+ * over-read, a parsed head is self-consistent, and the scanner claims the
+ * same body end whether fed at once or byte by byte. */
 #include "egress/egress_int.h"
 
 #include <stdlib.h>
@@ -19,6 +21,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!r.is_connect && (!r.upstream || strlen(r.upstream) != r.upstream_len)) abort();
         if (r.upstream && (strstr(r.upstream, "\r\n\r\n") != r.upstream + r.upstream_len - 4))
             abort(); /* the rewritten head ends exactly once */
+        if (r.chunked && (r.is_connect || r.content_length)) abort();
+        if (r.chunked) {
+            const char *b = p + r.head_len;
+            size_t bl = size - r.head_len;
+            egress_chunked a = {0}, s = {0};
+            bool da = false, ds = false;
+            long ka = egress_chunked_scan(&a, b, bl, &da);
+            if (ka > (long)bl || (da && ka <= 0)) abort();
+            long ks = 0;
+            for (size_t i = 0; i < bl && !ds; i++) {
+                long k = egress_chunked_scan(&s, b + i, 1, &ds);
+                if (k < 0) {
+                    ks = -1;
+                    break;
+                }
+                ks += k;
+            }
+            if ((ka < 0) != (ks < 0) || (ka >= 0 && (da != ds || (da && ka != ks)))) abort();
+        }
     } else if (rc < 0 && rc != -400 && rc != -431) {
         abort();
     }

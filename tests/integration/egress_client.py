@@ -125,6 +125,18 @@ def main():
         resp = recv_all(s).decode()
         if hashlib.sha256(data).hexdigest() not in resp:
             fail(f"upload: digest mismatch: {resp[-200:]!r}")
+    elif check == "pipelined":
+        # A second request on the same connection (for a denied name, and
+        # one naming another Host) must not reach the upstream unchecked.
+        host, port = args[0], int(args[1])
+        s = socket.create_connection(PROXY, timeout=20)
+        s.sendall(f"GET http://{host}:{port}/keepalive HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                  f"GET http://evil.test:{port}/second HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+                  f"GET /third HTTP/1.1\r\nHost: evil.test\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        resp = recv_all(s).decode("latin-1")
+        if resp.count("HTTP/1.1 ") != 1 or "hello from upstream" not in resp:
+            fail(f"pipelined: expected exactly one response, got {resp[:400]!r}")
     elif check == "concurrent":
         host, port, n = args[0], int(args[1]), int(args[2])
         errors = []

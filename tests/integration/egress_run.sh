@@ -79,6 +79,12 @@ check dns ZXhmaWx0cmF0ZQ.evilexample.test REFUSED
 check direct 127.0.0.1 "$HTTP"
 check download ok.test "$HTTP" $((64 << 20))
 check upload ok.test "$HTTP" $((64 << 20))
+check pipelined ok.test "$HTTP"
+grep -q "seen GET /keepalive host=ok.test:$HTTP" "$T/upstream.log" ||
+    fail "pipelined: the first request did not reach the upstream ($(tail -n 5 "$T/upstream.log"))"
+if grep -E "seen GET /(second|third)|host=evil" "$T/upstream.log"; then
+    fail "pipelined: a request after the first reached the upstream unchecked"
+fi
 check concurrent ok.test "$ECHO" 100
 check malformed
 check oversized

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Upstream servers for the egress integration tests, on the host's loopback:
 a TCP echo server and an HTTP server (GET /big?n=N sends N deterministic
-bytes, POST /sha answers the SHA-256 of the body, anything else "hello").
+bytes, POST /sha answers the SHA-256 of the body, GET /keepalive "hello"
+ignoring Connection: close, anything else "hello"; each GET is logged to
+stderr as "seen GET PATH host=HOST").
 Prints "ECHO_PORT HTTP_PORT" once listening."""
 import hashlib, http.server, socket, socketserver, sys, threading
 
@@ -37,6 +39,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
+        # Every request served is logged (stderr), so a test can see what
+        # reached the upstream.
+        print(f"seen GET {self.path} host={self.headers.get('Host', '')}", file=sys.stderr,
+              flush=True)
+        if self.path == "/keepalive":
+            # An upstream that ignores the proxy's "Connection: close" and
+            # would serve whatever else comes on the connection.
+            self._send(b"hello from upstream\n")
+            self.close_connection = False
+            return
         if self.path.startswith("/big?n="):
             n = int(self.path.split("=", 1)[1])
             self.send_response(200)

@@ -378,6 +378,77 @@ TEST(http_plain_rewrite)
     egress_http_req_clear(&r);
 }
 
+TEST(http_body_framing)
+{
+    egress_http_req r;
+    ASSERT_EQ_INT(http("POST http://a.test/ HTTP/1.1\r\nContent-Length: 42\r\n\r\n", &r), 1);
+    ASSERT_EQ_INT(r.content_length, 42);
+    ASSERT_FALSE(r.chunked);
+    egress_http_req_clear(&r);
+    ASSERT_EQ_INT(http("POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", &r), 1);
+    ASSERT_TRUE(r.chunked);
+    ASSERT_EQ_INT(r.content_length, 0);
+    egress_http_req_clear(&r);
+    ASSERT_EQ_INT(http("GET http://a.test/ HTTP/1.1\r\n\r\n", &r), 1);
+    ASSERT_FALSE(r.chunked);
+    ASSERT_EQ_INT(r.content_length, 0);
+    ASSERT_FALSE(r.upgrade);
+    egress_http_req_clear(&r);
+    const char *bad[] = {
+        "POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        "POST http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n",
+        "POST http://a.test/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST http://a.test/ HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+        "POST http://a.test/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 01\r\n\r\n",
+        "GET http://a.test/ HTTP/1.1\n\n",
+        "GET http://a.test/ HTTP/1.1\r\nX: y\n\r\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        int rc = http(bad[i], &r);
+        if (rc != -400) test_fail(__FILE__, __LINE__, "case %zu: rc %d", i, rc);
+        egress_http_req_clear(&r);
+    }
+}
+
+static long scan_all(const char *body, size_t step, bool *done)
+{
+    egress_chunked ck = {0};
+    size_t len = strlen(body), off = 0;
+    *done = false;
+    while (off < len && !*done) {
+        size_t n = len - off < step ? len - off : step;
+        long k = egress_chunked_scan(&ck, body + off, n, done);
+        if (k < 0) return -1;
+        off += (size_t)k;
+    }
+    return (long)off;
+}
+
+TEST(http_chunked_scanner)
+{
+    const char *ok = "5\r\nhello\r\n1a;x=\"y\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: v\r\n\r\n";
+    char with_tail[256];
+    snprintf(with_tail, sizeof(with_tail), "%sGET http://evil.test/ HTTP/1.1\r\n\r\n", ok);
+    for (size_t step = 1; step <= strlen(with_tail); step += 7) {
+        bool done;
+        long k = scan_all(with_tail, step, &done);
+        ASSERT_TRUE(done);
+        ASSERT_EQ_INT(k, (long)strlen(ok));
+    }
+    bool done;
+    ASSERT_EQ_INT(scan_all("0\r\n\r\n", 100, &done), 5);
+    ASSERT_TRUE(done);
+    ASSERT_EQ_INT(scan_all("5\r\nhel", 100, &done), 6); /* not yet */
+    ASSERT_FALSE(done);
+    const char *bad[] = {"\r\n", "g\r\n", " 5\r\nhello\r\n", "5 \r\nhello\r\n", "5\nhello\r\n",
+                         "5\r\nhelloX\r\n", "5\r\nhello\n", "1000000000000000\r\n",
+                         "0\r\n T: v\r\n\r\n", "0\r\nT: v\n\r\n", "0\r\n\n", "1;\x01\r\n",
+                         "-1\r\n", "0x5\r\n"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        if (scan_all(bad[i], 3, &done) != -1) test_fail(__FILE__, __LINE__, "case %zu accepted", i);
+}
+
 TEST(http_limits)
 {
     egress_http_req r;

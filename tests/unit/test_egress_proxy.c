@@ -221,6 +221,78 @@ static void *http_one(void *arg)
     return NULL;
 }
 
+/* Recording upstreams: everything any of them receives, in order. */
+static struct {
+    pthread_mutex_t mu;
+    char *data;
+    size_t len;
+    int conns;
+} REC = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void rec_add(const char *p, size_t n)
+{
+    pthread_mutex_lock(&REC.mu);
+    REC.data = realloc(REC.data, REC.len + n + 1);
+    memcpy(REC.data + REC.len, p, n);
+    REC.len += n;
+    REC.data[REC.len] = '\0';
+    pthread_mutex_unlock(&REC.mu);
+}
+
+static void rec_reset(void)
+{
+    pthread_mutex_lock(&REC.mu);
+    REC.len = 0;
+    REC.conns = 0;
+    if (REC.data) REC.data[0] = '\0';
+    pthread_mutex_unlock(&REC.mu);
+}
+
+static void write_str(int fd, const char *s)
+{
+    for (size_t o = 0, n = strlen(s); o < n;) {
+        ssize_t w = write(fd, s + o, n - o);
+        if (w <= 0) return;
+        o += (size_t)w;
+    }
+}
+
+/* mode 2: record until EOF, then answer (an upstream that would serve any
+ * number of pipelined requests). mode 3: answer the head with 101 and echo.
+ * mode 4: answer the head with a keep-alive 200 (ignoring Connection:
+ * close), then record what else comes until EOF. */
+static void *rec_one(void *arg)
+{
+    intptr_t pair = (intptr_t)arg;
+    int fd = (int)(pair & 0xffffffff);
+    int mode = (int)(pair >> 32);
+    pthread_mutex_lock(&REC.mu);
+    REC.conns++;
+    pthread_mutex_unlock(&REC.mu);
+    char buf[65536];
+    if (mode == 3 || mode == 4) {
+        size_t hl = 0;
+        while (hl < 4 || memcmp(buf + hl - 4, "\r\n\r\n", 4) != 0) {
+            if (hl == sizeof(buf) || read(fd, buf + hl, 1) != 1) goto out;
+            hl++;
+        }
+        rec_add(buf, hl);
+        write_str(fd, mode == 3 ? "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                                  "Connection: Upgrade\r\n\r\n"
+                                : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) break;
+        rec_add(buf, (size_t)n);
+        if (mode == 3 && write(fd, buf, (size_t)n) != n) break;
+    }
+    if (mode == 2) write_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+out:
+    close(fd);
+    return NULL;
+}
+
 static void *srv_main(void *arg)
 {
     srv_t *sv = arg;
@@ -230,6 +302,8 @@ static void *srv_main(void *arg)
         pthread_t t;
         if (sv->mode == 0)
             pthread_create(&t, NULL, serve_one, (void *)(intptr_t)fd);
+        else if (sv->mode >= 2)
+            pthread_create(&t, NULL, rec_one, (void *)((intptr_t)fd | ((intptr_t)sv->mode << 32)));
         else
             pthread_create(&t, NULL, http_one, (void *)(intptr_t)fd);
         pthread_detach(t);
@@ -517,6 +591,174 @@ TEST(egress_plain_http_denied)
     stop();
 }
 
+/* Send a whole client stream to the proxy, half-close, read the answer. */
+static char *plain_exchange(const void *req, size_t len)
+{
+    int fd = dial(&F.http_sa);
+    send_all(fd, req, len);
+    shutdown(fd, SHUT_WR);
+    char *resp = read_all(fd, 1 << 16, NULL);
+    close(fd);
+    return resp;
+}
+
+/* Wait (5 s) until the recorders are done with the connections (the proxy
+ * reports a connection once both sides are closed). */
+static ev_t plain_event(void)
+{
+    return wait_event("http", "ok.test");
+}
+
+TEST(egress_plain_http_pipelined_request_never_reaches_upstream)
+{
+    srv_t *rs = srv_start(2);
+    start(BASE_POLICY);
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "GET http://ok.test:%d/first HTTP/1.1\r\nHost: ok.test\r\n\r\n"
+                     "GET http://evil.test:%d/second HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+                     "GET /third HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+                     "GET http://ok.test:%d/fourth HTTP/1.1\r\nHost: ok.test\r\n\r\n",
+                     rs->port, rs->port, rs->port);
+    char *resp = plain_exchange(req, (size_t)n);
+    ASSERT_CONTAINS(resp, "HTTP/1.1 200 OK");
+    free(resp);
+    plain_event();
+    char want[256];
+    snprintf(want, sizeof(want),
+             "GET /first HTTP/1.1\r\nHost: ok.test:%d\r\nConnection: close\r\n\r\n", rs->port);
+    pthread_mutex_lock(&REC.mu);
+    ASSERT_EQ_STR(REC.data ? REC.data : "", want);
+    ASSERT_EQ_INT(REC.conns, 1);
+    pthread_mutex_unlock(&REC.mu);
+    /* An upstream that ignores Connection: close and keeps reading gets
+     * nothing after the first request either. */
+    srv_t *ka = srv_start(4);
+    rec_reset();
+    n = snprintf(req, sizeof(req),
+                 "GET http://ok.test:%d/a HTTP/1.1\r\n\r\n"
+                 "GET http://evil.test/b HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+                 ka->port);
+    resp = plain_exchange(req, (size_t)n);
+    ASSERT_CONTAINS(resp, "HTTP/1.1 200 OK");
+    free(resp);
+    plain_event();
+    pthread_mutex_lock(&REC.mu);
+    ASSERT_TRUE(REC.data && strstr(REC.data, "GET /a HTTP/1.1\r\n"));
+    ASSERT_NOT_CONTAINS(REC.data, "evil");
+    ASSERT_EQ_INT(REC.conns, 1);
+    pthread_mutex_unlock(&REC.mu);
+    stop();
+}
+
+TEST(egress_plain_http_bodies_byte_exact)
+{
+    srv_t *rs = srv_start(2);
+    start(BASE_POLICY);
+    /* Content-Length: 200 KiB of binary, then a pipelined request. */
+    size_t blen = 200 * 1024;
+    char *body = malloc(blen);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < blen; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        body[i] = (char)x;
+    }
+    char head[512];
+    int hl = snprintf(head, sizeof(head),
+                      "POST http://ok.test:%d/up HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
+                      rs->port, blen);
+    const char *tail = "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n";
+    size_t rlen = (size_t)hl + blen + strlen(tail);
+    char *req = malloc(rlen);
+    memcpy(req, head, (size_t)hl);
+    memcpy(req + hl, body, blen);
+    memcpy(req + hl + blen, tail, strlen(tail));
+    char *resp = plain_exchange(req, rlen);
+    ASSERT_CONTAINS(resp, "HTTP/1.1 200 OK");
+    free(resp);
+    plain_event();
+    char whead[512];
+    int wl = snprintf(whead, sizeof(whead),
+                      "POST /up HTTP/1.1\r\nHost: ok.test:%d\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      rs->port, blen);
+    pthread_mutex_lock(&REC.mu);
+    ASSERT_EQ_INT(REC.len, (size_t)wl + blen);
+    ASSERT_MEM_EQ(REC.data, whead, (size_t)wl);
+    ASSERT_MEM_EQ(REC.data + wl, body, blen);
+    pthread_mutex_unlock(&REC.mu);
+    rec_reset();
+    free(req);
+    free(body);
+
+    /* Chunked, with an extension and a trailer, sent in pieces. */
+    const char *chunks = "5\r\nhello\r\nA;ext=\"1\"\r\n0123456789\r\n0\r\nX-T: t\r\n\r\n";
+    int fd = dial(&F.http_sa);
+    snprintf(head, sizeof(head),
+             "POST http://ok.test:%d/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe",
+             rs->port);
+    send_str(fd, head);
+    usleep(20000);
+    send_str(fd, "llo\r\nA;ext=\"1\"\r\n0123456789\r");
+    usleep(20000);
+    send_str(fd, "\n0\r\nX-T: t\r\n\r\nPOST http://evil.test/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    shutdown(fd, SHUT_WR);
+    resp = read_all(fd, 8192, NULL);
+    ASSERT_CONTAINS(resp, "HTTP/1.1 200 OK");
+    free(resp);
+    close(fd);
+    plain_event();
+    snprintf(whead, sizeof(whead),
+             "POST /c HTTP/1.1\r\nHost: ok.test:%d\r\nTransfer-Encoding: chunked\r\n"
+             "Connection: close\r\n\r\n%s",
+             rs->port, chunks);
+    pthread_mutex_lock(&REC.mu);
+    ASSERT_EQ_STR(REC.data, whead);
+    pthread_mutex_unlock(&REC.mu);
+    stop();
+}
+
+TEST(egress_plain_http_upgrade_only_after_101)
+{
+    srv_t *up = srv_start(3);
+    srv_t *no = srv_start(4);
+    start(BASE_POLICY);
+    /* 101: what follows is the new protocol, relayed both ways. */
+    int fd = dial(&F.http_sa);
+    char req[512];
+    snprintf(req, sizeof(req),
+             "GET http://ok.test:%d/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
+             up->port);
+    send_str(fd, req);
+    char head[1024];
+    read_head(fd, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 101");
+    echo_roundtrip(fd, "frames after the switch");
+    close(fd);
+    plain_event();
+    /* Not 101: the connection stays one request; later bytes are dropped. */
+    rec_reset();
+    fd = dial(&F.http_sa);
+    snprintf(req, sizeof(req),
+             "GET http://ok.test:%d/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
+             no->port);
+    send_str(fd, req);
+    read_head(fd, head, sizeof(head));
+    ASSERT_CONTAINS(head, "HTTP/1.1 200");
+    send_str(fd, "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+    shutdown(fd, SHUT_WR);
+    free(read_all(fd, 8192, NULL));
+    close(fd);
+    plain_event();
+    pthread_mutex_lock(&REC.mu);
+    ASSERT_TRUE(REC.data && strstr(REC.data, "GET /ws HTTP/1.1\r\n"));
+    ASSERT_NOT_CONTAINS(REC.data, "evil");
+    pthread_mutex_unlock(&REC.mu);
+    stop();
+}
+
 static int socks_connect(const uint8_t *req, size_t len, uint8_t rep[10])
 {
     int fd = dial(&F.socks_sa);
@@ -710,6 +952,22 @@ TEST(egress_malformed_requests)
         "GET http://ok.test/ HTTP/1.1\r\n folded\r\n\r\n",
         "GET http://ok.test/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET http://ok.test/ HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        /* Request smuggling: framing an upstream could read another way. */
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nContent-Length: 1234567890123456789\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n",
+        "GET http://ok.test/ HTTP/1.1\nX: a\n\n",
+        "GET http://ok.test/ HTTP/1.1\r\nX: a\n\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n",
+        "POST http://ok.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n 3\r\nabc\r\n",
         "\x16\x03\x01\x02\x01\x01\x01\x01\xfc\x03\x03\r\n\r\n",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
