@@ -548,7 +548,7 @@ static bool pattern_literal(const char *p, size_t n)
 static void filter_walk_errors(tools_root *root, const char *search, const char *rel, const buf_t *in, buf_t *out)
 {
     size_t slen = strlen(search), rlen = strcmp(rel, ".") ? strlen(rel) : 0;
-    const char *p = in->data, *e = in->data + in->len;
+    const char *p = in->data, *e = p ? p + in->len : NULL; /* an empty buffer has no data */
     _cleanup_buf_ buf_t relp;
     buf_init(&relp, 0);
     while (p && p < e) {
