@@ -5,6 +5,7 @@
 #include "worker/http.h"
 
 #include "base/clock.h"
+#include "worker/proto.h"
 
 #include "base/lazy_curl.h"
 #include <errno.h>
@@ -42,6 +43,8 @@ struct http_req {
     bool cancelled;
     bool streaming_ok; /* status known to be 2xx */
     bool status_checked;
+    int64_t retry_after_ms;  /* from the current response's headers; 0 = none */
+    bool retry_after_is_ms;  /* it came from retry-after-ms (which wins) */
     http_req_t *prev, *next;
 };
 
@@ -212,6 +215,18 @@ static size_t header_cb(char *ptr, size_t size, size_t n, void *arg)
     http_req_t *r = arg;
     size_t len = size * n;
     if (r->cancelled) return len ? 0 : 1;
+    if (len >= 5 && !strncmp(ptr, "HTTP/", 5)) {
+        /* A new response (after a 1xx or a redirect): forget the last one's. */
+        r->retry_after_ms = 0;
+        r->retry_after_is_ms = false;
+    } else if (len > 12 && (ptr[0] == 'r' || ptr[0] == 'R')) {
+        bool is_ms = false;
+        int64_t ra = proto_retry_after_header(ptr, len, clock_wall_ms() / 1000, &is_ms);
+        if (ra > 0 && (is_ms || !r->retry_after_is_ms)) {
+            r->retry_after_ms = ra;
+            r->retry_after_is_ms = is_ms;
+        }
+    }
     if (len <= 2 && (len == 0 || ptr[0] == '\r' || ptr[0] == '\n')) {
         long st = 0;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &st);
@@ -265,6 +280,7 @@ static void check_multi(http_t *h)
         res.error = code ? curl_easy_strerror(code) : NULL;
         res.body = &r->resp;
         res.elapsed_ms = clock_mono_ms() - r->start_ms;
+        res.retry_after_ms = r->retry_after_ms;
         r->cancelled = true; /* the callback may call http_cancel on us: harmless */
         if (r->on_done) r->on_done(&res, r->arg);
         req_free(r);

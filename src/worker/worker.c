@@ -413,8 +413,10 @@ static void on_posted(const api_result *r, void *arg)
         post_finished(s, false);
         return;
     }
-    int64_t wait = proto_apply_jitter(
-        proto_backoff_ms(s->post_attempt - 1, PROTO_SEND_BACKOFF_BASE, PROTO_SEND_BACKOFF_CAP));
+    int64_t wait = proto_retry_wait(
+        proto_apply_jitter(proto_backoff_ms(s->post_attempt - 1, PROTO_SEND_BACKOFF_BASE,
+                                            PROTO_SEND_BACKOFF_CAP)),
+        r->retry_after_ms);
     if (wait > remaining) wait = remaining;
     slog(LOG_WARN, s->session_id, s->work_id, "posting the result for %s failed (attempt %d): %s; retrying in %lld ms",
          s->post_id, s->post_attempt, r->msg, (long long)wait);
@@ -713,7 +715,8 @@ static void on_list(const api_result *r, void *arg)
          * history again soon: a quiet session would otherwise leave its
          * unanswered calls alone until the stream drops. */
         if (s->phase == PH_RUN && s->stream_open && !s->list_timer) {
-            int64_t wait = proto_apply_jitter(proto_backoff_ms(s->list_attempt++, 500, 10000));
+            int64_t wait = proto_retry_wait(
+                proto_apply_jitter(proto_backoff_ms(s->list_attempt++, 500, 10000)), r->retry_after_ms);
             s->list_timer = loop_timer(s->w->loop, wait, list_retry, s);
         }
     } else {
@@ -842,9 +845,10 @@ static void on_stream_end(const api_result *r, void *arg)
         sess_end(s, LEASE_END_DONE);
         return;
     }
+    int64_t wait = proto_retry_wait(s->stream_backoff, r->retry_after_ms);
     slog(LOG_WARN, s->session_id, s->work_id, "event stream ended (%s); reconnecting in %lld ms",
-         r->ok ? "closed by the server" : r->msg, (long long)s->stream_backoff);
-    s->stream_timer = loop_timer(s->w->loop, s->stream_backoff, stream_retry, s);
+         r->ok ? "closed by the server" : r->msg, (long long)wait);
+    s->stream_timer = loop_timer(s->w->loop, wait, stream_retry, s);
     s->stream_backoff *= 2;
     if (s->stream_backoff > PROTO_STREAM_BACKOFF_CAP) s->stream_backoff = PROTO_STREAM_BACKOFF_CAP;
 }
@@ -1110,7 +1114,8 @@ static void on_session(const api_result *r, void *arg)
     s->get_call = NULL;
     if (!r->ok || !json_is_object(r->json)) {
         if (!r->fatal && ++s->get_attempt < 5) {
-            int64_t wait = proto_apply_jitter(proto_backoff_ms(s->get_attempt - 1, 500, 8000));
+            int64_t wait = proto_retry_wait(
+                proto_apply_jitter(proto_backoff_ms(s->get_attempt - 1, 500, 8000)), r->retry_after_ms);
             slog(LOG_WARN, s->session_id, s->work_id, "session retrieve failed: %s; retrying", r->msg);
             s->get_timer = loop_timer(s->w->loop, wait, get_retry, s);
             return;
@@ -1207,7 +1212,9 @@ static void on_stopped(const api_result *r, void *arg)
         metrics_inc(obs_m.stops, LV(r->ok ? "ok" : "conflict"), 1);
     } else if (!r->fatal && ++s->stop_attempt < 3) {
         slog(LOG_WARN, s->session_id, s->work_id, "stop failed: %s; retrying", r->msg);
-        s->stop_timer = loop_timer(s->w->loop, proto_apply_jitter(1000 * s->stop_attempt), stop_retry, s);
+        s->stop_timer = loop_timer(
+            s->w->loop, proto_retry_wait(proto_apply_jitter(1000 * s->stop_attempt), r->retry_after_ms),
+            stop_retry, s);
         return;
     } else {
         slog(LOG_ERROR, s->session_id, s->work_id, "force-stop on exit failed: %s", r->msg);
@@ -1549,7 +1556,9 @@ static void on_ack(const api_result *r, void *arg)
     if (!r->ok && !r->fatal && a->attempt < 4 && !w->shutting_down) {
         /* A repeated ack of the same delivery is harmless; a lost answer is not. */
         slog(LOG_WARN, a->session_id, a->work_id, "ack failed: %s; retrying", r->msg);
-        a->retry_timer = loop_timer(w->loop, proto_apply_jitter(250LL << a->attempt), ack_retry, a);
+        a->retry_timer = loop_timer(
+            w->loop, proto_retry_wait(proto_apply_jitter(250LL << a->attempt), r->retry_after_ms),
+            ack_retry, a);
         return;
     }
     w->acking--;
@@ -1594,8 +1603,11 @@ static void on_poll(const api_result *r, void *arg)
             worker_shutdown(w, "poll failed permanently");
             return;
         }
-        int64_t wait = proto_apply_jitter(
-            proto_backoff_ms(w->poll_attempt, PROTO_POLL_BACKOFF_BASE, PROTO_POLL_BACKOFF_CAP));
+        /* The server's Retry-After (a 429 or 503) when it asks for longer. */
+        int64_t wait = proto_retry_wait(
+            proto_apply_jitter(
+                proto_backoff_ms(w->poll_attempt, PROTO_POLL_BACKOFF_BASE, PROTO_POLL_BACKOFF_CAP)),
+            r->retry_after_ms);
         w->poll_attempt++;
         log_warn("poll failed, backing off %lld ms: %s", (long long)wait, r->msg);
         poll_later(w, wait);
