@@ -100,6 +100,43 @@ int64_t proto_retry_wait(int64_t computed_ms, int64_t retry_after_ms)
     return retry_after_ms > computed_ms ? retry_after_ms : computed_ms;
 }
 
+json_t *proto_result_content(json_t *content)
+{
+    json_t *out = json_array();
+    if (!out) return NULL;
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_is_array(content) ? content : NULL, i, b)
+    {
+        json_t *t = json_object_get(b, "type");
+        const char *ty = json_is_string(t) ? json_string_value(t) : "";
+        json_t *nb;
+        if (!strcmp(ty, "text")) {
+            json_t *tx = json_object_get(b, "text");
+            if (json_is_string(tx) && json_string_length(tx) > 0)
+                nb = json_incref(b);
+            else
+                nb = json_pack("{s:s,s:s}", "type", "text", "text", "(no output)");
+        } else if (!strcmp(ty, "image") || !strcmp(ty, "document") || !strcmp(ty, "search_result")) {
+            nb = json_incref(b);
+        } else {
+            char *d = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
+            nb = d ? json_pack("{s:s,s:s}", "type", "text", "text", d) : NULL;
+            free(d);
+        }
+        if (!nb || json_array_append_new(out, nb) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    if (json_array_size(out) == 0 &&
+        json_array_append_new(out, json_pack("{s:s,s:s}", "type", "text", "text", "(no output)")) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 int proto_secret_decode(const char *secret, char **token, char **api_base_url, shed_err *err)
 {
     *token = NULL;

@@ -61,6 +61,13 @@ int64_t proto_retry_after_header(const char *line, size_t len, int64_t now_epoch
  * server's Retry-After when that is longer (retry_after_ms <= 0: none). */
 int64_t proto_retry_wait(int64_t computed_ms, int64_t retry_after_ms);
 
+/* The content of a user.tool_result as the SDK's SessionToolRunner shapes
+ * it (toSessionContent): a text block with an empty or missing text says
+ * "(no output)"; image, document and search_result blocks pass; any other
+ * block (or a non-object) becomes a text block of its JSON; no block at all
+ * becomes one "(no output)" text block. Returns a new array (NULL on ENOMEM). */
+json_t *proto_result_content(json_t *content);
+
 typedef enum {
     LEASE_HELD = 0,
     LEASE_END_STOP,      /* state stopping/stopped or lease_extended:false: end the session, stop the item */

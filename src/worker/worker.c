@@ -445,10 +445,13 @@ static void post_result(wsess_t *s, json_t *ev, json_t *result)
 {
     const char *id = jstr(ev, "id");
     snprintf(s->post_id, sizeof(s->post_id), "%s", id ? id : "");
-    json_t *content = json_object_get(result, "content");
-    s->post_event = json_pack("{s:s,s:s,s:b,s:O}", "type", "user.tool_result", "tool_use_id",
-                              s->post_id, "is_error", json_is_true(json_object_get(result, "is_error")),
-                              "content", json_is_array(content) ? content : json_array());
+    /* Shaped like the SDK's (never an empty text block or no block). */
+    json_t *content = proto_result_content(json_object_get(result, "content"));
+    s->post_event = content ? json_pack("{s:s,s:s,s:b,s:o}", "type", "user.tool_result", "tool_use_id",
+                                        s->post_id, "is_error",
+                                        json_is_true(json_object_get(result, "is_error")), "content",
+                                        content)
+                            : NULL;
     s->post_attempt = 0;
     s->post_start_ms = clock_mono_ms();
     /* Retry inside the lease window (SDK: the live lease TTL). */

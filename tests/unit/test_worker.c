@@ -533,6 +533,30 @@ TEST(retry_after_header_parsing)
     ASSERT_EQ_INT(proto_retry_wait(10, 999999), PROTO_RETRY_AFTER_MAX_MS);
 }
 
+/* SDK SessionToolRunner toSessionContent. */
+TEST(result_content_shaped_like_the_sdk)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"[]", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"null", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"[{\"type\":\"text\",\"text\":\"\"}]", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"[{\"type\":\"text\"}]", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"[{\"type\":\"text\",\"text\":\"hi\"}]", "[{\"type\": \"text\", \"text\": \"hi\"}]"},
+        {"[{\"type\":\"image\",\"source\":{}}]", "[{\"type\": \"image\", \"source\": {}}]"},
+        {"[{\"type\":\"weird\",\"x\":1}]", "[{\"type\": \"text\", \"text\": \"{\\\"type\\\":\\\"weird\\\",\\\"x\\\":1}\"}]"},
+        {"[3]", "[{\"type\": \"text\", \"text\": \"3\"}]"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        _cleanup_json_ json_t *in = json_loads(cases[i].in, JSON_DECODE_ANY, NULL);
+        _cleanup_json_ json_t *out = proto_result_content(in);
+        ASSERT_TRUE(out != NULL);
+        _cleanup_free_ char *d = json_dumps(out, JSON_PRESERVE_ORDER);
+        ASSERT_EQ_STR(d, cases[i].out);
+    }
+}
+
 TEST(runner_idle_armed_by_history_end_turn)
 {
     runner_t *r = runner_new(1000, owns, NULL, NULL);
