@@ -40,6 +40,7 @@
 #define STREAM_STALL_MS      45000 /* server pings at least every 15 s */
 #define CANCEL_WAIT_MS       5000  /* wait for a cancelled call's result */
 #define TEARDOWN_POST_MS     10000 /* bound on posting a cancelled call's result at teardown */
+#define HB_QUICK_RETRIES     2     /* the SDK client's maxRetries, for a heartbeat */
 #define LIST_PAGE            "limit=1000"
 #define RESTART_MSG          "worker restarted while this call was running; it may have partially run"
 
@@ -67,6 +68,7 @@ struct wsess {
     uint64_t hb_timer;
     api_call_t *hb_call;
     bool first_beat_done;
+    int hb_retries; /* quick retries of the current beat after a transient failure */
     /* retrieve */
     api_call_t *get_call;
     int get_attempt;
@@ -248,6 +250,7 @@ static void write_items(worker_t *w)
 /* ---------- lease keeper (§2.5) ---------- */
 
 static void hb_schedule(wsess_t *s);
+static void hb_schedule_in(wsess_t *s, int64_t ms);
 
 static void on_heartbeat(const api_result *r, void *arg)
 {
@@ -298,7 +301,20 @@ static void on_heartbeat(const api_result *r, void *arg)
         return;
     }
     (void)w;
-    hb_schedule(s);
+    if (!r->ok && s->hb_retries < HB_QUICK_RETRIES) {
+        /* A transient failure: the SDK's client retries the beat twice at
+         * once (0.5 s, 1 s, jittered; the server's Retry-After if longer),
+         * all within the beat's cut-off, before waiting a whole interval.
+         * Waiting the interval alone would leave a lease of ttl = 2
+         * intervals renewed only at its very end. */
+        int64_t wait = proto_retry_wait(proto_apply_jitter(proto_backoff_ms(s->hb_retries, 500, 8000)),
+                                        r->retry_after_ms);
+        s->hb_retries++;
+        hb_schedule_in(s, wait < s->lease.interval_ms ? wait : s->lease.interval_ms);
+    } else {
+        s->hb_retries = 0;
+        hb_schedule(s);
+    }
     if (first && s->phase == PH_RETRIEVE) sess_begin(s);
 }
 
@@ -327,11 +343,16 @@ static void hb_fire(loop_t *l, void *arg)
     }
 }
 
-static void hb_schedule(wsess_t *s)
+static void hb_schedule_in(wsess_t *s, int64_t ms)
 {
     timer_clear(s->w, &s->hb_timer);
     if (s->lease.end != LEASE_HELD) return;
-    s->hb_timer = loop_timer(s->w->loop, s->lease.interval_ms, hb_fire, s);
+    s->hb_timer = loop_timer(s->w->loop, ms, hb_fire, s);
+}
+
+static void hb_schedule(wsess_t *s)
+{
+    hb_schedule_in(s, s->lease.interval_ms);
 }
 
 /* ---------- idle clock ---------- */

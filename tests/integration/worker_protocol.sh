@@ -6,17 +6,20 @@
 # block_ms on the poll only, NO_HEARTBEAT then the echo in the heartbeat's
 # query, the result event's shape, stop {"force":true}); and the server's
 # Retry-After on a 429 is honoured, as the SDK's client does: a poll and a
-# result post answered 429 are retried no sooner than the server asked.
+# result post answered 429 are retried no sooner than the server asked; a
+# heartbeat answered 503 is retried at once (the SDK client's own retries),
+# not a whole interval later.
 # timeout: 120
 . "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import base64, json, os, socket, socketserver, sys, threading, time
 from worker_lib import *
 T = sys.argv[1]
-srv, env, key = serve_with_key(T)
+srv, env, key = serve_with_key(T, lease_ttl=12)  # heartbeat interval 6 s
 
 log, lock = [], threading.Lock()
 inject = {"poll": 1, "post": 1}  # how many of each to answer 429 first
+beats = [0]  # heartbeats seen; the second is answered 503
 
 def read_request(f):
     line = f.readline()
@@ -54,8 +57,18 @@ class Handler(socketserver.BaseRequestHandler):
             answer429 = kind is not None and inject[kind] > 0
             if answer429:
                 inject[kind] -= 1
+            answer503 = False
+            if "/heartbeat" in target:
+                beats[0] += 1
+                answer503 = beats[0] == 2
             log.append({"t": now, "method": method, "target": target, "h": hd, "body": body,
-                        "429": answer429})
+                        "429": answer429, "503": answer503})
+        if answer503:
+            msg = b'{"type":"error","error":{"type":"api_error","message":"injected"}}'
+            c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(msg), msg))
+            c.close()
+            return
         if answer429:
             hdr = b"Retry-After: 3" if kind == "poll" else b"retry-after-ms: 2500"
             msg = b'{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}'
@@ -95,6 +108,10 @@ sid = srv.session(env)
 tid = srv.tool(sid, "bash", {"command": "echo wire"})
 r = srv.wait_result(sid, tid, 60)
 check(not r["is_error"] and text_of(r).strip() == "wire", "result: %r" % r)
+deadline = time.time() + 40
+while time.time() < deadline and beats[0] < 3:
+    time.sleep(0.1)
+check(beats[0] >= 3, "the heartbeat after the injected 503: %d beats" % beats[0])
 srv.idle(sid, "end_turn")
 deadline = time.time() + 30
 while time.time() < deadline and any(x["state"] != "stopped" for x in srv.work_of(env, sid)):
@@ -155,6 +172,10 @@ hbs = [c for c in calls if path(c) == "%s/%s/heartbeat" % (pre, wid)]
 check(len(hbs) >= 1, "heartbeats: %d" % len(hbs))
 check(all(c["method"] == "POST" and c["body"] == b"" for c in hbs), "heartbeat shape")
 check("expected_last_heartbeat=NO_HEARTBEAT" in query(hbs[0]), "first beat: %r" % hbs[0]["target"])
+check(hbs[1]["503"], "the second beat was the 503")
+gap = hbs[2]["t"] - hbs[1]["t"]
+check(gap < 4.5, "a beat answered 503 is retried at once, not an interval (6 s) later: %.2f s" % gap)
+check(hbs[2]["target"] == hbs[1]["target"], "the retry echoes the same last_heartbeat")
 for c in hbs[1:]:
     check(any(q.startswith("expected_last_heartbeat=") and q != "expected_last_heartbeat=NO_HEARTBEAT"
               for q in query(c)), "later beat echoes the last one: %r" % c["target"])
