@@ -419,8 +419,11 @@ static void on_posted(const api_result *r, void *arg)
 {
     wsess_t *s = arg;
     s->post_call = NULL;
-    /* 409: the session already has a result for this id; the first one stands. */
-    if (r->ok || r->status == 409) {
+    /* A 409 the server marks final (x-should-retry: false): the session
+     * already has a result for this id and the first one stands (shed
+     * serve's answer to a duplicate). Any other 409 is transient, as for
+     * the SDK (a lock timeout): retried inside the window. */
+    if (r->ok || (r->status == 409 && r->should_retry == 0)) {
         slog(LOG_INFO, s->session_id, s->work_id, "result posted for %s (%lld ms)", s->post_id,
              (long long)(clock_mono_ms() - s->call_start_ms));
         post_finished(s, true);

@@ -7,6 +7,8 @@
 # query, the result event's shape, stop {"force":true}); and the server's
 # Retry-After on a 429 is honoured, as the SDK's client does: a poll and a
 # result post answered 429 are retried no sooner than the server asked; a
+# result post answered 409 without "x-should-retry: false" is retried (a
+# lock timeout to the SDK), not taken for "already answered"; a
 # heartbeat answered 503 is retried at once (the SDK client's own retries),
 # not a whole interval later.
 # timeout: 120
@@ -19,6 +21,7 @@ srv, env, key = serve_with_key(T, lease_ttl=12)  # heartbeat interval 6 s
 
 log, lock = [], threading.Lock()
 inject = {"poll": 1, "post": 1}  # how many of each to answer 429 first
+posts_seen = [0]  # the second result post is answered 409 (no x-should-retry)
 beats = [0]  # heartbeats seen; the second is answered 503
 
 def read_request(f):
@@ -57,12 +60,21 @@ class Handler(socketserver.BaseRequestHandler):
             answer429 = kind is not None and inject[kind] > 0
             if answer429:
                 inject[kind] -= 1
-            answer503 = False
+            answer503 = answer409 = False
+            if kind == "post":
+                posts_seen[0] += 1
+                answer409 = posts_seen[0] == 2
             if "/heartbeat" in target:
                 beats[0] += 1
                 answer503 = beats[0] == 2
             log.append({"t": now, "method": method, "target": target, "h": hd, "body": body,
-                        "429": answer429, "503": answer503})
+                        "429": answer429, "503": answer503, "409": answer409})
+        if answer409:
+            msg = b'{"type":"error","error":{"type":"conflict_error","message":"lock timeout"}}'
+            c.sendall(b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(msg), msg))
+            c.close()
+            return
         if answer503:
             msg = b'{"type":"error","error":{"type":"api_error","message":"injected"}}'
             c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -191,15 +203,17 @@ check(calls[st[0]]["h"].get("accept") == "text/event-stream", "stream Accept hea
 
 step("result: {events:[{type:user.tool_result, tool_use_id, content:[text], is_error:false}]}")
 posts = [c for c in calls if c["method"] == "POST" and path(c) == "/v1/sessions/%s/events" % sid]
-check(len(posts) == 2 and posts[0]["429"] and not posts[1]["429"], "429 then one retry: %d" % len(posts))
-b = json.loads(posts[1]["body"])
+check(len(posts) == 3 and posts[0]["429"] and posts[1]["409"] and not posts[2]["429"],
+      "429, 409, then the post that lands: %d" % len(posts))
+check(len(srv.results(sid)[tid]) == 1, "one result")
+b = json.loads(posts[2]["body"])
 check(list(b) == ["events"] and len(b["events"]) == 1, "body: %r" % b)
 e = b["events"][0]
 check(e["type"] == "user.tool_result" and e["tool_use_id"] == tid and e["is_error"] is False,
       "event: %r" % e)
 check(isinstance(e["content"], list) and e["content"][0]["type"] == "text" and
       e["content"][0]["text"].strip() == "wire", "content: %r" % e["content"])
-check(posts[0]["body"] == posts[1]["body"], "the retry posts the same event")
+check(posts[0]["body"] == posts[1]["body"] == posts[2]["body"], "each retry posts the same event")
 
 step("Retry-After honoured: poll waited >= 3 s, result post >= 2.5 s (backoff alone: <= 1 s)")
 i429 = next(i for i, c in enumerate(calls) if c["429"] and path(c).endswith("/poll"))
@@ -212,7 +226,7 @@ check(gap >= 2.3, "the result post after retry-after-ms: 2500 came %.2f s later"
 step("stop: POST {\"force\":true} with the sessions token, after the work")
 stops = [c for c in calls if path(c) == "%s/%s/stop" % (pre, wid)]
 check(len(stops) == 1 and json.loads(stops[0]["body"]) == {"force": True}, "stop: %r" % stops)
-check(calls.index(stops[0]) > calls.index(posts[1]), "stop after the result")
+check(calls.index(stops[0]) > calls.index(posts[2]), "stop after the result")
 srv.stop()
 ps.shutdown()
 assert_no_secrets([w.log_path], [key])
