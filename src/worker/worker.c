@@ -1569,10 +1569,14 @@ static void acks_abandon(worker_t *w)
     }
 }
 
+/* The sessions token of a non-session item's stop (NULL: the environment
+ * key), kept while the call runs. */
 static void on_nonsession_stopped(const api_result *r, void *arg)
 {
     (void)r;
-    free(arg);
+    char *token = arg;
+    if (token) explicit_bzero(token, strlen(token));
+    free(token);
 }
 
 static void on_ack(const api_result *r, void *arg)
@@ -1598,12 +1602,17 @@ static void on_ack(const api_result *r, void *arg)
         _cleanup_free_ char *path =
             path_fmt("/v1/environments/%s/work/%s/stop", api_environment_id(w->api), a->work_id);
         _cleanup_json_ json_t *body = json_pack("{s:b}", "force", 1);
-        char *wid = strdup(a->work_id);
-        if (path && body && wid &&
-            api_request(w->api, "POST", path, NULL, body, (api_cred){0}, false, CALL_TIMEOUT_MS,
-                        on_nonsession_stopped, wid, NULL))
-            wid = NULL;
-        free(wid);
+        /* With the item's sessions token when it has one, like every
+         * per-item call (the SDK's handler stops it with its token too). */
+        char *token = NULL;
+        shed_err terr = {0};
+        if (a->secret && *a->secret) proto_secret_decode(a->secret, &token, NULL, &terr);
+        if (path && body &&
+            api_request(w->api, "POST", path, NULL, body, (api_cred){.token = token}, false,
+                        CALL_TIMEOUT_MS, on_nonsession_stopped, token, NULL))
+            token = NULL;
+        if (token) explicit_bzero(token, strlen(token));
+        free(token);
     } else if (w->shutting_down) {
         slog(LOG_INFO, a->session_id, a->work_id, "shutting down: not serving the item just acked");
     } else {
