@@ -197,7 +197,8 @@ int cmd_tool(int argc, char **argv)
         fprintf(stderr, "shed tool: %s\n", err.msg);
         return EXIT_USAGE;
     }
-    _cleanup_json_ json_t *calls = json_parse(text, len, CALLS_MAX_BYTES, JSON_DEFAULT_DEPTH, &err);
+    /* as the worker takes them from the API: a string may hold U+0000 */
+    _cleanup_json_ json_t *calls = json_parse_flags(text, len, CALLS_MAX_BYTES, 512, JSON_ALLOW_NUL, &err);
     if (!calls) {
         fprintf(stderr, "shed tool: %s: %s\n", calls_path, err.msg);
         return EXIT_USAGE;
@@ -253,6 +254,13 @@ int cmd_tool(int argc, char **argv)
         if (timeout_ms > 0) json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
         int64_t t0 = clock_mono_ns();
         if (ctl_send(ctl, req, NULL, 0, &err) < 0) {
+            if (err.code == ELOOP || err.code == EMSGSIZE) {
+                /* the input cannot cross the channel: answered, as the worker does */
+                char msg[sizeof(err.msg) + 64];
+                snprintf(msg, sizeof(msg), "the sandbox could not take the call: %s", err.msg);
+                print_error_line(name, msg);
+                continue;
+            }
             fprintf(stderr, "shed tool: %s\n", err.msg);
             rc = 1;
             break;

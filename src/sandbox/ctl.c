@@ -87,7 +87,8 @@ static int enc_string(buf_t *b, const char *s, size_t n)
 
 static int enc_value(buf_t *b, const json_t *j, int depth)
 {
-    if (depth > 1000) return -ELOOP;
+    /* never send what the decoder on the other side refuses (it ends init) */
+    if ((json_is_object(j) || json_is_array(j)) && depth >= JSON_DEFAULT_DEPTH) return -ELOOP;
     char num[64];
     int rc;
     switch (json_typeof(j)) {
@@ -518,6 +519,8 @@ int ctl_send(int fd, json_t *msg, const int *fds, int nfds, shed_err *err)
         if (b->cap > CTL_KEEP_BUF) buf_free(b);
         if (rc == -EMSGSIZE)
             return err_msg(err, EMSGSIZE, "control message over the %d-byte limit", CTL_MAX_TOTAL);
+        if (rc == -ELOOP)
+            return err_msg(err, ELOOP, "control message nested deeper than %d levels", JSON_DEFAULT_DEPTH);
         return err_set(err, -rc, "control message: serialize");
     }
     return ctl_send_buffered(fd, fds, nfds, err);

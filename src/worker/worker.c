@@ -649,7 +649,11 @@ static void sess_pump(wsess_t *s)
         slog(LOG_INFO, s->session_id, s->work_id, "running call %s (%s)", id, name);
         if (sbx_call(s->sb, s->call_seq, name, json_is_object(input) ? input : NULL,
                      w->cfg.tool_timeout_ms, &err) < 0) {
-            _cleanup_json_ json_t *r = error_result("the sandbox could not take the call");
+            /* an input too large or too deeply nested for the channel, or
+             * a sandbox that is gone: either way the call is answered */
+            char text[sizeof(err.msg) + 64];
+            snprintf(text, sizeof(text), "the sandbox could not take the call: %s", err.msg);
+            _cleanup_json_ json_t *r = error_result(text);
             slog(LOG_ERROR, s->session_id, s->work_id, "send call %s to the sandbox: %s", id, err.msg);
             call_complete(s, r);
             return;

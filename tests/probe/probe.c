@@ -26,7 +26,12 @@
 #include <sys/utsname.h>
 #include <termios.h>
 #include <time.h>
+#include <mqueue.h>
+#include <pthread.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/shm.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -1090,6 +1095,149 @@ static int v_syscall_table(void)
     return bad || n == 0;
 }
 
+/* ---- escape campaign, second round (issue #10, escape2_*) ---- */
+
+/* ipc host MQ KEY: create a POSIX queue /MQ and a SysV segment and queue with
+ * KEY (on the host; they persist). ipc clean MQ KEY: remove them (host).
+ * ipc check MQ KEY (inside): the host's must be invisible, our own must work. */
+static int v_ipc(int argc, char **argv)
+{
+    if (argc < 5) return fprintf(stderr, "usage: probe ipc host|clean|check MQ KEY\n"), 2;
+    char mq[300];
+    snprintf(mq, sizeof(mq), "/%s", argv[3]);
+    key_t key = (key_t)strtol(argv[4], NULL, 0);
+    if (!strcmp(argv[2], "host")) {
+        struct mq_attr a = {.mq_maxmsg = 4, .mq_msgsize = 64};
+        mqd_t q = mq_open(mq, O_CREAT | O_RDWR | O_CLOEXEC, 0666, &a);
+        if (q == (mqd_t)-1) return printf("FAILED host mq_open %s: %s\n", mq, strerror(errno)), 1;
+        mq_send(q, "host-secret", 11, 0);
+        mq_close(q);
+        if (shmget(key, 4096, IPC_CREAT | 0666) < 0) return printf("FAILED host shmget: %s\n", strerror(errno)), 1;
+        if (msgget(key, IPC_CREAT | 0666) < 0) return printf("FAILED host msgget: %s\n", strerror(errno)), 1;
+        return printf("OK host ipc objects made\n"), 0;
+    }
+    if (!strcmp(argv[2], "clean")) {
+        mq_unlink(mq);
+        int id = shmget(key, 0, 0);
+        if (id >= 0) shmctl(id, IPC_RMID, NULL);
+        id = msgget(key, 0);
+        if (id >= 0) msgctl(id, IPC_RMID, NULL);
+        return 0;
+    }
+    char what[400];
+    snprintf(what, sizeof(what), "mq_open host queue %s", mq);
+    mqd_t q = mq_open(mq, O_RDWR | O_CLOEXEC);
+    if (q == (mqd_t)-1) blocked(what, errno);
+    else escape(what, "opened the host's queue"), mq_close(q);
+    snprintf(what, sizeof(what), "shmget host key 0x%x", (unsigned)key);
+    verdict(what, shmget(key, 0, 0));
+    snprintf(what, sizeof(what), "msgget host key 0x%x", (unsigned)key);
+    verdict(what, msgget(key, 0));
+    /* walk every SysV id the kernel shows us */
+    int found = 0;
+    for (int i = 0; i < 4096; i++) {
+        struct shmid_ds ds;
+        if (shmctl(i, SHM_STAT, &ds) >= 0 && ds.shm_perm.__key == key) found = 1;
+    }
+    if (found) escape("SHM_STAT scan", "the host's segment is listed");
+    else printf("BLOCKED SHM_STAT scan: the host's segment is not listed\n");
+    /* positive controls: the sandbox's own IPC works */
+    struct mq_attr a = {.mq_maxmsg = 4, .mq_msgsize = 64};
+    char own[310];
+    snprintf(own, sizeof(own), "%s-own", mq);
+    q = mq_open(own, O_CREAT | O_RDWR | O_CLOEXEC, 0600, &a);
+    if (q == (mqd_t)-1) printf("FAILED own mq_open: %s\n", strerror(errno)), escaped = 1;
+    else printf("OK own POSIX queue\n"), mq_close(q), mq_unlink(own);
+    int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    if (id < 0) printf("FAILED own shmget: %s\n", strerror(errno)), escaped = 1;
+    else printf("OK own SysV segment\n"), shmctl(id, IPC_RMID, NULL);
+    return escaped;
+}
+
+/* net2 [STUBPORT]: raw and ICMP sockets, UDP out, garbage to the DNS stub
+ * followed by a real query that must still be answered (positive control). */
+static int v_net2(int argc, char **argv)
+{
+    int port = argc > 2 ? atoi(argv[2]) : 53;
+    verdict("socket(AF_INET, SOCK_RAW, ICMP)", socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP));
+    verdict("socket(AF_INET6, SOCK_RAW, ICMPV6)", socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6));
+    verdict("socket(AF_INET, SOCK_DGRAM, ICMP) (ping socket)", socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP));
+    verdict("socket(AF_INET6, SOCK_DGRAM, ICMPV6) (ping socket)",
+            socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMPV6));
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in g = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, "8.8.8.8", &g.sin_addr);
+    verdict("UDP sendto 8.8.8.8:53", sendto(u, "x", 1, 0, (struct sockaddr *)&g, sizeof(g)));
+    int u6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 g6 = {.sin6_family = AF_INET6, .sin6_port = htons(53)};
+    inet_pton(AF_INET6, "2001:4860:4860::8888", &g6.sin6_addr);
+    verdict("UDP sendto [2001:4860:4860::8888]:53", sendto(u6, "x", 1, 0, (struct sockaddr *)&g6, sizeof(g6)));
+    inet_pton(AF_INET6, "::ffff:8.8.8.8", &g6.sin6_addr);
+    verdict("UDP sendto [::ffff:8.8.8.8]:53", sendto(u6, "x", 1, 0, (struct sockaddr *)&g6, sizeof(g6)));
+    /* garbage to the stub: truncated header, a compression loop, 64 KB, a response bit */
+    struct sockaddr_in st = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &st.sin_addr);
+    static unsigned char junk[65000];
+    unsigned char loop[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1};
+    unsigned char resp[] = {0x12, 0x35, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1};
+    sendto(u, junk, 5, 0, (struct sockaddr *)&st, sizeof(st));
+    sendto(u, loop, sizeof(loop), 0, (struct sockaddr *)&st, sizeof(st));
+    sendto(u, resp, sizeof(resp), 0, (struct sockaddr *)&st, sizeof(st));
+    memset(junk, 0xff, sizeof(junk));
+    sendto(u, junk, sizeof(junk), 0, (struct sockaddr *)&st, sizeof(st));
+    /* drain whatever the stub answered to those, then ask a real question */
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
+    setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    unsigned char buf[1500];
+    while (recv(u, buf, sizeof(buf), 0) > 0) {
+    }
+    unsigned char q[] = {0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'e', 'x', 'a', 'm', 'p', 'l',
+                         'e', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+    tv.tv_sec = 5;
+    setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int answered = 0;
+    for (int i = 0; i < 3 && !answered; i++) {
+        sendto(u, q, sizeof(q), 0, (struct sockaddr *)&st, sizeof(st));
+        ssize_t n;
+        while ((n = recv(u, buf, sizeof(buf), 0)) > 0)
+            if (n >= 12 && buf[0] == 0xab && buf[1] == 0xcd && (buf[2] & 0x80)) {
+                answered = 1;
+                break;
+            }
+    }
+    if (answered) printf("OK the DNS stub answers after garbage (rcode %d)\n", buf[3] & 0xf);
+    else printf("FAILED the DNS stub did not answer after garbage\n"), escaped = 1;
+    return escaped;
+}
+
+static void *thr_wait(void *a)
+{
+    (void)a;
+    pause();
+    return NULL;
+}
+
+/* threads N: start up to N threads; the pids limit must stop them. */
+static int v_threads(int argc, char **argv)
+{
+    int want = argc > 2 ? atoi(argv[2]) : 10000, n = 0, e = 0;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 65536);
+    for (; n < want; n++) {
+        pthread_t t;
+        if ((e = pthread_create(&t, &at, thr_wait, NULL)) != 0) break;
+    }
+    char what[96];
+    snprintf(what, sizeof(what), "threads (stopped after %d of %d)", n, want);
+    if (n < want) blocked(what, e);
+    else escape(what, "all started");
+    if (n < 1) printf("FAILED no thread at all\n"), escaped = 1;
+    else printf("OK %d threads ran\n", n);
+    fflush(stdout);
+    _exit(escaped);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1123,7 +1271,10 @@ int main(int argc, char **argv)
                "  sysdev                  /dev contents, /sys writes, sysfs/proc mounts, hostname\n"
                "  ports PORT...           host loopback ports vs the sandbox's own loopback\n"
                "  bigargs [KB]            execve with a huge argv and environment\n"
-               "  ptrace PID...           ptrace, process_vm_*, pidfd_getfd, kcmp, /proc/PID/mem\n");
+               "  ptrace PID...           ptrace, process_vm_*, pidfd_getfd, kcmp, /proc/PID/mem\n"
+               "  ipc host|clean|check MQ KEY  POSIX/SysV IPC of the host vs the sandbox's own\n"
+               "  net2 [STUBPORT]         raw/ICMP sockets, UDP out, garbage to the DNS stub\n"
+               "  threads [N]             start N threads (vs the pids limit)\n");
         return argc < 2 ? 2 : 0;
     }
     const char *v = argv[1];
@@ -1157,6 +1308,9 @@ int main(int argc, char **argv)
     if (!strcmp(v, "ports")) return v_ports(argc, argv);
     if (!strcmp(v, "bigargs")) return v_bigargs(argc, argv);
     if (!strcmp(v, "ptrace")) return v_ptrace(argc, argv);
+    if (!strcmp(v, "ipc")) return v_ipc(argc, argv);
+    if (!strcmp(v, "net2")) return v_net2(argc, argv);
+    if (!strcmp(v, "threads")) return v_threads(argc, argv);
     fprintf(stderr, "probe: unknown verb '%s'\n", v);
     return 2;
 }
