@@ -311,6 +311,8 @@ static void on_http_done(const http_result *hr, void *arg)
     api_result res = {0};
     res.status = hr->status;
     res.elapsed_ms = hr->elapsed_ms;
+    res.retry_after_ms = hr->retry_after_ms;
+    res.should_retry = hr->status ? hr->should_retry : -1;
     _cleanup_json_ json_t *j = NULL;
     if (hr->body && hr->body->len > 0) {
         shed_err perr = {0};

@@ -63,6 +63,8 @@ typedef struct api_result {
     json_t *json;       /* parsed body (borrowed; NULL when empty/not JSON) */
     char msg[300];      /* what failed, for logs: "POST .../ack: 404 not_found_error: ..." */
     int64_t elapsed_ms;
+    int64_t retry_after_ms; /* the server's Retry-After (ms, clamped), 0 = none */
+    int should_retry;       /* the server's x-should-retry: 1 true, 0 false, -1 absent */
     const char *body;   /* the raw body (borrowed; NULL when empty), e.g. a skill archive */
     size_t body_len;
 } api_result;

@@ -5,6 +5,7 @@
 #include "worker/http.h"
 
 #include "base/clock.h"
+#include "worker/proto.h"
 
 #include "base/lazy_curl.h"
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HTTP_DEFAULT_MAX_BODY (16u << 20)
 
@@ -42,6 +44,9 @@ struct http_req {
     bool cancelled;
     bool streaming_ok; /* status known to be 2xx */
     bool status_checked;
+    int64_t retry_after_ms;  /* from the current response's headers; 0 = none */
+    bool retry_after_is_ms;  /* it came from retry-after-ms (which wins) */
+    int should_retry;        /* x-should-retry: 1 true, 0 false, -1 absent */
     http_req_t *prev, *next;
 };
 
@@ -212,6 +217,25 @@ static size_t header_cb(char *ptr, size_t size, size_t n, void *arg)
     http_req_t *r = arg;
     size_t len = size * n;
     if (r->cancelled) return len ? 0 : 1;
+    if (len >= 5 && !strncmp(ptr, "HTTP/", 5)) {
+        /* A new response (after a 1xx or a redirect): forget the last one's. */
+        r->retry_after_ms = 0;
+        r->retry_after_is_ms = false;
+        r->should_retry = -1;
+    } else if (len > 15 && !strncasecmp(ptr, "x-should-retry:", 15)) {
+        const char *v = ptr + 15;
+        while (v < ptr + len && (*v == ' ' || *v == '\t')) v++;
+        size_t vl = (size_t)(ptr + len - v);
+        while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ')) vl--;
+        r->should_retry = (vl == 4 && !strncmp(v, "true", 4)) ? 1 : (vl == 5 && !strncmp(v, "false", 5)) ? 0 : -1;
+    } else if (len > 12 && (ptr[0] == 'r' || ptr[0] == 'R')) {
+        bool is_ms = false;
+        int64_t ra = proto_retry_after_header(ptr, len, clock_wall_ms() / 1000, &is_ms);
+        if (ra > 0 && (is_ms || !r->retry_after_is_ms)) {
+            r->retry_after_ms = ra;
+            r->retry_after_is_ms = is_ms;
+        }
+    }
     if (len <= 2 && (len == 0 || ptr[0] == '\r' || ptr[0] == '\n')) {
         long st = 0;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &st);
@@ -234,7 +258,7 @@ static void add_pending(http_t *h)
         r->added = true;
         CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
         if (mc != CURLM_OK) {
-            http_result res = {.curl_code = CURLE_FAILED_INIT, .error = curl_multi_strerror(mc),
+            http_result res = {.curl_code = CURLE_FAILED_INIT, .error = curl_multi_strerror(mc), .should_retry = -1,
                                .body = &r->resp};
             r->cancelled = true;
             if (r->on_done) r->on_done(&res, r->arg);
@@ -265,6 +289,8 @@ static void check_multi(http_t *h)
         res.error = code ? curl_easy_strerror(code) : NULL;
         res.body = &r->resp;
         res.elapsed_ms = clock_mono_ms() - r->start_ms;
+        res.retry_after_ms = r->retry_after_ms;
+        res.should_retry = r->should_retry;
         r->cancelled = true; /* the callback may call http_cancel on us: harmless */
         if (r->on_done) r->on_done(&res, r->arg);
         req_free(r);
@@ -299,6 +325,7 @@ http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err)
         return NULL;
     }
     r->h = h;
+    r->should_retry = -1;
     r->on_data = o->on_data;
     r->on_headers = o->on_headers;
     r->on_done = o->on_done;

@@ -23,6 +23,8 @@ typedef struct http_result {
     const char *error;  /* curl's message when curl_code != 0 */
     buf_t *body;        /* buffered body (not for streams) */
     int64_t elapsed_ms;
+    int64_t retry_after_ms; /* the final response's retry-after-ms / retry-after, in ms; 0 = none */
+    int should_retry;       /* its x-should-retry: 1 true, 0 false, -1 absent */
 } http_result;
 
 /* Called once per request when it ends (never after http_cancel). */

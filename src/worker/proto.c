@@ -6,9 +6,13 @@
 #include "base/id.h"
 #include "base/json.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 bool proto_is_success(long status)
 {
@@ -45,6 +49,92 @@ int64_t proto_jitter(int64_t lo_ms, int64_t hi_ms)
 {
     if (hi_ms <= lo_ms) return lo_ms;
     return lo_ms + (int64_t)(unit_random() * (double)(hi_ms - lo_ms));
+}
+
+int64_t proto_retry_after_header(const char *line, size_t len, int64_t now_epoch_s, bool *is_ms)
+{
+    static const char ms_name[] = "retry-after-ms:", s_name[] = "retry-after:";
+    size_t skip;
+    bool ms;
+    if (len >= sizeof(ms_name) - 1 && !strncasecmp(line, ms_name, sizeof(ms_name) - 1)) {
+        skip = sizeof(ms_name) - 1;
+        ms = true;
+    } else if (len >= sizeof(s_name) - 1 && !strncasecmp(line, s_name, sizeof(s_name) - 1)) {
+        skip = sizeof(s_name) - 1;
+        ms = false;
+    } else {
+        return -1;
+    }
+    char v[64];
+    size_t n = 0;
+    for (size_t i = skip; i < len && n < sizeof(v) - 1; i++) {
+        if (line[i] == '\r' || line[i] == '\n') break;
+        v[n++] = line[i];
+    }
+    v[n] = 0;
+    char *b = v;
+    while (*b == ' ' || *b == '\t') b++;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = 0;
+    if (!*b) return -1;
+    double d;
+    char *end = NULL;
+    if (isdigit((unsigned char)*b) || *b == '.') {
+        d = strtod(b, &end);
+        if (end == b || *end || !isfinite(d)) return -1;
+        if (!ms) d *= 1000.0;
+    } else {
+        if (ms) return -1;
+        struct tm tm = {0};
+        const char *e = strptime(b, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        if (!e || *e) return -1;
+        d = ((double)timegm(&tm) - (double)now_epoch_s) * 1000.0;
+    }
+    if (!(d > 0)) return -1;
+    if (is_ms) *is_ms = ms;
+    return d > PROTO_RETRY_AFTER_MAX_MS ? PROTO_RETRY_AFTER_MAX_MS : (int64_t)d + ((double)(int64_t)d < d);
+}
+
+int64_t proto_retry_wait(int64_t computed_ms, int64_t retry_after_ms)
+{
+    if (retry_after_ms > PROTO_RETRY_AFTER_MAX_MS) retry_after_ms = PROTO_RETRY_AFTER_MAX_MS;
+    return retry_after_ms > computed_ms ? retry_after_ms : computed_ms;
+}
+
+json_t *proto_result_content(json_t *content)
+{
+    json_t *out = json_array();
+    if (!out) return NULL;
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_is_array(content) ? content : NULL, i, b)
+    {
+        json_t *t = json_object_get(b, "type");
+        const char *ty = json_is_string(t) ? json_string_value(t) : "";
+        json_t *nb;
+        if (!strcmp(ty, "text")) {
+            json_t *tx = json_object_get(b, "text");
+            if (json_is_string(tx) && json_string_length(tx) > 0)
+                nb = json_incref(b);
+            else
+                nb = json_pack("{s:s,s:s}", "type", "text", "text", "(no output)");
+        } else if (!strcmp(ty, "image") || !strcmp(ty, "document") || !strcmp(ty, "search_result")) {
+            nb = json_incref(b);
+        } else {
+            char *d = json_dumps(b, JSON_COMPACT | JSON_ENCODE_ANY);
+            nb = d ? json_pack("{s:s,s:s}", "type", "text", "text", d) : NULL;
+            free(d);
+        }
+        if (!nb || json_array_append_new(out, nb) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    if (json_array_size(out) == 0 &&
+        json_array_append_new(out, json_pack("{s:s,s:s}", "type", "text", "text", "(no output)")) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
 }
 
 int proto_secret_decode(const char *secret, char **token, char **api_base_url, shed_err *err)

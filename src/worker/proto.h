@@ -47,6 +47,27 @@ int proto_secret_decode(const char *secret, char **token, char **api_base_url, s
 #define PROTO_HEARTBEAT_TTL_DEFAULT_MS 90000
 #define PROTO_NO_HEARTBEAT "NO_HEARTBEAT"
 
+/* Retry-After (SDK core client: `retry-after-ms`, else `retry-after` in
+ * seconds or as an HTTP date). A wait the server asks for longer than this
+ * is clamped to it, so a bad header cannot park a session or the poll loop. */
+#define PROTO_RETRY_AFTER_MAX_MS 60000
+/* One response header line ("Name: value\r\n", as curl hands it over):
+ * when it is retry-after-ms or retry-after with a usable positive delay,
+ * return that delay in ms (clamped to PROTO_RETRY_AFTER_MAX_MS); else -1.
+ * `is_ms` reports which header it was (retry-after-ms wins over
+ * retry-after). now_epoch_s is the wall clock for an HTTP date. */
+int64_t proto_retry_after_header(const char *line, size_t len, int64_t now_epoch_s, bool *is_ms);
+/* The wait before retrying a failed call: the computed backoff, or the
+ * server's Retry-After when that is longer (retry_after_ms <= 0: none). */
+int64_t proto_retry_wait(int64_t computed_ms, int64_t retry_after_ms);
+
+/* The content of a user.tool_result as the SDK's SessionToolRunner shapes
+ * it (toSessionContent): a text block with an empty or missing text says
+ * "(no output)"; image, document and search_result blocks pass; any other
+ * block (or a non-object) becomes a text block of its JSON; no block at all
+ * becomes one "(no output)" text block. Returns a new array (NULL on ENOMEM). */
+json_t *proto_result_content(json_t *content);
+
 typedef enum {
     LEASE_HELD = 0,
     LEASE_END_STOP,      /* state stopping/stopped or lease_extended:false: end the session, stop the item */

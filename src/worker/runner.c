@@ -302,12 +302,13 @@ static bool in_terminated_thread(runner_t *r, json_t *ev)
     return th && *th && jhas(r->terminated_threads, th);
 }
 
-static void enqueue(runner_t *r, json_t *ev)
+/* Queue a call of ours; false when the call is not ours (left pending). */
+static bool enqueue(runner_t *r, json_t *ev)
 {
     const char *id = sget(ev, "id");
     if (!id || has(&r->answered, id) || has(&r->dispatched, id)) {
         r->stats.deduped++;
-        return;
+        return true;
     }
     const char *name = sget(ev, "name");
     const char *type = sget(ev, "type");
@@ -318,11 +319,12 @@ static void enqueue(runner_t *r, json_t *ev)
          * pending (not answered), so reconcile keeps surfacing it. */
         r->stats.unowned++;
         notify(r, RUNNER_NOTE_UNOWNED, ev);
-        return;
+        return false;
     }
     add(&r->dispatched, id);
     json_array_append(r->queue, ev);
     notify(r, RUNNER_NOTE_QUEUED, ev);
+    return true;
 }
 
 static void apply_verdict(runner_t *r, json_t *ev, const char *verdict, int64_t now)
@@ -333,9 +335,13 @@ static void apply_verdict(runner_t *r, json_t *ev, const char *verdict, int64_t 
     json_object_del(r->awaiting, id);
     if (verdict && !strcmp(verdict, "allow")) {
         notify(r, RUNNER_NOTE_CONFIRMED, ev);
-        enqueue(r, ev);
+        bool ours = enqueue(r, ev);
         /* The queued call itself defers the clock now. */
         idle_unblock(r, id, now);
+        /* A confirmed call of another owner: its answer is still to come,
+         * so the session is not idle; the SDK disarms the clock here too
+         * (SessionToolRunner #execute, unowned with confirmation allow). */
+        if (!ours) idle_disarm(r);
     } else {
         if (was_held) idle_unblock(r, id, now);
         add(&r->answered, id);

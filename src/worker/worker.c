@@ -40,6 +40,7 @@
 #define STREAM_STALL_MS      45000 /* server pings at least every 15 s */
 #define CANCEL_WAIT_MS       5000  /* wait for a cancelled call's result */
 #define TEARDOWN_POST_MS     10000 /* bound on posting a cancelled call's result at teardown */
+#define HB_QUICK_RETRIES     2     /* the SDK client's maxRetries, for a heartbeat */
 #define LIST_PAGE            "limit=1000"
 #define RESTART_MSG          "worker restarted while this call was running; it may have partially run"
 
@@ -67,6 +68,7 @@ struct wsess {
     uint64_t hb_timer;
     api_call_t *hb_call;
     bool first_beat_done;
+    int hb_retries; /* quick retries of the current beat after a transient failure */
     /* retrieve */
     api_call_t *get_call;
     int get_attempt;
@@ -248,6 +250,7 @@ static void write_items(worker_t *w)
 /* ---------- lease keeper (§2.5) ---------- */
 
 static void hb_schedule(wsess_t *s);
+static void hb_schedule_in(wsess_t *s, int64_t ms);
 
 static void on_heartbeat(const api_result *r, void *arg)
 {
@@ -298,7 +301,20 @@ static void on_heartbeat(const api_result *r, void *arg)
         return;
     }
     (void)w;
-    hb_schedule(s);
+    if (!r->ok && s->hb_retries < HB_QUICK_RETRIES) {
+        /* A transient failure: the SDK's client retries the beat twice at
+         * once (0.5 s, 1 s, jittered; the server's Retry-After if longer),
+         * all within the beat's cut-off, before waiting a whole interval.
+         * Waiting the interval alone would leave a lease of ttl = 2
+         * intervals renewed only at its very end. */
+        int64_t wait = proto_retry_wait(proto_apply_jitter(proto_backoff_ms(s->hb_retries, 500, 8000)),
+                                        r->retry_after_ms);
+        s->hb_retries++;
+        hb_schedule_in(s, wait < s->lease.interval_ms ? wait : s->lease.interval_ms);
+    } else {
+        s->hb_retries = 0;
+        hb_schedule(s);
+    }
     if (first && s->phase == PH_RETRIEVE) sess_begin(s);
 }
 
@@ -327,11 +343,16 @@ static void hb_fire(loop_t *l, void *arg)
     }
 }
 
-static void hb_schedule(wsess_t *s)
+static void hb_schedule_in(wsess_t *s, int64_t ms)
 {
     timer_clear(s->w, &s->hb_timer);
     if (s->lease.end != LEASE_HELD) return;
-    s->hb_timer = loop_timer(s->w->loop, s->lease.interval_ms, hb_fire, s);
+    s->hb_timer = loop_timer(s->w->loop, ms, hb_fire, s);
+}
+
+static void hb_schedule(wsess_t *s)
+{
+    hb_schedule_in(s, s->lease.interval_ms);
 }
 
 /* ---------- idle clock ---------- */
@@ -398,8 +419,11 @@ static void on_posted(const api_result *r, void *arg)
 {
     wsess_t *s = arg;
     s->post_call = NULL;
-    /* 409: the session already has a result for this id; the first one stands. */
-    if (r->ok || r->status == 409) {
+    /* A 409 the server marks final (x-should-retry: false): the session
+     * already has a result for this id and the first one stands (shed
+     * serve's answer to a duplicate). Any other 409 is transient, as for
+     * the SDK (a lock timeout): retried inside the window. */
+    if (r->ok || (r->status == 409 && r->should_retry == 0)) {
         slog(LOG_INFO, s->session_id, s->work_id, "result posted for %s (%lld ms)", s->post_id,
              (long long)(clock_mono_ms() - s->call_start_ms));
         post_finished(s, true);
@@ -413,8 +437,10 @@ static void on_posted(const api_result *r, void *arg)
         post_finished(s, false);
         return;
     }
-    int64_t wait = proto_apply_jitter(
-        proto_backoff_ms(s->post_attempt - 1, PROTO_SEND_BACKOFF_BASE, PROTO_SEND_BACKOFF_CAP));
+    int64_t wait = proto_retry_wait(
+        proto_apply_jitter(proto_backoff_ms(s->post_attempt - 1, PROTO_SEND_BACKOFF_BASE,
+                                            PROTO_SEND_BACKOFF_CAP)),
+        r->retry_after_ms);
     if (wait > remaining) wait = remaining;
     slog(LOG_WARN, s->session_id, s->work_id, "posting the result for %s failed (attempt %d): %s; retrying in %lld ms",
          s->post_id, s->post_attempt, r->msg, (long long)wait);
@@ -443,10 +469,13 @@ static void post_result(wsess_t *s, json_t *ev, json_t *result)
 {
     const char *id = jstr(ev, "id");
     snprintf(s->post_id, sizeof(s->post_id), "%s", id ? id : "");
-    json_t *content = json_object_get(result, "content");
-    s->post_event = json_pack("{s:s,s:s,s:b,s:O}", "type", "user.tool_result", "tool_use_id",
-                              s->post_id, "is_error", json_is_true(json_object_get(result, "is_error")),
-                              "content", json_is_array(content) ? content : json_array());
+    /* Shaped like the SDK's (never an empty text block or no block). */
+    json_t *content = proto_result_content(json_object_get(result, "content"));
+    s->post_event = content ? json_pack("{s:s,s:s,s:b,s:o}", "type", "user.tool_result", "tool_use_id",
+                                        s->post_id, "is_error",
+                                        json_is_true(json_object_get(result, "is_error")), "content",
+                                        content)
+                            : NULL;
     s->post_attempt = 0;
     s->post_start_ms = clock_mono_ms();
     /* Retry inside the lease window (SDK: the live lease TTL). */
@@ -717,7 +746,8 @@ static void on_list(const api_result *r, void *arg)
          * history again soon: a quiet session would otherwise leave its
          * unanswered calls alone until the stream drops. */
         if (s->phase == PH_RUN && s->stream_open && !s->list_timer) {
-            int64_t wait = proto_apply_jitter(proto_backoff_ms(s->list_attempt++, 500, 10000));
+            int64_t wait = proto_retry_wait(
+                proto_apply_jitter(proto_backoff_ms(s->list_attempt++, 500, 10000)), r->retry_after_ms);
             s->list_timer = loop_timer(s->w->loop, wait, list_retry, s);
         }
     } else {
@@ -846,9 +876,10 @@ static void on_stream_end(const api_result *r, void *arg)
         sess_end(s, LEASE_END_DONE);
         return;
     }
+    int64_t wait = proto_retry_wait(s->stream_backoff, r->retry_after_ms);
     slog(LOG_WARN, s->session_id, s->work_id, "event stream ended (%s); reconnecting in %lld ms",
-         r->ok ? "closed by the server" : r->msg, (long long)s->stream_backoff);
-    s->stream_timer = loop_timer(s->w->loop, s->stream_backoff, stream_retry, s);
+         r->ok ? "closed by the server" : r->msg, (long long)wait);
+    s->stream_timer = loop_timer(s->w->loop, wait, stream_retry, s);
     s->stream_backoff *= 2;
     if (s->stream_backoff > PROTO_STREAM_BACKOFF_CAP) s->stream_backoff = PROTO_STREAM_BACKOFF_CAP;
 }
@@ -1114,7 +1145,8 @@ static void on_session(const api_result *r, void *arg)
     s->get_call = NULL;
     if (!r->ok || !json_is_object(r->json)) {
         if (!r->fatal && ++s->get_attempt < 5) {
-            int64_t wait = proto_apply_jitter(proto_backoff_ms(s->get_attempt - 1, 500, 8000));
+            int64_t wait = proto_retry_wait(
+                proto_apply_jitter(proto_backoff_ms(s->get_attempt - 1, 500, 8000)), r->retry_after_ms);
             slog(LOG_WARN, s->session_id, s->work_id, "session retrieve failed: %s; retrying", r->msg);
             s->get_timer = loop_timer(s->w->loop, wait, get_retry, s);
             return;
@@ -1211,7 +1243,9 @@ static void on_stopped(const api_result *r, void *arg)
         metrics_inc(obs_m.stops, LV(r->ok ? "ok" : "conflict"), 1);
     } else if (!r->fatal && ++s->stop_attempt < 3) {
         slog(LOG_WARN, s->session_id, s->work_id, "stop failed: %s; retrying", r->msg);
-        s->stop_timer = loop_timer(s->w->loop, proto_apply_jitter(1000 * s->stop_attempt), stop_retry, s);
+        s->stop_timer = loop_timer(
+            s->w->loop, proto_retry_wait(proto_apply_jitter(1000 * s->stop_attempt), r->retry_after_ms),
+            stop_retry, s);
         return;
     } else {
         slog(LOG_ERROR, s->session_id, s->work_id, "force-stop on exit failed: %s", r->msg);
@@ -1539,10 +1573,14 @@ static void acks_abandon(worker_t *w)
     }
 }
 
+/* The sessions token of a non-session item's stop (NULL: the environment
+ * key), kept while the call runs. */
 static void on_nonsession_stopped(const api_result *r, void *arg)
 {
     (void)r;
-    free(arg);
+    char *token = arg;
+    if (token) explicit_bzero(token, strlen(token));
+    free(token);
 }
 
 static void on_ack(const api_result *r, void *arg)
@@ -1553,7 +1591,9 @@ static void on_ack(const api_result *r, void *arg)
     if (!r->ok && !r->fatal && a->attempt < 4 && !w->shutting_down) {
         /* A repeated ack of the same delivery is harmless; a lost answer is not. */
         slog(LOG_WARN, a->session_id, a->work_id, "ack failed: %s; retrying", r->msg);
-        a->retry_timer = loop_timer(w->loop, proto_apply_jitter(250LL << a->attempt), ack_retry, a);
+        a->retry_timer = loop_timer(
+            w->loop, proto_retry_wait(proto_apply_jitter(250LL << a->attempt), r->retry_after_ms),
+            ack_retry, a);
         return;
     }
     w->acking--;
@@ -1566,12 +1606,17 @@ static void on_ack(const api_result *r, void *arg)
         _cleanup_free_ char *path =
             path_fmt("/v1/environments/%s/work/%s/stop", api_environment_id(w->api), a->work_id);
         _cleanup_json_ json_t *body = json_pack("{s:b}", "force", 1);
-        char *wid = strdup(a->work_id);
-        if (path && body && wid &&
-            api_request(w->api, "POST", path, NULL, body, (api_cred){0}, false, CALL_TIMEOUT_MS,
-                        on_nonsession_stopped, wid, NULL))
-            wid = NULL;
-        free(wid);
+        /* With the item's sessions token when it has one, like every
+         * per-item call (the SDK's handler stops it with its token too). */
+        char *token = NULL;
+        shed_err terr = {0};
+        if (a->secret && *a->secret) proto_secret_decode(a->secret, &token, NULL, &terr);
+        if (path && body &&
+            api_request(w->api, "POST", path, NULL, body, (api_cred){.token = token}, false,
+                        CALL_TIMEOUT_MS, on_nonsession_stopped, token, NULL))
+            token = NULL;
+        if (token) explicit_bzero(token, strlen(token));
+        free(token);
     } else if (w->shutting_down) {
         slog(LOG_INFO, a->session_id, a->work_id, "shutting down: not serving the item just acked");
     } else {
@@ -1598,8 +1643,11 @@ static void on_poll(const api_result *r, void *arg)
             worker_shutdown(w, "poll failed permanently");
             return;
         }
-        int64_t wait = proto_apply_jitter(
-            proto_backoff_ms(w->poll_attempt, PROTO_POLL_BACKOFF_BASE, PROTO_POLL_BACKOFF_CAP));
+        /* The server's Retry-After (a 429 or 503) when it asks for longer. */
+        int64_t wait = proto_retry_wait(
+            proto_apply_jitter(
+                proto_backoff_ms(w->poll_attempt, PROTO_POLL_BACKOFF_BASE, PROTO_POLL_BACKOFF_CAP)),
+            r->retry_after_ms);
         w->poll_attempt++;
         log_warn("poll failed, backing off %lld ms: %s", (long long)wait, r->msg);
         poll_later(w, wait);

@@ -470,6 +470,93 @@ TEST(runner_idle_clock)
     runner_free(r);
 }
 
+/* SDK SessionToolRunner: a call of a tool the runner does not own that is
+ * confirmed (allow) disarms the idle clock; its owner answers it. */
+TEST(runner_confirmed_unowned_call_disarms_idle_clock)
+{
+    runner_t *r = runner_new(1000, owns, NULL, NULL);
+    _cleanup_json_ json_t *idle = json_pack("{s:s,s:{s:s}}", "type", "session.status_idle",
+                                            "stop_reason", "type", "end_turn");
+    _cleanup_json_ json_t *ask = tool_use("m", "mcp_thing", "ask");
+    runner_stream_event(r, ask, 100);
+    runner_stream_event(r, idle, 200);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1); /* held: armed later */
+    _cleanup_json_ json_t *allow = json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation",
+                                             "tool_use_id", "m", "result", "allow");
+    runner_stream_event(r, allow, 300);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    ASSERT_TRUE(runner_next(r) == NULL);
+    /* A call of ours confirmed the same way runs and then arms the clock. */
+    _cleanup_json_ json_t *ask2 = tool_use("b", "bash", "ask");
+    runner_stream_event(r, ask2, 400);
+    runner_stream_event(r, idle, 500);
+    _cleanup_json_ json_t *allow2 = json_pack("{s:s,s:s,s:s}", "type", "user.tool_confirmation",
+                                              "tool_use_id", "b", "result", "allow");
+    runner_stream_event(r, allow2, 600);
+    json_t *x = runner_next(r);
+    ASSERT_TRUE(x != NULL);
+    ASSERT_EQ_INT(runner_idle_deadline(r), -1);
+    runner_call_done(r, "b", true, 700);
+    ASSERT_EQ_INT(runner_idle_deadline(r), 1700);
+    json_decref(x);
+    runner_free(r);
+}
+
+/* SDK core client retryRequest: retry-after-ms, else retry-after in seconds
+ * or as an HTTP date; zero, negative, past or unparsable values are no
+ * request. shed clamps what it honours to PROTO_RETRY_AFTER_MAX_MS. */
+TEST(retry_after_header_parsing)
+{
+    bool ms = false;
+#define RA(s, now) proto_retry_after_header(s, strlen(s), now, &ms)
+    ASSERT_EQ_INT(RA("Retry-After: 3\r\n", 0), 3000);
+    ASSERT_TRUE(!ms);
+    ASSERT_EQ_INT(RA("retry-after:2.5\r\n", 0), 2500);
+    ASSERT_EQ_INT(RA("retry-after-ms: 1500\r\n", 0), 1500);
+    ASSERT_TRUE(ms);
+    ASSERT_EQ_INT(RA("RETRY-AFTER-MS: 0.4\r\n", 0), 1);
+    ASSERT_EQ_INT(RA("Retry-After: 0\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("Retry-After: -4\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("Retry-After: soon\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("Retry-After: 3x\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("Retry-After:\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("Retry-After-Ms: Wed, 21 Oct 2015 07:28:00 GMT\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("X-Retry-After: 3\r\n", 0), -1);
+    ASSERT_EQ_INT(RA("Retry-After: 86400\r\n", 0), PROTO_RETRY_AFTER_MAX_MS);
+    /* 1445412480 = Wed, 21 Oct 2015 07:28:00 GMT */
+    ASSERT_EQ_INT(RA("Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", 1445412480 - 7), 7000);
+    ASSERT_EQ_INT(RA("Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", 1445412480 + 7), -1);
+#undef RA
+    ASSERT_EQ_INT(proto_retry_wait(1000, 0), 1000);
+    ASSERT_EQ_INT(proto_retry_wait(1000, 5000), 5000);
+    ASSERT_EQ_INT(proto_retry_wait(8000, 5000), 8000);
+    ASSERT_EQ_INT(proto_retry_wait(10, 999999), PROTO_RETRY_AFTER_MAX_MS);
+}
+
+/* SDK SessionToolRunner toSessionContent. */
+TEST(result_content_shaped_like_the_sdk)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"[]", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"null", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"[{\"type\":\"text\",\"text\":\"\"}]", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"[{\"type\":\"text\"}]", "[{\"type\": \"text\", \"text\": \"(no output)\"}]"},
+        {"[{\"type\":\"text\",\"text\":\"hi\"}]", "[{\"type\": \"text\", \"text\": \"hi\"}]"},
+        {"[{\"type\":\"image\",\"source\":{}}]", "[{\"type\": \"image\", \"source\": {}}]"},
+        {"[{\"type\":\"weird\",\"x\":1}]", "[{\"type\": \"text\", \"text\": \"{\\\"type\\\":\\\"weird\\\",\\\"x\\\":1}\"}]"},
+        {"[3]", "[{\"type\": \"text\", \"text\": \"3\"}]"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        _cleanup_json_ json_t *in = json_loads(cases[i].in, JSON_DECODE_ANY, NULL);
+        _cleanup_json_ json_t *out = proto_result_content(in);
+        ASSERT_TRUE(out != NULL);
+        _cleanup_free_ char *d = json_dumps(out, JSON_PRESERVE_ORDER);
+        ASSERT_EQ_STR(d, cases[i].out);
+    }
+}
+
 TEST(runner_idle_armed_by_history_end_turn)
 {
     runner_t *r = runner_new(1000, owns, NULL, NULL);
