@@ -50,6 +50,10 @@ int sandbox_parse_size(const char *s, uint64_t *out);
  * egress_policy_parse() is in main; see docs/policy.md. */
 int sandbox_policy_network_check(json_t *network, shed_err *err);
 
+/* sandbox.c: /run/shed as root, else $XDG_RUNTIME_DIR/shed or /tmp/shed-<uid>
+ * (malloc'd, NULL on ENOMEM). */
+char *sandbox_default_state_dir(void);
+
 /* seccomp.c */
 typedef struct sandbox_seccomp_rule {
     const char *syscall;
@@ -62,6 +66,13 @@ typedef struct sandbox_seccomp_rule {
 enum { SANDBOX_SC_DENY = 0, SANDBOX_SC_ENOSYS = 1, SANDBOX_SC_KILL = 2 };
 const sandbox_seccomp_rule *sandbox_seccomp_rules(size_t *n);
 int sandbox_seccomp_compile(struct sandbox_policy *p, shed_err *err);
+/* The same, with the compiled filter cached in <state_dir>/bpf/<key>, the key
+ * a SHA-256 of the rule table, the policy's errno, the libseccomp version and
+ * the kernel: read instead of compiled when the directory and the file belong
+ * to this euid and nobody else can write them (the trust of the state files).
+ * sandbox_seccomp_compile uses sandbox_default_state_dir(); NULL: no cache. */
+int sandbox_seccomp_compile_cached(struct sandbox_policy *p, const char *state_dir,
+                                   shed_err *err);
 /* Syscall number on this architecture, or -1. */
 int sandbox_seccomp_nr(const char *name);
 

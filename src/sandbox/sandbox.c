@@ -982,7 +982,7 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static char *default_state_dir(void)
+char *sandbox_default_state_dir(void)
 {
     char *s = NULL;
     if (geteuid() == 0) return strdup("/run/shed");
@@ -1269,7 +1269,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
                  atomic_fetch_add(&g_seq, 1), rnd[0], rnd[1], rnd[2], rnd[3]);
     }
     if (!(sb->label = strdup(label))) return err_set(err, ENOMEM, "sandbox");
-    _cleanup_free_ char *state_dir = opts->state_dir ? strdup(opts->state_dir) : default_state_dir();
+    _cleanup_free_ char *state_dir = opts->state_dir ? strdup(opts->state_dir) : sandbox_default_state_dir();
     if (!state_dir) return err_set(err, ENOMEM, "sandbox");
     char path[4200];
     snprintf(path, sizeof(path), "%s/sandboxes", state_dir);
@@ -1803,7 +1803,7 @@ static void sweep_slots(void)
 
 int sandbox_reconcile(const char *state_dir, shed_err *err)
 {
-    _cleanup_free_ char *sd = state_dir ? strdup(state_dir) : default_state_dir();
+    _cleanup_free_ char *sd = state_dir ? strdup(state_dir) : sandbox_default_state_dir();
     if (!sd) return err_set(err, ENOMEM, "reconcile");
     char dir[4200];
     snprintf(dir, sizeof(dir), "%s/sandboxes", sd);

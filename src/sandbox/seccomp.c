@@ -5,9 +5,12 @@
  * rule to be skipped silently: a syscall name this libseccomp cannot
  * resolve on a native arch is an error, except where noted. */
 #include "base/cleanup.h"
+#include "base/crypto.h"
 #include "sandbox/internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <stdlib.h>
@@ -15,6 +18,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #ifndef CLONE_NEWTIME
@@ -111,12 +116,118 @@ int sandbox_seccomp_nr(const char *name)
     return seccomp_syscall_resolve_name(name);
 }
 
+static int seccomp_compile(struct sandbox_policy *p, shed_err *err);
+
 static void ctx_release(scmp_filter_ctx *c)
 {
     if (*c) seccomp_release(*c);
 }
 
+/* The compiled filter depends only on RULES, the policy's errno, this
+ * libseccomp, the kernel (which actions it supports) and seccomp_compile's
+ * attributes: all of them go into the cache key, so a changed rule table,
+ * library, kernel or shed version compiles anew. Bump the "shed-bpf" tag when
+ * an attribute set in seccomp_compile changes. */
+static int cache_key(const struct sandbox_policy *p, char out[SHA256_HEX_LEN])
+{
+    char buf[16384];
+    size_t n = 0;
+    struct utsname u;
+    const struct scmp_version *v = seccomp_version();
+    if (uname(&u) < 0 || !v) return -1;
+    n += snprintf(buf + n, sizeof(buf) - n, "shed-bpf 2 tree kill-badarch\n%s\n%s %s %s %s\n%u.%u.%u\n%d\n",
+                  SHED_VERSION, u.sysname, u.release, u.version, u.machine, v->major, v->minor, v->micro, p->deny_errno);
+    for (size_t i = 0; i < ARRAY_SIZE(RULES) && n < sizeof(buf); i++)
+        n += snprintf(buf + n, sizeof(buf) - n, "%s %d %llx %llx %d\n", RULES[i].syscall,
+                      RULES[i].arg, (unsigned long long)RULES[i].mask,
+                      (unsigned long long)RULES[i].value, RULES[i].action);
+    if (n >= sizeof(buf)) return -1;
+    return crypto_sha256_hex(buf, n, out);
+}
+
+/* A directory or file this euid owns that nobody else can write. */
+static bool trusted(int fd, bool dir)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & 022) &&
+           (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+}
+
+/* <state dir>/bpf, opened only if it and the state dir are ours and not
+ * writable by others (the state dir is /run/shed as root); -1 otherwise. */
+static int cache_dir_open(const char *state_dir)
+{
+    _cleanup_close_ int sd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sd < 0 || !trusted(sd, true)) return -1;
+    int fd = openat(sd, "bpf", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && (mkdirat(sd, "bpf", 0700) == 0 || errno == EEXIST))
+        fd = openat(sd, "bpf", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && !trusted(fd, true)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static struct sock_filter *cache_read(int dfd, const char *key, unsigned short *len)
+{
+    _cleanup_close_ int fd = openat(dfd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || !trusted(fd, false) || fstat(fd, &st) < 0) return NULL;
+    if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
+        st.st_size / sizeof(struct sock_filter) > 4096)
+        return NULL;
+    struct sock_filter *f = malloc(st.st_size);
+    if (!f) return NULL;
+    if (pread(fd, f, st.st_size, 0) != st.st_size) {
+        free(f);
+        return NULL;
+    }
+    *len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+    return f;
+}
+
+/* Written to a private temporary name, then renamed: a reader sees a whole
+ * filter or none. Failures only cost the next run a compile. */
+static void cache_write(int dfd, const char *key, const struct sock_filter *f, unsigned short len)
+{
+    char tmp[128];
+    snprintf(tmp, sizeof(tmp), ".%s.%d", key, (int)getpid());
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    size_t n = len * sizeof(*f);
+    bool ok = write(fd, f, n) == (ssize_t)n;
+    if (close(fd) < 0) ok = false;
+    if (!ok || renameat(dfd, tmp, dfd, key) < 0) unlinkat(dfd, tmp, 0);
+}
+
 int sandbox_seccomp_compile(struct sandbox_policy *p, shed_err *err)
+{
+    _cleanup_free_ char *sd = sandbox_default_state_dir();
+    return sandbox_seccomp_compile_cached(p, sd, err);
+}
+
+int sandbox_seccomp_compile_cached(struct sandbox_policy *p, const char *state_dir,
+                                   shed_err *err)
+{
+    char key[SHA256_HEX_LEN];
+    _cleanup_close_ int dfd = -1;
+    if (state_dir && cache_key(p, key) == 0 && (dfd = cache_dir_open(state_dir)) >= 0) {
+        unsigned short len = 0;
+        struct sock_filter *f = cache_read(dfd, key, &len);
+        if (f) {
+            free(p->bpf);
+            p->bpf = f;
+            p->bpf_len = len;
+            return 0;
+        }
+    }
+    int rc = seccomp_compile(p, err);
+    if (rc == 0 && dfd >= 0) cache_write(dfd, key, p->bpf, p->bpf_len);
+    return rc;
+}
+
+static int seccomp_compile(struct sandbox_policy *p, shed_err *err)
 {
     __attribute__((cleanup(ctx_release))) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx) return err_msg(err, ENOMEM, "seccomp_init failed");
@@ -126,6 +237,13 @@ int sandbox_seccomp_compile(struct sandbox_policy *p, shed_err *err)
     if (rc < 0) return err_set(err, -rc, "seccomp: set bad-arch action");
     if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0)
         return err_set(err, -rc, "seccomp: attribute NNP");
+    /* A binary tree of syscall numbers instead of a linear list: the kernel
+     * emulates the filter for every syscall number when it is loaded (the
+     * allow-bitmap cache, under the task's siglock), and runs it at every
+     * syscall the cache cannot answer (ioctl, socket, clone, unshare): both
+     * walk O(log rules) jumps instead of O(rules). */
+    if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0)
+        return err_set(err, -rc, "seccomp: attribute optimize (binary tree)");
     for (size_t i = 0; i < ARRAY_SIZE(RULES); i++) {
         const sandbox_seccomp_rule *r = &RULES[i];
         int nr = seccomp_syscall_resolve_name(r->syscall);

@@ -12,6 +12,10 @@
 #include "sandbox/sandbox.h"
 
 #include <dirent.h>
+#include <linux/filter.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -189,6 +193,96 @@ TEST(seccomp_rules_resolve)
     ASSERT_EQ_INT(resolved, n);
 #endif
     ASSERT_GE_INT(resolved, 50);
+}
+
+/* The compiled filter cached in <state>/bpf/<key>: a second compile reads the
+ * file (proved by a filter that differs from the compiled one), and a file or
+ * directory others could write, or a file of the wrong size, is ignored. */
+static void bpf_file(const char *dir, char *out, size_t n)
+{
+    DIR *d = opendir(dir);
+    ASSERT_TRUE(d != NULL);
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(out, n, "%s/%s", dir, e->d_name);
+            found++;
+        }
+    closedir(d);
+    ASSERT_EQ_INT(found, 1);
+}
+
+static void put_bytes(const char *path, const void *b, size_t n, mode_t mode)
+{
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ_INT((int)write(fd, b, n), (int)n);
+    close(fd);
+    ASSERT_EQ_INT(chmod(path, mode), 0);
+}
+
+TEST(seccomp_filter_cache)
+{
+    shed_err err = {0};
+    sandbox_policy *pol = NULL;
+    ASSERT_EQ_INT(sandbox_policy_load(NULL, &pol, &err), 0);
+    struct sandbox_policy *p = (struct sandbox_policy *)pol;
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, NULL, &err), 0);
+    size_t len = p->bpf_len * sizeof(struct sock_filter);
+    ASSERT_TRUE(len > 0);
+    _cleanup_free_ struct sock_filter *fresh = malloc(len);
+    memcpy(fresh, p->bpf, len);
+
+    char state[] = "/tmp/shed-bpf-XXXXXX", bdir[64], file[400];
+    ASSERT_TRUE(mkdtemp(state) != NULL);
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, state, &err), 0);
+    ASSERT_EQ_INT(p->bpf_len * (int)sizeof(struct sock_filter), (int)len);
+    ASSERT_MEM_EQ(p->bpf, fresh, len);
+    snprintf(bdir, sizeof(bdir), "%s/bpf", state);
+    bpf_file(bdir, file, sizeof(file));
+    struct stat st;
+    ASSERT_EQ_INT(stat(file, &st), 0);
+    ASSERT_EQ_INT((int)(st.st_mode & 0777), 0600);
+    ASSERT_EQ_INT((int)st.st_size, (int)len);
+
+    /* read back: a marked filter in the file comes out of the next compile */
+    _cleanup_free_ struct sock_filter *marked = malloc(len);
+    memcpy(marked, fresh, len);
+    marked[0].k ^= 1;
+    put_bytes(file, marked, len, 0600);
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, state, &err), 0);
+    ASSERT_MEM_EQ(p->bpf, marked, len);
+
+    /* a file others can write is ignored, and replaced by the compiled filter */
+    put_bytes(file, marked, len, 0622);
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, state, &err), 0);
+    ASSERT_MEM_EQ(p->bpf, fresh, len);
+    ASSERT_EQ_INT(stat(file, &st), 0);
+    ASSERT_EQ_INT((int)(st.st_mode & 0777), 0600);
+
+    /* a size that is not whole instructions is ignored */
+    put_bytes(file, marked, len - 3, 0600);
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, state, &err), 0);
+    ASSERT_MEM_EQ(p->bpf, fresh, len);
+
+    /* a cache directory others can write is not used at all */
+    put_bytes(file, marked, len, 0600);
+    ASSERT_EQ_INT(chmod(bdir, 0777), 0);
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, state, &err), 0);
+    ASSERT_MEM_EQ(p->bpf, fresh, len);
+    ASSERT_EQ_INT(chmod(bdir, 0700), 0);
+
+    /* nor is a state directory others can write */
+    ASSERT_EQ_INT(chmod(state, 0777), 0);
+    ASSERT_EQ_INT(sandbox_seccomp_compile_cached(p, state, &err), 0);
+    ASSERT_MEM_EQ(p->bpf, fresh, len);
+
+    unlink(file);
+    rmdir(bdir);
+    rmdir(state);
+    sandbox_policy_free(pol);
 }
 
 /* ---- control channel ---- */
