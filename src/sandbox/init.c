@@ -315,9 +315,10 @@ typedef struct watchdog {
     int efd;             /* eventfd: a limit was hit */
     bool ino_ok;         /* every directory is watched (else: walk on every interval) */
     bool dirty;          /* something changed since the last walk */
+    bool blind;          /* the last walk could not see part of the tree */
     /* the last excess, written before efd, read by the main thread after it */
     _Atomic uint64_t hit_used, hit_max;
-    _Atomic int hit_files; /* 1: the entry limit, 0: bytes */
+    _Atomic int hit_files; /* 1: the entry limit, 2: an unreadable part, 0: bytes */
     _Atomic uint64_t hits; /* limits hit so far */
 } watchdog;
 
@@ -335,14 +336,22 @@ static void watch_dir(watchdog *w, int dfd)
 
 /* Bytes under dfd (consumed). *left counts entries down; at 0 the walk
  * stops, and the caller treats that as over the entry limit (never as
- * "done counting"). */
+ * "done counting"). A directory the walk cannot read is made readable
+ * (init is its owner: the agent's chmod 000 or 0300 would hide what it
+ * holds); one that stays unreadable, or lies deeper than 512 levels, sets
+ * w->blind: fail closed. */
 static uint64_t usage(watchdog *w, int dfd, dev_t dev, int depth, uint64_t *left)
 {
     uint64_t total = 0;
+    struct stat ds;
+    if (fstat(dfd, &ds) == 0 && (ds.st_mode & (S_IRUSR | S_IXUSR)) != (S_IRUSR | S_IXUSR) &&
+        fchmod(dfd, (ds.st_mode & 07777) | S_IRUSR | S_IXUSR) < 0)
+        w->blind = true; /* entries unreadable (x) */
     watch_dir(w, dfd);
     DIR *d = fdopendir(dfd);
     if (!d) {
         close(dfd);
+        w->blind = true;
         return 0;
     }
     struct dirent *de;
@@ -350,13 +359,25 @@ static uint64_t usage(watchdog *w, int dfd, dev_t dev, int depth, uint64_t *left
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
         --*left;
         struct stat st;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT) w->blind = true; /* ENOENT: deleted meanwhile */
+            continue;
+        }
         if (st.st_dev != dev) continue; /* another mount */
         total += (uint64_t)st.st_blocks * 512;
-        if (S_ISDIR(st.st_mode) && depth < 512) {
-            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) total += usage(w, sub, dev, depth + 1, left);
+        if (!S_ISDIR(st.st_mode)) continue;
+        if (depth >= 512) {
+            w->blind = true;
+            continue;
         }
+        int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0 && errno == EACCES &&
+            fchmodat(dirfd(d), de->d_name, (st.st_mode & 07777) | S_IRUSR | S_IXUSR, 0) == 0)
+            sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0)
+            total += usage(w, sub, dev, depth + 1, left);
+        else if (errno == EACCES || errno == EPERM)
+            w->blind = true; /* ENOENT/ENOTDIR: changed meanwhile; EMFILE: see security.md */
     }
     closedir(d);
     return total;
@@ -390,7 +411,11 @@ static void *watchdog_main(void *arg)
         int64_t t0 = clock_mono_ms();
         int fd = open(w->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         struct stat st;
+        if (fd < 0 && errno == EACCES && stat(w->workdir, &st) == 0 &&
+            chmod(w->workdir, (st.st_mode & 07777) | S_IRUSR | S_IXUSR) == 0)
+            fd = open(w->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         uint64_t used = 0, left = w->files_max ? w->files_max + 1 : UINT64_MAX;
+        w->blind = fd < 0 && errno != ENOENT; /* the workspace itself unreadable: fail closed */
         if (fd >= 0 && fstat(fd, &st) == 0)
             used = usage(w, fd, st.st_dev, 0, &left);
         else if (fd >= 0)
@@ -402,8 +427,8 @@ static void *watchdog_main(void *arg)
         last_walk = clock_mono_ms();
         next_check = last_walk + interval;
         bool files = left == 0;
-        if (files || used > w->disk_max) {
-            w->hit_files = files;
+        if (files || w->blind || used > w->disk_max) {
+            w->hit_files = files ? 1 : w->blind && used <= w->disk_max ? 2 : 0;
             w->hit_used = files ? w->files_max + 1 : used;
             w->hit_max = files ? w->files_max : w->disk_max;
             w->hits++;
@@ -448,7 +473,7 @@ static void watchdog_report(init_state *s)
     uint64_t n;
     if (g_wd.efd < 0 || read(g_wd.efd, &n, sizeof(n)) != sizeof(n)) return;
     send_msg(s, json_pack("{s:s,s:s,s:I,s:I}", "type", "limit", "what",
-                          g_wd.hit_files ? "files" : "disk", "used", (json_int_t)g_wd.hit_used,
+                          g_wd.hit_files == 1 ? "files" : g_wd.hit_files == 2 ? "unreadable" : "disk", "used", (json_int_t)g_wd.hit_used,
                           "max", (json_int_t)g_wd.hit_max),
              NULL, 0);
 }
@@ -482,10 +507,14 @@ static void do_tool(init_state *s, json_t *m, json_int_t id)
     if (g_wd.hits != hits && json_is_array(rc_content)) {
         /* the watchdog killed the call's processes: say why */
         char msg[256];
-        if (g_wd.hit_files)
+        if (g_wd.hit_files == 1)
             snprintf(msg, sizeof(msg), "shed: the workspace holds more than %llu files and directories "
                      "(its limit); every process of the sandbox was killed",
                      (unsigned long long)g_wd.hit_max);
+        else if (g_wd.hit_files == 2)
+            snprintf(msg, sizeof(msg), "shed: the workspace holds a directory its size watchdog cannot "
+                     "read (not owned by the sandbox user, or deeper than 512 levels); every process "
+                     "of the sandbox was killed");
         else
             snprintf(msg, sizeof(msg), "shed: the workspace grew over its limit (%llu > %llu bytes); "
                      "every process of the sandbox was killed",

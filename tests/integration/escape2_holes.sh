@@ -24,6 +24,17 @@ case "$r" in True*) ;; *) fail "the killed call is not an error: $r" ;; esac
 case "$r" in *survived*) fail "the writer survived the limit: $r" ;; esac
 expect_contains "$(cat "$T/e")" "hit its disk limit" "shed tool reports the limit message"
 
+step "H1: a directory made unreadable (chmod 300, and the workspace itself) does not hide what it holds"
+for what in "mkdir d; chmod 300 d; cd d" "chmod 300 ."; do
+    rm -rf "$T/ws"; mkdir -p "$T/ws" && chmod 777 "$T/ws"
+    printf '[{"name":"bash","input":{"command":"%s; for i in $(seq 6); do head -c 20000000 /dev/zero > f$i || break; sleep 0.3; done; echo survived","timeout_ms":60000}}]\n' "$what" >"$T/c.json"
+    "$SHED" tool --policy "$T/p.json" --workspace "$T/ws" --calls "$T/c.json" >"$T/o" 2>"$T/e" || true
+    chmod -R u+rwx "$T/ws"
+    used=$(du -sm "$T/ws" | cut -f1)
+    [ "$used" -le 80 ] || fail "after '$what', one tool call wrote ${used} MB into a 50 MB workspace"
+    case "$(result_text "$T/o")" in *survived*) fail "after '$what', the writer survived the limit" ;; esac
+done
+
 step "H1: orphans are reaped during a long tool call"
 echo '[{"name":"bash","input":{"command":"for i in $(seq 20); do (sh -c \"exit 0\" &); done; sleep 2; grep -l \"^State:.*Z\" /proc/[0-9]*/status 2>/dev/null | wc -l","timeout_ms":60000}}]' >"$T/z.json"
 "$SHED" tool --calls "$T/z.json" >"$T/zo"
