@@ -63,10 +63,11 @@ unpriv_run() {
     if [ "$(id -u)" = 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups "$SHED" run --policy "$T/un.json" "$@"
     else "$SHED" run --policy "$T/un.json" "$@"; fi
 }
-out=$(unpriv_run -- /bin/sh -c 'df -i /dev/shm /tmp /workspace | tail -n 3' 2>/dev/null)
-[ "$(echo "$out" | wc -l)" = 3 ] || fail "df -i inside: $out"
-echo "$out" | awk '{ if ($2 > 300000) { print "FAIL: " $6 " allows " $2 " inodes"; exit 1 } }' || fail "tmpfs inodes unbounded: $out"
-out=$(unpriv_run -- /bin/bash -c 'i=0; while [ $i -lt 20000 ] && { : > /dev/shm/f$i; } 2>/dev/null; do i=$((i+1)); done; echo "$i"; (: > /dev/shm/g) 2>&1; exit 0' 2>/dev/null)
-n=$(echo "$out" | head -n 1)
+out=$(unpriv_run -- /bin/sh -c 'df -i /dev/shm /tmp /workspace | tail -n 3' 2>/dev/null) || fail "df -i inside: $out"
+# here-strings, not pipes: `echo | head` dies of SIGPIPE under pipefail
+[ "$(wc -l <<<"$out")" = 3 ] || fail "df -i inside: $out"
+awk '{ if ($2 > 300000) { print "FAIL: " $6 " allows " $2 " inodes"; exit 1 } }' <<<"$out" || fail "tmpfs inodes unbounded: $out"
+out=$(unpriv_run -- /bin/bash -c 'i=0; while [ $i -lt 20000 ] && { : > /dev/shm/f$i; } 2>/dev/null; do i=$((i+1)); done; echo "$i"; (: > /dev/shm/g) 2>&1; exit 0' 2>/dev/null) || fail "the /dev/shm filler ended badly: $out"
+n=${out%%$'\n'*}
 [ "$n" -lt 16384 ] || fail "/dev/shm took $n files"
 expect_contains "$out" "No space left on device" "creating a file past nr_inodes"
