@@ -210,11 +210,13 @@ int cmd_run(int argc, char **argv)
                 json_decref(m);
                 break;
             }
+            const char *what = json_string_value(json_object_get(m, "what"));
             if (type && !strcmp(type, "limit"))
-                fprintf(stderr, "shed run: the workspace grew over its limit (%lld > %lld bytes); "
+                fprintf(stderr, "shed run: the workspace grew over its limit (%lld > %lld %s); "
                                 "the sandbox's processes were killed\n",
                         (long long)json_integer_value(json_object_get(m, "used")),
-                        (long long)json_integer_value(json_object_get(m, "max")));
+                        (long long)json_integer_value(json_object_get(m, "max")),
+                        what && !strcmp(what, "files") ? "files and directories" : "bytes");
             if (type && !strcmp(type, "error")) {
                 fprintf(stderr, "shed run: %s\n",
                         json_string_value(json_object_get(m, "message")) ?: "init error");

@@ -20,7 +20,7 @@
  *
  * creator -> init
  *   {"type":"config","workdir":W,"env":[...],"roots":[...],"ro_roots":[...],
- *    "command_timeout_ms":T,"disk_max":B,"fallback_as":B,"fallback_nproc":N,...}
+ *    "command_timeout_ms":T,"disk_max":B,"files_max":N,"fallback_as":B,"fallback_nproc":N,...}
  *                                            first message, sent by sandbox_create only
  *   {"type":"tool","id":N,"tool":"bash","input":{...},"timeout_ms":T}
  *   {"type":"cancel","id":N}                 abort call N (tool: error result; exec: SIGKILL group)

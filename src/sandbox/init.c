@@ -17,12 +17,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -51,12 +54,6 @@ typedef struct init_state {
     uint64_t fallback_as, fallback_nproc;
     exec_entry execs[INIT_MAX_EXECS];
     int nexecs;
-    int64_t next_disk_check;
-    int64_t disk_interval;
-    int ino_fd;      /* inotify on the workspace's directories: walk only after a change */
-    bool ino_ok;     /* every directory is watched (else: walk on every tick) */
-    bool disk_dirty; /* something changed since the last walk */
-    int64_t last_walk, idle_interval;
     tools_t *tools;  /* made on the first "tool" request */
     char **roots;    /* operator binds inside (memory stores, skills) */
     char **ro_roots; /* the read-only ones among them */
@@ -263,6 +260,8 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
     *e = (exec_entry){.id = id, .pid = pid, .deadline_ms = t > 0 ? clock_mono_ms() + t : 0};
 }
 
+static void watchdog_report(init_state *s);
+
 static void reap(init_state *s)
 {
     for (;;) {
@@ -271,6 +270,9 @@ static void reap(init_state *s)
         if (pid <= 0) return;
         exec_entry *e = exec_find_pid(s, pid);
         if (!e) continue; /* an orphan, or a tool's helper */
+        /* a death the watchdog caused comes after its eventfd write: the
+         * limit goes out before the exit */
+        watchdog_report(s);
         int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
         int status = sig ? 128 + sig : WEXITSTATUS(st);
         send_msg(s, json_pack("{s:s,s:I,s:i,s:i}", "type", "exit", "id", (json_int_t)e->id,
@@ -296,79 +298,184 @@ static void check_deadlines(init_state *s, int64_t now)
     }
 }
 
-/* ---- workspace size watchdog (bind-mounted workspaces) ---- */
+/* ---- workspace watchdog (bind-mounted workspaces) ----
+ *
+ * A thread of init, so it watches while the main thread is busy in a tool
+ * call, and shares pid 1's immunity to the agent's signals. It owns the
+ * inotify fd and the walk; it touches nothing of init_state. On excess it
+ * records what, writes the eventfd (before the kill, so the main loop sees
+ * the limit no later than the exits it causes), then kills every process of
+ * the sandbox but init. The main thread sends the "limit" message. */
 
-static void watch_dir(init_state *s, int dfd)
+typedef struct watchdog {
+    const char *workdir; /* init's, never freed */
+    uint64_t disk_max;   /* bytes, 0 = no watchdog */
+    uint64_t files_max;  /* entries (files, directories, links...), 0 = none */
+    int ino_fd;          /* inotify on the workspace's directories: walk only after a change */
+    int efd;             /* eventfd: a limit was hit */
+    bool ino_ok;         /* every directory is watched (else: walk on every interval) */
+    bool dirty;          /* something changed since the last walk */
+    bool blind;          /* the last walk could not see part of the tree */
+    /* the last excess, written before efd, read by the main thread after it */
+    _Atomic uint64_t hit_used, hit_max;
+    _Atomic int hit_files; /* 1: the entry limit, 2: an unreadable part, 0: bytes */
+    _Atomic uint64_t hits; /* limits hit so far */
+} watchdog;
+
+static watchdog g_wd = {.ino_fd = -1, .efd = -1};
+
+static void watch_dir(watchdog *w, int dfd)
 {
-    if (s->ino_fd < 0) return;
+    if (w->ino_fd < 0) return;
     char p[64];
     snprintf(p, sizeof(p), "/proc/self/fd/%d", dfd);
-    if (inotify_add_watch(s->ino_fd, p, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE |
+    if (inotify_add_watch(w->ino_fd, p, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE |
                                             IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0)
-        s->ino_ok = false; /* e.g. fs.inotify.max_user_watches: fall back to ticking */
+        w->ino_ok = false; /* e.g. fs.inotify.max_user_watches: fall back to ticking */
 }
 
-static uint64_t usage(init_state *s, int dfd, dev_t dev, int depth, int *budget)
+/* Bytes under dfd (consumed). *left counts entries down; at 0 the walk
+ * stops, and the caller treats that as over the entry limit (never as
+ * "done counting"). A directory the walk cannot read is made readable
+ * (init is its owner: the agent's chmod 000 or 0300 would hide what it
+ * holds); one that stays unreadable, or lies deeper than 512 levels, sets
+ * w->blind: fail closed. */
+static uint64_t usage(watchdog *w, int dfd, dev_t dev, int depth, uint64_t *left)
 {
     uint64_t total = 0;
-    watch_dir(s, dfd);
+    struct stat ds;
+    if (fstat(dfd, &ds) == 0 && (ds.st_mode & (S_IRUSR | S_IXUSR)) != (S_IRUSR | S_IXUSR) &&
+        fchmod(dfd, (ds.st_mode & 07777) | S_IRUSR | S_IXUSR) < 0)
+        w->blind = true; /* entries unreadable (x) */
+    watch_dir(w, dfd);
     DIR *d = fdopendir(dfd);
     if (!d) {
         close(dfd);
+        w->blind = true;
         return 0;
     }
     struct dirent *de;
-    while ((de = readdir(d)) && --*budget > 0) {
+    while (*left > 0 && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        --*left;
         struct stat st;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT) w->blind = true; /* ENOENT: deleted meanwhile */
+            continue;
+        }
         if (st.st_dev != dev) continue; /* another mount */
         total += (uint64_t)st.st_blocks * 512;
-        if (S_ISDIR(st.st_mode) && depth < 512) {
-            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) total += usage(s, sub, dev, depth + 1, budget);
+        if (!S_ISDIR(st.st_mode)) continue;
+        if (depth >= 512) {
+            w->blind = true;
+            continue;
         }
+        int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0 && errno == EACCES &&
+            fchmodat(dirfd(d), de->d_name, (st.st_mode & 07777) | S_IRUSR | S_IXUSR, 0) == 0)
+            sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0)
+            total += usage(w, sub, dev, depth + 1, left);
+        else if (errno == EACCES || errno == EPERM)
+            w->blind = true; /* ENOENT/ENOTDIR: changed meanwhile; EMFILE: see security.md */
     }
     closedir(d);
     return total;
 }
 
-static void drain_inotify(init_state *s)
+static void drain_inotify(watchdog *w)
 {
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (s->ino_fd >= 0 && read(s->ino_fd, buf, sizeof(buf)) > 0) s->disk_dirty = true;
+    while (w->ino_fd >= 0 && read(w->ino_fd, buf, sizeof(buf)) > 0) w->dirty = true;
 }
 
-static void check_disk(init_state *s, int64_t now)
+static void *watchdog_main(void *arg)
 {
-    if (!s->disk_max || now < s->next_disk_check) return;
-    drain_inotify(s);
-    /* Nothing changed: no walk, except a slow one (writes through mmap send
-     * no inotify event). */
-    if (s->ino_ok && !s->disk_dirty && now < s->last_walk + s->idle_interval) return;
-    s->disk_dirty = false;
-    s->ino_ok = s->ino_fd >= 0;
-    int64_t t0 = clock_mono_ms();
-    int fd = open(s->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    struct stat st;
-    uint64_t used = 0;
-    int budget = 1 << 20;
-    if (fd >= 0 && fstat(fd, &st) == 0)
-        used = usage(s, fd, st.st_dev, 0, &budget);
-    else if (fd >= 0)
-        close(fd);
-    int64_t spent = clock_mono_ms() - t0;
-    /* keep the walk under ~10% of the time */
-    s->disk_interval = spent * 10 > 50 ? spent * 10 : 50;
-    s->idle_interval = spent * 100 > 5000 ? spent * 100 : 5000;
-    s->last_walk = clock_mono_ms();
-    s->next_disk_check = clock_mono_ms() + s->disk_interval;
-    if (used > s->disk_max) {
-        kill(-1, SIGKILL); /* every process of the sandbox but init */
-        send_msg(s, json_pack("{s:s,s:s,s:I,s:I}", "type", "limit", "what", "disk", "used",
-                              (json_int_t)used, "max", (json_int_t)s->disk_max),
-                 NULL, 0);
+    watchdog *w = arg;
+    int64_t next_check = 0, last_walk = 0, idle_interval = 0;
+    w->dirty = true; /* the first walk also installs the watches */
+    for (;;) {
+        int64_t now = clock_mono_ms();
+        /* Nothing changed: no walk, except a slow one (writes through mmap
+         * send no inotify event). */
+        int64_t due = (w->dirty || !w->ino_ok) ? next_check : last_walk + idle_interval;
+        if (now < due) {
+            struct pollfd p = {.fd = w->ino_fd, .events = POLLIN};
+            int64_t t = due - now;
+            if (poll(&p, 1, t > 1000000 ? 1000000 : (int)t) > 0) drain_inotify(w);
+            continue;
+        }
+        drain_inotify(w);
+        w->dirty = false;
+        w->ino_ok = w->ino_fd >= 0;
+        int64_t t0 = clock_mono_ms();
+        int fd = open(w->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 && errno == EACCES && stat(w->workdir, &st) == 0 &&
+            chmod(w->workdir, (st.st_mode & 07777) | S_IRUSR | S_IXUSR) == 0)
+            fd = open(w->workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        uint64_t used = 0, left = w->files_max ? w->files_max + 1 : UINT64_MAX;
+        w->blind = fd < 0 && errno != ENOENT; /* the workspace itself unreadable: fail closed */
+        if (fd >= 0 && fstat(fd, &st) == 0)
+            used = usage(w, fd, st.st_dev, 0, &left);
+        else if (fd >= 0)
+            close(fd);
+        int64_t spent = clock_mono_ms() - t0;
+        /* keep the walk under ~10% of the time */
+        int64_t interval = spent * 10 > 50 ? spent * 10 : 50;
+        idle_interval = spent * 100 > 5000 ? spent * 100 : 5000;
+        last_walk = clock_mono_ms();
+        next_check = last_walk + interval;
+        bool files = left == 0;
+        if (files || w->blind || used > w->disk_max) {
+            w->hit_files = files ? 1 : w->blind && used <= w->disk_max ? 2 : 0;
+            w->hit_used = files ? w->files_max + 1 : used;
+            w->hit_max = files ? w->files_max : w->disk_max;
+            w->hits++;
+            uint64_t one = 1;
+            if (write(w->efd, &one, sizeof(one)) < 0) {} /* cannot overflow: read at each wake */
+            kill(-1, SIGKILL); /* every process of the sandbox but init */
+        }
     }
+    return NULL;
+}
+
+/* Starts the watchdog when the workspace is a host directory with a limit.
+ * Returns the eventfd to poll (-1: no watchdog). */
+static int watchdog_start(init_state *s, uint64_t files_max)
+{
+    if (!s->disk_max) return -1;
+    g_wd.workdir = s->workdir;
+    g_wd.disk_max = s->disk_max;
+    g_wd.files_max = files_max;
+    g_wd.ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    g_wd.ino_ok = g_wd.ino_fd >= 0;
+    g_wd.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (g_wd.efd < 0) {
+        fprintf(stderr, "shed init: eventfd: %s\n", strerror(errno));
+        return -2;
+    }
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 1 << 20);
+    pthread_t th;
+    int rc = pthread_create(&th, &a, watchdog_main, &g_wd);
+    pthread_attr_destroy(&a);
+    if (rc != 0) {
+        fprintf(stderr, "shed init: the workspace watchdog could not start: %s\n", strerror(rc));
+        return -2;
+    }
+    return g_wd.efd;
+}
+
+static void watchdog_report(init_state *s)
+{
+    uint64_t n;
+    if (g_wd.efd < 0 || read(g_wd.efd, &n, sizeof(n)) != sizeof(n)) return;
+    send_msg(s, json_pack("{s:s,s:s,s:I,s:I}", "type", "limit", "what",
+                          g_wd.hit_files == 1 ? "files" : g_wd.hit_files == 2 ? "unreadable" : "disk", "used", (json_int_t)g_wd.hit_used,
+                          "max", (json_int_t)g_wd.hit_max),
+             NULL, 0);
 }
 
 /* ---- agent tools ---- */
@@ -394,7 +501,28 @@ static void do_tool(init_state *s, json_t *m, json_int_t id)
     int64_t t = to ? json_integer_value(to) : s->command_timeout_ms;
     /* A message arriving on the channel during the call aborts it (cancel_fd);
      * the main loop then reads that message. */
+    uint64_t hits = g_wd.hits;
     json_t *r = tools_call(s->tools, name, input, t, s->ctl);
+    json_t *rc_content = json_object_get(r, "content");
+    if (g_wd.hits != hits && json_is_array(rc_content)) {
+        /* the watchdog killed the call's processes: say why */
+        char msg[256];
+        if (g_wd.hit_files == 1)
+            snprintf(msg, sizeof(msg), "shed: the workspace holds more than %llu files and directories "
+                     "(its limit); every process of the sandbox was killed",
+                     (unsigned long long)g_wd.hit_max);
+        else if (g_wd.hit_files == 2)
+            snprintf(msg, sizeof(msg), "shed: the workspace holds a directory its size watchdog cannot "
+                     "read (not owned by the sandbox user, or deeper than 512 levels); every process "
+                     "of the sandbox was killed");
+        else
+            snprintf(msg, sizeof(msg), "shed: the workspace grew over its limit (%llu > %llu bytes); "
+                     "every process of the sandbox was killed",
+                     (unsigned long long)g_wd.hit_used, (unsigned long long)g_wd.hit_max);
+        json_array_append_new(rc_content, json_pack("{s:s,s:s}", "type", "text", "text", msg));
+        json_object_set_new(r, "is_error", json_true());
+        watchdog_report(s); /* the limit before the result, as before an exit */
+    }
     /* the reply's text written directly around the content (no object built) */
     buf_t *b = ctl_send_buffer();
     buf_printf(b, "{\"type\":\"result\",\"id\":%" JSON_INTEGER_FORMAT ",\"is_error\":%s,\"content\":", id,
@@ -476,8 +604,7 @@ int sandbox_init_main(int argc, char **argv)
     s.workdir = strdup(wd ? wd : "/workspace");
     s.command_timeout_ms = json_integer_value(json_object_get(conf, "command_timeout_ms"));
     s.disk_max = (uint64_t)json_integer_value(json_object_get(conf, "disk_max"));
-    s.ino_fd = s.disk_max ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
-    s.disk_dirty = true; /* the first walk also installs the watches */
+    uint64_t files_max = (uint64_t)json_integer_value(json_object_get(conf, "files_max"));
     s.fallback_as = (uint64_t)json_integer_value(json_object_get(conf, "fallback_as"));
     s.fallback_nproc = (uint64_t)json_integer_value(json_object_get(conf, "fallback_nproc"));
     if (json_is_true(json_object_get(conf, "log_debug"))) log_setup(LOG_DEBUG, LOG_TEXT);
@@ -495,6 +622,7 @@ int sandbox_init_main(int argc, char **argv)
     s.ro_roots = str_array(json_object_get(conf, "ro_roots"));
     json_decref(conf);
 
+    /* the watchdog thread inherits this mask: every signal goes to the signalfd */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -508,6 +636,8 @@ int sandbox_init_main(int argc, char **argv)
         fprintf(stderr, "shed init: signalfd: %s\n", strerror(errno));
         return 1;
     }
+    int efd = watchdog_start(&s, files_max);
+    if (efd == -2) return 1; /* fail closed: a limit nobody watches */
     int lfds[3] = {SANDBOX_FD_HTTP, SANDBOX_FD_SOCKS, SANDBOX_FD_DNS};
     for (int i = 0; i < 3; i++) fcntl(lfds[i], F_SETFD, FD_CLOEXEC);
     send_msg(&s,
@@ -522,16 +652,12 @@ int sandbox_init_main(int argc, char **argv)
             int64_t t = s.execs[i].kill_at_ms ? s.execs[i].kill_at_ms : s.execs[i].deadline_ms;
             if (t && (wait < 0 || t - now < wait)) wait = t - now < 0 ? 0 : t - now;
         }
-        if (s.disk_max) {
-            int64_t t = (s.disk_dirty || !s.ino_ok) ? s.next_disk_check - now
-                                                    : s.last_walk + s.idle_interval - now;
-            if (wait < 0 || t < wait) wait = t < 0 ? 0 : t;
-        }
         struct pollfd p[3] = {{.fd = s.ctl, .events = POLLIN},
                               {.fd = sfd, .events = POLLIN},
-                              {.fd = s.ino_fd, .events = POLLIN}};
-        int n = poll(p, s.ino_fd >= 0 ? 3 : 2, wait > 1000000 ? 1000000 : (int)wait);
-        if (n > 0 && s.ino_fd >= 0 && p[2].revents) drain_inotify(&s);
+                              {.fd = efd, .events = POLLIN}};
+        int n = poll(p, 3, wait > 1000000 ? 1000000 : (int)wait);
+        /* the limit before the exits it caused (the watchdog writes efd first) */
+        if (n > 0 && p[2].revents) watchdog_report(&s);
         if (n < 0 && errno != EINTR) return 1;
         if (n > 0 && p[1].revents) {
             struct signalfd_siginfo si;
@@ -552,6 +678,5 @@ int sandbox_init_main(int argc, char **argv)
         }
         now = clock_mono_ms();
         check_deadlines(&s, now);
-        check_disk(&s, now);
     }
 }

@@ -28,6 +28,7 @@ struct sandbox_policy {
     json_t *network; /* borrowed from doc, may be NULL */
     /* limits */
     uint64_t memory_max, pids_max, nofile, fsize_max, tmp_size, workspace_max;
+    uint64_t workspace_files_max; /* entries in the workspace (init's watchdog, tmpfs nr_inodes) */
     double cpus; /* 0 = no cpu limit */
     int64_t timeout_ms, command_timeout_ms;
     /* mounts */

@@ -236,8 +236,8 @@ static int parse_limits(sandbox_policy *p, json_t *l, shed_err *err)
     if (!json_is_object(l)) return err_msg(err, EINVAL, "policy: 'limits' must be an object");
     static const char *const K[] = {"memoryMax",  "pidsMax",       "cpus",
                                     "nofile",     "fileSizeMax",   "tmpSize",
-                                    "workspaceMax", "timeoutSeconds", "commandTimeoutSeconds",
-                                    NULL};
+                                    "workspaceMax", "workspaceFilesMax", "timeoutSeconds",
+                                    "commandTimeoutSeconds", NULL};
     int rc = only_keys(l, "limits", K, err);
     if (rc < 0) return rc;
     if ((rc = get_size(l, "limits", "memoryMax", &p->memory_max, err)) < 0) return rc;
@@ -246,6 +246,7 @@ static int parse_limits(sandbox_policy *p, json_t *l, shed_err *err)
     if ((rc = get_size(l, "limits", "fileSizeMax", &p->fsize_max, err)) < 0) return rc;
     if ((rc = get_size(l, "limits", "tmpSize", &p->tmp_size, err)) < 0) return rc;
     if ((rc = get_size(l, "limits", "workspaceMax", &p->workspace_max, err)) < 0) return rc;
+    if ((rc = get_uint(l, "limits", "workspaceFilesMax", &p->workspace_files_max, err)) < 0) return rc;
     if ((rc = get_seconds(l, "limits", "timeoutSeconds", &p->timeout_ms, err)) < 0) return rc;
     if ((rc = get_seconds(l, "limits", "commandTimeoutSeconds", &p->command_timeout_ms, err)) < 0)
         return rc;
@@ -261,6 +262,10 @@ static int parse_limits(sandbox_policy *p, json_t *l, shed_err *err)
         return err_msg(err, EINVAL, "policy: 'limits.pidsMax' must be at least 8");
     if (p->nofile < 16 || p->nofile > (1 << 20))
         return err_msg(err, EINVAL, "policy: 'limits.nofile' must be between 16 and 1048576");
+    if (p->workspace_files_max < 100 || p->workspace_files_max > (1ull << 32))
+        return err_msg(err, EINVAL,
+                       "policy: 'limits.workspaceFilesMax' must be between 100 and 4294967296 "
+                       "(files, directories and links in the workspace)");
     return 0;
 }
 
@@ -366,6 +371,7 @@ int sandbox_policy_parse(json_t *doc, sandbox_policy **out, shed_err *err)
     p->fsize_max = 1ull << 30;
     p->tmp_size = 256ull << 20;
     p->workspace_max = 1ull << 30;
+    p->workspace_files_max = 1000000;
     p->deny_errno = EPERM;
 
     static const char *const K[] = {"network",     "filesystem", "limits", "mounts", "rootfs",

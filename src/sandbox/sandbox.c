@@ -287,7 +287,7 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
     TRY(plan_add(p, OP_DEVPTS, "newinstance,ptmxmode=0666,mode=0620", "/dev/pts"));
     TRY(plan_add(p, OP_SYMLINK, "pts/ptmx", "/dev/ptmx"));
     TRY(plan_add(p, OP_MKDIR, NULL, "/dev/shm"));
-    TRY(plan_add(p, OP_TMPFS, "mode=1777,size=64m", "/dev/shm"));
+    TRY(plan_add(p, OP_TMPFS, "mode=1777,size=64m,nr_inodes=16384", "/dev/shm"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd", "/dev/fd"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/0", "/dev/stdin"));
     TRY(plan_add(p, OP_SYMLINK, "/proc/self/fd/1", "/dev/stdout"));
@@ -300,7 +300,10 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
                                           "/proc/bus", "/proc/fs"};
     for (size_t i = 0; i < ARRAY_SIZE(PROC_RO); i++) TRY(plan_add(p, OP_PROC_RO, NULL, PROC_RO[i]));
     /* /tmp */
-    snprintf(buf, sizeof(buf), "mode=1777,size=%llu", (unsigned long long)pol->tmp_size);
+    /* nr_inodes: tmpfs inodes are kernel memory the memory cgroup alone
+     * charges (none when it is waived): bounded, in proportion to the size */
+    snprintf(buf, sizeof(buf), "mode=1777,size=%llu,nr_inodes=%llu", (unsigned long long)pol->tmp_size,
+             (unsigned long long)(pol->tmp_size / 4096 > 16384 ? pol->tmp_size / 4096 : 16384));
     TRY(plan_add(p, OP_MKDIR, NULL, "/tmp"));
     TRY(plan_add(p, OP_TMPFS, buf, "/tmp"));
     /* the workspace */
@@ -309,8 +312,10 @@ static int build_plan(plan *p, const create_cfg *c, const char *workspace, shed_
     if (workspace) {
         TRY(plan_add(p, OP_BIND_RW, workspace, c->workdir));
     } else {
-        snprintf(buf, sizeof(buf), "mode=0700,uid=%d,gid=%d,size=%llu", SANDBOX_UID, SANDBOX_GID,
-                 (unsigned long long)pol->workspace_max);
+        uint64_t ni = pol->workspace_max / 4096 > 16384 ? pol->workspace_max / 4096 : 16384;
+        if (ni > pol->workspace_files_max + 1) ni = pol->workspace_files_max + 1; /* + the root */
+        snprintf(buf, sizeof(buf), "mode=0700,uid=%d,gid=%d,size=%llu,nr_inodes=%llu", SANDBOX_UID,
+                 SANDBOX_GID, (unsigned long long)pol->workspace_max, (unsigned long long)ni);
         TRY(plan_add(p, OP_TMPFS, buf, c->workdir));
     }
     /* the operator's mounts: policy, then opts */
@@ -1481,6 +1486,7 @@ child_failed:;
         (json_int_t)(cfg.cgroup_on ? 0 : cfg.pids_max), "log_debug", log_level() >= LOG_DEBUG);
     json_t *env = json_array();
     json_object_set_new(conf, "env", env);
+    json_object_set_new(conf, "files_max", json_integer((json_int_t)pol->workspace_files_max));
     for (char **e = pol->env; e && *e; e++) json_array_append_new(env, json_string(*e));
     for (char *const *e = opts->env; e && *e; e++) json_array_append_new(env, json_string(*e));
     json_t *roots = json_array(), *ro_roots = json_array();

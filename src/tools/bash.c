@@ -16,13 +16,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,36 +74,61 @@ static int bash_start(tools_t *t, tools_bash **out, shed_err *err)
         close(sv[0]), close(sv[1]);
         return err_set(err, e, "pipe2");
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, po[1], 2);
-    /* nothing else of the caller's (init's control channel above all) may
-     * reach the agent's processes, CLOEXEC or not */
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    posix_spawn_file_actions_addchdir_np(&fa, t->roots[0].real ? t->roots[0].real : t->roots[0].path);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    /* fork + exec rather than posix_spawn: the child must become a child
+     * subreaper before the exec. Between fork and exec only syscalls. */
+    int ep[2] = {-1, -1}; /* exec failure: the child writes errno; EOF = exec'd */
+    if (pipe2(ep, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(sv[0]), close(sv[1]), close(po[0]), close(po[1]);
+        return err_set(err, e, "pipe2");
+    }
+    const char *dir = t->roots[0].real ? t->roots[0].real : t->roots[0].path;
     char *argv[] = {"/bin/bash", "--noprofile", "--norc", NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, "/bin/bash", &fa, &attr, argv, t->env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+        int in = fcntl(sv[1], F_DUPFD, 10), o = fcntl(po[1], F_DUPFD, 10),
+            ew = fcntl(ep[1], F_DUPFD, 10);
+        if (in < 0 || o < 0 || ew < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 ||
+            dup2(o, 2) < 0 || dup2(ew, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+            _exit(127);
+        /* nothing else of the caller's (init's control channel above all)
+         * may reach the agent's processes, CLOEXEC or not */
+        syscall(SYS_close_range, 4, ~0U, 0);
+        int e = 0;
+        if (chdir(dir) < 0) e = errno;
+        /* orphans of the agent's commands reparent to bash, which reaps
+         * every child it gets: no zombies pile up during a long call */
+        if (!e) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        if (!e) execve("/bin/bash", argv, t->env);
+        if (!e) e = errno;
+        if (write(3, &e, sizeof(e)) < 0) {}
+        _exit(127);
+    }
+    int fe = pid < 0 ? errno : 0;
     close(sv[1]);
     close(po[1]);
-    if (rc != 0) {
+    close(ep[1]);
+    if (pid > 0) {
+        int ce = 0;
+        ssize_t n;
+        while ((n = read(ep[0], &ce, sizeof(ce))) < 0 && errno == EINTR) {
+        }
+        if (n == (ssize_t)sizeof(ce)) {
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            }
+            fe = ce ? ce : EIO;
+        }
+    }
+    close(ep[0]);
+    if (fe != 0) {
         close(sv[0]);
         close(po[0]);
-        return err_set(err, rc, "spawn /bin/bash");
+        return err_set(err, fe, pid < 0 ? "fork for /bin/bash" : "spawn /bin/bash");
     }
     fcntl(po[0], F_SETFL, O_NONBLOCK);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);

@@ -45,6 +45,7 @@ TEST(policy_defaults)
     ASSERT_TRUE(sandbox_policy_network(p) == NULL);
     ASSERT_EQ_INT(p->memory_max, 1ull << 30);
     ASSERT_EQ_INT(p->pids_max, 512);
+    ASSERT_EQ_INT(p->workspace_files_max, 1000000);
     ASSERT_EQ_INT(p->deny_errno, EPERM);
     ASSERT_EQ_INT(p->waived, 0);
     ASSERT_TRUE(p->bpf != NULL && p->bpf_len > 10);
@@ -61,6 +62,8 @@ TEST(policy_errors_name_the_key)
         {"{\"limits\":{\"pidsMax\":\"x\"}}", "'limits.pidsMax'"},
         {"{\"limits\":{\"cpus\":\"two\"}}", "'limits.cpus'"},
         {"{\"limits\":{\"timeoutSeconds\":-1}}", "'limits.timeoutSeconds'"},
+        {"{\"limits\":{\"workspaceFilesMax\":5}}", "'limits.workspaceFilesMax' must be between 100"},
+        {"{\"limits\":{\"workspaceFilesMax\":\"1M\"}}", "'limits.workspaceFilesMax'"},
         {"{\"network\":[]}", "'network' must be an object"},
         {"{\"network\":{\"allowedDomains\":\"x\"}}", "'network.allowedDomains'"},
         {"{\"network\":{\"allowedDomains\":[\"a\",3]}}", "'network.allowedDomains[1]'"},
@@ -99,7 +102,7 @@ TEST(policy_full_document)
         "\"filesystem\":{\"allowWrite\":[\"/srv/cache\"],\"denyRead\":[\"/etc/ssl/private\"],"
         "\"denyWrite\":[\"/workspace/.git/hooks\"]},"
         "\"limits\":{\"memoryMax\":\"512M\",\"pidsMax\":64,\"cpus\":1.5,\"nofile\":256,"
-        "\"fileSizeMax\":\"1G\",\"tmpSize\":\"64m\",\"workspaceMax\":2147483648,"
+        "\"fileSizeMax\":\"1G\",\"tmpSize\":\"64m\",\"workspaceMax\":2147483648,\"workspaceFilesMax\":2000,"
         "\"timeoutSeconds\":3600,\"commandTimeoutSeconds\":1.5},"
         "\"mounts\":[{\"source\":\"/opt/skills\",\"target\":\"/skills\"},"
         "{\"source\":\"/srv/mem\",\"writable\":true}],"
@@ -114,6 +117,7 @@ TEST(policy_full_document)
     ASSERT_EQ_INT(p->fsize_max, 1ull << 30);
     ASSERT_EQ_INT(p->tmp_size, 64ull << 20);
     ASSERT_EQ_INT(p->workspace_max, 2147483648ull);
+    ASSERT_EQ_INT(p->workspace_files_max, 2000);
     ASSERT_EQ_INT(p->timeout_ms, 3600000);
     ASSERT_EQ_INT(sandbox_policy_command_timeout_ms(p), 1500);
     ASSERT_EQ_INT(p->nmounts, 3);
