@@ -6,17 +6,13 @@
 # store (read-only in the sandbox, pulls only), a tampered marker (the folder
 # is left alone, nothing pushed), and the folders removed at the end.
 # timeout: 170
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, re, sys, time
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 from skills_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
+srv, env, key = serve_with_key(T)
 notes = memory_store(srv, "Notes")
 team = memory_store(srv, "Team docs")
 third = memory_store(srv, "Third")

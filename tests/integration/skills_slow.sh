@@ -6,17 +6,13 @@
 # terminated during its download is stopped once the download ends (the
 # session is retrieved again after the set-up) and torn down cleanly.
 # timeout: 120
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import os, re, sys, time
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 from skills_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve", lease_ttl=2)
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
+srv, env, key = serve_with_key(T, lease_ttl=2)
 slow, _ = upload_skill(srv, "slow-skill", {"data.txt": "slow"})
 import threading
 gate = threading.Event()

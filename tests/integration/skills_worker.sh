@@ -8,17 +8,13 @@
 # load; skills are removed at teardown. Content swapped in by a proxy
 # standing for a hostile server; everything else is a real shed serve.
 # timeout: 150
-. "$(dirname "$0")/../lib/common.sh"
-python3 "$(dirname "$0")/worker_lib.py" --check-sandbox || exit $?
+. "$(dirname "$0")/../lib/worker.sh"
 python3 - "$T" <<'PY'
 import glob, json, os, re, sys, time
-sys.path.insert(0, os.path.join(os.environ["SHED_ROOT"], "tests/integration"))
 from worker_lib import *
 from skills_lib import *
 T = sys.argv[1]
-srv = Server(T + "/serve")
-env = srv.environment(); kid, key = srv.new_key(env)
-write_key_file(T + "/key", key)
+srv, env, key = serve_with_key(T)
 
 step("skills uploaded; archives of every format and hostile ones swapped in by the proxy")
 swap, names = {}, {}
