@@ -10,6 +10,9 @@
 #include "base/err.h"
 
 #define JSON_DEFAULT_DEPTH 64
+/* A tool call as the API sends it: the agent shapes its input, so it may nest
+ * deeper than our own documents (the control channel answers past its bound). */
+#define JSON_TOOL_INPUT_DEPTH 512
 
 /* Parse len bytes; refuse more than max_bytes or nesting deeper than max_depth.
  * Returns a new reference or NULL with err set (message names line/column). */

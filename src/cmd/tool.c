@@ -198,7 +198,7 @@ int cmd_tool(int argc, char **argv)
         return EXIT_USAGE;
     }
     /* as the worker takes them from the API: a string may hold U+0000 */
-    _cleanup_json_ json_t *calls = json_parse_flags(text, len, CALLS_MAX_BYTES, 512, JSON_ALLOW_NUL, &err);
+    _cleanup_json_ json_t *calls = json_parse_flags(text, len, CALLS_MAX_BYTES, JSON_TOOL_INPUT_DEPTH, JSON_ALLOW_NUL, &err);
     if (!calls) {
         fprintf(stderr, "shed tool: %s: %s\n", calls_path, err.msg);
         return EXIT_USAGE;

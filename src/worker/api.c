@@ -248,14 +248,13 @@ static int send_call(api_call_t *c, shed_err *err);
  * stream and make its whole history page unreadable: the call would never
  * be answered. Such inputs reach the tool, which answers them (init's channel
  * takes NUL, and refuses nesting past its own bound with an error result). */
-#define API_JSON_DEPTH 512
 
 static int on_stream_event(const sse_event *ev, void *arg)
 {
     api_call_t *c = arg;
     if (!strcmp(ev->type, "ping")) return 0;
     shed_err perr = {0};
-    json_t *j = json_parse_flags(ev->data, ev->data_len, SSE_MAX_EVENT, API_JSON_DEPTH, JSON_ALLOW_NUL, &perr);
+    json_t *j = json_parse_flags(ev->data, ev->data_len, SSE_MAX_EVENT, JSON_TOOL_INPUT_DEPTH, JSON_ALLOW_NUL, &perr);
     if (!strcmp(ev->type, "error")) {
         json_decref(j);
         return 1; /* abort the transfer; on_end reports it */
@@ -319,7 +318,7 @@ static void on_http_done(const http_result *hr, void *arg)
         res.body = hr->body->data;
         res.body_len = hr->body->len;
         if (!c->accept || !proto_is_success(hr->status))
-            j = json_parse_flags(hr->body->data, hr->body->len, API_MAX_BODY, API_JSON_DEPTH, JSON_ALLOW_NUL, &perr);
+            j = json_parse_flags(hr->body->data, hr->body->len, API_MAX_BODY, JSON_TOOL_INPUT_DEPTH, JSON_ALLOW_NUL, &perr);
     }
     res.ok = hr->curl_code == 0 && proto_is_success(hr->status);
     if (c->stream && hr->status >= 200 && hr->status < 300 && hr->curl_code != 0) {

@@ -704,13 +704,19 @@ static bool owns_cb(const char *name, void *arg)
 
 static void stream_open(wsess_t *s);
 
+/* The session ended (terminated or deleted): a clean end, final sync. */
+static void sess_terminated(wsess_t *s, const char *how)
+{
+    slog(LOG_INFO, s->session_id, s->work_id, "session terminated%s", how);
+    s->terminated = true;
+    s->clean_end = true;
+    sess_end(s, LEASE_END_DONE);
+}
+
 static void handle_event(wsess_t *s, json_t *ev)
 {
     if (runner_stream_event(s->runner, ev, clock_mono_ms())) {
-        slog(LOG_INFO, s->session_id, s->work_id, "session terminated");
-        s->terminated = true;
-        s->clean_end = true;
-        sess_end(s, LEASE_END_DONE);
+        sess_terminated(s, "");
         return;
     }
     idle_sync(s);
@@ -768,12 +774,9 @@ static void on_list(const api_result *r, void *arg)
         slog(LOG_DEBUG, s->session_id, s->work_id, "history reconciled");
         if (runner_ended(s->runner)) {
             /* terminated before the stream could say so: it never will */
-            slog(LOG_INFO, s->session_id, s->work_id, "session terminated (history)");
-            s->terminated = true;
-            s->clean_end = true;
             json_decref(s->stream_buffer);
             s->stream_buffer = NULL;
-            sess_end(s, LEASE_END_DONE);
+            sess_terminated(s, " (history)");
             return;
         }
     }
