@@ -2,7 +2,10 @@
 # Egress proxy throughput and connection set-up latency on loopback: direct
 # (no proxy), through a bare two-hop splice forwarder ("hop": no protocol, no
 # policy; what the second TCP hop alone costs, the floor under any relaying
-# proxy), through shed's egress (HTTP CONNECT, the real proxy code on its
+# proxy), through the same bare forwarder with the kernel moving the bytes
+# ("sockmap": a BPF sockhash and an SK_SKB verdict program redirecting each
+# socket's bytes to its peer; needs CAP_BPF + CAP_NET_ADMIN, skipped
+# without), through shed's egress (HTTP CONNECT, the real proxy code on its
 # own loop thread), and through Anthropic's sandbox-runtime proxy (npm
 # @anthropic-ai/sandbox-runtime, same allow-list, same transfers) when it is
 # installed (node_modules, or SRT_DIR=<dir containing the package>).
@@ -29,6 +32,11 @@ cc -O2 -std=gnu11 -D_GNU_SOURCE -I"$root/src" $(pkg-config --cflags $pkgs) -o "$
     "$root/bench/egress_bench.c" "$build/libshed.a" $(pkg-config --libs $pkgs) -lm -pthread
 
 modes="direct hop shed"
+if out=$("$tmp/egress_bench" sockmap 1 1 1 2>&1 >/dev/null); then
+    modes="direct hop sockmap shed"
+else
+    echo "sockmap: not measured ($(echo "$out" | head -1))"
+fi
 srt_dir=
 for d in "${SRT_DIR:-}" "$root/node_modules"; do
     [ -n "$d" ] && [ -f "$d/@anthropic-ai/sandbox-runtime/dist/sandbox/http-proxy.js" ] &&
@@ -72,22 +80,30 @@ done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 val() { grep "^$1 $2 " "$tmp/results" | awk '{print $3}' | median; }
-printf '%-8s %14s %14s %13s %13s %14s\n' "" "download MiB/s" "upload MiB/s" "setup p50 µs" \
-    "setup p99 µs" "CPU s per GiB"
-for name in direct hop shed srt; do
+printf '%-8s %14s %14s %13s %13s %14s %14s\n' "" "download MiB/s" "upload MiB/s" "setup p50 µs" \
+    "setup p99 µs" "CPU s per GiB" "machine s/GiB"
+for name in direct hop sockmap shed srt; do
     grep -q "^$name " "$tmp/results" || continue
-    printf '%-8s %14s %14s %13s %13s %14s\n' "$name" "$(val $name download_mibps)" \
+    printf '%-8s %14s %14s %13s %13s %14s %14s\n' "$name" "$(val $name download_mibps)" \
         "$(val $name upload_mibps)" "$(val $name setup_us_p50)" "$(val $name setup_us_p99)" \
-        "$(val $name cpu_s_per_gib)"
+        "$(val $name cpu_s_per_gib)" "$(val $name sys_cpu_s_per_gib)"
 done
-echo "(CPU s per GiB: client + server + proxy, all processes, during the transfers; less sensitive"
-echo " to other load than MiB/s. load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "(CPU s per GiB: client + server + proxy processes during the transfers; less sensitive to"
+echo " other load than MiB/s, but blind to kernel threads: sockmap's sending is done by kworkers."
+echo " machine s/GiB: busy time of all CPUs (/proc/stat), kworkers and softirqs included, and"
+echo " everyone else's load too: meaningful only on a quiet machine."
+echo " load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 dd=$(val direct download_mibps); du=$(val direct upload_mibps)
 echo "shed/direct throughput: download $(ratio "$(val shed download_mibps)" "$dd"), upload $(ratio "$(val shed upload_mibps)" "$du") (target >= 0.80)"
 echo "hop/direct throughput:  download $(ratio "$(val hop download_mibps)" "$dd"), upload $(ratio "$(val hop upload_mibps)" "$du") (the two-hop floor)"
 echo "shed/hop throughput:    download $(ratio "$(val shed download_mibps)" "$(val hop download_mibps)"), upload $(ratio "$(val shed upload_mibps)" "$(val hop upload_mibps)")"
 echo "CPU per GiB vs direct:  hop $(ratio "$(val hop cpu_s_per_gib)" "$(val direct cpu_s_per_gib)")x, shed $(ratio "$(val shed cpu_s_per_gib)" "$(val direct cpu_s_per_gib)")x"
+if grep -q '^sockmap ' "$tmp/results"; then
+    echo "sockmap/direct throughput: download $(ratio "$(val sockmap download_mibps)" "$dd"), upload $(ratio "$(val sockmap upload_mibps)" "$du")"
+    echo "sockmap/hop throughput:    download $(ratio "$(val sockmap download_mibps)" "$(val hop download_mibps)"), upload $(ratio "$(val sockmap upload_mibps)" "$(val hop upload_mibps)")"
+    echo "machine CPU per GiB vs direct: hop $(ratio "$(val hop sys_cpu_s_per_gib)" "$(val direct sys_cpu_s_per_gib)")x, sockmap $(ratio "$(val sockmap sys_cpu_s_per_gib)" "$(val direct sys_cpu_s_per_gib)")x, shed $(ratio "$(val shed sys_cpu_s_per_gib)" "$(val direct sys_cpu_s_per_gib)")x"
+fi
 if grep -q '^srt ' "$tmp/results"; then
     echo "shed/srt throughput: download $(ratio "$(val shed download_mibps)" "$(val srt download_mibps)"), upload $(ratio "$(val shed upload_mibps)" "$(val srt upload_mibps)")"
     echo "srt/shed set-up latency p50: $(ratio "$(val srt setup_us_p50)" "$(val shed setup_us_p50)")x"
