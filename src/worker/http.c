@@ -422,7 +422,8 @@ static void http_resolved(loop_t *l, int fd, uint32_t events, void *arg)
                 req_fail(r, -EHOSTUNREACH, "%s", o->resolve_err);
             }
         }
-        return; /* origins may have changed under the callbacks: the eventfd fires again if more are done */
+        /* Origins are freed only by http_free (never from a callback) and
+         * new ones go in front: o->next is still valid here. */
     }
 }
 
