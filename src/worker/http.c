@@ -876,6 +876,7 @@ static void conn_io(loop_t *l, int fd, uint32_t events, void *arg)
 {
     (void)l;
     (void)fd;
+    (void)events; /* what the socket can do is found by trying (errors included) */
     conn_t *c = arg;
     http_req_t *r = c->req;
     if (!r) { /* idle: the server closed it (or sent something unasked) */
@@ -891,7 +892,6 @@ static void conn_io(loop_t *l, int fd, uint32_t events, void *arg)
         tls_step(r);
         return;
     }
-    (void)events;
     if (r->state == R_SEND) req_send(r);
     else if (r->state == R_RECV) req_recv(r);
 }
