@@ -479,7 +479,7 @@ static void run_req(loop_t *l, http_t *h, const char *url, const char *method, c
 
 TEST(http_client_keepalive_and_resend)
 {
-    srv_t s = {0};
+    static srv_t s; /* the server thread may outlive the test function */
     s.replies[s.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nRetry-After-Ms: 1500\r\nX-Should-Retry: true\r\n\r\nhi";
     s.replies[s.nreplies++] = "CLOSE-AFTER:HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     s.replies[s.nreplies++] = "HTTP/1.1 500 Oops\r\nContent-Length: 5\r\nRetry-After: 2\r\n\r\nerror";
@@ -526,7 +526,7 @@ TEST(http_client_keepalive_and_resend)
 
 TEST(http_client_failures)
 {
-    srv_t s = {0};
+    static srv_t s; /* the server thread may outlive the test function */
     s.replies[s.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789012345678901234567890123456789"
                               "012345678901234567890123456789012345678901234567890123456789";
     s.replies[s.nreplies++] = "CLOSE-AFTER:HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
@@ -583,7 +583,7 @@ TEST(http_client_failures)
 
 TEST(http_client_resolves_and_streams)
 {
-    srv_t s = {0};
+    static srv_t s; /* the server thread may outlive the test function */
     s.replies[s.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                               "7\r\ndata: 1\r\n8\r\n\n\ndata: \r\n3\r\n2\n\n\r\n0\r\n\r\n";
     s.replies[s.nreplies++] = "HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy";
