@@ -5,6 +5,10 @@
   active  RSS with S sessions each active (its sandbox made, its stream open,
           one call answered), per session above idle; sandbox processes are
           other processes and not counted.
+With BENCH_MEM_TLS=1 the worker talks https to shed serve through a TLS
+terminator (tests/integration/worker_tls_lib.py: a test CA made by the openssl
+CLI, trusted through SSL_CERT_FILE), so libssl is loaded and every connection
+carries TLS state.
 Prints figures; never fails because the machine is slow."""
 import os
 import re
@@ -14,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 from worker_lib import Server, write_key_file  # noqa: E402
+from worker_tls_lib import Terminator, make_pki  # noqa: E402
 
 
 def status(pid):
@@ -48,9 +53,15 @@ def main():
     _, key = srv.new_key(env)
     write_key_file(T + "/key", key)
     log = open(T + "/worker.log", "w")
+    base_url, wenv, label = srv.url, dict(os.environ), "http"
+    if os.environ.get("BENCH_MEM_TLS") == "1":
+        pki = make_pki(T + "/pki")
+        tls = Terminator(int(srv.url.rsplit(":", 1)[1]), pki["cert"], pki["key"])
+        base_url, label = "https://localhost:%d" % tls.port, "https"
+        wenv["SSL_CERT_FILE"] = pki["ca"]
     p = subprocess.Popen([os.environ["SHED"], "worker", "--environment-id", env, "--environment-key-file",
-                          T + "/key", "--base-url", srv.url, "--state-dir", T + "/wstate", "--max-idle", "600",
-                          "--max-sessions", str(S + 10), "--log-level", "info"], stderr=log)
+                          T + "/key", "--base-url", base_url, "--state-dir", T + "/wstate", "--max-idle", "600",
+                          "--max-sessions", str(S + 10), "--log-level", "info"], stderr=log, env=wenv)
     # Start-up is over once the worker has logged that it started and has
     # polled for a while (the first long polls answered empty).
     deadline = time.time() + 60
@@ -58,8 +69,8 @@ def main():
         time.sleep(0.1)
     time.sleep(3.0)
     idle = status(p.pid)
-    print("idle worker: VmRSS %.2f MiB (anonymous %.2f MiB, file-backed %.2f MiB), PSS %.2f MiB, %d threads" % (
-        idle["VmRSS"] / 1024.0, idle["RssAnon"] / 1024.0, idle["RssFile"] / 1024.0, idle["Pss"] / 1024.0,
+    print("idle worker (%s): VmRSS %.2f MiB (anonymous %.2f MiB, file-backed %.2f MiB), PSS %.2f MiB, %d threads" % (
+        label, idle["VmRSS"] / 1024.0, idle["RssAnon"] / 1024.0, idle["RssFile"] / 1024.0, idle["Pss"] / 1024.0,
         idle["Threads"]))
     print("  largest mappings (KiB): " + ", ".join("%s %d" % kv for kv in mappings(p.pid, 8)))
     sids = [srv.session(env) for _ in range(S)]
@@ -68,8 +79,8 @@ def main():
         srv.wait_result(s, t, 300)
     time.sleep(1.0)
     busy = status(p.pid)
-    print("%d active sessions: VmRSS %.2f MiB (anonymous %.2f MiB): +%.0f KiB per session over idle "
-          "(sandbox processes not counted)" % (S, busy["VmRSS"] / 1024.0, busy["RssAnon"] / 1024.0,
+    print("%d active sessions (%s): VmRSS %.2f MiB (anonymous %.2f MiB): +%.0f KiB per session over idle "
+          "(sandbox processes not counted)" % (S, label, busy["VmRSS"] / 1024.0, busy["RssAnon"] / 1024.0,
                                                (busy["VmRSS"] - idle["VmRSS"]) / float(S)))
     print("RESULT mem %d %d %d" % (idle["VmRSS"], busy["VmRSS"], S))
     p.terminate()

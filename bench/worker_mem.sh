@@ -4,6 +4,8 @@
 # RSS after warm-up vs at the end (tests/soak/load.py: mixed tools, every
 # result checked). Prints figures; never fails because the machine is slow.
 #   BENCH_RSS_SESSIONS (50)   sessions for the per-session figure
+#   BENCH_MEM_TLS (auto)      also measure with an https base URL (a TLS
+#                             terminator in front of shed serve); 0 skips it
 #   BENCH_SOAK_SESSIONS (50), BENCH_SOAK_SECONDS (120)  the short soak;
 #   BENCH_SOAK_SECONDS=0 skips it. The full run: SOAK_STEPS=load make soak.
 set -u
@@ -16,6 +18,10 @@ chmod 755 "$T" # sandboxes (an unprivileged uid inside) must reach their state d
 trap 'rm -rf "$T"' EXIT
 mkdir -p "$T/rss" "$T/soak"
 python3 bench/worker_mem.py "$T/rss" | grep -v '^RESULT' || { echo "worker memory run failed"; exit 1; }
+if [ "${BENCH_MEM_TLS:-1}" != 0 ] && command -v openssl >/dev/null; then
+    mkdir -p "$T/rss-tls"
+    BENCH_MEM_TLS=1 python3 bench/worker_mem.py "$T/rss-tls" | grep -v '^RESULT' || { echo "worker memory run (https) failed"; exit 1; }
+fi
 secs=${BENCH_SOAK_SECONDS:-120}
 [ "$secs" -gt 0 ] || exit 0
 if python3 tests/soak/load.py "$T/soak" "${BENCH_SOAK_SESSIONS:-50}" "$secs" 1 >"$T/soak.log" 2>&1; then

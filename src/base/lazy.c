@@ -8,6 +8,7 @@
 #include "base/lazy_curl.h"
 #include "base/lazy_mhd.h"
 #include "base/lazy_sqlite.h"
+#include "base/lazy_ssl.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -69,3 +70,4 @@ LAZY_LIBRARY(curl, CURL, "libcurl.so.4", "libcurl4")
 LAZY_LIBRARY(mhd, MHD, "libmicrohttpd.so.12", "libmicrohttpd12")
 LAZY_LIBRARY(sqlite, SQLITE, "libsqlite3.so.0", "libsqlite3-0")
 LAZY_LIBRARY(archive, ARCHIVE, "libarchive.so.13", "libarchive13")
+LAZY_LIBRARY(ssl, SSL, "libssl.so.3", "libssl3")

@@ -1,4 +1,4 @@
-/* Protocol calls over http.c; see api.h. Credentials go only into the
+/* Protocol calls over http.c (the worker's own HTTP/1.1 client); see api.h. Credentials go only into the
  * Authorization header; error messages carry the method, path and the
  * server's error type/message, never a header. */
 #include "worker/api.h"
@@ -9,7 +9,6 @@
 #include "worker/proto.h"
 #include "worker/sse.h"
 
-#include "base/lazy_curl.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -320,13 +319,14 @@ static void on_http_done(const http_result *hr, void *arg)
         if (!c->accept || !proto_is_success(hr->status))
             j = json_parse_flags(hr->body->data, hr->body->len, API_MAX_BODY, JSON_TOOL_INPUT_DEPTH, JSON_ALLOW_NUL, &perr);
     }
-    res.ok = hr->curl_code == 0 && proto_is_success(hr->status);
-    if (c->stream && hr->status >= 200 && hr->status < 300 && hr->curl_code != 0) {
+    res.ok = hr->net_err == 0 && proto_is_success(hr->status);
+    if (c->stream && hr->status >= 200 && hr->status < 300 && hr->net_err != 0) {
         /* A stream that broke mid-way: transient. */
         res.ok = false;
         res.status = 0;
     }
-    res.fatal = !res.ok && proto_is_fatal(res.status);
+    /* A TLS certificate that fails verification will fail every retry too. */
+    res.fatal = !res.ok && (proto_is_fatal(res.status) || hr->fatal);
     res.json = j;
     if (!res.ok) describe_error(c, hr, j, &res);
     /* 401 on the environment key: the key may have rotated. Re-read the key

@@ -1,9 +1,16 @@
-/* HTTP client on libcurl's multi-socket API driven by the event loop
- * (base/loop.h): every request is non-blocking, many run at once on one
- * thread, connections are reused. A request either buffers its body (bounded
- * by max_body) or streams it to a data callback (SSE). Each request has a
- * total timeout (0 = none, for streams) and a connect timeout; a stream has a
- * stall timeout instead. Knows nothing of the protocol; never logs headers.
+/* The worker's HTTP/1.1 client, on the event loop (base/loop.h): every
+ * socket non-blocking, many requests at once on one thread, keep-alive
+ * connections reused per origin (scheme, host, port). http:// and https://
+ * (OpenSSL's libssl, loaded only for an https origin: certificate and host
+ * name verified against the default trust store, which SSL_CERT_FILE /
+ * SSL_CERT_DIR override; SNI; TLS 1.2 or later). A host name is resolved on a
+ * short-lived thread (never on the loop), cached for a minute and resolved
+ * again after a failed connect. No proxy, no redirects, no compression.
+ * A request either buffers its body (bounded by max_body) or streams it to a
+ * data callback (SSE). Each request has a total timeout (0 = none, for
+ * streams) and a connect timeout; a stream has a stall timeout instead.
+ * Knows nothing of the protocol; never logs, and never puts a header into an
+ * error message.
  */
 #pragma once
 #include <stdbool.h>
@@ -18,9 +25,12 @@ typedef struct http http_t;
 typedef struct http_req http_req_t;
 
 typedef struct http_result {
-    long status;        /* HTTP status; 0 when no response (see curl_code) */
-    int curl_code;      /* CURLE_*; 0 on a completed exchange */
-    const char *error;  /* curl's message when curl_code != 0 */
+    long status;        /* HTTP status; 0 when no response (see net_err) */
+    int net_err;        /* 0 on a completed exchange, else -errno: -ETIMEDOUT, -ECONNREFUSED,
+                           -ECONNRESET, -EPIPE (closed early), -EPROTO (bad response or TLS),
+                           -EMSGSIZE (over a bound), -ECANCELED (a callback stopped it), ... */
+    const char *error;  /* what failed when net_err != 0 (names the host, never a header) */
+    bool fatal;         /* retrying cannot help: the server's TLS certificate failed verification */
     buf_t *body;        /* buffered body (not for streams) */
     int64_t elapsed_ms;
     int64_t retry_after_ms; /* the final response's retry-after-ms / retry-after, in ms; 0 = none */
@@ -30,7 +40,8 @@ typedef struct http_result {
 /* Called once per request when it ends (never after http_cancel). */
 typedef void (*http_done_cb)(const http_result *res, void *arg);
 /* Streaming body chunks (only 2xx bodies are streamed; others are buffered
- * for the error message). Return non-zero to abort the transfer. */
+ * for the error message). Return non-zero to abort the transfer (it then
+ * ends with net_err -ECANCELED, unless the request was cancelled). */
 typedef int (*http_data_cb)(const char *data, size_t len, void *arg);
 
 /* The response headers are complete (final response, not 1xx). Return
@@ -38,13 +49,13 @@ typedef int (*http_data_cb)(const char *data, size_t len, void *arg);
 typedef int (*http_headers_cb)(long status, void *arg);
 
 typedef struct http_opts {
-    const char *method;          /* "GET", "POST" */
-    const char *url;
-    const char *const *headers;  /* "Name: value", NULL-terminated */
-    const char *body;            /* copied */
+    const char *method;          /* "GET", "POST", ... */
+    const char *url;             /* http://host[:port]/path?query or https://...; no user info */
+    const char *const *headers;  /* "Name: value", NULL-terminated; no CR or LF */
+    const char *body;            /* copied; a POST always sends Content-Length */
     size_t body_len;
     int64_t timeout_ms;          /* whole request; 0 = none */
-    int64_t connect_timeout_ms;  /* 0 = 10 s */
+    int64_t connect_timeout_ms;  /* name resolution + TCP + TLS handshake; 0 = 10 s */
     int64_t stall_timeout_ms;    /* streams: abort when no byte for this long; 0 = none */
     size_t max_body;             /* buffered body limit; 0 = 16 MiB */
     http_data_cb on_data;        /* non-NULL: stream 2xx bodies here */
@@ -56,7 +67,11 @@ typedef struct http_opts {
 int http_new(loop_t *loop, http_t **out, shed_err *err);
 /* Cancels every request (no callbacks) and frees. */
 void http_free(http_t *h);
-/* Start a request; NULL with err set on failure to start. */
+/* Start a request; NULL with err set on failure to start (a bad URL or
+ * header). It never calls back before returning: even an immediate failure is
+ * reported from the loop. A request sent on a reused connection that the
+ * server had closed (no byte of a response came) is sent once more on a new
+ * connection, as curl and browsers do. */
 http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err);
 /* Abort a request; its callback is never called. Safe from inside its own callbacks. */
 void http_cancel(http_req_t *r);

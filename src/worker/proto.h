@@ -51,7 +51,7 @@ int proto_secret_decode(const char *secret, char **token, char **api_base_url, s
  * seconds or as an HTTP date). A wait the server asks for longer than this
  * is clamped to it, so a bad header cannot park a session or the poll loop. */
 #define PROTO_RETRY_AFTER_MAX_MS 60000
-/* One response header line ("Name: value\r\n", as curl hands it over):
+/* One response header line ("Name: value", as received; a trailing CRLF is ignored):
  * when it is retry-after-ms or retry-after with a usable positive delay,
  * return that delay in ms (clamped to PROTO_RETRY_AFTER_MAX_MS); else -1.
  * `is_ms` reports which header it was (retry-after-ms wins over

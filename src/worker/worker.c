@@ -1,6 +1,6 @@
 /* The worker: poll loop, per-item lease keeper, session runner driver,
  * sandbox calls, result posting, shutdown. One thread, one event loop; all
- * HTTP through api.c (curl multi-socket), all sandbox I/O through sbx.c.
+ * HTTP through api.c (http.c: its own HTTP/1.1 client), all sandbox I/O through sbx.c.
  * The ordering rules of work-api.md §2.5/§2.6/§3.4 are marked where they
  * apply. Never logs a key, token or secret; never runs a tool outside a
  * sandbox; never runs a call again whose result the session already has.
