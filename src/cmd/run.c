@@ -58,7 +58,7 @@ int cmd_run(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},    {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *policy = NULL;
-    sandbox_opts o = {.slot = -1};
+    sandbox_opts o = {.slot = -1, .init_in_place = true};
     double timeout_s = 0;
     int status_fd = -1;
     opterr = 0;

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -68,6 +69,7 @@ struct sandbox {
     bool via_zygote; /* init is the zygote's child: wait on the pidfd */
     bool ready;      /* sandbox_create_finish() saw "ready" */
     int err_fd;      /* the child's error pipe until then */
+    int state_fd;    /* the state file, from its O_EXCL create until written once */
     int64_t started_ns;
 };
 
@@ -351,7 +353,11 @@ typedef struct child_args {
     const struct sock_fprog *prog; /* NULL when waived */
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
-    bool no_exec; /* forked by the zygote: become init without an exec */
+    bool no_exec; /* forked by the zygote, or in place: become init without an exec */
+    /* in place (opts->init_in_place): the creator's argv and environment
+     * strings, [scrub_start, scrub_end) and AT_EXECFN, zeroed in the child */
+    uintptr_t scrub_start, scrub_end;
+    const char *execfn;
     int ncg; /* v1: how many "tasks" files come with the second release (cgroup_join) */
 } child_args;
 
@@ -669,13 +675,26 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
         child_die(a, errno, "install the seccomp filter");
     if (a->no_exec) {
-        /* The zygote's image was exec'd from the binary's fd and never held
-         * anything but mount plans: become init in place. Everything but
-         * 0-6 is closed now (the error pipe too: EOF = "started"). */
+        /* Become init without an exec: the zygote's image was exec'd from
+         * the binary's fd and never held anything but mount plans; a
+         * creator that asked for init_in_place holds nothing the sandbox is
+         * not given anyway, but its argv and environment (docs/security.md,
+         * "init in place"). Everything but 0-6 is closed now (the error pipe
+         * too: EOF = "started"), every signal back to its default, as an
+         * exec would leave it (a handler of the creator's stays out of pid 1). */
+        syscall(SYS_close_range, 7, ~0U, 0);
+        if (a->scrub_end > a->scrub_start) {
+            memset((void *)a->scrub_start, 0, a->scrub_end - a->scrub_start);
+            /* /proc/1/cmdline (world-readable) then reads "shed init" */
+            if (a->scrub_end - a->scrub_start > 10) memcpy((void *)a->scrub_start, "shed\0init", 10);
+            if (a->execfn) memset((void *)a->execfn, 0, strlen(a->execfn));
+            static char *no_env[] = {NULL};
+            environ = no_env;
+        }
+        for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        syscall(SYS_close_range, 7, ~0U, 0);
         char *argv0[] = {"shed", "init", NULL};
         _exit(sandbox_init_main(2, argv0));
     }
@@ -1106,28 +1125,32 @@ static int claim_slot(int want, const char *owner_dir, char **path, shed_err *er
 }
 
 /* The bookkeeping is plain files written once, in place: no directory per
- * sandbox and no rename over an existing file. On ext4 both cost a
- * synchronous discard at destroy on hosts mounted with -o discard (a
- * directory always has a block; a rename over a file forces the new one's
- * allocation, auto_da_alloc), 0.5-2 ms each; a small file written and
- * removed within seconds never gets a block. A write cut short (machine
- * crash) leaves a file reconcile cannot parse: removed after 60 s, as a
- * create that died before writing any state. */
-static int write_json_file(const char *path, int flags, json_t *j, shed_err *err)
+ * sandbox, no rename over an existing file and no O_TRUNC. On ext4 each of
+ * those forces the file's block allocation (auto_da_alloc: a truncate to 0
+ * or a rename over a file allocates at close, ~0.1 ms), and on hosts mounted
+ * with -o discard, freeing that block at destroy is a synchronous discard
+ * (0.3-2 ms); a small file written and removed within seconds never gets a
+ * block. The state file is written through the fd of its O_EXCL create.
+ * A write cut short (machine crash) leaves a file reconcile cannot parse:
+ * removed after 60 s, as a create that died before writing any state. */
+static int write_json_fd(int fd, const char *path, json_t *j, shed_err *err)
 {
     _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
     if (!text) return err_set(err, ENOMEM, "state");
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
-    if (fd < 0) return err_set(err, errno, "write %s", path);
     size_t n = strlen(text);
-    if (write(fd, text, n) != (ssize_t)n) return err_set(err, errno ? errno : EIO, "write %s", path);
+    if (pwrite(fd, text, n, 0) != (ssize_t)n) return err_set(err, errno ? errno : EIO, "write %s", path);
     return 0;
 }
 
-/* init's pid, once known: in the state file when that is written after the
- * clone (no cgroup), else in <state>.init next to it (never rewritten). */
-static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err);
+static int write_json_file(const char *path, int flags, json_t *j, shed_err *err)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
+    if (fd < 0) return err_set(err, errno, "write %s", path);
+    return write_json_fd(fd, path, j, err);
+}
 
+/* init's pid, once known: in the state file when that is written after the
+ * clone (v1, no cgroup), else (v2) in <state>.init next to it (never rewritten). */
 static int write_state(sandbox_t *sb, const char *root, shed_err *err)
 {
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I,s:i,s:I,s:i,s:s,s:s?}", "owner_pid",
@@ -1143,12 +1166,14 @@ static int write_state(sandbox_t *sb, const char *root, shed_err *err)
         json_object_set_new(st, "cgroup", json_string(sb->cg->be->name));
         json_object_set_new(st, "cgroup_dirs", d);
     }
-    return write_json_file(sb->dir, O_TRUNC, st, err);
+    /* once, through the fd of the O_EXCL create (see write_json_fd) */
+    int rc = write_json_fd(sb->state_fd, sb->dir, st, err);
+    close(steal_fd(&sb->state_fd));
+    return rc;
 }
 
-static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err)
+static int write_init_state(sandbox_t *sb, shed_err *err)
 {
-    if (!state_written) return write_state(sb, root, err);
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I}", "init_pid", (int)sb->init_pid, "init_start",
                                           (json_int_t)proc_start(sb->init_pid));
     if (!st) return err_set(err, ENOMEM, "state");
@@ -1222,6 +1247,7 @@ static void sandbox_free(sandbox_t *sb)
     if (sb->ctl_fd >= 0) close(sb->ctl_fd);
     if (sb->pidfd >= 0) close(sb->pidfd);
     if (sb->err_fd >= 0) close(sb->err_fd);
+    if (sb->state_fd >= 0) close(sb->state_fd);
     for (int i = 0; i < 3; i++)
         if (sb->listeners[i] >= 0) close(sb->listeners[i]);
     free(sb->label);
@@ -1240,15 +1266,51 @@ static void cleanup_planp(plan *p)
     plan_free(p);
 }
 
+/* opts->init_in_place: may this process's own image become init? Only
+ * when it is single-threaded now (a raw clone3 of a multithreaded process
+ * can inherit a lock another thread holds, e.g. malloc's; no thread can
+ * start between this check and the clone, we are the only one) and the
+ * only copies of its argv and environment are the strings the kernel put
+ * on the stack at exec, [arg_start, env_end) (every environ entry inside
+ * that block: no setenv, whose strings live on the heap) plus AT_EXECFN;
+ * the loader keeps copies of LD_* and GLIBC_TUNABLES values, glibc of
+ * MALLOC_* ones: with any of those set, no. Fills the range to zero. */
+static bool in_place_ok(child_args *a)
+{
+    char buf[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return false;
+    /* fields after the comm: 3 state ... 20 num_threads ... 48 arg_start,
+     * 49 arg_end, 50 env_start, 51 env_end */
+    unsigned long long f[52] = {0};
+    int i = 2;
+    for (char *t = strtok(p + 1, " "); t && i < 51; t = strtok(NULL, " ")) f[++i] = strtoull(t, NULL, 10);
+    if (i < 51 || f[20] != 1 || !f[48] || f[51] <= f[48]) return false;
+    for (char **e = environ; e && *e; e++) {
+        uintptr_t v = (uintptr_t)*e;
+        if (v < f[50] || v >= f[51]) return false;
+        if (!strncmp(*e, "LD_", 3) || !strncmp(*e, "GLIBC_", 6) || !strncmp(*e, "MALLOC_", 7))
+            return false;
+    }
+    a->scrub_start = (uintptr_t)f[48];
+    a->scrub_end = (uintptr_t)f[51];
+    a->execfn = (const char *)getauxval(AT_EXECFN);
+    a->no_exec = true;
+    return true;
+}
+
 int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
                          shed_err *err)
 {
     static const sandbox_opts no_opts = {.slot = -1};
     if (!opts) opts = &no_opts;
     int rc;
-    int efd = exe_fd(err);
-    if (efd < 0) return efd;
-
     bool privileged = geteuid() == 0;
     static int trace = -1;
     if (trace < 0) trace = getenv("SHED_SANDBOX_TRACE") != NULL;
@@ -1257,7 +1319,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
 #define TRACE() (tr[ntr < 12 ? ntr++ : 11] = clock_mono_ns())
     __attribute__((cleanup(cleanup_sandboxp))) sandbox_t *sb = calloc(1, sizeof(*sb));
     if (!sb) return err_set(err, ENOMEM, "sandbox");
-    sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+    sb->ctl_fd = sb->pidfd = sb->err_fd = sb->state_fd = -1;
     sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
     sb->slot = -1;
 
@@ -1287,7 +1349,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         free(steal_pointer(&sb->dir));
         return err_set(err, e, "create %s/%s (is label \"%s\" in use?)", path, label, label);
     }
-    close(sfd);
+    sb->state_fd = sfd; /* written once, below (write_state) */
     /* The new root's mount point: one empty directory shared by every
      * sandbox (each mounts its tmpfs there in its own mount namespace). */
     char root[4300];
@@ -1331,9 +1393,11 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
                      : be->create(base, label, &lim, &sb->cg, err);
         if (rc < 0) return cgroup_error(be, rc, err);
         cfg.cgroup_on = true;
-        /* recorded now, so that reconcile finds the cgroup even if we die
-         * before the clone; rewritten with init's pid below */
-        if ((rc = write_state(sb, root, err)) < 0) return rc;
+        /* v2 made the leaf: recorded now, so that reconcile finds it even if
+         * we die before the clone (init's pid goes to <state>.init). v1 makes
+         * its leaves after the clone: the state, init's pid included, is
+         * written once then, before they exist. */
+        if (!cg_late && (rc = write_state(sb, root, err)) < 0) return rc;
     } else {
         slog(LOG_WARN, label, NULL,
              "sandbox %s: layer \"cgroup\" waived by the policy: memory/pids limits fall back to "
@@ -1419,6 +1483,8 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
         sandbox_zygote_stop();
     }
+    int efd = -1;
+    if (!(opts->init_in_place && in_place_ok(&a)) && (efd = exe_fd(err)) < 0) return efd;
     pid = sandbox_clone(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
     if (pid < 0) {
         int e = errno;
@@ -1433,8 +1499,10 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         a.sync2_fd = move_fd_high(sync2_r);
         a.err_fd = move_fd_high(err_w);
         a.ctl_fd = move_fd_high(child_ctl);
-        a.exe_fd = move_fd_high(efd);
-        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
+        a.exe_fd = a.no_exec ? -1 : move_fd_high(efd);
+        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 ||
+            (a.exe_fd < 0 && !a.no_exec))
+            _exit(125);
         child_main(&a);
     }
 cloned:
@@ -1460,6 +1528,11 @@ cloned:
     if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync_w));
     cgroup_join_close(&join);
+    /* v1 and no cgroup: the state, once, with init's pid (while the child
+     * mounts; if we die before this, the child dies with us: EOF on its
+     * release socket, or PR_SET_PDEATHSIG) */
+    bool state_early = cfg.cgroup_on && !cg_late;
+    if (!state_early && (rc = write_state(sb, root, err)) < 0) return rc;
     if (cg_late) {
         /* v1: make the leaves while the child mounts, then hand it the
          * "tasks" files with its release */
@@ -1472,9 +1545,8 @@ cloned:
     if (send_release(sync2_w, join.fds, join.n) < 0) goto child_failed;
     close(steal_fd(&sync2_w));
     cgroup_join_close(&join);
-    /* init's pid for reconcile (while the child mounts; if we die before
-     * this, the child dies with us: PR_SET_PDEATHSIG, or EOF on sync) */
-    if ((rc = write_init_state(sb, cfg.cgroup_on, root, err)) < 0) return rc;
+    /* v2: init's pid for reconcile, next to the state written before the clone */
+    if (state_early && (rc = write_init_state(sb, err)) < 0) return rc;
 child_failed:;
     TRACE(); /* 7: released */
     /* The configuration waits in the socket until init reads it. */
@@ -1838,7 +1910,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
             if (time(NULL) - est.st_mtime > 60) {
                 sandbox_t *sb = calloc(1, sizeof(*sb));
                 if (!sb) break;
-                sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+                sb->ctl_fd = sb->pidfd = sb->err_fd = sb->state_fd = -1;
                 sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
                 sb->dir_is_dir = is_dir;
                 if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
@@ -1851,7 +1923,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         if (owner > 0 && proc_start(owner) == ostart && ostart) continue; /* creator alive */
         sandbox_t *sb = calloc(1, sizeof(*sb));
         if (!sb) break;
-        sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+        sb->ctl_fd = sb->pidfd = sb->err_fd = sb->state_fd = -1;
         sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));

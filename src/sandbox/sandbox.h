@@ -59,6 +59,16 @@ typedef struct sandbox_opts {
     const char *const *ro_binds; /* NULL-terminated "host:inside" strings */
     const char *const *rw_binds;
     char *const *env;            /* extra environment for tools, "K=V", NULL-terminated */
+    /* Init without an exec of its own: the clone child becomes init in
+     * place (one exec less per sandbox, ~1.3 ms of CPU here). Only for a
+     * creator whose memory holds nothing the sandbox may not see except
+     * its argv and environment (`shed run`): the child zeroes those
+     * strings. Ignored (init exec'd from the binary, as without it) while
+     * the process has another thread, an environment string outside the
+     * kernel's original block (setenv), or loader variables (LD_*,
+     * GLIBC_*, MALLOC_*), and when a zygote runs. docs/security.md,
+     * "Init in place". */
+    bool init_in_place;
 } sandbox_opts;
 
 int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
