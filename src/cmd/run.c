@@ -228,11 +228,16 @@ int cmd_run(int argc, char **argv)
     }
     if (rc == 128 + SIGKILL && sandbox_oom_kills(sb) > 0)
         fprintf(stderr, "shed run: the command was killed by the memory limit\n");
-    status_line(status_fd, json_pack("{s:i,s:I,s:I,s:b,s:i}", "exit-code", rc, "oom-kills",
-                                     (json_int_t)sandbox_oom_kills(sb), "pids-denied",
-                                     (json_int_t)sandbox_pids_denied(sb), "timed-out", timed_out,
-                                     "signal", sig_got));
+    if (status_fd >= 0) /* the counters are two cgroup file reads: only when asked */
+        status_line(status_fd, json_pack("{s:i,s:I,s:I,s:b,s:i}", "exit-code", rc, "oom-kills",
+                                         (json_int_t)sandbox_oom_kills(sb), "pids-denied",
+                                         (json_int_t)sandbox_pids_denied(sb), "timed-out",
+                                         timed_out, "signal", sig_got));
 out:
+    /* Without a grace period (not a signal), SIGKILL init first: the kernel
+     * tears the pid namespace down while the egress thread stops; destroy
+     * then waits for it and removes the rest. */
+    if (!sig_got) sandbox_kill(sb);
     egress_runner_stop(eg);
     egress_policy_free(epol);
     if (sandbox_destroy(sb, sig_got ? 500 : 0, &err) < 0)

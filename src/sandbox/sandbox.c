@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -354,10 +355,9 @@ typedef struct child_args {
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
     bool no_exec; /* forked by the zygote, or in place: become init without an exec */
-    /* in place (opts->init_in_place): the creator's argv and environment
-     * strings, [scrub_start, scrub_end) and AT_EXECFN, zeroed in the child */
-    uintptr_t scrub_start, scrub_end;
-    const char *execfn;
+    /* in place (opts->init_in_place): the creator's stack, [stack_lo,
+     * stack_hi), its argv strings from arg_start (scrub_caller) */
+    uintptr_t arg_start, stack_lo, stack_hi;
     int ncg; /* v1: how many "tasks" files come with the second release (cgroup_join) */
 } child_args;
 
@@ -564,6 +564,83 @@ static int send_release(int sock, const int *fds, int n)
     return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
+/* Init in place (opts->init_in_place, see in_place_ok): the child is a
+ * copy of the creator, whose stack holds its argv and environment strings
+ * (kernel-copied at exec, with the auxv and AT_EXECFN, at the top) and, in
+ * dead parts of frames, whatever else passed through it: vector registers
+ * spilled by the loader's lazy binding (_dl_runtime_resolve saves them all
+ * on the stack, and glibc's string functions leave 32-64 bytes of what they
+ * scanned in them: the test found the last environment string that way).
+ * The child never returns to any of those frames, so it drops the whole
+ * stack but this function's own frame: above it, every caller's frame, the
+ * auxv and the strings are zeroed; below it, the pages are discarded
+ * (MADV_DONTNEED: zero pages on the next touch); then the vector registers
+ * are cleared, so that no later spill brings anything back. Not
+ * instrumented: ASan would see writes to its poisoned redzones. */
+__attribute__((noinline, no_sanitize_address)) static void scrub_caller(uintptr_t arg_start,
+                                                                         uintptr_t lo,
+                                                                         uintptr_t hi)
+{
+#if defined(__x86_64__)
+    uintptr_t sp, fp = (uintptr_t)__builtin_frame_address(0);
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+    /* the registers first: the first call to a function (madvise below)
+     * goes through the lazy binder, which spills them to the stack */
+    /* vzeroall clears ymm0-15, not bits 511:256 of zmm0-15 nor zmm16-31,
+     * which glibc's EVEX string functions use: the first test run found 32
+     * bytes of the environment in an xsave spill after vzeroall alone,
+     * and before it, one spilled by the call to madvise after the zeroing */
+    if (__builtin_cpu_supports("avx512f")) {
+        __asm__ volatile(
+            "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+            "vpxord %%zmm2, %%zmm2, %%zmm2\n\tvpxord %%zmm3, %%zmm3, %%zmm3\n\t"
+            "vpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
+            "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"
+            "vpxord %%zmm8, %%zmm8, %%zmm8\n\tvpxord %%zmm9, %%zmm9, %%zmm9\n\t"
+            "vpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
+            "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
+            "vpxord %%zmm14, %%zmm14, %%zmm14\n\tvpxord %%zmm15, %%zmm15, %%zmm15\n\t"
+            "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+            "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+            "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+            "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+            "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+            "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+            "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+            "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t" ::
+                : "memory");
+    } else if (__builtin_cpu_supports("avx")) {
+        __asm__ volatile("vzeroall" ::: "memory");
+    } else {
+        __asm__ volatile(
+            "pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\t"
+            "pxor %%xmm2, %%xmm2\n\tpxor %%xmm3, %%xmm3\n\t"
+            "pxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+            "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\t"
+            "pxor %%xmm8, %%xmm8\n\tpxor %%xmm9, %%xmm9\n\t"
+            "pxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+            "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\t"
+            "pxor %%xmm14, %%xmm14\n\tpxor %%xmm15, %%xmm15\n\t" ::
+                : "memory");
+    }
+
+    /* below: a few pages by hand (the syscall below needs the stack),
+     * the rest discarded */
+    uintptr_t near = (sp & ~(uintptr_t)4095) - 8192;
+    for (volatile uint64_t *w = (uint64_t *)near; (uintptr_t)w < sp - 256; w++) *w = 0;
+    if (near > lo) madvise((void *)lo, near - lo, MADV_DONTNEED); /* ENOMEM for the holes */
+    /* above: every caller's frame up to the top of the stack */
+    for (volatile uint64_t *w = (uint64_t *)(fp + 16); (uintptr_t)w < hi; w++) *w = 0;
+    /* /proc/1/cmdline (world-readable) reads "shed init" */
+    static const char title[] = "shed\0init";
+    for (size_t i = 0; i < sizeof(title); i++) ((volatile char *)arg_start)[i] = title[i];
+    static char *no_env[] = {NULL};
+    environ = no_env;
+#else
+    (void)arg_start, (void)lo, (void)hi; /* in_place_ok never allows it here */
+#endif
+}
+
 __attribute__((noreturn)) static void child_main(child_args *a)
 {
     char c;
@@ -683,14 +760,7 @@ __attribute__((noreturn)) static void child_main(child_args *a)
          * too: EOF = "started"), every signal back to its default, as an
          * exec would leave it (a handler of the creator's stays out of pid 1). */
         syscall(SYS_close_range, 7, ~0U, 0);
-        if (a->scrub_end > a->scrub_start) {
-            memset((void *)a->scrub_start, 0, a->scrub_end - a->scrub_start);
-            /* /proc/1/cmdline (world-readable) then reads "shed init" */
-            if (a->scrub_end - a->scrub_start > 10) memcpy((void *)a->scrub_start, "shed\0init", 10);
-            if (a->execfn) memset((void *)a->execfn, 0, strlen(a->execfn));
-            static char *no_env[] = {NULL};
-            environ = no_env;
-        }
+        if (a->stack_hi) scrub_caller(a->arg_start, a->stack_lo, a->stack_hi);
         for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
@@ -1298,11 +1368,27 @@ static bool in_place_ok(child_args *a)
         if (!strncmp(*e, "LD_", 3) || !strncmp(*e, "GLIBC_", 6) || !strncmp(*e, "MALLOC_", 7))
             return false;
     }
-    a->scrub_start = (uintptr_t)f[48];
-    a->scrub_end = (uintptr_t)f[51];
-    a->execfn = (const char *)getauxval(AT_EXECFN);
+#if defined(__x86_64__)
+    /* The top of the stack: the kernel copies AT_EXECFN's string last, to
+     * end sizeof(void *) below it (fs/exec.c, bprm->p = vm_end - 8). */
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    if (!fn || (uintptr_t)fn < f[51]) return false;
+    uintptr_t hi = (uintptr_t)fn + strlen(fn) + 1 + sizeof(void *);
+    if (hi & 4095) return false;
+    /* Below, down to the stack's limit: the kernel keeps other mappings out
+     * of that range (mmap_base lies under it, mm/util.c mmap_base) */
+    struct rlimit rl;
+    uint64_t span = 64ull << 20;
+    if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < span)
+        span = rl.rlim_cur;
+    a->arg_start = (uintptr_t)f[48];
+    a->stack_hi = hi;
+    a->stack_lo = hi - span;
     a->no_exec = true;
     return true;
+#else
+    return false;
+#endif
 }
 
 int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
@@ -1759,12 +1845,25 @@ static bool pid_alive(pid_t pid, int pidfd)
     return kill(pid, 0) == 0;
 }
 
+void sandbox_kill(sandbox_t *sb)
+{
+    if (!sb || sb->init_pid <= 0) return;
+    if (sb->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+    else
+        kill(sb->init_pid, SIGKILL);
+}
+
 int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
 {
     if (!sb) return 0;
     int rc = 0;
     shed_err e2;
     int64_t t0 = clock_mono_ns(), t1 = t0, t2 = t0;
+    /* init seen gone: the kernel killed and reaped every other process of
+     * its pid namespace before (zap_pid_ns_processes), each of them past
+     * cgroup_exit, so nothing is left in the cgroup to kill */
+    bool init_gone = false;
     if (sb->init_pid > 0) {
         if (grace_ms > 0 && sb->ctl_fd >= 0 && pid_alive(sb->init_pid, sb->pidfd)) {
             /* 1. SIGTERM every process but init, done by init (kill(-1)). */
@@ -1785,23 +1884,24 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
         }
         /* 2. kill init: the kernel kills the rest of the pid namespace
          * atomically (no fork can race it); init is reaped only after all. */
-        if (sb->pidfd >= 0)
-            syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
-        else
-            kill(sb->init_pid, SIGKILL);
+        sandbox_kill(sb);
         if (sb->via_zygote) {
             /* not our child: the pidfd turns readable when init (and so the
              * whole pid namespace) is gone; the zygote reaps it */
             struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
-            while (poll(&p, 1, 10000) < 0 && errno == EINTR) {}
+            int r;
+            while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {}
+            init_gone = r > 0;
         } else {
-            while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+            pid_t w;
+            while ((w = waitpid(sb->init_pid, NULL, 0)) < 0 && errno == EINTR) {}
+            init_gone = w == sb->init_pid;
         }
     }
     t1 = clock_mono_ns();
     /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
      * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
-    if (sb->cg) {
+    if (sb->cg && !init_gone) {
         char buf[64];
         int left = 0;
         for (int i = 0; i < sb->cg->ndirs; i++)

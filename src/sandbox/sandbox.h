@@ -119,6 +119,11 @@ enum sandbox_kill_reason {
  * grace_ms 0 skips the SIGTERM step. Frees sb even on error; never fails
  * silently. */
 int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err);
+/* SIGKILL init now, without waiting (the kernel kills the rest of the pid
+ * namespace with it): the first step of sandbox_destroy(sb, 0, ...), for a
+ * creator with other work to do meanwhile; sandbox_destroy is still the
+ * call that waits and removes everything. */
+void sandbox_kill(sandbox_t *sb);
 
 /* Remove sandboxes (processes, cgroups, dirs) recorded under state_dir
  * (NULL = default) whose creator is no longer alive. Returns how many were swept. */
