@@ -37,6 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#if defined(__x86_64__)
+#include <sys/platform/x86.h> /* glibc's CPU features (no cpuid: libgcc's __builtin_cpu_supports runs ~40 at start-up, each a VM exit) */
+#endif
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -576,12 +579,14 @@ static int send_release(int sock, const int *fds, int n)
  * auxv and the strings are zeroed; below it, the pages are discarded
  * (MADV_DONTNEED: zero pages on the next touch); then the vector registers
  * are cleared, so that no later spill brings anything back. Not
- * instrumented: ASan would see writes to its poisoned redzones. */
-__attribute__((noinline, no_sanitize_address)) static void scrub_caller(uintptr_t arg_start,
-                                                                         uintptr_t lo,
-                                                                         uintptr_t hi)
+ * instrumented: ASan would see writes to its poisoned redzones. It never
+ * returns (its callers' frames are gone): it goes on as init. */
+__attribute__((noinline, noreturn, no_sanitize_address)) static void become_init(uintptr_t arg_start,
+                                                                                 uintptr_t lo,
+                                                                                 uintptr_t hi)
 {
 #if defined(__x86_64__)
+    if (!hi) goto init; /* the zygote's child: nothing to drop */
     uintptr_t sp, fp = (uintptr_t)__builtin_frame_address(0);
     __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
     /* the registers first: the first call to a function (madvise below)
@@ -590,7 +595,7 @@ __attribute__((noinline, no_sanitize_address)) static void scrub_caller(uintptr_
      * which glibc's EVEX string functions use: the first test run found 32
      * bytes of the environment in an xsave spill after vzeroall alone,
      * and before it, one spilled by the call to madvise after the zeroing */
-    if (__builtin_cpu_supports("avx512f")) {
+    if (CPU_FEATURE_ACTIVE(AVX512F)) {
         __asm__ volatile(
             "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\t"
             "vpxord %%zmm2, %%zmm2, %%zmm2\n\tvpxord %%zmm3, %%zmm3, %%zmm3\n\t"
@@ -609,7 +614,7 @@ __attribute__((noinline, no_sanitize_address)) static void scrub_caller(uintptr_
             "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
             "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t" ::
                 : "memory");
-    } else if (__builtin_cpu_supports("avx")) {
+    } else if (CPU_FEATURE_ACTIVE(AVX)) {
         __asm__ volatile("vzeroall" ::: "memory");
     } else {
         __asm__ volatile(
@@ -636,9 +641,18 @@ __attribute__((noinline, no_sanitize_address)) static void scrub_caller(uintptr_
     for (size_t i = 0; i < sizeof(title); i++) ((volatile char *)arg_start)[i] = title[i];
     static char *no_env[] = {NULL};
     environ = no_env;
+init:
 #else
-    (void)arg_start, (void)lo, (void)hi; /* in_place_ok never allows it here */
+    (void)arg_start, (void)lo, (void)hi; /* in_place_ok never allows a scrub here */
 #endif
+    /* every signal back to its default, as an exec would leave it (a
+     * handler of the creator's stays out of pid 1) */
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    char *argv0[] = {"shed", "init", NULL};
+    _exit(sandbox_init_main(2, argv0));
 }
 
 __attribute__((noreturn)) static void child_main(child_args *a)
@@ -755,18 +769,12 @@ __attribute__((noreturn)) static void child_main(child_args *a)
         /* Become init without an exec: the zygote's image was exec'd from
          * the binary's fd and never held anything but mount plans; a
          * creator that asked for init_in_place holds nothing the sandbox is
-         * not given anyway, but its argv and environment (docs/security.md,
-         * "init in place"). Everything but 0-6 is closed now (the error pipe
-         * too: EOF = "started"), every signal back to its default, as an
-         * exec would leave it (a handler of the creator's stays out of pid 1). */
+         * not given anyway, but its argv and environment, which become_init
+         * drops with the whole stack (docs/security.md, "Init in place").
+         * Everything but 0-6 is closed now (the error pipe too: EOF =
+         * "started"). */
         syscall(SYS_close_range, 7, ~0U, 0);
-        if (a->stack_hi) scrub_caller(a->arg_start, a->stack_lo, a->stack_hi);
-        for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        char *argv0[] = {"shed", "init", NULL};
-        _exit(sandbox_init_main(2, argv0));
+        become_init(a->arg_start, a->stack_lo, a->stack_hi);
     }
     char *const argv[] = {"shed", "init", NULL};
     /* init never uses TLS: skip GnuTLS's constructor (pulled in by libcurl),
@@ -1347,6 +1355,12 @@ static void cleanup_planp(plan *p)
  * MALLOC_* ones: with any of those set, no. Fills the range to zero. */
 static bool in_place_ok(child_args *a)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    /* the sanitizer runtime keeps its own copy of /proc/self/environ
+     * (sanitizer_common's GetEnv): an ASan build always execs init */
+    (void)a;
+    return false;
+#endif
     char buf[2048];
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;

@@ -9,6 +9,7 @@
 # /proc/1/environ or /proc/1/mem, and /proc/1/cmdline says "shed init". With
 # a loader variable in the environment (LD_LIBRARY_PATH, which ld.so copies),
 # init is exec'd instead, and is as clean. Root and unprivileged callers.
+# Mappings over 64 MB are not read (only sanitizer builds have them).
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sandbox.sh"
@@ -16,6 +17,11 @@
 [ "$(id -u)" = 0 ] || skip "reading another uid's /proc/PID/mem needs root"
 
 sb_policies ''
+# an ASan build keeps a copy of the environment in its runtime, so it never
+# runs init in place (src/sandbox/sandbox.c, in_place_ok): there the test
+# checks that init is exec'd, and as clean
+sanitized=""
+grep -qa __asan_init "$SHED" && sanitized=1
 env_secret="EnvS3cret-$RANDOM$RANDOM-value"
 arg_secret="ArgS3cret$RANDOM$RANDOM"
 pdir="$T/pol-$arg_secret"
@@ -37,11 +43,15 @@ with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem
         name = f[5] if len(f) > 5 else "anon"
         if "w" not in f[1] and name != "[stack]":
             continue
-        try:
-            mem.seek(lo)
-            data = mem.read(hi - lo)
-        except OSError:
-            continue
+        if hi - lo > 64 << 20:
+            continue  # a sanitizer's shadow or allocator space (ASan builds): reserved, not data
+        data = b""
+        for off in range(lo, hi, 1 << 20):
+            try:
+                mem.seek(off)
+                data += mem.read(min(1 << 20, hi - off))
+            except OSError:
+                break
         scanned += len(data)
         for n in needles:
             if re.search(re.escape(n), data):
@@ -80,7 +90,11 @@ for mode in "${MODES[@]}"; do
     # the path taken: an exec'd init has PATH and GNUTLS_NO_IMPLICIT_INIT in
     # its environment block, an init in place has it zeroed
     environ=$(tr '\0' '\n' </proc/"$INIT_PID"/environ)
-    expect_not_contains "$environ" "GNUTLS_NO_IMPLICIT_INIT" "[$mode] init runs in place (not exec'd)"
+    if [ -n "$sanitized" ]; then
+        expect_contains "$environ" "GNUTLS_NO_IMPLICIT_INIT" "[$mode] a sanitizer build execs init"
+    else
+        expect_not_contains "$environ" "GNUTLS_NO_IMPLICIT_INIT" "[$mode] init runs in place (not exec'd)"
+    fi
     expect_not_contains "$environ" "$env_secret" "[$mode] init's environ (host view)"
     cmdline=$(tr '\0' ' ' </proc/"$INIT_PID"/cmdline | sed 's/ *$//')
     expect_eq "$cmdline" "shed init" "[$mode] init's cmdline (host view)"
