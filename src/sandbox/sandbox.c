@@ -668,10 +668,16 @@ __attribute__((noreturn)) static void child_main(child_args *a)
 
     /* Become the sandbox user now (caps are kept: uid 0 is not mapped, so the
      * kernel's setuid cap-clearing rule does not apply) so that files we
-     * create on our tmpfs have a mapped owner. */
-    if (a->privileged && setgroups(0, NULL) < 0) child_die(a, errno, "setgroups");
-    if (setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) < 0) child_die(a, errno, "setresgid");
-    if (setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0) child_die(a, errno, "setresuid");
+     * create on our tmpfs have a mapped owner.
+     * Raw syscalls: glibc's wrappers in a process it believes to be
+     * multithreaded (a clone of a creator with threads) signal the other
+     * threads to change theirs too and wait for them forever (__nptl_setxid);
+     * the child has one thread, and the kernel's credentials are per thread. */
+    if (a->privileged && syscall(SYS_setgroups, 0, NULL) < 0) child_die(a, errno, "setgroups");
+    if (syscall(SYS_setresgid, SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) < 0)
+        child_die(a, errno, "setresgid");
+    if (syscall(SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
+        child_die(a, errno, "setresuid");
 
     /* Private, not slave: with a slave, a mount the host makes later under a
      * bound path (a shared mount on systemd hosts) propagates in with the
@@ -1374,7 +1380,9 @@ static bool in_place_ok(child_args *a)
      * 49 arg_end, 50 env_start, 51 env_end */
     unsigned long long f[52] = {0};
     int i = 2;
-    for (char *t = strtok(p + 1, " "); t && i < 51; t = strtok(NULL, " ")) f[++i] = strtoull(t, NULL, 10);
+    char *save = NULL;
+    for (char *t = strtok_r(p + 1, " ", &save); t && i < 51; t = strtok_r(NULL, " ", &save))
+        f[++i] = strtoull(t, NULL, 10);
     if (i < 51 || f[20] != 1 || !f[48] || f[51] <= f[48]) return false;
     for (char **e = environ; e && *e; e++) {
         uintptr_t v = (uintptr_t)*e;
