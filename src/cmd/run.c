@@ -125,20 +125,6 @@ int cmd_run(int argc, char **argv)
         egress_policy_free(epol);
         return EXIT_SETUP;
     }
-    /* The sandbox's only way out: the egress proxy, served on its own thread
-     * (this process waits in poll below). */
-    int lf[3];
-    sandbox_take_listeners(sb, &lf[0], &lf[1], &lf[2]);
-    egress_runner *eg = NULL;
-    if (egress_runner_start(sandbox_label(sb), epol, lf[0], lf[1], lf[2], &eg, &err) < 0) {
-        fprintf(stderr, "shed run: %s\n", err.msg);
-        if (sandbox_destroy(sb, 0, &err) < 0)
-            fprintf(stderr, "shed run: tearing the sandbox down: %s\n", err.msg);
-        sandbox_policy_free(pol);
-        egress_policy_free(epol);
-        return EXIT_SETUP;
-    }
-
     if (status_fd >= 0)
         status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
                                          "init-pid", (int)sandbox_init_pid(sb), "host-uid",
@@ -161,8 +147,20 @@ int cmd_run(int argc, char **argv)
     int stdio[3] = {0, 1, 2};
     int rc = EXIT_SETUP;
     int sig_got = 0;
+    egress_runner *eg = NULL;
     if (ctl_send(sandbox_ctl_fd(sb), ex, stdio, 3, &err) < 0) {
         fprintf(stderr, "shed run: %s\n", err.msg);
+        goto out;
+    }
+    /* The sandbox's only way out: the egress proxy, served on its own thread
+     * (this process waits in poll below). Started after the command: until
+     * it runs, connections wait in the listeners' backlog and DNS queries in
+     * the socket's buffer, and its start-up is off the command's path. */
+    int lf[3];
+    sandbox_take_listeners(sb, &lf[0], &lf[1], &lf[2]);
+    if (egress_runner_start(sandbox_label(sb), epol, lf[0], lf[1], lf[2], &eg, &err) < 0) {
+        fprintf(stderr, "shed run: %s\n", err.msg);
+        rc = EXIT_SETUP;
         goto out;
     }
     int64_t deadline = sandbox_deadline_ms(sb);
