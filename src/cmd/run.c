@@ -141,8 +141,9 @@ int cmd_run(int argc, char **argv)
         json_array_append_new(env_j, json_string(buf));
     }
     int64_t cmd_to = timeout_s > 0 ? (int64_t)(timeout_s * 1000) : 0;
-    _cleanup_json_ json_t *ex = json_pack("{s:s,s:i,s:o,s:o}", "type", "exec", "id", 1, "argv",
-                                          argv_j, "env", env_j);
+    /* last: init ends the sandbox right after reporting the exit */
+    _cleanup_json_ json_t *ex = json_pack("{s:s,s:i,s:o,s:o,s:b}", "type", "exec", "id", 1, "argv",
+                                          argv_j, "env", env_j, "last", 1);
     if (cmd_to) json_object_set_new(ex, "timeout_ms", json_integer(cmd_to));
     int stdio[3] = {0, 1, 2};
     int rc = EXIT_SETUP;
