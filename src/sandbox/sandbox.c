@@ -1794,12 +1794,9 @@ int sandbox_create_finish(sandbox_t *sb, shed_err *err)
     return 0;
 }
 
-int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
-                   shed_err *err)
+int sandbox_create_wait(sandbox_t *sb, shed_err *err)
 {
-    sandbox_t *sb = NULL;
-    int rc = sandbox_create_start(pol, opts, &sb, err);
-    if (rc < 0) return rc;
+    int rc;
     int64_t end = clock_mono_ms() + 20000;
     for (;;) {
         rc = sandbox_create_finish(sb, err);
@@ -1825,7 +1822,16 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
             }
         }
     }
-    if (rc < 0) {
+    return rc;
+}
+
+int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                   shed_err *err)
+{
+    sandbox_t *sb = NULL;
+    int rc = sandbox_create_start(pol, opts, &sb, err);
+    if (rc < 0) return rc;
+    if ((rc = sandbox_create_wait(sb, err)) < 0) {
         sandbox_destroy(sb, 0, NULL);
         return rc;
     }

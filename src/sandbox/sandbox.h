@@ -79,11 +79,18 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
  * a few ms); then wait for sandbox_ctl_fd() to
  * be readable and call finish, which returns -EAGAIN until init reported
  * "ready" (or fills err with the failing setup step). Until finish returned
- * 0, the only valid calls are finish, sandbox_ctl_fd and sandbox_destroy.
- * sandbox_create() = start + wait + finish. */
+ * 0, the only valid calls are finish, wait, sandbox_ctl_fd (to send, not to
+ * receive), sandbox_init_pid, sandbox_label and sandbox_destroy.
+ * sandbox_create() = start + sandbox_create_wait(). */
 int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
                          shed_err *err);
 int sandbox_create_finish(sandbox_t *sb, shed_err *err);
+/* Blocking: finish, waiting up to 20 s for "ready" (sandbox_create() =
+ * start + wait, destroying the sandbox on error; after a failed wait the
+ * caller destroys it). Between start and wait a creator may already send
+ * requests on sandbox_ctl_fd(): init reads them after its "ready" (`shed
+ * run` sends its command so, saving a round trip). */
+int sandbox_create_wait(sandbox_t *sb, shed_err *err);
 /* The control channel to init (SOCK_SEQPACKET, CLOEXEC, owned by the sandbox). */
 int sandbox_ctl_fd(const sandbox_t *sb);
 /* The egress listeners from init's "ready" message, handed over once (the
