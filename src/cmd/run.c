@@ -58,7 +58,7 @@ int cmd_run(int argc, char **argv)
         {"label", required_argument, NULL, 'l'},    {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *policy = NULL;
-    sandbox_opts o = {.slot = -1};
+    sandbox_opts o = {.slot = -1, .init_in_place = true};
     double timeout_s = 0;
     int status_fd = -1;
     opterr = 0;
@@ -119,32 +119,12 @@ int cmd_run(int argc, char **argv)
     if (sandbox_reconcile(NULL, &err) < 0) fprintf(stderr, "shed run: reconcile: %s\n", err.msg);
     if (timeout_s > 0) o.timeout_ms = (int64_t)(timeout_s * 1000) + 10000; /* backstop */
     sandbox_t *sb = NULL;
-    if (sandbox_create(pol, &o, &sb, &err) < 0) {
+    if (sandbox_create_start(pol, &o, &sb, &err) < 0) {
         fprintf(stderr, "shed run: %s\n", err.msg);
         sandbox_policy_free(pol);
         egress_policy_free(epol);
         return EXIT_SETUP;
     }
-    /* The sandbox's only way out: the egress proxy, served on its own thread
-     * (this process waits in poll below). */
-    int lf[3];
-    sandbox_take_listeners(sb, &lf[0], &lf[1], &lf[2]);
-    egress_runner *eg = NULL;
-    if (egress_runner_start(sandbox_label(sb), epol, lf[0], lf[1], lf[2], &eg, &err) < 0) {
-        fprintf(stderr, "shed run: %s\n", err.msg);
-        if (sandbox_destroy(sb, 0, &err) < 0)
-            fprintf(stderr, "shed run: tearing the sandbox down: %s\n", err.msg);
-        sandbox_policy_free(pol);
-        egress_policy_free(epol);
-        return EXIT_SETUP;
-    }
-
-    if (status_fd >= 0)
-        status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
-                                         "init-pid", (int)sandbox_init_pid(sb), "host-uid",
-                                         (int)sandbox_host_uid(sb), "cgroup",
-                                         sandbox_cgroup_mode(sb), "policy-digest",
-                                         sandbox_policy_digest(pol)));
 
     json_t *argv_j = json_array(), *env_j = json_array();
     for (int i = optind; i < argc; i++) json_array_append_new(argv_j, json_string(argv[i]));
@@ -155,13 +135,42 @@ int cmd_run(int argc, char **argv)
         json_array_append_new(env_j, json_string(buf));
     }
     int64_t cmd_to = timeout_s > 0 ? (int64_t)(timeout_s * 1000) : 0;
-    _cleanup_json_ json_t *ex = json_pack("{s:s,s:i,s:o,s:o}", "type", "exec", "id", 1, "argv",
-                                          argv_j, "env", env_j);
+    /* last: init ends the sandbox right after reporting the exit */
+    _cleanup_json_ json_t *ex = json_pack("{s:s,s:i,s:o,s:o,s:b}", "type", "exec", "id", 1, "argv",
+                                          argv_j, "env", env_j, "last", 1);
     if (cmd_to) json_object_set_new(ex, "timeout_ms", json_integer(cmd_to));
     int stdio[3] = {0, 1, 2};
+    /* The command goes now, while init is still starting: init reads it
+     * right after its "ready", a round trip earlier than after create. A
+     * child that died during setup closed its end: the wait names why. */
+    shed_err serr = {0};
+    int sent = ctl_send(sandbox_ctl_fd(sb), ex, stdio, 3, &serr);
+    int waited = sandbox_create_wait(sb, &err);
+    if (waited < 0 || sent < 0) {
+        fprintf(stderr, "shed run: %s\n", waited < 0 ? err.msg : serr.msg);
+        if (sandbox_destroy(sb, 0, &err) < 0)
+            fprintf(stderr, "shed run: tearing the sandbox down: %s\n", err.msg);
+        sandbox_policy_free(pol);
+        egress_policy_free(epol);
+        return EXIT_SETUP;
+    }
+    if (status_fd >= 0)
+        status_line(status_fd, json_pack("{s:s,s:i,s:i,s:s,s:s}", "label", sandbox_label(sb),
+                                         "init-pid", (int)sandbox_init_pid(sb), "host-uid",
+                                         (int)sandbox_host_uid(sb), "cgroup",
+                                         sandbox_cgroup_mode(sb), "policy-digest",
+                                         sandbox_policy_digest(pol)));
+
     int rc = EXIT_SETUP;
     int sig_got = 0;
-    if (ctl_send(sandbox_ctl_fd(sb), ex, stdio, 3, &err) < 0) {
+    /* The sandbox's only way out: the egress proxy, served on its own thread
+     * (this process waits in poll below). Started after the command: until
+     * it runs, connections wait in the listeners' backlog and DNS queries in
+     * the socket's buffer, and its start-up is off the command's path. */
+    egress_runner *eg = NULL;
+    int lf[3];
+    sandbox_take_listeners(sb, &lf[0], &lf[1], &lf[2]);
+    if (egress_runner_start(sandbox_label(sb), epol, lf[0], lf[1], lf[2], &eg, &err) < 0) {
         fprintf(stderr, "shed run: %s\n", err.msg);
         goto out;
     }
@@ -228,11 +237,16 @@ int cmd_run(int argc, char **argv)
     }
     if (rc == 128 + SIGKILL && sandbox_oom_kills(sb) > 0)
         fprintf(stderr, "shed run: the command was killed by the memory limit\n");
-    status_line(status_fd, json_pack("{s:i,s:I,s:I,s:b,s:i}", "exit-code", rc, "oom-kills",
-                                     (json_int_t)sandbox_oom_kills(sb), "pids-denied",
-                                     (json_int_t)sandbox_pids_denied(sb), "timed-out", timed_out,
-                                     "signal", sig_got));
+    if (status_fd >= 0) /* the counters are two cgroup file reads: only when asked */
+        status_line(status_fd, json_pack("{s:i,s:I,s:I,s:b,s:i}", "exit-code", rc, "oom-kills",
+                                         (json_int_t)sandbox_oom_kills(sb), "pids-denied",
+                                         (json_int_t)sandbox_pids_denied(sb), "timed-out",
+                                         timed_out, "signal", sig_got));
 out:
+    /* Without a grace period (not a signal), SIGKILL init first: the kernel
+     * tears the pid namespace down while the egress thread stops; destroy
+     * then waits for it and removes the rest. */
+    if (!sig_got) sandbox_kill(sb);
     egress_runner_stop(eg);
     egress_policy_free(epol);
     if (sandbox_destroy(sb, sig_got ? 500 : 0, &err) < 0)

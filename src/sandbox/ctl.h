@@ -24,8 +24,10 @@
  *                                            first message, sent by sandbox_create only
  *   {"type":"tool","id":N,"tool":"bash","input":{...},"timeout_ms":T}
  *   {"type":"cancel","id":N}                 abort call N (tool: error result; exec: SIGKILL group)
- *   {"type":"exec","id":N,"argv":[...],"env":[...],"cwd":"/workspace","timeout_ms":T}
- *                                            + 3 fds: stdin, stdout, stderr of the command
+ *   {"type":"exec","id":N,"argv":[...],"env":[...],"cwd":"/workspace","timeout_ms":T,"last":B}
+ *                                            + 3 fds: stdin, stdout, stderr of the command;
+ *                                              last: init exits right after this command's
+ *                                              "exit" (ending the sandbox: `shed run`)
  *   {"type":"policy","network":{...}}        runtime policy change notice (ignored by init)
  *   {"type":"terminate"}                     SIGTERM every process but init (destroy's first step)
  * init -> creator

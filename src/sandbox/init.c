@@ -40,6 +40,7 @@
 
 typedef struct exec_entry {
     int64_t id;
+    bool last;           /* the sandbox ends with it: init exits after its "exit" */
     pid_t pid;           /* also its process group */
     int64_t deadline_ms; /* 0 = none */
     int64_t kill_at_ms;  /* SIGKILL after SIGTERM, 0 = not yet */
@@ -257,7 +258,8 @@ static void do_exec(init_state *s, json_t *m, int *fds, int nfds)
     setpgid(pid, pid); /* also from here: no race with a signal to the group */
     exec_entry *e = &s->execs[s->nexecs++];
     int64_t t = to ? json_integer_value(to) : s->command_timeout_ms;
-    *e = (exec_entry){.id = id, .pid = pid, .deadline_ms = t > 0 ? clock_mono_ms() + t : 0};
+    *e = (exec_entry){.id = id, .pid = pid, .deadline_ms = t > 0 ? clock_mono_ms() + t : 0,
+                      .last = json_is_true(json_object_get(m, "last"))};
 }
 
 static void watchdog_report(init_state *s);
@@ -278,6 +280,10 @@ static void reap(init_state *s)
         send_msg(s, json_pack("{s:s,s:I,s:i,s:i}", "type", "exit", "id", (json_int_t)e->id,
                               "status", status, "signal", sig),
                  NULL, 0);
+        /* the creator's last command: end the sandbox now (the kernel kills
+         * whatever is left in the pid namespace) instead of waiting for the
+         * creator's SIGKILL, so that the teardown starts a round trip earlier */
+        if (e->last) _exit(0);
         exec_remove(s, e);
     }
 }

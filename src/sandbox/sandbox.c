@@ -36,7 +36,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#if defined(__x86_64__)
+#include <sys/platform/x86.h> /* glibc's CPU features (no cpuid: libgcc's __builtin_cpu_supports runs ~40 at start-up, each a VM exit) */
+#endif
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -68,6 +73,7 @@ struct sandbox {
     bool via_zygote; /* init is the zygote's child: wait on the pidfd */
     bool ready;      /* sandbox_create_finish() saw "ready" */
     int err_fd;      /* the child's error pipe until then */
+    int state_fd;    /* the state file, from its O_EXCL create until written once */
     int64_t started_ns;
 };
 
@@ -351,7 +357,10 @@ typedef struct child_args {
     const struct sock_fprog *prog; /* NULL when waived */
     struct rlimit nofile, fsize, nproc;
     bool nproc_on;
-    bool no_exec; /* forked by the zygote: become init without an exec */
+    bool no_exec; /* forked by the zygote, or in place: become init without an exec */
+    /* in place (opts->init_in_place): the creator's stack, [stack_lo,
+     * stack_hi), its argv strings from arg_start (scrub_caller) */
+    uintptr_t arg_start, stack_lo, stack_hi;
     int ncg; /* v1: how many "tasks" files come with the second release (cgroup_join) */
 } child_args;
 
@@ -558,6 +567,94 @@ static int send_release(int sock, const int *fds, int n)
     return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
+/* Init in place (opts->init_in_place, see in_place_ok): the child is a
+ * copy of the creator, whose stack holds its argv and environment strings
+ * (kernel-copied at exec, with the auxv and AT_EXECFN, at the top) and, in
+ * dead parts of frames, whatever else passed through it: vector registers
+ * spilled by the loader's lazy binding (_dl_runtime_resolve saves them all
+ * on the stack, and glibc's string functions leave 32-64 bytes of what they
+ * scanned in them: the test found the last environment string that way).
+ * The child never returns to any of those frames, so it drops the whole
+ * stack but this function's own frame: above it, every caller's frame, the
+ * auxv and the strings are zeroed; below it, the pages are discarded
+ * (MADV_DONTNEED: zero pages on the next touch); then the vector registers
+ * are cleared, so that no later spill brings anything back. Not
+ * instrumented: ASan would see writes to its poisoned redzones. It never
+ * returns (its callers' frames are gone): it goes on as init. */
+__attribute__((noinline, noreturn, no_sanitize_address)) static void become_init(uintptr_t arg_start,
+                                                                                 uintptr_t lo,
+                                                                                 uintptr_t hi)
+{
+#if defined(__x86_64__)
+    if (!hi) goto init; /* the zygote's child: nothing to drop */
+    uintptr_t sp, fp = (uintptr_t)__builtin_frame_address(0);
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+    /* the registers first: the first call to a function (madvise below)
+     * goes through the lazy binder, which spills them to the stack */
+    /* vzeroall clears ymm0-15, not bits 511:256 of zmm0-15 nor zmm16-31,
+     * which glibc's EVEX string functions use: the first test run found 32
+     * bytes of the environment in an xsave spill after vzeroall alone,
+     * and before it, one spilled by the call to madvise after the zeroing */
+    if (CPU_FEATURE_ACTIVE(AVX512F)) {
+        __asm__ volatile(
+            "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+            "vpxord %%zmm2, %%zmm2, %%zmm2\n\tvpxord %%zmm3, %%zmm3, %%zmm3\n\t"
+            "vpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
+            "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"
+            "vpxord %%zmm8, %%zmm8, %%zmm8\n\tvpxord %%zmm9, %%zmm9, %%zmm9\n\t"
+            "vpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
+            "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
+            "vpxord %%zmm14, %%zmm14, %%zmm14\n\tvpxord %%zmm15, %%zmm15, %%zmm15\n\t"
+            "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+            "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+            "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+            "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+            "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+            "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+            "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+            "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t" ::
+                : "memory");
+    } else if (CPU_FEATURE_ACTIVE(AVX)) {
+        __asm__ volatile("vzeroall" ::: "memory");
+    } else {
+        __asm__ volatile(
+            "pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\t"
+            "pxor %%xmm2, %%xmm2\n\tpxor %%xmm3, %%xmm3\n\t"
+            "pxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+            "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\t"
+            "pxor %%xmm8, %%xmm8\n\tpxor %%xmm9, %%xmm9\n\t"
+            "pxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+            "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\t"
+            "pxor %%xmm14, %%xmm14\n\tpxor %%xmm15, %%xmm15\n\t" ::
+                : "memory");
+    }
+
+    /* below: a few pages by hand (the syscall below needs the stack),
+     * the rest discarded */
+    uintptr_t near = (sp & ~(uintptr_t)4095) - 8192;
+    for (volatile uint64_t *w = (uint64_t *)near; (uintptr_t)w < sp - 256; w++) *w = 0;
+    if (near > lo) madvise((void *)lo, near - lo, MADV_DONTNEED); /* ENOMEM for the holes */
+    /* above: every caller's frame up to the top of the stack */
+    for (volatile uint64_t *w = (uint64_t *)(fp + 16); (uintptr_t)w < hi; w++) *w = 0;
+    /* /proc/1/cmdline (world-readable) reads "shed init" */
+    static const char title[] = "shed\0init";
+    for (size_t i = 0; i < sizeof(title); i++) ((volatile char *)arg_start)[i] = title[i];
+    static char *no_env[] = {NULL};
+    environ = no_env;
+init:
+#else
+    (void)arg_start, (void)lo, (void)hi; /* in_place_ok never allows a scrub here */
+#endif
+    /* every signal back to its default, as an exec would leave it (a
+     * handler of the creator's stays out of pid 1) */
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    char *argv0[] = {"shed", "init", NULL};
+    _exit(sandbox_init_main(2, argv0));
+}
+
 __attribute__((noreturn)) static void child_main(child_args *a)
 {
     char c;
@@ -571,10 +668,16 @@ __attribute__((noreturn)) static void child_main(child_args *a)
 
     /* Become the sandbox user now (caps are kept: uid 0 is not mapped, so the
      * kernel's setuid cap-clearing rule does not apply) so that files we
-     * create on our tmpfs have a mapped owner. */
-    if (a->privileged && setgroups(0, NULL) < 0) child_die(a, errno, "setgroups");
-    if (setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) < 0) child_die(a, errno, "setresgid");
-    if (setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0) child_die(a, errno, "setresuid");
+     * create on our tmpfs have a mapped owner.
+     * Raw syscalls: glibc's wrappers in a process it believes to be
+     * multithreaded (a clone of a creator with threads) signal the other
+     * threads to change theirs too and wait for them forever (__nptl_setxid);
+     * the child has one thread, and the kernel's credentials are per thread. */
+    if (a->privileged && syscall(SYS_setgroups, 0, NULL) < 0) child_die(a, errno, "setgroups");
+    if (syscall(SYS_setresgid, SANDBOX_GID, SANDBOX_GID, SANDBOX_GID) < 0)
+        child_die(a, errno, "setresgid");
+    if (syscall(SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
+        child_die(a, errno, "setresuid");
 
     /* Private, not slave: with a slave, a mount the host makes later under a
      * bound path (a shared mount on systemd hosts) propagates in with the
@@ -669,15 +772,15 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
         child_die(a, errno, "install the seccomp filter");
     if (a->no_exec) {
-        /* The zygote's image was exec'd from the binary's fd and never held
-         * anything but mount plans: become init in place. Everything but
-         * 0-6 is closed now (the error pipe too: EOF = "started"). */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        /* Become init without an exec: the zygote's image was exec'd from
+         * the binary's fd and never held anything but mount plans; a
+         * creator that asked for init_in_place holds nothing the sandbox is
+         * not given anyway, but its argv and environment, which become_init
+         * drops with the whole stack (docs/security.md, "Init in place").
+         * Everything but 0-6 is closed now (the error pipe too: EOF =
+         * "started"). */
         syscall(SYS_close_range, 7, ~0U, 0);
-        char *argv0[] = {"shed", "init", NULL};
-        _exit(sandbox_init_main(2, argv0));
+        become_init(a->arg_start, a->stack_lo, a->stack_hi);
     }
     char *const argv[] = {"shed", "init", NULL};
     /* init never uses TLS: skip GnuTLS's constructor (pulled in by libcurl),
@@ -1106,28 +1209,32 @@ static int claim_slot(int want, const char *owner_dir, char **path, shed_err *er
 }
 
 /* The bookkeeping is plain files written once, in place: no directory per
- * sandbox and no rename over an existing file. On ext4 both cost a
- * synchronous discard at destroy on hosts mounted with -o discard (a
- * directory always has a block; a rename over a file forces the new one's
- * allocation, auto_da_alloc), 0.5-2 ms each; a small file written and
- * removed within seconds never gets a block. A write cut short (machine
- * crash) leaves a file reconcile cannot parse: removed after 60 s, as a
- * create that died before writing any state. */
-static int write_json_file(const char *path, int flags, json_t *j, shed_err *err)
+ * sandbox, no rename over an existing file and no O_TRUNC. On ext4 each of
+ * those forces the file's block allocation (auto_da_alloc: a truncate to 0
+ * or a rename over a file allocates at close, ~0.1 ms), and on hosts mounted
+ * with -o discard, freeing that block at destroy is a synchronous discard
+ * (0.3-2 ms); a small file written and removed within seconds never gets a
+ * block. The state file is written through the fd of its O_EXCL create.
+ * A write cut short (machine crash) leaves a file reconcile cannot parse:
+ * removed after 60 s, as a create that died before writing any state. */
+static int write_json_fd(int fd, const char *path, json_t *j, shed_err *err)
 {
     _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
     if (!text) return err_set(err, ENOMEM, "state");
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
-    if (fd < 0) return err_set(err, errno, "write %s", path);
     size_t n = strlen(text);
-    if (write(fd, text, n) != (ssize_t)n) return err_set(err, errno ? errno : EIO, "write %s", path);
+    if (pwrite(fd, text, n, 0) != (ssize_t)n) return err_set(err, errno ? errno : EIO, "write %s", path);
     return 0;
 }
 
-/* init's pid, once known: in the state file when that is written after the
- * clone (no cgroup), else in <state>.init next to it (never rewritten). */
-static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err);
+static int write_json_file(const char *path, int flags, json_t *j, shed_err *err)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
+    if (fd < 0) return err_set(err, errno, "write %s", path);
+    return write_json_fd(fd, path, j, err);
+}
 
+/* init's pid, once known: in the state file when that is written after the
+ * clone (v1, no cgroup), else (v2) in <state>.init next to it (never rewritten). */
 static int write_state(sandbox_t *sb, const char *root, shed_err *err)
 {
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I,s:i,s:I,s:i,s:s,s:s?}", "owner_pid",
@@ -1143,12 +1250,14 @@ static int write_state(sandbox_t *sb, const char *root, shed_err *err)
         json_object_set_new(st, "cgroup", json_string(sb->cg->be->name));
         json_object_set_new(st, "cgroup_dirs", d);
     }
-    return write_json_file(sb->dir, O_TRUNC, st, err);
+    /* once, through the fd of the O_EXCL create (see write_json_fd) */
+    int rc = write_json_fd(sb->state_fd, sb->dir, st, err);
+    close(steal_fd(&sb->state_fd));
+    return rc;
 }
 
-static int write_init_state(sandbox_t *sb, bool state_written, const char *root, shed_err *err)
+static int write_init_state(sandbox_t *sb, shed_err *err)
 {
-    if (!state_written) return write_state(sb, root, err);
     _cleanup_json_ json_t *st = json_pack("{s:i,s:I}", "init_pid", (int)sb->init_pid, "init_start",
                                           (json_int_t)proc_start(sb->init_pid));
     if (!st) return err_set(err, ENOMEM, "state");
@@ -1222,6 +1331,7 @@ static void sandbox_free(sandbox_t *sb)
     if (sb->ctl_fd >= 0) close(sb->ctl_fd);
     if (sb->pidfd >= 0) close(sb->pidfd);
     if (sb->err_fd >= 0) close(sb->err_fd);
+    if (sb->state_fd >= 0) close(sb->state_fd);
     for (int i = 0; i < 3; i++)
         if (sb->listeners[i] >= 0) close(sb->listeners[i]);
     free(sb->label);
@@ -1240,15 +1350,75 @@ static void cleanup_planp(plan *p)
     plan_free(p);
 }
 
+/* opts->init_in_place: may this process's own image become init? Only
+ * when it is single-threaded now (a raw clone3 of a multithreaded process
+ * can inherit a lock another thread holds, e.g. malloc's; no thread can
+ * start between this check and the clone, we are the only one) and the
+ * only copies of its argv and environment are the strings the kernel put
+ * on the stack at exec, [arg_start, env_end) (every environ entry inside
+ * that block: no setenv, whose strings live on the heap) plus AT_EXECFN;
+ * the loader keeps copies of LD_* and GLIBC_TUNABLES values, glibc of
+ * MALLOC_* ones: with any of those set, no. Fills the range to zero. */
+static bool in_place_ok(child_args *a)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    /* the sanitizer runtime keeps its own copy of /proc/self/environ
+     * (sanitizer_common's GetEnv): an ASan build always execs init */
+    (void)a;
+    return false;
+#endif
+    char buf[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return false;
+    /* fields after the comm: 3 state ... 20 num_threads ... 48 arg_start,
+     * 49 arg_end, 50 env_start, 51 env_end */
+    unsigned long long f[52] = {0};
+    int i = 2;
+    char *save = NULL;
+    for (char *t = strtok_r(p + 1, " ", &save); t && i < 51; t = strtok_r(NULL, " ", &save))
+        f[++i] = strtoull(t, NULL, 10);
+    if (i < 51 || f[20] != 1 || !f[48] || f[51] <= f[48]) return false;
+    for (char **e = environ; e && *e; e++) {
+        uintptr_t v = (uintptr_t)*e;
+        if (v < f[50] || v >= f[51]) return false;
+        if (!strncmp(*e, "LD_", 3) || !strncmp(*e, "GLIBC_", 6) || !strncmp(*e, "MALLOC_", 7))
+            return false;
+    }
+#if defined(__x86_64__)
+    /* The top of the stack: the kernel copies AT_EXECFN's string last, to
+     * end sizeof(void *) below it (fs/exec.c, bprm->p = vm_end - 8). */
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    if (!fn || (uintptr_t)fn < f[51]) return false;
+    uintptr_t hi = (uintptr_t)fn + strlen(fn) + 1 + sizeof(void *);
+    if (hi & 4095) return false;
+    /* Below, down to the stack's limit: the kernel keeps other mappings out
+     * of that range (mmap_base lies under it, mm/util.c mmap_base) */
+    struct rlimit rl;
+    uint64_t span = 64ull << 20;
+    if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < span)
+        span = rl.rlim_cur;
+    a->arg_start = (uintptr_t)f[48];
+    a->stack_hi = hi;
+    a->stack_lo = hi - span;
+    a->no_exec = true;
+    return true;
+#else
+    return false;
+#endif
+}
+
 int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
                          shed_err *err)
 {
     static const sandbox_opts no_opts = {.slot = -1};
     if (!opts) opts = &no_opts;
     int rc;
-    int efd = exe_fd(err);
-    if (efd < 0) return efd;
-
     bool privileged = geteuid() == 0;
     static int trace = -1;
     if (trace < 0) trace = getenv("SHED_SANDBOX_TRACE") != NULL;
@@ -1257,7 +1427,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
 #define TRACE() (tr[ntr < 12 ? ntr++ : 11] = clock_mono_ns())
     __attribute__((cleanup(cleanup_sandboxp))) sandbox_t *sb = calloc(1, sizeof(*sb));
     if (!sb) return err_set(err, ENOMEM, "sandbox");
-    sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+    sb->ctl_fd = sb->pidfd = sb->err_fd = sb->state_fd = -1;
     sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
     sb->slot = -1;
 
@@ -1287,7 +1457,7 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         free(steal_pointer(&sb->dir));
         return err_set(err, e, "create %s/%s (is label \"%s\" in use?)", path, label, label);
     }
-    close(sfd);
+    sb->state_fd = sfd; /* written once, below (write_state) */
     /* The new root's mount point: one empty directory shared by every
      * sandbox (each mounts its tmpfs there in its own mount namespace). */
     char root[4300];
@@ -1331,9 +1501,11 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
                      : be->create(base, label, &lim, &sb->cg, err);
         if (rc < 0) return cgroup_error(be, rc, err);
         cfg.cgroup_on = true;
-        /* recorded now, so that reconcile finds the cgroup even if we die
-         * before the clone; rewritten with init's pid below */
-        if ((rc = write_state(sb, root, err)) < 0) return rc;
+        /* v2 made the leaf: recorded now, so that reconcile finds it even if
+         * we die before the clone (init's pid goes to <state>.init). v1 makes
+         * its leaves after the clone: the state, init's pid included, is
+         * written once then, before they exist. */
+        if (!cg_late && (rc = write_state(sb, root, err)) < 0) return rc;
     } else {
         slog(LOG_WARN, label, NULL,
              "sandbox %s: layer \"cgroup\" waived by the policy: memory/pids limits fall back to "
@@ -1419,6 +1591,8 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         log_warn("sandbox: the zygote is gone (%s); cloning directly", err ? err->msg : "");
         sandbox_zygote_stop();
     }
+    int efd = -1;
+    if (!(opts->init_in_place && in_place_ok(&a)) && (efd = exe_fd(err)) < 0) return efd;
     pid = sandbox_clone(join.clone_into ? join.fds[0] : -1, &pidfd, &joined);
     if (pid < 0) {
         int e = errno;
@@ -1433,8 +1607,10 @@ int sandbox_create_start(const sandbox_policy *pol, const sandbox_opts *opts, sa
         a.sync2_fd = move_fd_high(sync2_r);
         a.err_fd = move_fd_high(err_w);
         a.ctl_fd = move_fd_high(child_ctl);
-        a.exe_fd = move_fd_high(efd);
-        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 || a.exe_fd < 0) _exit(125);
+        a.exe_fd = a.no_exec ? -1 : move_fd_high(efd);
+        if (a.sync_fd < 0 || a.sync2_fd < 0 || a.err_fd < 0 || a.ctl_fd < 0 ||
+            (a.exe_fd < 0 && !a.no_exec))
+            _exit(125);
         child_main(&a);
     }
 cloned:
@@ -1460,6 +1636,11 @@ cloned:
     if (send(sync_w, "x", 1, MSG_NOSIGNAL) != 1) goto child_failed;
     close(steal_fd(&sync_w));
     cgroup_join_close(&join);
+    /* v1 and no cgroup: the state, once, with init's pid (while the child
+     * mounts; if we die before this, the child dies with us: EOF on its
+     * release socket, or PR_SET_PDEATHSIG) */
+    bool state_early = cfg.cgroup_on && !cg_late;
+    if (!state_early && (rc = write_state(sb, root, err)) < 0) return rc;
     if (cg_late) {
         /* v1: make the leaves while the child mounts, then hand it the
          * "tasks" files with its release */
@@ -1472,9 +1653,8 @@ cloned:
     if (send_release(sync2_w, join.fds, join.n) < 0) goto child_failed;
     close(steal_fd(&sync2_w));
     cgroup_join_close(&join);
-    /* init's pid for reconcile (while the child mounts; if we die before
-     * this, the child dies with us: PR_SET_PDEATHSIG, or EOF on sync) */
-    if ((rc = write_init_state(sb, cfg.cgroup_on, root, err)) < 0) return rc;
+    /* v2: init's pid for reconcile, next to the state written before the clone */
+    if (state_early && (rc = write_init_state(sb, err)) < 0) return rc;
 child_failed:;
     TRACE(); /* 7: released */
     /* The configuration waits in the socket until init reads it. */
@@ -1614,12 +1794,9 @@ int sandbox_create_finish(sandbox_t *sb, shed_err *err)
     return 0;
 }
 
-int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
-                   shed_err *err)
+int sandbox_create_wait(sandbox_t *sb, shed_err *err)
 {
-    sandbox_t *sb = NULL;
-    int rc = sandbox_create_start(pol, opts, &sb, err);
-    if (rc < 0) return rc;
+    int rc;
     int64_t end = clock_mono_ms() + 20000;
     for (;;) {
         rc = sandbox_create_finish(sb, err);
@@ -1645,7 +1822,16 @@ int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_
             }
         }
     }
-    if (rc < 0) {
+    return rc;
+}
+
+int sandbox_create(const sandbox_policy *pol, const sandbox_opts *opts, sandbox_t **out,
+                   shed_err *err)
+{
+    sandbox_t *sb = NULL;
+    int rc = sandbox_create_start(pol, opts, &sb, err);
+    if (rc < 0) return rc;
+    if ((rc = sandbox_create_wait(sb, err)) < 0) {
         sandbox_destroy(sb, 0, NULL);
         return rc;
     }
@@ -1687,12 +1873,25 @@ static bool pid_alive(pid_t pid, int pidfd)
     return kill(pid, 0) == 0;
 }
 
+void sandbox_kill(sandbox_t *sb)
+{
+    if (!sb || sb->init_pid <= 0) return;
+    if (sb->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+    else
+        kill(sb->init_pid, SIGKILL);
+}
+
 int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
 {
     if (!sb) return 0;
     int rc = 0;
     shed_err e2;
     int64_t t0 = clock_mono_ns(), t1 = t0, t2 = t0;
+    /* init seen gone: the kernel killed and reaped every other process of
+     * its pid namespace before (zap_pid_ns_processes), each of them past
+     * cgroup_exit, so nothing is left in the cgroup to kill */
+    bool init_gone = false;
     if (sb->init_pid > 0) {
         if (grace_ms > 0 && sb->ctl_fd >= 0 && pid_alive(sb->init_pid, sb->pidfd)) {
             /* 1. SIGTERM every process but init, done by init (kill(-1)). */
@@ -1713,23 +1912,24 @@ int sandbox_destroy(sandbox_t *sb, int grace_ms, shed_err *err)
         }
         /* 2. kill init: the kernel kills the rest of the pid namespace
          * atomically (no fork can race it); init is reaped only after all. */
-        if (sb->pidfd >= 0)
-            syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
-        else
-            kill(sb->init_pid, SIGKILL);
+        sandbox_kill(sb);
         if (sb->via_zygote) {
             /* not our child: the pidfd turns readable when init (and so the
              * whole pid namespace) is gone; the zygote reaps it */
             struct pollfd p = {.fd = sb->pidfd, .events = POLLIN};
-            while (poll(&p, 1, 10000) < 0 && errno == EINTR) {}
+            int r;
+            while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {}
+            init_gone = r > 0;
         } else {
-            while (waitpid(sb->init_pid, NULL, 0) < 0 && errno == EINTR) {}
+            pid_t w;
+            while ((w = waitpid(sb->init_pid, NULL, 0)) < 0 && errno == EINTR) {}
+            init_gone = w == sb->init_pid;
         }
     }
     t1 = clock_mono_ns();
     /* 3. cgroup kill (v2 cgroup.kill, v1 freeze/kill/thaw) for anything
      * still charged to the cgroup (reconcile of a sandbox whose init is gone). */
-    if (sb->cg) {
+    if (sb->cg && !init_gone) {
         char buf[64];
         int left = 0;
         for (int i = 0; i < sb->cg->ndirs; i++)
@@ -1838,7 +2038,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
             if (time(NULL) - est.st_mtime > 60) {
                 sandbox_t *sb = calloc(1, sizeof(*sb));
                 if (!sb) break;
-                sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+                sb->ctl_fd = sb->pidfd = sb->err_fd = sb->state_fd = -1;
                 sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
                 sb->dir_is_dir = is_dir;
                 if (asprintf(&sb->dir, "%s/%s", dir, e->d_name) < 0) sb->dir = NULL;
@@ -1851,7 +2051,7 @@ int sandbox_reconcile(const char *state_dir, shed_err *err)
         if (owner > 0 && proc_start(owner) == ostart && ostart) continue; /* creator alive */
         sandbox_t *sb = calloc(1, sizeof(*sb));
         if (!sb) break;
-        sb->ctl_fd = sb->pidfd = sb->err_fd = -1;
+        sb->ctl_fd = sb->pidfd = sb->err_fd = sb->state_fd = -1;
         sb->listeners[0] = sb->listeners[1] = sb->listeners[2] = -1;
         pid_t ip = (pid_t)json_integer_value(json_object_get(st, "init_pid"));
         unsigned long long istart = (unsigned long long)json_integer_value(json_object_get(st, "init_start"));

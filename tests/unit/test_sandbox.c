@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -834,6 +835,68 @@ TEST(zygote_creates_sandboxes_without_exec)
     ASSERT_CONTAINS(err.msg, "sandbox setup: mkdir");
     ASSERT_CONTAINS(err.msg, "/proc/shed-test");
     sandbox_zygote_stop();
+    sandbox_policy_free(p);
+}
+
+/* init_in_place: init is the clone child itself only while the creator is
+ * single-threaded (and never in an ASan build); an exec'd init has its own
+ * environment block (PATH, GNUTLS_NO_IMPLICIT_INIT), an init in place a
+ * zeroed one. Root only: init is not dumpable, its environ is root's to read. */
+static int init_path(const sandbox_policy *p, shed_err *err)
+{
+    sandbox_t *sb = NULL;
+    sandbox_opts o = {.slot = -1, .init_in_place = true};
+    if (sandbox_create(p, &o, &sb, err) < 0) test_fail(__FILE__, __LINE__, "create: %s", err->msg);
+    json_t *r = roundtrip(sb, json_pack("{s:s,s:i,s:s,s:{s:s}}", "type", "tool", "id", 1, "tool",
+                                        "bash", "input", "command", "echo inside-ok"));
+    _cleanup_free_ char *text = json_compact(json_object_get(r, "content"));
+    ASSERT_CONTAINS(text, "inside-ok");
+    json_decref(r);
+    char path[64], env[4096];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)sandbox_init_pid(sb));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ASSERT_TRUE(fd >= 0);
+    ssize_t n = read(fd, env, sizeof(env) - 1);
+    close(fd);
+    ASSERT_TRUE(n > 0);
+    for (ssize_t i = 0; i < n; i++)
+        if (!env[i]) env[i] = '\n';
+    env[n] = 0;
+    int exec_d = strstr(env, "GNUTLS_NO_IMPLICIT_INIT=1") != NULL;
+    if (!exec_d)
+        for (ssize_t i = 0; i < n; i++) ASSERT_TRUE(env[i] == '\n'); /* every byte zeroed */
+    ASSERT_EQ_INT(sandbox_destroy(sb, 0, err), 0);
+    return exec_d;
+}
+
+static void *idle_thread(void *arg)
+{
+    char c;
+    if (read(*(int *)arg, &c, 1) < 0) {}
+    return NULL;
+}
+
+TEST(init_in_place_only_while_single_threaded)
+{
+    const char *shed = getenv("SHED");
+    if (!shed) test_skip("SHED is not set (make check sets it)");
+    if (geteuid() != 0) test_skip("init's environ is root's to read (init is not dumpable)");
+    shed_err err;
+    ASSERT_EQ_INT(sandbox_set_init_exe(shed, &err), 0);
+    sandbox_policy *p = parse("{}", &err);
+#if defined(__SANITIZE_ADDRESS__)
+    ASSERT_EQ_INT(init_path(p, &err), 1); /* the ASan runtime holds a copy of the environment */
+#else
+    ASSERT_EQ_INT(init_path(p, &err), 0);
+#endif
+    int pp[2];
+    ASSERT_EQ_INT(pipe2(pp, O_CLOEXEC), 0);
+    pthread_t th;
+    ASSERT_EQ_INT(pthread_create(&th, NULL, idle_thread, &pp[0]), 0);
+    ASSERT_EQ_INT(init_path(p, &err), 1); /* another thread: exec'd */
+    close(pp[1]);
+    pthread_join(th, NULL);
+    close(pp[0]);
     sandbox_policy_free(p);
 }
 
