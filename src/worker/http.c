@@ -140,7 +140,7 @@ struct http_req {
     bool fatal;
     bool body_over; /* the buffered body passed max_body */
     long proxy_status; /* a plain http:// request's proxy answered 407 */
-    char errmsg[300];
+    char errmsg[400];
     http_req_t *prev, *next;
     http_req_t *wnext;
 };
@@ -681,7 +681,10 @@ static void conn_connect_next(http_req_t *r, int last_err)
     r->c = NULL;
     conn_close(c);
     int e = last_err ? -last_err : ECONNREFUSED;
-    if (r->o->px)
+    if (r->o->px && r->o->px->numeric)
+        req_fail(r, -e, "connect to the proxy %s (from %s) for %s: %s", r->o->px->shown, r->o->px->var,
+                 r->o->hostport, strerror(e));
+    else if (r->o->px)
         req_fail(r, -e, "connect to the proxy %s (%s, from %s) for %s: %s", r->o->px->shown, a, r->o->px->var,
                  r->o->hostport, strerror(e));
     else
@@ -781,18 +784,13 @@ static void tunnel_failed_status(http_req_t *r, long st)
     const char *host = r->o->host;
     if (st == 407) {
         r->fatal = true; /* only other credentials (a restart) can fix it */
-        req_fail(r, -EACCES,
-                 "the proxy %s (from %s) refused CONNECT to %s: HTTP 407 Proxy Authentication Required; %s",
-                 px->shown, px->var, r->o->hostport,
-                 px->auth ? "the credentials in the proxy URL were not accepted: correct the user:password in "
-                            "http://user:password@host:port"
-                          : "give the proxy's credentials as http://user:password@host:port");
+        req_fail(r, -EACCES, "the proxy %s (from %s) refused CONNECT to %s: HTTP 407 (%s); %s %s", px->shown,
+                 px->var, r->o->hostport, px->auth ? "authentication failed" : "authentication required",
+                 px->auth ? "correct the user:password in" : "give http://user:password@host:port in", px->var);
     } else if (st == 403) {
         r->fatal = true; /* the proxy's policy: retrying cannot change it */
-        req_fail(r, -EACCES,
-                 "the proxy %s (from %s) refused CONNECT to %s: HTTP 403 Forbidden; allow this destination "
-                 "on the proxy, or exempt %s from it with NO_PROXY",
-                 px->shown, px->var, r->o->hostport, host);
+        req_fail(r, -EACCES, "the proxy %s (from %s) refused CONNECT to %s: HTTP 403; allow it on the proxy, or "
+                 "add %s to NO_PROXY", px->shown, px->var, r->o->hostport, host);
     } else {
         req_fail(r, -ECONNREFUSED, "the proxy %s (from %s) refused CONNECT to %s: HTTP %ld", px->shown, px->var,
                  r->o->hostport, st);
@@ -986,11 +984,9 @@ static void req_parse_failed(http_req_t *r, int rc)
     if (r->proxy_status == 407) {
         const http_proxy *px = r->o->px;
         r->fatal = true; /* only other credentials (a restart) can fix it */
-        req_fail(r, -EACCES, "the proxy %s (from %s) refused the request for %s: HTTP 407 Proxy Authentication "
-                 "Required; %s", px->shown, px->var, r->o->hostport,
-                 px->auth ? "the credentials in the proxy URL were not accepted: correct the user:password in "
-                            "http://user:password@host:port"
-                          : "give the proxy's credentials as http://user:password@host:port");
+        req_fail(r, -EACCES, "the proxy %s (from %s) refused the request for %s: HTTP 407 (%s); %s %s", px->shown,
+                 px->var, r->o->hostport, px->auth ? "authentication failed" : "authentication required",
+                 px->auth ? "correct the user:password in" : "give http://user:password@host:port in", px->var);
         return;
     }
     if (rc == -ECANCELED) {

@@ -923,7 +923,7 @@ TEST(http_proxy_client_connect_refusals)
     ASSERT_TRUE(o.fatal);
     ASSERT_CONTAINS(o.error, "refused CONNECT to api.invalid: HTTP 407");
     ASSERT_CONTAINS(o.error, "(from https_proxy)");
-    ASSERT_CONTAINS(o.error, "credentials");
+    ASSERT_CONTAINS(o.error, "(authentication failed); correct the user:password in https_proxy");
     ASSERT_NOT_CONTAINS(o.error, "pw-secret");
     /* What the proxy saw: CONNECT with its credentials, never the request's own headers. */
     ASSERT_CONTAINS(px.last_req, "CONNECT api.invalid:443 HTTP/1.1\r\nHost: api.invalid:443\r\n");
@@ -963,7 +963,7 @@ TEST(http_proxy_client_connect_refusals)
     run_req_env(l, h, "http://api.invalid/x", &o);
     ASSERT_EQ_INT(o.net_err, -ECONNREFUSED);
     ASSERT_FALSE(o.fatal);
-    ASSERT_CONTAINS(o.error, "connect to the proxy http://127.0.0.1:1 (127.0.0.1:1, from http_proxy) for api.invalid");
+    ASSERT_CONTAINS(o.error, "connect to the proxy http://127.0.0.1:1 (from http_proxy) for api.invalid: Connection refused");
     http_free(h);
     /* An unsupported proxy refuses the client at its start, naming the variable. */
     setenv("https_proxy", "socks5h://u:pw-secret@127.0.0.1:1080", 1);
