@@ -4,8 +4,10 @@
  * runs on the loop thread except getaddrinfo, which runs on a detached thread
  * per resolution and reports through an eventfd. A request is never freed
  * from inside its own callback (cancellation there is deferred), and never
- * calls back from http_start. Never logs; error messages name the host and
- * what failed, never a header (the Authorization header holds a key).
+ * calls back from http_start. Error messages name the host (and the proxy,
+ * without its user information) and what failed, never a header (the
+ * Authorization header holds a key; Proxy-Authorization the proxy's
+ * password). The only log line: which way an origin goes when a proxy is set.
  */
 #include "worker/http.h"
 

@@ -230,7 +230,8 @@ check(all(s[3] and not s[4] for s in seen), "CONNECT carried the proxy's credent
 check(len(px2.tunnel_bytes) > 1000 and key.encode() not in px2.tunnel_bytes and b"/v1/" not in px2.tunnel_bytes,
       "the API key and paths travel only inside TLS (%d tunnel bytes)" % len(px2.tunnel_bytes))
 check("localhost" in tls.sni and tls.handshakes >= 1, "SNI localhost, %d handshakes" % tls.handshakes)
-check(len(seen) <= 4, "tunnels are kept and reused (%d CONNECTs)" % len(seen))
+check(len(seen) <= 8 and tls.handshakes == len(seen),
+      "tunnels are kept and reused: %d CONNECTs, one TLS session in each (%d)" % (len(seen), tls.handshakes))
 check("through the proxy http://127.0.0.1:%d (from HTTPS_PROXY)" % px2.port in w.log(), "the log names the proxy")
 check(w.stop() == 0, "worker exits 0")
 

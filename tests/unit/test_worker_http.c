@@ -906,6 +906,7 @@ TEST(http_proxy_client_connect_refusals)
     px.replies[px.nreplies++] = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
     px.replies[px.nreplies++] = ""; /* closes without an answer */
     px.replies[px.nreplies++] = "HTTP/1.1 200 Connection established\r\n\r\nnot TLS";
+    px.replies[px.nreplies++] = "HANG"; /* never answers CONNECT */
     px.replies[px.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     clear_proxy_env();
     srv_start(&px);
@@ -946,7 +947,10 @@ TEST(http_proxy_client_connect_refusals)
     run_req_env(l, h, "https://api.invalid/v1/poll", &o);
     ASSERT_EQ_INT(o.net_err, -EPROTO);
     ASSERT_CONTAINS(o.error, "sent bytes after its answer to CONNECT");
-    ASSERT_EQ_INT(px.accepted, 5);
+    run_req(l, h, "https://api.invalid/v1/poll", "GET", NULL, 300, 0, false, &o);
+    ASSERT_EQ_INT(o.net_err, -ETIMEDOUT);
+    ASSERT_CONTAINS(o.error, "(connecting) through the proxy http://127.0.0.1:");
+    ASSERT_EQ_INT(px.accepted, 6);
     /* NO_PROXY: an address in 127.0.0.0/8 goes direct (here to the same
      * server, which sees an origin-form request). */
     char url[128];
