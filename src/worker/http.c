@@ -4,12 +4,16 @@
  * runs on the loop thread except getaddrinfo, which runs on a detached thread
  * per resolution and reports through an eventfd. A request is never freed
  * from inside its own callback (cancellation there is deferred), and never
- * calls back from http_start. Never logs; error messages name the host and
- * what failed, never a header (the Authorization header holds a key).
+ * calls back from http_start. Error messages name the host (and the proxy,
+ * without its user information) and what failed, never a header (the
+ * Authorization header holds a key; Proxy-Authorization the proxy's
+ * password). The only log line: which way an origin goes when a proxy is set.
  */
 #include "worker/http.h"
 
 #include "base/clock.h"
+#include "base/log.h"
+#include "worker/http_proxy.h"
 #include "worker/http_resp.h"
 #include "worker/proto.h"
 
@@ -69,10 +73,16 @@ struct origin {
     char resolve_err[160];
     resolve_job *job;    /* in flight */
     http_req_t *waiting; /* requests waiting for addresses (wnext) */
+    /* Through a forward proxy: px its settings, via the proxy's own origin
+     * (its addresses, resolution and waiting list); this origin's host is
+     * then never resolved here (the proxy does). Connections are kept per
+     * origin, so per (proxy, origin): a tunnel never serves another origin. */
+    const http_proxy *px;
+    origin_t *via;
     origin_t *next;
 };
 
-enum { C_CONNECTING = 1, C_TLS, C_READY };
+enum { C_CONNECTING = 1, C_TUNNEL, C_TLS, C_READY };
 
 struct conn {
     http_t *h;
@@ -86,6 +96,11 @@ struct conn {
     http_req_t *req; /* NULL when idle */
     int64_t idle_since;
     conn_t *prev, *next; /* idle list */
+    /* C_TUNNEL: our CONNECT request and the parser of the proxy's answer */
+    buf_t tun_out;
+    size_t tun_off;
+    http_resp tun;
+    bool tun_live;
 };
 
 enum { R_START = 1, R_WAIT_ADDR, R_CONNECT, R_SEND, R_RECV };
@@ -100,6 +115,7 @@ struct http {
     SSL_CTX *ssl_ctx;
     int efd; /* resolver completions */
     int active;
+    http_proxy_env px; /* from the environment, at http_new */
 };
 
 struct http_req {
@@ -125,7 +141,8 @@ struct http_req {
     int should_retry;
     bool fatal;
     bool body_over; /* the buffered body passed max_body */
-    char errmsg[300];
+    long proxy_status; /* a plain http:// request's proxy answered 407 */
+    char errmsg[400];
     http_req_t *prev, *next;
     http_req_t *wnext;
 };
@@ -135,6 +152,20 @@ static void http_resolved(loop_t *l, int fd, uint32_t events, void *arg);
 static void req_step(http_req_t *r);
 static void req_arm(http_req_t *r);
 static const http_resp_cbs http_cbs;
+
+/* Where a connection for origin o goes: the proxy, or the origin itself. */
+static origin_t *dial_of(origin_t *o)
+{
+    return o->via ? o->via : o;
+}
+
+/* " through the proxy http://h:p (from VAR)" for messages, or "". */
+static const char *via_str(const origin_t *o, char *b, size_t n)
+{
+    if (!o->px) return "";
+    snprintf(b, n, " through the proxy %s (from %s)", o->px->shown, o->px->var);
+    return b;
+}
 
 /* ---------- small helpers ---------- */
 
@@ -166,13 +197,15 @@ static void conn_close(conn_t *c)
         close(c->fd);
     }
     if (c->ssl) SSL_free(c->ssl);
+    if (c->tun_live) http_resp_free(&c->tun);
+    buf_free(&c->tun_out);
     free(c);
 }
 
 static void waiting_unlink(http_req_t *r)
 {
     if (!r->o) return;
-    for (http_req_t **p = &r->o->waiting; *p; p = &(*p)->wnext)
+    for (http_req_t **p = &dial_of(r->o)->waiting; *p; p = &(*p)->wnext)
         if (*p == r) {
             *p = r->wnext;
             r->wnext = NULL;
@@ -419,7 +452,11 @@ static void http_resolved(loop_t *l, int fd, uint32_t events, void *arg)
                 http_req_t *r = o->waiting;
                 o->waiting = r->wnext;
                 r->wnext = NULL;
-                req_fail(r, -EHOSTUNREACH, "%s", o->resolve_err);
+                if (r->o->px)
+                    req_fail(r, -EHOSTUNREACH, "%s (the proxy %s from %s, for %s)", o->resolve_err, r->o->px->shown,
+                             r->o->px->var, r->o->hostport);
+                else
+                    req_fail(r, -EHOSTUNREACH, "%s", o->resolve_err);
             }
         }
         /* Origins are freed only by http_free (never from a callback) and
@@ -495,12 +532,16 @@ static int parse_url(const char *url, url_parts *u, shed_err *err)
     return 0;
 }
 
-static origin_t *origin_get(http_t *h, const url_parts *u)
+/* The origin of that scheme, host and port reached through px (NULL: directly). */
+static origin_t *origin_find(http_t *h, const url_parts *u, const http_proxy *px, bool *created)
 {
+    *created = false;
     for (origin_t *o = h->origins; o; o = o->next)
-        if (o->tls == u->tls && o->port == u->port && !strcasecmp(o->host, u->host)) return o;
+        if (o->tls == u->tls && o->port == u->port && o->px == px && !strcasecmp(o->host, u->host)) return o;
     origin_t *o = calloc(1, sizeof(*o));
     if (!o) return NULL;
+    *created = true;
+    o->px = px;
     o->tls = u->tls;
     o->port = u->port;
     snprintf(o->host, sizeof(o->host), "%s", u->host);
@@ -526,6 +567,33 @@ static origin_t *origin_get(http_t *h, const url_parts *u)
     }
     o->next = h->origins;
     h->origins = o;
+    return o;
+}
+
+/* The origin a URL names, with the forward proxy the environment gives its
+ * scheme unless NO_PROXY exempts its host. The first time an origin is seen
+ * while a proxy is configured, one line says which way it goes. */
+static origin_t *origin_get(http_t *h, const url_parts *u)
+{
+    const http_proxy *set = u->tls ? &h->px.https : &h->px.http;
+    const http_proxy *px = http_proxy_for(&h->px, u->tls, u->host);
+    origin_t *via = NULL;
+    bool created;
+    if (px) { /* the proxy's origin first: a proxied origin always has its via */
+        url_parts pu = {.tls = false, .port = px->port, .port_given = true};
+        snprintf(pu.host, sizeof(pu.host), "%s", px->host);
+        via = origin_find(h, &pu, NULL, &created);
+        if (!via) return NULL;
+    }
+    origin_t *o = origin_find(h, u, px, &created);
+    if (!o || !created) return o;
+    o->via = via;
+    if (px)
+        log_info("%s://%s: through the proxy %s (from %s)%s", u->tls ? "https" : "http", o->hostport, px->shown,
+                 px->var, u->tls ? ", a CONNECT tunnel with TLS to the origin inside" : "");
+    else if (set->set)
+        log_info("%s://%s: direct, not through the proxy in %s (%s exempts it)", u->tls ? "https" : "http",
+                 o->hostport, set->var, h->px.no_proxy_var);
     return o;
 }
 
@@ -559,7 +627,7 @@ static int tls_ctx(http_t *h, char *msg, size_t n)
 
 static int conn_socket(conn_t *c)
 {
-    origin_t *o = c->o;
+    origin_t *o = dial_of(c->o);
     const struct sockaddr *sa = (const struct sockaddr *)&o->addrs[c->addr];
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
@@ -603,7 +671,7 @@ static void addr_str(const origin_t *o, int i, char *b, size_t n)
 static void conn_connect_next(http_req_t *r, int last_err)
 {
     conn_t *c = r->c;
-    origin_t *o = r->o;
+    origin_t *o = dial_of(r->o);
     for (; c->addr < o->naddrs; c->addr++) {
         int rc = conn_socket(c);
         if (rc == 0) return;
@@ -614,8 +682,15 @@ static void conn_connect_next(http_req_t *r, int last_err)
     if (!o->numeric) o->resolved_at = 0; /* resolve again next time */
     r->c = NULL;
     conn_close(c);
-    req_fail(r, last_err ? last_err : -ECONNREFUSED, "connect to %s (%s): %s", o->hostport, a,
-             strerror(last_err ? -last_err : ECONNREFUSED));
+    int e = last_err ? -last_err : ECONNREFUSED;
+    if (r->o->px && r->o->px->numeric)
+        req_fail(r, -e, "connect to the proxy %s (from %s) for %s: %s", r->o->px->shown, r->o->px->var,
+                 r->o->hostport, strerror(e));
+    else if (r->o->px)
+        req_fail(r, -e, "connect to the proxy %s (%s, from %s) for %s: %s", r->o->px->shown, a, r->o->px->var,
+                 r->o->hostport, strerror(e));
+    else
+        req_fail(r, -e, "connect to %s (%s): %s", o->hostport, a, strerror(e));
 }
 
 static void req_send_begin(http_req_t *r)
@@ -693,6 +768,123 @@ static void tls_begin(http_req_t *r)
     tls_step(r);
 }
 
+/* ---------- CONNECT tunnel through a proxy (https:// origins) ---------- */
+
+static int tun_headers_done(long status, void *arg)
+{
+    (void)status;
+    (void)arg;
+    return 0;
+}
+
+/* The proxy's fields are never looked at (nor kept: they never reach a message). */
+static const http_resp_cbs tun_cbs = {.on_headers_done = tun_headers_done};
+
+static void tunnel_failed_status(http_req_t *r, long st)
+{
+    const http_proxy *px = r->o->px;
+    const char *host = r->o->host;
+    if (st == 407) {
+        r->fatal = true; /* only other credentials (a restart) can fix it */
+        req_fail(r, -EACCES, "the proxy %s (from %s) refused CONNECT to %s: HTTP 407 (%s); %s %s", px->shown,
+                 px->var, r->o->hostport, px->auth ? "authentication failed" : "authentication required",
+                 px->auth ? "correct the user:password in" : "give http://user:password@host:port in", px->var);
+    } else if (st == 403) {
+        r->fatal = true; /* the proxy's policy: retrying cannot change it */
+        req_fail(r, -EACCES, "the proxy %s (from %s) refused CONNECT to %s: HTTP 403; allow it on the proxy, or "
+                 "add %s to NO_PROXY", px->shown, px->var, r->o->hostport, host);
+    } else {
+        req_fail(r, -ECONNREFUSED, "the proxy %s (from %s) refused CONNECT to %s: HTTP %ld", px->shown, px->var,
+                 r->o->hostport, st);
+    }
+}
+
+/* Send "CONNECT host:port", read the answer (bounded by the parser; its
+ * fields skipped; no body for a 2xx, as RFC 9110 says), then TLS with the
+ * origin inside the tunnel. Only the Host, User-Agent and Proxy-Authorization
+ * fields go to the proxy: the request's own headers (the API key) only ever
+ * travel inside the TLS session. */
+static void tunnel_step(http_req_t *r)
+{
+    conn_t *c = r->c;
+    const http_proxy *px = r->o->px;
+    while (c->tun_off < c->tun_out.len) {
+        ssize_t w = send(c->fd, c->tun_out.data + c->tun_off, c->tun_out.len - c->tun_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR) return conn_watch(c, EPOLLOUT);
+            int e = errno;
+            req_fail(r, -e, "send CONNECT to the proxy %s (from %s) for %s: %s", px->shown, px->var, r->o->hostport,
+                     strerror(e));
+            return;
+        }
+        c->tun_off += (size_t)w;
+    }
+    conn_watch(c, EPOLLIN);
+    char b[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, b, sizeof(b), 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return;
+            int e = errno;
+            req_fail(r, -e, "receive the answer to CONNECT from the proxy %s (from %s) for %s: %s", px->shown,
+                     px->var, r->o->hostport, strerror(e));
+            return;
+        }
+        if (n == 0) {
+            req_fail(r, -EPIPE, "the proxy %s (from %s) closed the connection without answering CONNECT %s",
+                     px->shown, px->var, r->o->hostport);
+            return;
+        }
+        size_t used = 0;
+        int rc = http_resp_feed(&c->tun, b, (size_t)n, &used);
+        if (rc < 0) {
+            req_fail(r, rc == -EMSGSIZE ? -EMSGSIZE : -EPROTO, "the proxy %s (from %s) for %s: bad answer to CONNECT: %s",
+                     px->shown, px->var, r->o->hostport, c->tun.why ? c->tun.why : strerror(-rc));
+            return;
+        }
+        if (rc == HTTP_RESP_DONE) {
+            long st = c->tun.status;
+            http_resp_free(&c->tun);
+            c->tun_live = false;
+            buf_free(&c->tun_out);
+            if (st < 200 || st > 299) {
+                tunnel_failed_status(r, st);
+                return;
+            }
+            if (used != (size_t)n) { /* the origin's TLS server never speaks first */
+                req_fail(r, -EPROTO, "the proxy %s (from %s) sent bytes after its answer to CONNECT %s", px->shown,
+                         px->var, r->o->hostport);
+                return;
+            }
+            tls_begin(r);
+            return;
+        }
+    }
+}
+
+static void tunnel_begin(http_req_t *r)
+{
+    conn_t *c = r->c;
+    const http_proxy *px = r->o->px;
+    bool v6 = strchr(r->o->host, ':') != NULL;
+    char target[280];
+    snprintf(target, sizeof(target), "%s%s%s:%d", v6 ? "[" : "", r->o->host, v6 ? "]" : "", r->o->port);
+    buf_init(&c->tun_out, 8192);
+    int rc = buf_printf(&c->tun_out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shed-worker/" SHED_VERSION "\r\n",
+                        target, target);
+    if (rc == 0 && px->auth) rc = buf_printf(&c->tun_out, "Proxy-Authorization: %s\r\n", px->auth);
+    if (rc == 0) rc = buf_puts(&c->tun_out, "\r\n");
+    if (rc < 0) {
+        req_fail(r, -ENOMEM, "CONNECT request for %s: out of memory", r->o->hostport);
+        return;
+    }
+    c->tun_off = 0;
+    http_resp_init(&c->tun, &tun_cbs, c, true); /* true: no body, whatever the fields say */
+    c->tun_live = true;
+    c->state = C_TUNNEL;
+    tunnel_step(r);
+}
+
 static void conn_connected(http_req_t *r)
 {
     conn_t *c = r->c;
@@ -708,7 +900,9 @@ static void conn_connected(http_req_t *r)
         conn_connect_next(r, -soerr);
         return;
     }
-    if (r->o->tls) {
+    if (r->o->px && r->o->tls) {
+        tunnel_begin(r);
+    } else if (r->o->tls) {
         tls_begin(r);
     } else {
         c->state = C_READY;
@@ -787,6 +981,14 @@ static void req_parse_failed(http_req_t *r, int rc)
     }
     if (r->body_over) {
         req_finish(r, -EMSGSIZE, r->errmsg); /* our own body bound: message already set */
+        return;
+    }
+    if (r->proxy_status == 407) {
+        const http_proxy *px = r->o->px;
+        r->fatal = true; /* only other credentials (a restart) can fix it */
+        req_fail(r, -EACCES, "the proxy %s (from %s) refused the request for %s: HTTP 407 (%s); %s %s", px->shown,
+                 px->var, r->o->hostport, px->auth ? "authentication failed" : "authentication required",
+                 px->auth ? "correct the user:password in" : "give http://user:password@host:port in", px->var);
         return;
     }
     if (rc == -ECANCELED) {
@@ -888,6 +1090,9 @@ static void conn_io(loop_t *l, int fd, uint32_t events, void *arg)
     case C_CONNECTING:
         conn_connected(r);
         return;
+    case C_TUNNEL:
+        tunnel_step(r);
+        return;
     case C_TLS:
         tls_step(r);
         return;
@@ -917,6 +1122,10 @@ static int cb_header(const char *name, size_t nl, const char *v, size_t vl, cons
 static int cb_headers_done(long status, void *arg)
 {
     http_req_t *r = arg;
+    if (status == 407 && r->o->px && !r->o->tls) { /* the proxy's, not the origin's: see req_parse_failed */
+        r->proxy_status = status;
+        return 1;
+    }
     r->headers_done = true;
     r->streaming_ok = r->on_data && status >= 200 && status < 300;
     if (r->on_headers && r->on_headers(status, r->arg)) return 1;
@@ -954,14 +1163,15 @@ static void req_timer(loop_t *l, void *arg)
     }
     int64_t now = clock_mono_ms();
     bool connecting = r->state == R_WAIT_ADDR || r->state == R_CONNECT;
+    char vb[340];
     if (r->timeout_ms > 0 && now - r->start_ms >= r->timeout_ms) {
-        req_fail(r, -ETIMEDOUT, "%s: timed out after %lld ms%s", r->o->hostport, (long long)(now - r->start_ms),
-                 connecting ? " (connecting)" : "");
+        req_fail(r, -ETIMEDOUT, "%s: timed out after %lld ms%s%s", r->o->hostport, (long long)(now - r->start_ms),
+                 connecting ? " (connecting)" : "", via_str(r->o, vb, sizeof(vb)));
         return;
     }
     if (connecting && now - r->connect_start_ms >= r->connect_ms) {
-        req_fail(r, -ETIMEDOUT, "%s: connect timed out after %lld ms", r->o->hostport,
-                 (long long)(now - r->connect_start_ms));
+        req_fail(r, -ETIMEDOUT, "%s: connect timed out after %lld ms%s", r->o->hostport,
+                 (long long)(now - r->connect_start_ms), via_str(r->o, vb, sizeof(vb)));
         return;
     }
     if (r->stall_ms > 0 && now - r->last_rx_ms >= r->stall_ms) {
@@ -994,8 +1204,8 @@ static void req_arm(http_req_t *r)
 static void req_step(http_req_t *r)
 {
     http_t *h = r->h;
-    origin_t *o = r->o;
-    conn_t *c = conn_take_idle(h, o);
+    origin_t *o = dial_of(r->o); /* the proxy's origin when there is one */
+    conn_t *c = conn_take_idle(h, r->o);
     if (c) {
         c->req = r;
         r->c = c;
@@ -1030,7 +1240,7 @@ static void req_step(http_req_t *r)
         return;
     }
     c->h = h;
-    c->o = o;
+    c->o = r->o;
     c->fd = -1;
     c->req = r;
     r->c = c;
@@ -1047,6 +1257,11 @@ int http_new(loop_t *loop, http_t **out, shed_err *err)
     if (!h) return err_set(err, ENOMEM, "http_new");
     h->loop = loop;
     h->efd = -1;
+    int rc = http_proxy_env_load(&h->px, NULL, NULL, err);
+    if (rc < 0) {
+        free(h);
+        return rc;
+    }
     *out = h;
     return 0;
 }
@@ -1083,6 +1298,7 @@ void http_free(http_t *h)
         free(o);
     }
     if (h->ssl_ctx) SSL_CTX_free(h->ssl_ctx);
+    http_proxy_env_free(&h->px);
     free(h);
 }
 
@@ -1134,8 +1350,13 @@ http_req_t *http_start(http_t *h, const http_opts *o, shed_err *err)
     r->head_method = !strcmp(method, "HEAD");
     buf_init(&r->resp, o->max_body ? o->max_body : HTTP_DEFAULT_MAX_BODY);
     buf_init(&r->out, HTTP_MAX_HEAD + o->body_len);
-    int rc = buf_printf(&r->out, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shed-worker/" SHED_VERSION "\r\n",
-                        method, u.target, org->hostport);
+    /* Through a proxy, an http:// request names its origin in the request
+     * line (absolute form) and carries the proxy's credentials; an https://
+     * one goes inside a CONNECT tunnel as it would directly. */
+    bool absolute = org->px && !org->tls;
+    int rc = buf_printf(&r->out, "%s %s%s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shed-worker/" SHED_VERSION "\r\n",
+                        method, absolute ? "http://" : "", absolute ? org->hostport : "", u.target, org->hostport);
+    if (rc == 0 && absolute && org->px->auth) rc = buf_printf(&r->out, "Proxy-Authorization: %s\r\n", org->px->auth);
     for (const char *const *hd = o->headers; rc == 0 && hd && *hd; hd++) rc = buf_printf(&r->out, "%s\r\n", *hd);
     if (rc == 0 && (o->body_len || !strcmp(method, "POST") || !strcmp(method, "PUT")))
         rc = buf_printf(&r->out, "Content-Length: %zu\r\n", o->body_len);

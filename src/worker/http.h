@@ -5,12 +5,19 @@
  * name verified against the default trust store, which SSL_CERT_FILE /
  * SSL_CERT_DIR override; SNI; TLS 1.2 or later). A host name is resolved on a
  * short-lived thread (never on the loop), cached for a minute and resolved
- * again after a failed connect. No proxy, no redirects, no compression.
+ * again after a failed connect. A forward proxy from the worker's own
+ * environment, as libcurl honoured it (http_proxy.h: https_proxy/HTTPS_PROXY,
+ * http_proxy, ALL_PROXY, NO_PROXY): an https:// origin through a CONNECT
+ * tunnel (TLS, SNI and verification against the origin, the request's headers
+ * only inside TLS), an http:// origin in absolute form; kept connections are
+ * keyed by (proxy, origin). No redirects, no compression.
  * A request either buffers its body (bounded by max_body) or streams it to a
  * data callback (SSE). Each request has a total timeout (0 = none, for
  * streams) and a connect timeout; a stream has a stall timeout instead.
- * Knows nothing of the protocol; never logs, and never puts a header into an
- * error message.
+ * Knows nothing of the protocol; never puts a header (nor a proxy's user
+ * information) into an error message. Logs only one line per origin when a
+ * proxy variable applies to its scheme: through which proxy (user information
+ * removed), or that NO_PROXY exempts it.
  */
 #pragma once
 #include <stdbool.h>
@@ -64,6 +71,9 @@ typedef struct http_opts {
     void *arg;
 } http_opts;
 
+/* Reads the proxy variables of the environment (never anything else): an
+ * unsupported proxy (https://, socks*://) or a malformed one fails here,
+ * naming the variable. */
 int http_new(loop_t *loop, http_t **out, shed_err *err);
 /* Cancels every request (no callbacks) and frees. */
 void http_free(http_t *h);

@@ -2,7 +2,12 @@
  * arbitrary bytes, whole and split at data-chosen points, then the close,
  * must never crash, overrun or grow past the bounds; and chunking must not
  * change the outcome: the same result code, status, fields and body. The
- * first input byte says whether the request was HEAD. */
+ * first input byte says whether the request was HEAD (a CONNECT answer is
+ * parsed as one). The same bytes also go to the forward-proxy settings
+ * (worker/http_proxy.c): as a proxy URL (a parsed one never shows its user
+ * information) and, split at the first newline, as a NO_PROXY list and a host
+ * (a match never crashes; "*" matches every host). */
+#include "worker/http_proxy.h"
 #include "worker/http_resp.h"
 
 #include <stdint.h>
@@ -74,6 +79,35 @@ static int run(const char *d, size_t n, const size_t *cuts, int ncuts, bool head
     return rc;
 }
 
+static void fuzz_proxy(const char *d, size_t n)
+{
+    if (n > 4096) return;
+    char *s = malloc(n + 1);
+    if (!s) return;
+    memcpy(s, d, n);
+    s[n] = 0;
+    http_proxy px;
+    shed_err err = {0};
+    if (http_proxy_parse(s, "HTTPS_PROXY", &px, &err) == 0) {
+        if (!px.set || !px.host[0] || px.port < 1 || px.port > 65535 || strchr(px.shown, '@') ||
+            strncmp(px.shown, "http://", 7))
+            abort();
+        if (px.auth && strncmp(px.auth, "Basic ", 6)) abort();
+        http_proxy_clear(&px);
+    } else if (px.auth || !err.msg[0]) {
+        abort();
+    }
+    char *nl = strchr(s, '\n');
+    const char *host = "api.example.com";
+    if (nl) {
+        *nl = 0;
+        host = nl + 1;
+    }
+    (void)http_noproxy_match(s, host);
+    if (*host && !http_noproxy_match("*", host)) abort();
+    free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -100,5 +134,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r3 = run(d, n, c, (int)n, head, &three, &u3);
         if (r1 != r3 || one.hash != three.hash || one.body != three.body) abort();
     }
+    fuzz_proxy(d, n);
     return 0;
 }

@@ -2,13 +2,18 @@
  * at every split point, its bounds and refusals; the client (worker/http.c)
  * against a small scripted server on loopback: keep-alive reuse, a request
  * resent after the server closed an idle connection, timeouts, the body
- * bound, a refused connect, name resolution, a streamed chunked body. */
+ * bound, a refused connect, name resolution, a streamed chunked body; the
+ * forward-proxy settings (worker/http_proxy.c: the environment as libcurl
+ * reads it, NO_PROXY as curl matches it) and the client through a scripted
+ * proxy (absolute form, CONNECT and its refusals, NO_PROXY, a proxy down,
+ * connections kept per (proxy, origin)). */
 #include "test.h"
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/loop.h"
 #include "worker/http.h"
+#include "worker/http_proxy.h"
 #include "worker/http_resp.h"
 
 #include <arpa/inet.h>
@@ -355,7 +360,9 @@ typedef struct srv {
     const char *replies[16];
     int nreplies, next;
     int accepted;
+    bool threaded; /* a thread per connection (else one connection at a time) */
     char last_req[4096];
+    char all_reqs[16384]; /* every request head, in order */
     pthread_t t;
 } srv_t;
 
@@ -383,6 +390,8 @@ static void *srv_conn(srv_t *s, int fd)
         }
         b[have] = 0;
         snprintf(s->last_req, sizeof(s->last_req), "%s", b);
+        size_t al = strlen(s->all_reqs);
+        snprintf(s->all_reqs + al, sizeof(s->all_reqs) - al, "%s", b);
         const char *rep = s->next < s->nreplies ? s->replies[s->next++] : "";
         if (!*rep) return NULL;
         if (!strcmp(rep, "HANG")) {
@@ -396,6 +405,20 @@ static void *srv_conn(srv_t *s, int fd)
     }
 }
 
+typedef struct srv_job {
+    srv_t *s;
+    int fd;
+} srv_job;
+
+static void *srv_conn_thread(void *arg)
+{
+    srv_job *j = arg;
+    srv_conn(j->s, j->fd);
+    close(j->fd);
+    free(j);
+    return NULL;
+}
+
 static void *srv_main(void *arg)
 {
     srv_t *s = arg;
@@ -403,9 +426,26 @@ static void *srv_main(void *arg)
         int fd = accept(s->lfd, NULL, NULL);
         if (fd < 0) return NULL;
         s->accepted++;
+        if (s->threaded) {
+            srv_job *j = malloc(sizeof(*j));
+            j->s = s;
+            j->fd = fd;
+            pthread_t t;
+            pthread_create(&t, NULL, srv_conn_thread, j);
+            pthread_detach(t);
+            continue;
+        }
         srv_conn(s, fd);
         close(fd);
     }
+}
+
+/* The client tests run without the proxy variables of whoever runs them. */
+static void clear_proxy_env(void)
+{
+    const char *names[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                           "ALL_PROXY",  "no_proxy",   "NO_PROXY"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) unsetenv(names[i]);
 }
 
 static void srv_start(srv_t *s)
@@ -485,6 +525,7 @@ TEST(http_client_keepalive_and_resend)
     s.replies[s.nreplies++] = "HTTP/1.1 500 Oops\r\nContent-Length: 5\r\nRetry-After: 2\r\n\r\nerror";
     s.replies[s.nreplies++] = ""; /* closes the kept connection without an answer: resent */
     s.replies[s.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast";
+    clear_proxy_env();
     srv_start(&s);
     loop_t *l = loop_new();
     http_t *h;
@@ -532,6 +573,7 @@ TEST(http_client_failures)
     s.replies[s.nreplies++] = "CLOSE-AFTER:HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
     s.replies[s.nreplies++] = "CLOSE-AFTER:HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n";
     s.replies[s.nreplies++] = "HANG";
+    clear_proxy_env();
     srv_start(&s);
     loop_t *l = loop_new();
     http_t *h;
@@ -587,6 +629,7 @@ TEST(http_client_resolves_and_streams)
     s.replies[s.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                               "7\r\ndata: 1\r\n8\r\n\n\ndata: \r\n3\r\n2\n\n\r\n0\r\n\r\n";
     s.replies[s.nreplies++] = "HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy";
+    clear_proxy_env();
     srv_start(&s);
     loop_t *l = loop_new();
     http_t *h;
@@ -616,4 +659,321 @@ TEST(http_client_resolves_and_streams)
     http_free(h);
     loop_free(l);
     shutdown(s.lfd, SHUT_RDWR);
+}
+
+/* ---------- forward proxy: the environment ---------- */
+
+typedef struct fake_env {
+    const char *kv[16]; /* name, value, name, value, ..., NULL */
+} fake_env;
+
+static const char *fake_get(const char *name, void *arg)
+{
+    fake_env *e = arg;
+    for (int i = 0; e->kv[i]; i += 2)
+        if (!strcmp(e->kv[i], name)) return e->kv[i + 1];
+    return NULL;
+}
+
+/* Load; returns rc, the https proxy's shown URL and var, the http one's. */
+static int load(fake_env *e, http_proxy_env *pe, shed_err *err)
+{
+    memset(err, 0, sizeof(*err));
+    return http_proxy_env_load(pe, fake_get, e, err);
+}
+
+TEST(http_proxy_env_precedence)
+{
+    http_proxy_env pe;
+    shed_err err;
+    /* Nothing set: direct. */
+    fake_env e0 = {{NULL}};
+    ASSERT_EQ_INT(load(&e0, &pe, &err), 0);
+    ASSERT_FALSE(pe.https.set);
+    ASSERT_FALSE(pe.http.set);
+    ASSERT_TRUE(http_proxy_for(&pe, true, "api.example") == NULL);
+    http_proxy_env_free(&pe);
+    /* Lowercase first for https, then uppercase, then all_proxy, then ALL_PROXY. */
+    fake_env e1 = {{"https_proxy", "http://lower:1", "HTTPS_PROXY", "http://upper:2", "all_proxy", "all:3",
+                    "ALL_PROXY", "http://ALL:4", NULL}};
+    ASSERT_EQ_INT(load(&e1, &pe, &err), 0);
+    ASSERT_EQ_STR(pe.https.var, "https_proxy");
+    ASSERT_EQ_STR(pe.https.shown, "http://lower:1");
+    ASSERT_EQ_STR(pe.http.var, "all_proxy"); /* no http_proxy: all_proxy */
+    ASSERT_EQ_STR(pe.http.shown, "http://all:3");
+    http_proxy_env_free(&pe);
+    fake_env e2 = {{"https_proxy", "", "HTTPS_PROXY", "upper:2", "ALL_PROXY", "http://ALL:4", NULL}};
+    ASSERT_EQ_INT(load(&e2, &pe, &err), 0);
+    ASSERT_EQ_STR(pe.https.var, "HTTPS_PROXY"); /* an empty variable counts as unset */
+    ASSERT_EQ_STR(pe.https.hostport, "upper:2");
+    ASSERT_EQ_STR(pe.http.var, "ALL_PROXY");
+    http_proxy_env_free(&pe);
+    /* HTTP_PROXY (uppercase) is never read, as curl: a CGI request can set it. */
+    fake_env e3 = {{"HTTP_PROXY", "http://evil:3128", NULL}};
+    ASSERT_EQ_INT(load(&e3, &pe, &err), 0);
+    ASSERT_FALSE(pe.http.set);
+    ASSERT_FALSE(pe.https.set);
+    http_proxy_env_free(&pe);
+    fake_env e4 = {{"http_proxy", "http://p:8080/", "HTTPS_PROXY", "p6", "NO_PROXY", "b", "no_proxy", "a", NULL}};
+    ASSERT_EQ_INT(load(&e4, &pe, &err), 0);
+    ASSERT_EQ_STR(pe.http.var, "http_proxy");
+    ASSERT_EQ_STR(pe.http.hostport, "p:8080");
+    ASSERT_EQ_INT(pe.https.port, 1080); /* curl's default proxy port */
+    ASSERT_EQ_STR(pe.no_proxy, "a");    /* no_proxy before NO_PROXY */
+    ASSERT_EQ_STR(pe.no_proxy_var, "no_proxy");
+    ASSERT_TRUE(http_proxy_for(&pe, true, "a") == NULL);
+    ASSERT_TRUE(http_proxy_for(&pe, true, "b") == &pe.https);
+    ASSERT_TRUE(http_proxy_for(&pe, false, "x.b") == &pe.http);
+    http_proxy_env_free(&pe);
+}
+
+TEST(http_proxy_env_urls_and_refusals)
+{
+    http_proxy p;
+    shed_err err = {0};
+    /* User information: %-decoded, Basic, never in the shown URL. */
+    ASSERT_EQ_INT(http_proxy_parse("HTTP://us%65r:p%40ss:w@[::1]:3128/ignored", "HTTPS_PROXY", &p, &err), 0);
+    ASSERT_EQ_STR(p.host, "::1");
+    ASSERT_EQ_STR(p.hostport, "[::1]:3128");
+    ASSERT_EQ_STR(p.shown, "http://[::1]:3128");
+    ASSERT_TRUE(p.numeric);
+    ASSERT_EQ_STR(p.auth, "Basic dXNlcjpwQHNzOnc="); /* base64("user:p@ss:w") */
+    http_proxy_clear(&p);
+    ASSERT_EQ_INT(http_proxy_parse("alice@proxy.corp", "http_proxy", &p, &err), 0);
+    ASSERT_EQ_STR(p.auth, "Basic YWxpY2U6"); /* "alice:" */
+    ASSERT_EQ_STR(p.hostport, "proxy.corp:1080");
+    ASSERT_FALSE(p.numeric);
+    http_proxy_clear(&p);
+    struct {
+        const char *url, *want;
+    } bad[] = {
+        {"https://u:secretpw@proxy:443", "an https:// proxy (TLS to the proxy) is not supported"},
+        {"socks5://u:secretpw@proxy:1080", "SOCKS proxies (socks5://) are not supported"},
+        {"socks5h://proxy:1080", "SOCKS proxies (socks5h://) are not supported"},
+        {"socks4a://proxy", "SOCKS"},
+        {"ftp://proxy", "unsupported proxy scheme"},
+        {"http://u:secretpw@proxy:99999", "bad port"},
+        {"http://proxy:12x", "bad port"},
+        {"http://u:secretpw@", "bad host"},
+        {"http://[::1", "bad host"},
+        {"http://[proxy]:80", "bad host"},
+        {"http://pro xy:80", "bad host"},
+        {"http://u%zz:secretpw@proxy", "bad %-escape"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        int rc = http_proxy_parse(bad[i].url, "HTTPS_PROXY", &p, &err);
+        if (rc != -EINVAL || !strstr(err.msg, bad[i].want) || !strstr(err.msg, "HTTPS_PROXY") ||
+            strstr(err.msg, "secretpw"))
+            test_fail(__FILE__, __LINE__, "%s: rc %d: %s", bad[i].url, rc, err.msg);
+        ASSERT_TRUE(p.auth == NULL);
+    }
+    /* A refused variable refuses the whole load, naming it; one that would
+     * not be used (HTTPS_PROXY set: all_proxy is not read for https) is
+     * still read for http:// URLs. */
+    http_proxy_env pe;
+    fake_env e = {{"HTTPS_PROXY", "socks5h://proxy:1080", NULL}};
+    ASSERT_EQ_INT(load(&e, &pe, &err), -EINVAL);
+    ASSERT_CONTAINS(err.msg, "HTTPS_PROXY: SOCKS proxies");
+    fake_env e2 = {{"https_proxy", "http://ok:1", "all_proxy", "socks5://x", NULL}};
+    ASSERT_EQ_INT(load(&e2, &pe, &err), -EINVAL);
+    ASSERT_CONTAINS(err.msg, "all_proxy");
+    fake_env e3 = {{"https_proxy", "http://ok:1", "http_proxy", "http://ok:2", "all_proxy", "socks5://x", NULL}};
+    ASSERT_EQ_INT(load(&e3, &pe, &err), 0); /* all_proxy is never used here */
+    http_proxy_env_free(&pe);
+}
+
+TEST(http_proxy_noproxy_matching)
+{
+    struct {
+        const char *list, *host;
+        bool match;
+    } cases[] = {
+        {"*", "anything.example", true},
+        {"*", "10.0.0.1", true},
+        {"", "a.example", false},
+        {NULL, "a.example", false},
+        {"*.example", "a.example", false}, /* "*" is only a wildcard alone */
+        {"example.com", "example.com", true},
+        {"example.com", "www.example.com", true},
+        {"example.com", "a.b.example.com", true},
+        {"example.com", "notexample.com", false},
+        {"example.com", "example.com.org", false},
+        {".example.com", "example.com", true}, /* the leading dot is optional */
+        {".example.com", "www.example.com", true},
+        {"EXAMPLE.com.", "www.Example.COM.", true}, /* case and trailing dots ignored */
+        {"a.example, b.example ,c.example", "b.example", true},
+        {"a.example,,c.example", "c.example", true},
+        {"a.example b.example", "b.example", true},
+        {"example.com:8443", "example.com", true}, /* the port of an entry is ignored */
+        {"localhost", "localhost", true},
+        {"localhost", "127.0.0.1", false}, /* names are never resolved */
+        {"127.0.0.1", "127.0.0.1", true},
+        {"127.0.0.1", "127.0.0.10", false},
+        {"127.0.0.1:80", "127.0.0.1", true},
+        {"10.0.0.0/8", "10.200.3.4", true},
+        {"10.0.0.0/8", "11.0.0.1", false},
+        {"192.168.0.0/16", "192.168.255.1", true},
+        {"192.168.0.0/17", "192.168.128.1", false},
+        {"0.0.0.0/0", "8.8.8.8", true},
+        {"10.0.0.0/33", "10.0.0.1", false},
+        {"10.0.0.0/x", "10.0.0.1", false},
+        {"10.0.0.0/8", "ten.example", false},
+        {"0.0.1", "10.0.0.1", false}, /* an address is not a domain */
+        {"::1", "::1", true},
+        {"::1", "[::1]", true},
+        {"[::1]", "::1", true},
+        {"[::1]:8080", "::1", true},
+        {"fd00::/8", "fd12:3456::1", true},
+        {"fd00::/8", "fe80::1", false},
+        {"2001:db8::/33", "2001:db8:7fff::1", true},
+        {"2001:db8::/33", "2001:db8:8000::1", false},
+        {"[2001:db8::]/32", "2001:db8:1::1", true},
+        {"10.0.0.0/8", "::ffff:10.0.0.1", false}, /* families do not mix */
+        {"::1", "127.0.0.1", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (http_noproxy_match(cases[i].list, cases[i].host) != cases[i].match)
+            test_fail(__FILE__, __LINE__, "NO_PROXY=%s host %s: want %s", cases[i].list ? cases[i].list : "(unset)",
+                      cases[i].host, cases[i].match ? "match" : "no match");
+}
+
+/* ---------- forward proxy: the client through a scripted proxy ---------- */
+
+static void run_req_env(loop_t *l, http_t *h, const char *url, res_t *o)
+{
+    run_req(l, h, url, "GET", NULL, 5000, 0, false, o);
+}
+
+TEST(http_proxy_client_absolute_form_and_keying)
+{
+    static srv_t px; /* plays the proxy; a thread per connection */
+    px.threaded = true;
+    px.replies[px.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na";
+    px.replies[px.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb";
+    px.replies[px.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc";
+    px.replies[px.nreplies++] = "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
+    clear_proxy_env();
+    srv_start(&px);
+    char v[128];
+    snprintf(v, sizeof(v), "http://al%%69ce:s3cr%%40t@127.0.0.1:%d", px.port);
+    setenv("http_proxy", v, 1);
+    setenv("HTTPS_PROXY", "http://127.0.0.1:1", 1);
+    loop_t *l = loop_new();
+    http_t *h;
+    shed_err err = {0};
+    ASSERT_EQ_INT(http_new(l, &h, &err), 0);
+    res_t o;
+    /* api.invalid never resolves: only the proxy's name is resolved here. */
+    run_req_env(l, h, "http://api.invalid:8080/v1/x?beta=true", &o);
+    if (o.net_err) test_fail(__FILE__, __LINE__, "%s", o.error);
+    ASSERT_EQ_STR(o.body, "a");
+    ASSERT_CONTAINS(px.last_req, "GET http://api.invalid:8080/v1/x?beta=true HTTP/1.1\r\n");
+    ASSERT_CONTAINS(px.last_req, "Host: api.invalid:8080\r\n");
+    ASSERT_CONTAINS(px.last_req, "Proxy-Authorization: Basic YWxpY2U6czNjckB0\r\n"); /* alice:s3cr@t */
+    ASSERT_CONTAINS(px.last_req, "Authorization: Bearer sk-secret\r\n");
+    /* The same origin again: the kept connection. */
+    run_req_env(l, h, "http://api.invalid:8080/v1/y", &o);
+    ASSERT_EQ_STR(o.body, "b");
+    ASSERT_EQ_INT(px.accepted, 1);
+    /* Another origin through the same proxy: never that connection. */
+    run_req_env(l, h, "http://other.invalid/z", &o);
+    ASSERT_EQ_STR(o.body, "c");
+    ASSERT_CONTAINS(px.last_req, "GET http://other.invalid/z HTTP/1.1\r\nHost: other.invalid\r\n");
+    ASSERT_EQ_INT(px.accepted, 2);
+    /* The proxy's 407 to a plain request: a clear error, fatal, no credentials. */
+    run_req_env(l, h, "http://api.invalid:8080/v1/w", &o);
+    ASSERT_EQ_INT(o.net_err, -EACCES);
+    ASSERT_TRUE(o.fatal);
+    ASSERT_EQ_INT(o.status, 0);
+    ASSERT_CONTAINS(o.error, "proxy http://127.0.0.1:");
+    ASSERT_CONTAINS(o.error, "(from http_proxy)");
+    ASSERT_CONTAINS(o.error, "407");
+    ASSERT_NOT_CONTAINS(o.error, "s3cr");
+    ASSERT_NOT_CONTAINS(o.error, "YWxpY2U6");
+    http_free(h);
+    loop_free(l);
+    shutdown(px.lfd, SHUT_RDWR);
+}
+
+TEST(http_proxy_client_connect_refusals)
+{
+    static srv_t px;
+    px.threaded = true;
+    px.replies[px.nreplies++] = "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic "
+                                "realm=\"p\"\r\nContent-Length: 5\r\n\r\ndenied";
+    px.replies[px.nreplies++] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+    px.replies[px.nreplies++] = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+    px.replies[px.nreplies++] = ""; /* closes without an answer */
+    px.replies[px.nreplies++] = "HTTP/1.1 200 Connection established\r\n\r\nnot TLS";
+    px.replies[px.nreplies++] = "HANG"; /* never answers CONNECT */
+    px.replies[px.nreplies++] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    clear_proxy_env();
+    srv_start(&px);
+    char v[128];
+    snprintf(v, sizeof(v), "http://bob:pw-secret@127.0.0.1:%d", px.port);
+    setenv("https_proxy", v, 1);
+    setenv("NO_PROXY", "direct.invalid,127.0.0.0/8", 1);
+    loop_t *l = loop_new();
+    http_t *h;
+    shed_err err = {0};
+    ASSERT_EQ_INT(http_new(l, &h, &err), 0);
+    res_t o;
+    run_req_env(l, h, "https://api.invalid/v1/poll", &o);
+    ASSERT_EQ_INT(o.net_err, -EACCES);
+    ASSERT_TRUE(o.fatal);
+    ASSERT_CONTAINS(o.error, "refused CONNECT to api.invalid: HTTP 407");
+    ASSERT_CONTAINS(o.error, "(from https_proxy)");
+    ASSERT_CONTAINS(o.error, "(authentication failed); correct the user:password in https_proxy");
+    ASSERT_NOT_CONTAINS(o.error, "pw-secret");
+    /* What the proxy saw: CONNECT with its credentials, never the request's own headers. */
+    ASSERT_CONTAINS(px.last_req, "CONNECT api.invalid:443 HTTP/1.1\r\nHost: api.invalid:443\r\n");
+    ASSERT_CONTAINS(px.last_req, "Proxy-Authorization: Basic Ym9iOnB3LXNlY3JldA==\r\n");
+    ASSERT_NOT_CONTAINS(px.last_req, "sk-secret");
+    ASSERT_NOT_CONTAINS(px.last_req, "/v1/poll");
+    run_req_env(l, h, "https://api.invalid:8443/v1/poll", &o);
+    ASSERT_EQ_INT(o.net_err, -EACCES);
+    ASSERT_TRUE(o.fatal);
+    ASSERT_CONTAINS(o.error, "refused CONNECT to api.invalid:8443: HTTP 403");
+    ASSERT_CONTAINS(o.error, "NO_PROXY");
+    ASSERT_CONTAINS(px.last_req, "CONNECT api.invalid:8443 HTTP/1.1\r\n");
+    run_req_env(l, h, "https://api.invalid/v1/poll", &o);
+    ASSERT_EQ_INT(o.net_err, -ECONNREFUSED);
+    ASSERT_FALSE(o.fatal); /* a 502: the proxy could not reach it this time */
+    ASSERT_CONTAINS(o.error, "HTTP 502");
+    run_req_env(l, h, "https://api.invalid/v1/poll", &o);
+    ASSERT_EQ_INT(o.net_err, -EPIPE);
+    ASSERT_CONTAINS(o.error, "closed the connection without answering CONNECT api.invalid");
+    run_req_env(l, h, "https://api.invalid/v1/poll", &o);
+    ASSERT_EQ_INT(o.net_err, -EPROTO);
+    ASSERT_CONTAINS(o.error, "sent bytes after its answer to CONNECT");
+    run_req(l, h, "https://api.invalid/v1/poll", "GET", NULL, 300, 0, false, &o);
+    ASSERT_EQ_INT(o.net_err, -ETIMEDOUT);
+    ASSERT_CONTAINS(o.error, "(connecting) through the proxy http://127.0.0.1:");
+    ASSERT_EQ_INT(px.accepted, 6);
+    /* NO_PROXY: an address in 127.0.0.0/8 goes direct (here to the same
+     * server, which sees an origin-form request). */
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/direct", px.port);
+    setenv("http_proxy", "http://127.0.0.1:1", 1); /* would fail: nothing listens on port 1 */
+    http_free(h);
+    ASSERT_EQ_INT(http_new(l, &h, &err), 0);
+    run_req_env(l, h, url, &o);
+    if (o.net_err) test_fail(__FILE__, __LINE__, "%s", o.error);
+    ASSERT_EQ_STR(o.body, "ok");
+    ASSERT_CONTAINS(px.last_req, "GET /direct HTTP/1.1\r\n");
+    ASSERT_NOT_CONTAINS(px.last_req, "Proxy-Authorization");
+    /* The proxy down: the error names it (without its credentials) and the origin. */
+    run_req_env(l, h, "http://api.invalid/x", &o);
+    ASSERT_EQ_INT(o.net_err, -ECONNREFUSED);
+    ASSERT_FALSE(o.fatal);
+    ASSERT_CONTAINS(o.error, "connect to the proxy http://127.0.0.1:1 (from http_proxy) for api.invalid: Connection refused");
+    http_free(h);
+    /* An unsupported proxy refuses the client at its start, naming the variable. */
+    setenv("https_proxy", "socks5h://u:pw-secret@127.0.0.1:1080", 1);
+    ASSERT_EQ_INT(http_new(l, &h, &err), -EINVAL);
+    ASSERT_CONTAINS(err.msg, "https_proxy: SOCKS proxies (socks5h://) are not supported");
+    ASSERT_NOT_CONTAINS(err.msg, "pw-secret");
+    loop_free(l);
+    shutdown(px.lfd, SHUT_RDWR);
 }
