@@ -1,11 +1,13 @@
 /* The grep tool when ripgrep is on the tools' PATH (the reference then runs
  * `rg --no-config -n --no-heading -e PAT -- PATH`). ripgrep walks by path
  * name, so a directory swapped for a symlink during its walk would lead it
- * out of the workspace; here rg is never given the contents. It only names
- * the files it would search (`rg --files`: its exact hidden-file, .gitignore,
- * .ignore and .rgignore rules), and checks a pattern shed's matcher cannot
- * vouch for; shed opens each named file itself with openat2(RESOLVE_BENEATH |
- * RESOLVE_NO_SYMLINKS) relative to the root's directory fd, and searches it
+ * out of the workspace; here rg is never given the contents. The files it
+ * would search are listed in-process when no ignore rule can apply
+ * (grep_rglist.c: no rg started), else by rg (`rg --files`: its exact
+ * hidden-file, .gitignore, .ignore and .rgignore rules); rg also checks a
+ * pattern shed's matcher cannot vouch for. shed opens each named file
+ * itself with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) relative to
+ * the root's directory fd, and searches it
  * with PCRE2 the way rg would: lines cut at \n only (a \r stays in the
  * text), a UTF-8 BOM dropped, 64 KiB reads in which a NUL byte ends the file
  * (with rg's warning after a match); a single file named explicitly as rg
