@@ -9,10 +9,11 @@
  * (hidden entries are skipped, hidden directories not entered), depth first,
  * siblings in byte order of their names, a directory's contents at the
  * place where the directory sorts. No ignore rule applies when no directory
- * rg reads holds a `.ignore`, `.rgignore`, `.gitignore` or `.git` (the last
- * two matter only inside a git repository, i.e. with a `.git`; the global
- * git excludes, core.excludesFile or $XDG_CONFIG_HOME/git/ignore, and
- * .git/info/exclude are consulted only then as well), neither DIR's walked
+ * rg reads holds a `.ignore`, `.rgignore`, `.gitignore`, `.git` or `.jj`
+ * (the last three matter only inside a git repository, i.e. with a `.git`,
+ * or a `.jj` for rg 14.1.1 and later; the global git excludes,
+ * core.excludesFile or $XDG_CONFIG_HOME/git/ignore, and .git/info/exclude
+ * are consulted only then as well), neither DIR's walked
  * directories nor any parent of DIR up to `/` (rg reads the parents' ignore
  * files too). rg prints an error (and exits 2) when it cannot read a
  * directory it walks, or lstat an entry of one, or open a path longer than
@@ -60,12 +61,17 @@ static int give_up(rgl_t *w, const char *why)
     return TOOLS_RGLIST_FALLBACK;
 }
 
-/* A name rg looks for in every directory it reads, in ASCII letter case
- * of any kind (a case-folding directory finds `.IGNORE` for `.ignore`). */
+/* The names rg looks for in every directory it reads (`.jj`: rg 14.1.1 and
+ * later take a directory holding one for a git repository).
+ * control_name: in ASCII letter case of any kind (a case-folding directory
+ * finds `.IGNORE` for `.ignore`). */
+static const char *const CONTROL_NAMES[] = {".git", ".gitignore", ".ignore", ".rgignore", ".jj"};
+#define N_CONTROL (sizeof(CONTROL_NAMES) / sizeof(CONTROL_NAMES[0]))
+
 static bool control_name(const char *n)
 {
-    static const char *const names[] = {".git", ".gitignore", ".ignore", ".rgignore"};
-    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+    const char *const *names = CONTROL_NAMES;
+    for (size_t k = 0; k < N_CONTROL; k++) {
         const char *a = n, *b = names[k];
         while (*a && *b) {
             char c = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
@@ -155,16 +161,16 @@ static int walk(rgl_t *w, int dfd, unsigned depth)
  * dir? Asked by path name, as rg does (existence only; nothing is read). */
 static int parents_clean(rgl_t *w, const char *dir)
 {
-    static const char *const names[] = {".git", ".gitignore", ".ignore", ".rgignore"};
     size_t len = strlen(dir);
     _cleanup_buf_ buf_t p;
     buf_init(&p, 0);
     while (len > 1) {
         while (len > 1 && dir[len - 1] != '/') len--;
         size_t plen = len > 1 ? len - 1 : 1; /* the parent: "/a/b" of "/a/b/c", "/" of "/a" */
-        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        for (size_t k = 0; k < N_CONTROL; k++) {
             buf_reset(&p);
-            if (buf_append(&p, dir, plen) < 0 || (plen > 1 && buf_putc(&p, '/') < 0) || buf_puts(&p, names[k]) < 0)
+            if (buf_append(&p, dir, plen) < 0 || (plen > 1 && buf_putc(&p, '/') < 0) ||
+                buf_puts(&p, CONTROL_NAMES[k]) < 0)
                 return -ENOMEM;
             struct stat st;
             if (lstat(p.data, &st) == 0) return give_up(w, "an ignore file or .git in a parent directory");

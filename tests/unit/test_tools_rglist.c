@@ -123,7 +123,7 @@ static void rand_name(char *out, size_t cap, bool hidden)
     if (!strcmp(out, ".") || !strcmp(out, "..")) strcpy(out, ".h");
 }
 
-static const char *const CONTROL[] = {".ignore", ".rgignore", ".gitignore", ".git", ".IGNORE"};
+static const char *const CONTROL[] = {".ignore", ".rgignore", ".gitignore", ".git", ".IGNORE", ".jj"};
 static const char *const IGNORE_TEXT[] = {"*.txt\n", "a*\n!ab\n", "/b\n", "needle*\n", "*\n", "z/\n", "# only\n"};
 
 typedef struct gen {
@@ -429,4 +429,22 @@ TEST(rglist_walk_never_leaves_the_tree_under_swaps)
     close(rfd);
     printf("listings completed under swaps: %d of 3000, %d of them read the directory as link/\n", listed, as_link);
     ASSERT_GE_INT(listed, 1);
+}
+
+/* The directory searched may itself be hidden, or named like rg's quirk:
+ * rg never applies its hidden rule to the path it is given. */
+TEST(rglist_hidden_search_roots_are_walked)
+{
+    const char *rg = find_rg();
+    if (!rg) test_skip("rg is not installed (scripts/install-deps installs ripgrep)");
+    static const char *const roots[] = {".h", ".h.", "..x", "plain"};
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+        char root[PATH_MAX], cmd[PATH_MAX * 2];
+        snprintf(root, sizeof(root), "%s/t%zu/%s", workdir(), 2000 + i, roots[i]);
+        snprintf(cmd, sizeof(cmd), "mkdir -p '%s/d/e' '%s/.in' && touch '%s/a' '%s/d/b' '%s/d/e/c' '%s/.in/x'", root,
+                 root, root, root, root, root);
+        if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "%s", cmd);
+        ASSERT_EQ_INT(compare_listing(rg, root, true, (int)(2000 + i)), 1);
+        rm_tree((int)(2000 + i));
+    }
 }
