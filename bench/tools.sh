@@ -4,7 +4,9 @@
 # received, as the worker sees it), p50/p99 over N calls each of: bash
 # `echo hello` (a builtin: pure protocol cost), bash `/bin/true` (adds fork
 # and exec), `read` of a 10 KB file, `grep` over a small tree (ripgrep when
-# installed, then shed's walker), and an unknown tool (no work at all: the
+# installed, then shed's walker), the same tree as a git repository with a
+# .gitignore (rg on PATH: shed then starts rg to list the files, as the
+# reference starts rg to search them), and an unknown tool (no work at all: the
 # hop itself, creator → init → creator). Anchors, measured in the same run:
 # the reference toolset (@anthropic-ai/sdk under node 22) running the same
 # calls in-process on the host. Also init's RSS with an idle bash.
@@ -27,16 +29,23 @@ mk_tree() { # DIR
         awk -v i="$i" 'BEGIN { for (l = 1; l <= 50; l++) printf "file %d line %d %s\n", i, l, (l % 10 == 0 ? "needle" : "hay") }' \
             > "$1/tree/$( [ $((i % 3)) = 0 ] && echo a/b || ([ $((i % 3)) = 1 ] && echo c || echo a))/f$i.txt"
     done
+    # the same tree as a git repository with a .gitignore: rg's listing then
+    # depends on ignore rules, so shed asks rg for it (docs/toolset.md, grep)
+    cp -a "$1/tree" "$1/gtree"
+    mkdir "$1/gtree/.git"
+    printf '*.log\n' > "$1/gtree/.gitignore"
+    printf 'needle ignored\n' > "$1/gtree/a/x.log"
 }
 cat > "$T/calls.json" <<'J'
 [{"label":"hop (unknown tool)","name":"nope","input":{}},
  {"label":"bash echo hello","name":"bash","input":{"command":"echo hello"}},
  {"label":"bash /bin/true","name":"bash","input":{"command":"/bin/true"}},
  {"label":"read 10 KB","name":"read","input":{"file_path":"file10k.txt"}},
- {"label":"grep small tree","name":"grep","input":{"pattern":"needle","path":"tree"}}]
+ {"label":"grep small tree","name":"grep","input":{"pattern":"needle","path":"tree"}},
+ {"label":"grep small git tree","name":"grep","input":{"pattern":"needle","path":"gtree"}}]
 J
 "$NODE" -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1]));
-  process.stdout.write(JSON.stringify(c.filter(x=>x.name==="grep").map(x=>({...x,label:"grep small tree (walker)"}))))' \
+  process.stdout.write(JSON.stringify(c.filter(x=>x.label==="grep small tree").map(x=>({...x,label:"grep small tree (walker)"}))))' \
   "$T/calls.json" > "$T/walker.json"
 
 # the module alone, in-process (no sandbox, no channel): the tool's own cost
@@ -97,11 +106,11 @@ const [ref, shd, shw, rss, n, mod] = process.argv.slice(1);
 const R = JSON.parse(ref), S = {...JSON.parse(shd), ...JSON.parse(shw)}, M = JSON.parse(rss), D = JSON.parse(mod);
 const rg = require("child_process").spawnSync("sh", ["-c", "command -v rg"]).status === 0;
 console.log(`calls per kind: ${n}; ripgrep ${rg ? "installed" : "not installed"}; times in microseconds`);
-console.log("call".padEnd(26) + "shed p50".padStart(9) + "shed p99".padStart(9) + "ref p50".padStart(9) + "ref p99".padStart(9) + "  shed/ref" + "   module p50 p99 (in-process)");
+console.log("call".padEnd(28) + "shed p50".padStart(9) + "shed p99".padStart(9) + "ref p50".padStart(9) + "ref p99".padStart(9) + "  shed/ref" + "   module p50 p99 (in-process)");
 for (const k of Object.keys(S)) {
   const s = S[k], r = R[k] || {}, d = D[k] || {};
   const ratio = r.p50_us ? (s.p50_us / r.p50_us).toFixed(2) + "x" : "-";
-  console.log(k.padEnd(26) + String(s.p50_us).padStart(9) + String(s.p99_us).padStart(9) +
+  console.log(k.padEnd(28) + String(s.p50_us).padStart(9) + String(s.p99_us).padStart(9) +
     String(r.p50_us ?? "-").padStart(9) + String(r.p99_us ?? "-").padStart(9) + ("  " + ratio).padStart(10) +
     String(d.p50_us ?? "-").padStart(10) + String(d.p99_us ?? "-").padStart(7));
 }

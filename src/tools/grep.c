@@ -1,8 +1,8 @@
 /* The grep tool. Like the reference: ripgrep's semantics when an `rg` is on
  * the tools' PATH (and does not live inside a root the agent can write;
- * grep_rg.c: rg names the files, shed opens and searches them), else shed's
- * own walker with the reference's rules: .git and node_modules skipped,
- * symlinks and special files skipped, files read in 64 KiB chunks and cut
+ * grep_rg.c: rg or grep_rglist.c names the files, shed opens and searches
+ * them), else shed's own walker with the reference's rules: .git and
+ * node_modules skipped, symlinks and special files skipped, files read in 64 KiB chunks and cut
  * into lines at \n, \r\n and \r (Node's readline), a chunk holding a NUL ends
  * the file after its complete lines, lines over 2000 UTF-16 units skipped,
  * output "path:line:text" capped at 100 KiB with the reference's marker.

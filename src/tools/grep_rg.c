@@ -1,11 +1,13 @@
 /* The grep tool when ripgrep is on the tools' PATH (the reference then runs
  * `rg --no-config -n --no-heading -e PAT -- PATH`). ripgrep walks by path
  * name, so a directory swapped for a symlink during its walk would lead it
- * out of the workspace; here rg is never given the contents. It only names
- * the files it would search (`rg --files`: its exact hidden-file, .gitignore,
- * .ignore and .rgignore rules), and checks a pattern shed's matcher cannot
- * vouch for; shed opens each named file itself with openat2(RESOLVE_BENEATH |
- * RESOLVE_NO_SYMLINKS) relative to the root's directory fd, and searches it
+ * out of the workspace; here rg is never given the contents. The files it
+ * would search are listed in-process when no ignore rule can apply
+ * (grep_rglist.c: no rg started), else by rg (`rg --files`: its exact
+ * hidden-file, .gitignore, .ignore and .rgignore rules); rg also checks a
+ * pattern shed's matcher cannot vouch for. shed opens each named file
+ * itself with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) relative to
+ * the root's directory fd, and searches it
  * with PCRE2 the way rg would: lines cut at \n only (a \r stays in the
  * text), a UTF-8 BOM dropped, 64 KiB reads in which a NUL byte ends the file
  * (with rg's warning after a match); a single file named explicitly as rg
@@ -574,6 +576,32 @@ static void filter_walk_errors(tools_root *root, const char *search, const char 
     }
 }
 
+/* One name of the listing (rg's or tools_rg_list's): opened beneath the
+ * root with openat2 and searched if it is a regular file there. A name
+ * that does not open beneath the root (rg's walk was led through a swapped
+ * link, or the file vanished) is skipped; another failure is rg's error. */
+static void search_name(rgs_t *s, tools_root *root, const char *search, const char *rel, buf_t *relp, const char *nm,
+                        size_t nlen)
+{
+    size_t slen = strlen(search), rlen = strcmp(rel, ".") ? strlen(rel) : 0;
+    if (!(nlen > slen + 1 && !memcmp(nm, search, slen) && nm[slen] == '/' && !memchr(nm, 0, nlen))) return;
+    buf_reset(relp);
+    if (rlen) {
+        buf_append(relp, rel, rlen);
+        buf_putc(relp, '/');
+    }
+    buf_append(relp, nm + slen + 1, nlen - slen - 1);
+    int fd = tools_openat_beneath(root->fd, relp->data, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
+    if (fd >= 0) {
+        struct stat fs;
+        if (fstat(fd, &fs) == 0 && S_ISREG(fs.st_mode)) search_fd(s, fd, nm, nlen, false);
+        close(fd);
+    } else if (fd != -ENOENT && fd != -ELOOP && fd != -ENOTDIR && fd != -EXDEV && fd != -ENXIO && fd != -EAGAIN) {
+        /* not a swap or a vanished file: rg would say so */
+        buf_printf(&s->errs, "%s: %s (os error %d)\n", nm, strerror(-fd), -fd);
+    }
+}
+
 /* rg's argument path in results: as given (the root's canonical path). */
 json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t plen, const tools_target *tg,
                       int64_t timeout_ms, int cancel_fd)
@@ -635,11 +663,25 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
     _cleanup_close_ int target = root->fd >= 0 ? tools_openat_beneath(root->fd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0)
                                               : -ENOENT;
     struct stat st;
+    int fsr = target >= 0 ? fstat(target, &st) : -1;
+    _cleanup_buf_ buf_t list;
+    buf_init(&list, 0);
+    _cleanup_buf_ buf_t relp;
+    buf_init(&relp, 0);
     if (target < 0) {
         /* what rg says of a path it cannot open */
         buf_printf(&s.errs, "%s: %s (os error %d)\n", search, strerror(-target), -target);
-    } else if (fstat(target, &st) == 0 && S_ISREG(st.st_mode)) {
+    } else if (fsr == 0 && S_ISREG(st.st_mode)) {
         search_fd(&s, target, NULL, 0, true);
+    } else if (fsr == 0 && S_ISDIR(st.st_mode) && tools_rg_list(target, search, &list, NULL) == 0) {
+        /* a directory where rg's listing is plain (no ignore file, no git,
+         * nothing rg would complain about): listed in-process, no rg started */
+        for (size_t i = 0; i < list.len && !s.full && !s.cut;) {
+            size_t nlen = strlen(list.data + i);
+            search_name(&s, root, search, rel, &relp, list.data + i, nlen);
+            i += nlen + 1;
+            rg_stop(&s);
+        }
     } else {
         /* a directory (or something rg will explain): rg names the files */
         char *argv[] = {"rg", "--no-config", "--files", "--null", "--sort", "path", "--", (char *)search, NULL};
@@ -653,11 +695,8 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
             free(s.buf);
             return tools_errorf("grep: rg failed: spawn %s: %s", rg, strerror(-rc));
         }
-        size_t slen = strlen(search), rlen = strcmp(rel, ".") ? strlen(rel) : 0;
         _cleanup_buf_ buf_t names;
         buf_init(&names, 0);
-        _cleanup_buf_ buf_t relp;
-        buf_init(&relp, 0);
         bool out_open = true, err_open = true, too_long = false;
         char chunk[16384];
         while ((out_open || err_open) && !s.full && !s.cut) {
@@ -700,27 +739,7 @@ json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t pl
                 if (!z) break;
                 c++;
                 /* one whole name */
-                const char *nm = names.data ? names.data : "";
-                size_t nlen = names.len;
-                if (!too_long && nlen > slen + 1 && !memcmp(nm, search, slen) && nm[slen] == '/' &&
-                    !memchr(nm, 0, nlen)) {
-                    buf_reset(&relp);
-                    if (rlen) {
-                        buf_append(&relp, rel, rlen);
-                        buf_putc(&relp, '/');
-                    }
-                    buf_append(&relp, nm + slen + 1, nlen - slen - 1);
-                    int fd = tools_openat_beneath(root->fd, relp.data, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
-                    if (fd >= 0) {
-                        struct stat fs;
-                        if (fstat(fd, &fs) == 0 && S_ISREG(fs.st_mode)) search_fd(&s, fd, nm, nlen, false);
-                        close(fd);
-                    } else if (fd != -ENOENT && fd != -ELOOP && fd != -ENOTDIR && fd != -EXDEV && fd != -ENXIO &&
-                               fd != -EAGAIN) {
-                        /* not a swap or a vanished file: rg would say so */
-                        buf_printf(&s.errs, "%s: %s (os error %d)\n", nm, strerror(-fd), -fd);
-                    }
-                }
+                if (!too_long) search_name(&s, root, search, rel, &relp, names.data ? names.data : "", names.len);
                 buf_reset(&names);
                 too_long = false;
                 rg_stop(&s);

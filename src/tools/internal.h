@@ -76,3 +76,10 @@ json_t *tools_grep(tools_t *t, json_t *input, int64_t deadline_ms, int cancel_fd
 /* grep with ripgrep's semantics (grep_rg.c); tg NULL = the workdir. */
 json_t *tools_grep_rg(tools_t *t, const char *rg, const char *pattern, size_t plen, const tools_target *tg,
                       int64_t timeout_ms, int cancel_fd);
+/* What `rg --no-config --files --null --sort path -- dir` prints, computed
+ * in-process (grep_rglist.c) when that is exact: 0 and the NUL-terminated
+ * names in out; TOOLS_RGLIST_FALLBACK (why says what rg would have to
+ * decide: an ignore file, .git, an error rg would print, a bound) or
+ * -errno, out empty. dirfd: an fd of dir, the canonical absolute path. */
+#define TOOLS_RGLIST_FALLBACK 1
+int tools_rg_list(int dirfd, const char *dir, struct buf *out, const char **why);
