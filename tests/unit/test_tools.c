@@ -20,12 +20,25 @@
 #include <unistd.h>
 
 static char g_dir[256];
+static pid_t g_dir_owner;
+
+/* The work directory goes with the test's process (not with a child that
+ * forked from it and exits). */
+static void remove_workdir(void)
+{
+    if (!g_dir[0] || getpid() != g_dir_owner) return;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'", g_dir, g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+}
 
 static const char *workdir(void)
 {
     if (!g_dir[0]) {
         snprintf(g_dir, sizeof(g_dir), "/tmp/shed-tools-test.XXXXXX");
         if (!mkdtemp(g_dir)) test_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+        g_dir_owner = getpid();
+        atexit(remove_workdir);
     }
     return g_dir;
 }
