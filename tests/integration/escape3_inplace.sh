@@ -20,6 +20,7 @@
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sandbox.sh"
+unset TZ # TZ means an exec'd init (in_place_ok): the caller's must not decide the path
 
 sb_policies ''
 sanitized=""
