@@ -10,7 +10,7 @@
 #   LOCALDOMAIN, HOME, XDG_RUNTIME_DIR, ...), in a long environment spanning
 #   many pages, in `env -i`'s bare layout, in argv[0], in the current
 #   directory's name, with `shed run` exec'd from an fd (fexecve) and under
-#   `ulimit -s unlimited`: none of them in init's writable memory (read from
+#   `ulimit -s unlimited` or 64: none of them in init's writable memory (read from
 #   the host through /proc/PID/mem, root only);
 # - the conditions: GLIBC_TUNABLES, MALLOC_*, LD_*, TZ each send init down
 #   the exec path. TZ is this round's hole: glibc's tzset strdup()s it on the
@@ -39,7 +39,12 @@ echo "stat=$(cut -d' ' -f 25-30,45-52 /proc/1/stat)"
 grep -E '^(Name|NoNewPrivs|Seccomp|CapInh|CapPrm|CapEff|CapBnd|CapAmb|SigCgt|SigPnd|ShdPnd):' /proc/1/status | tr -s '\t' ' '
 SH
 cat >"$T/signals.sh" <<'SH'
-for s in $(seq 1 31) 34 40 64; do kill -s "$s" 1 2>/dev/null; done
+for s in $(seq 1 31) 32 33 34 40 64; do
+    # a sanitizer build's init has handlers for SEGV, BUS, FPE (its runtime's):
+    # those are delivered, and it aborts; shed's own init has none
+    case " $SKIP " in *" $s "*) continue ;; esac
+    kill -s "$s" 1 2>/dev/null
+done
 sleep 0.3
 state=$(sed 's/.*) //' /proc/1/stat | cut -d' ' -f1)
 kill -0 1 && echo "init-alive state=$state"
@@ -63,9 +68,10 @@ for mode in "${MODES[@]}"; do
 
     step "[$mode] inside: every signal sent to pid 1 from the sandbox is dropped (in place and exec'd)"
     for how in inplace exec; do
-        if [ $how = exec ]; then out=$(LD_LIBRARY_PATH=/nonexistent sbrun_quiet "$mode" --workspace "$ws" -- /bin/sh signals.sh)
-        else out=$(sbrun_quiet "$mode" --workspace "$ws" -- /bin/sh signals.sh); fi
-        rc=$?
+        skip=""; [ -n "$sanitized" ] && skip="7 8 11"
+        rc=0
+        if [ $how = exec ]; then out=$(LD_LIBRARY_PATH=/nonexistent sbrun_quiet "$mode" --workspace "$ws" -- /usr/bin/env SKIP="$skip" /bin/sh signals.sh) || rc=$?
+        else out=$(sbrun_quiet "$mode" --workspace "$ws" -- /usr/bin/env SKIP="$skip" /bin/sh signals.sh) || rc=$?; fi
         expect_eq "$rc" 0 "[$mode/$how] the command's exit after signalling init"
         expect_contains "$out" "init-alive state=S" "[$mode/$how] init alive and not stopped"
     done
@@ -159,9 +165,11 @@ os.set_inheritable(fd, True)
 os.execve(fd, ["shed-" + sys.argv[2]] + sys.argv[3:], dict(os.environ, SECRET=sys.argv[2]))' \
         "$SHED" "$s" run --json-status 5 --policy "$(pol "$mode")" -- sleep 30) || exit 1
 
-    step "[$mode] ulimit -s unlimited (the legacy mmap layout)"
-    inplace_scan "$mode unlimited stack" "$mode" "$s" bash -c 'ulimit -s unlimited; exec env SECRET="$0" "$@"' "$s" \
-        $(runas "$mode") "$SHED" run --json-status 5 --policy "$(pol "$mode")" -- sleep 30
+    for lim in unlimited 64; do
+        step "[$mode] ulimit -s $lim (unlimited: the legacy mmap layout; 64 KiB: MADV_DONTNEED's range is small)"
+        inplace_scan "$mode stack $lim" "$mode" "$s" bash -c 'ulimit -s "$1"; exec env SECRET="$0" "${@:2}"' "$s" "$lim" \
+            $(runas "$mode") "$SHED" run --json-status 5 --policy "$(pol "$mode")" -- sleep 30
+    done
 done
 
 step "the conditions: GLIBC_TUNABLES, MALLOC_*, LD_*, TZ (tzset keeps a copy) each mean an exec'd init"
