@@ -361,6 +361,9 @@ typedef struct child_args {
     /* in place (opts->init_in_place): the creator's stack, [stack_lo,
      * stack_hi), its argv strings from arg_start (scrub_caller) */
     uintptr_t arg_start, stack_lo, stack_hi;
+    /* in place: the creator's /proc/self/stat fields 26-28 and 45-51
+     * (start_code .. env_end), for trim_args */
+    unsigned long long mmf[52];
     int ncg; /* v1: how many "tasks" files come with the second release (cgroup_join) */
 } child_args;
 
@@ -655,6 +658,34 @@ init:
     _exit(sandbox_init_main(2, argv0));
 }
 
+/* Init in place: /proc/1/cmdline (world-readable) reads arg_start..arg_end,
+ * so after become_init's "shed\0init" it would go on with as many zero
+ * bytes as the creator's argv had: its length, for the sandbox to see
+ * (escape3_inplace.sh). Shrink the kernel's argv range to the title and the
+ * environment range to one byte (PR_SET_MM_MAP, no capability needed
+ * without exe_fd; the other fields as they are). Before the seccomp filter.
+ * Best effort: a kernel without CONFIG_CHECKPOINT_RESTORE refuses it, and
+ * then only the length shows (the bytes are zeroed). */
+static void trim_args(const child_args *a)
+{
+    const unsigned long long *f = a->mmf;
+    struct prctl_mm_map m = {
+        .start_code = f[26],
+        .end_code = f[27],
+        .start_stack = f[28],
+        .start_data = f[45],
+        .end_data = f[46],
+        .start_brk = f[47],
+        .brk = (uintptr_t)sbrk(0),
+        .arg_start = f[48],
+        .arg_end = f[48] + 10, /* "shed\0init\0" */
+        .env_start = f[48] + 10,
+        .env_end = f[48] + 11, /* a zero byte: the kernel wants env_start < env_end */
+        .exe_fd = (uint32_t)-1,
+    };
+    (void)prctl(PR_SET_MM, PR_SET_MM_MAP, (unsigned long)&m, sizeof(m), 0);
+}
+
 __attribute__((noreturn)) static void child_main(child_args *a)
 {
     char c;
@@ -769,6 +800,7 @@ __attribute__((noreturn)) static void child_main(child_args *a)
     if (syscall(SYS_close_range, 7, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         child_die(a, errno, "close_range");
 
+    if (a->no_exec && a->stack_hi) trim_args(a);
     if (a->prog && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, a->prog, 0, 0) < 0)
         child_die(a, errno, "install the seccomp filter");
     if (a->no_exec) {
@@ -1358,7 +1390,7 @@ static void cleanup_planp(plan *p)
  * on the stack at exec, [arg_start, env_end) (every environ entry inside
  * that block: no setenv, whose strings live on the heap) plus AT_EXECFN;
  * the loader keeps copies of LD_* and GLIBC_TUNABLES values, glibc of
- * MALLOC_* ones: with any of those set, no. Fills the range to zero. */
+ * MALLOC_* and TZ ones: with any of those set, no. */
 static bool in_place_ok(child_args *a)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -1383,12 +1415,17 @@ static bool in_place_ok(child_args *a)
     char *save = NULL;
     for (char *t = strtok_r(p + 1, " ", &save); t && i < 51; t = strtok_r(NULL, " ", &save))
         f[++i] = strtoull(t, NULL, 10);
-    if (i < 51 || f[20] != 1 || !f[48] || f[51] <= f[48]) return false;
+    if (i < 51 || f[20] != 1 || !f[48] || f[51] <= f[48] || f[49] < f[48] + 10) return false;
     for (char **e = environ; e && *e; e++) {
         uintptr_t v = (uintptr_t)*e;
         if (v < f[50] || v >= f[51]) return false;
         if (!strncmp(*e, "LD_", 3) || !strncmp(*e, "GLIBC_", 6) || !strncmp(*e, "MALLOC_", 7))
             return false;
+        /* glibc's tzset_internal strdup()s TZ's value on the first
+         * gmtime_r/localtime (clock.c formats every log line's time: an
+         * unprivileged caller's waived-layer warning came before the clone
+         * and left TZ's value on the heap, escape3_inplace.sh) */
+        if (!strncmp(*e, "TZ=", 3)) return false;
     }
 #if defined(__x86_64__)
     /* The top of the stack: the kernel copies AT_EXECFN's string last, to
@@ -1404,6 +1441,7 @@ static bool in_place_ok(child_args *a)
     if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < span)
         span = rl.rlim_cur;
     a->arg_start = (uintptr_t)f[48];
+    memcpy(a->mmf, f, sizeof(a->mmf));
     a->stack_hi = hi;
     a->stack_lo = hi - span;
     a->no_exec = true;

@@ -13,6 +13,7 @@
 # timeout: 120
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sandbox.sh"
+unset TZ # TZ means an exec'd init (in_place_ok): the caller's must not decide the path
 
 [ "$(id -u)" = 0 ] || skip "reading another uid's /proc/PID/mem needs root"
 
