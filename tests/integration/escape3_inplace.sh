@@ -81,31 +81,6 @@ done
 [ "$(id -u)" = 0 ] || { echo "ok (caller-side scans need root to read /proc/PID/mem)"; exit 0; }
 [ -n "$sanitized" ] && { echo "ok (a sanitizer build never runs init in place)"; exit 0; }
 
-cat >"$T/scan.py" <<'PY'
-import re, sys
-pid, needles = int(sys.argv[1]), [s.encode() for s in sys.argv[2:]]
-hits, scanned = [], 0
-with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-    for line in maps:
-        f = line.split()
-        lo, hi = (int(x, 16) for x in f[0].split("-"))
-        name = f[5] if len(f) > 5 else "anon"
-        if ("w" not in f[1] and name != "[stack]") or hi - lo > 64 << 20:
-            continue
-        data = b""
-        for off in range(lo, hi, 1 << 20):
-            try:
-                mem.seek(off); data += mem.read(min(1 << 20, hi - off))
-            except OSError:
-                break
-        scanned += len(data)
-        hits += [f"{n.decode()} {name}" for n in needles if n in data]
-if scanned < 4096:
-    sys.exit(f"scanned only {scanned} bytes of {pid}")
-print("\n".join(hits) if hits else "none")
-PY
-has_child() { [ -n "$(cat /proc/"$1"/task/"$1"/children 2>/dev/null)" ]; }
-
 # inplace_scan WHAT MODE SECRET CMD...: CMD (which runs `shed run --json-status
 # 5 ... -- sleep 30`) in the background; asserts init runs in place and that
 # SECRET is nowhere in its writable memory
@@ -120,7 +95,7 @@ inplace_scan() {
     wait_for 10 has_child "$ip" || { kill $rp; fail "[$what] init started no command"; }
     local env hits
     env=$(tr '\0' '\n' </proc/"$ip"/environ)
-    hits=$(python3 "$T/scan.py" "$ip" "$secret")
+    hits=$(python3 "$SHED_ROOT/tests/lib/memscan.py" "$ip" "$secret")
     kill -TERM $rp; wait $rp 2>/dev/null || true
     expect_not_contains "$env" GNUTLS_NO_IMPLICIT_INIT "[$what] init runs in place"
     expect_eq "$hits" none "[$what] the secret in init's memory"
@@ -193,8 +168,8 @@ wait_for 10 grep -q init-pid "$T/status" || { kill $rp; fail "[TZ] no status lin
 ip=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["init-pid"])' "$T/status")
 wait_for 10 has_child "$ip" || { kill $rp; fail "[TZ] init started no command"; }
 env=$(tr '\0' '\n' </proc/"$ip"/environ)
-hits=$(python3 "$T/scan.py" "$ip" "$s")
-ctl=$(python3 "$T/scan.py" "$rp" "$s")
+hits=$(python3 "$SHED_ROOT/tests/lib/memscan.py" "$ip" "$s")
+ctl=$(python3 "$SHED_ROOT/tests/lib/memscan.py" "$rp" "$s")
 kill -TERM $rp; wait $rp 2>/dev/null || true
 expect_contains "$env" GNUTLS_NO_IMPLICIT_INIT "[TZ] init exec'd"
 expect_eq "$hits" none "[TZ] the secret in the exec'd init's memory"

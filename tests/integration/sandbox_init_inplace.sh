@@ -31,39 +31,6 @@ echo '{}' >"$pdir/root.json"
 echo '{"waive":["cgroup"]}' >"$pdir/unpriv.json"
 chmod 644 "$pdir"/*.json
 
-# scan PID NEEDLE...: prints "NEEDLE MAPPING" for each hit in PID's writable
-# mappings and its stack, "none" when there is none
-cat >"$T/scan.py" <<'PY'
-import re, sys
-pid, needles = int(sys.argv[1]), [s.encode() for s in sys.argv[2:]]
-hits, scanned = [], 0
-with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-    for line in maps:
-        f = line.split()
-        lo, hi = (int(x, 16) for x in f[0].split("-"))
-        name = f[5] if len(f) > 5 else "anon"
-        if "w" not in f[1] and name != "[stack]":
-            continue
-        if hi - lo > 64 << 20:
-            continue  # a sanitizer's shadow or allocator space (ASan builds): reserved, not data
-        data = b""
-        for off in range(lo, hi, 1 << 20):
-            try:
-                mem.seek(off)
-                data += mem.read(min(1 << 20, hi - off))
-            except OSError:
-                break
-        scanned += len(data)
-        for n in needles:
-            if re.search(re.escape(n), data):
-                hits.append(f"{n.decode()} {name}")
-if scanned < 4096:
-    sys.exit(f"scanned only {scanned} bytes of {pid}")
-print("\n".join(hits) if hits else "none")
-PY
-
-has_child() { [ -n "$(cat /proc/"$1"/task/"$1"/children 2>/dev/null)" ]; }
-
 # run_bg MODE ENV...: `shed run -- sleep 30` in the background with ENV added,
 # the policy named by the secret path; sets RUN_PID (shed run) and INIT_PID
 run_bg() {
@@ -99,10 +66,10 @@ for mode in "${MODES[@]}"; do
     expect_not_contains "$environ" "$env_secret" "[$mode] init's environ (host view)"
     cmdline=$(tr '\0' ' ' </proc/"$INIT_PID"/cmdline | sed 's/ *$//')
     expect_eq "$cmdline" "shed init" "[$mode] init's cmdline (host view)"
-    expect_eq "$(python3 "$T/scan.py" "$INIT_PID" "$env_secret" "$arg_secret" SHED_TEST_SECRET)" none \
+    expect_eq "$(python3 "$SHED_ROOT/tests/lib/memscan.py" "$INIT_PID" "$env_secret" "$arg_secret" SHED_TEST_SECRET)" none \
         "[$mode] secrets in init's memory"
     # positive control: the same scan sees the secret in the caller
-    ctl=$(python3 "$T/scan.py" "$RUN_PID" "$env_secret")
+    ctl=$(python3 "$SHED_ROOT/tests/lib/memscan.py" "$RUN_PID" "$env_secret")
     expect_contains "$ctl" "$env_secret" "[$mode] control: the scan finds the secret in shed run"
     stop_bg
 
@@ -121,7 +88,7 @@ for mode in "${MODES[@]}"; do
     run_bg "$mode" SHED_TEST_SECRET="$env_secret" LD_LIBRARY_PATH="/nonexistent/$arg_secret"
     environ=$(tr '\0' '\n' </proc/"$INIT_PID"/environ)
     expect_contains "$environ" "GNUTLS_NO_IMPLICIT_INIT" "[$mode] init exec'd with LD_LIBRARY_PATH set"
-    expect_eq "$(python3 "$T/scan.py" "$INIT_PID" "$env_secret" "$arg_secret")" none \
+    expect_eq "$(python3 "$SHED_ROOT/tests/lib/memscan.py" "$INIT_PID" "$env_secret" "$arg_secret")" none \
         "[$mode] secrets in the exec'd init's memory"
     stop_bg
 done

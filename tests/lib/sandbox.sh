@@ -52,3 +52,6 @@ sb_tool_ready() {
         fail "shed tool could not run a call: $SB_TOOL_OUT"
     fi
 }
+
+# has_child PID: PID has started a child (e.g. init its command)
+has_child() { [ -n "$(cat /proc/"$1"/task/"$1"/children 2>/dev/null)" ]; }
