@@ -262,29 +262,23 @@ static void search_fd(rgs_t *s, int fd, const char *name, size_t namelen, bool e
                 } else if (rc != PCRE2_ERROR_NOMATCH)
                     s->per_line = true; /* a limit: this and later regions line by line */
             }
+            /* the candidate line [p, nl): the next line when matching line by line, else the
+             * line the match starts in */
+            char *nl;
             if (!ms && s->per_line && !s->lit) {
-                char *nl = memchr(p, '\n', (size_t)(lim - p));
-                lineno++;
-                if (pcre2_match(s->re, (PCRE2_SPTR)p, (size_t)(nl - p), 0, 0, s->md, s->mctx) >= 0) {
-                    if (binary) goto binary_match;
-                    emit_line(s, name, namelen, lineno, p, (size_t)(nl - p));
-                    matched = true;
-                }
-                p = nl + 1;
-                if (rg_stop(s)) return;
-                continue;
-            }
-            if (!ms) {
+                nl = memchr(p, '\n', (size_t)(lim - p));
+            } else if (!ms) {
                 lineno += count_nl(p, (size_t)(lim - p));
                 p = lim;
                 break;
+            } else {
+                char *ls = memrchr(p, '\n', (size_t)(ms - p));
+                if (ls) {
+                    lineno += count_nl(p, (size_t)(ls + 1 - p));
+                    p = ls + 1;
+                }
+                nl = memchr(ms, '\n', (size_t)(lim - ms));
             }
-            char *ls = memrchr(p, '\n', (size_t)(ms - p));
-            if (ls) {
-                lineno += count_nl(p, (size_t)(ls + 1 - p));
-                p = ls + 1;
-            }
-            char *nl = memchr(ms, '\n', (size_t)(lim - ms));
             lineno++;
             if (pcre2_match(s->re, (PCRE2_SPTR)p, (size_t)(nl - p), 0, 0, s->md, s->mctx) >= 0) {
                 if (binary) goto binary_match;
