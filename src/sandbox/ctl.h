@@ -28,6 +28,10 @@
  *                                            + 3 fds: stdin, stdout, stderr of the command;
  *                                              last: init exits right after this command's
  *                                              "exit" (ending the sandbox: `shed run`)
+ *   {"type":"shell","id":N}                  lend the session's bash: init kills the current
+ *                                              shell (lent or not), starts a fresh one, answers
+ *                                              "shell" with its fds and never reads them
+ *   {"type":"shell_kill","id":N}             SIGKILL the shell's process group and reap it
  *   {"type":"policy","network":{...}}        runtime policy change notice (ignored by init)
  *   {"type":"terminate"}                     SIGTERM every process but init (destroy's first step)
  * init -> creator
@@ -36,9 +40,21 @@
  *                                              TCP 127.0.0.1:1080, UDP 127.0.0.1:53), see egress.h
  *   {"type":"result","id":N,"is_error":B,"content":[...]}           (tool)
  *   {"type":"exit","id":N,"status":S,"signal":G}                    (exec; signal 0 = exited)
+ *   {"type":"shell","id":N,"pid":P}          + 2 fds: bash's stdin (AF_UNIX stream socket,
+ *                                              write to it) and its merged stdout/stderr (pipe,
+ *                                              read end), both O_NONBLOCK; the creator drives
+ *                                              the bash tool's protocol itself (tools/bash_proto.h)
+ *                                              and closes them when done with the shell; P is the
+ *                                              pid inside the sandbox (for logs only)
+ *   {"type":"shell_killed","id":N}           the shell is dead and reaped; any "limit" that
+ *                                              killed it was sent before
  *   {"type":"limit","what":"disk","used":U,"max":M}                 a limit was hit; processes killed
  *   {"type":"error","id":N,"message":"..."}  a request could not be served
  * A request that is not understood gets an "error" (id 0 when it had none).
+ * The lent shell: a "tool" request for bash takes the session back (the
+ * lent shell is killed, a fresh one serves it); a watchdog limit kills it
+ * like every other process (the creator sees EOF, then asks "shell_kill",
+ * whose answer comes after the "limit").
  * Ordering: init serves one request at a time; a tool call blocks the
  * channel until its result, except that ANY message arriving during a tool
  * call aborts that call (cancel_fd semantics), after which the message is

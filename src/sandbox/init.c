@@ -1,7 +1,8 @@
 /* `shed init`: pid 1 of a sandbox. Runs as the sandbox user with no
  * capabilities, under the seccomp filter, inside every namespace. Reaps
  * zombies, serves the control channel (ctl.h): runs commands ("exec") with
- * the fds it was passed, runs agent tools ("tool"), kills on request, and
+ * the fds it was passed, runs agent tools ("tool"), lends the session's bash
+ * to the creator ("shell", "shell_kill"), kills on request, and
  * watches the workspace size. Never trusts a message: bad requests get an
  * "error" reply. If the creator's end closes, init exits and the kernel
  * tears the whole pid namespace down. */
@@ -486,6 +487,49 @@ static void watchdog_report(init_state *s)
 
 /* ---- agent tools ---- */
 
+/* The toolset, made on first use. -1 after replying an error. */
+static int ensure_tools(init_state *s, json_int_t id)
+{
+    if (s->tools) return 0;
+    tools_config cfg = {.workdir = s->workdir,
+                        .allowed_roots = (const char *const *)s->roots,
+                        .read_only_roots = (const char *const *)s->ro_roots,
+                        .env = s->env,
+                        .default_timeout_ms = 120000};
+    shed_err err;
+    if (tools_new(&cfg, &s->tools, &err) < 0) {
+        reply_error(s, id, "tool: the toolset could not start: %s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The session's bash lent to the creator, which drives it over the two fds
+ * (the worker's direct path): init stays its parent (reaps it, kills its
+ * group on "shell_kill", on restart, on a limit) and never reads those fds.
+ * Anything else the creator's bash needs from init goes through these two
+ * requests, so a bash call's bytes never pass through init. */
+static void do_shell(init_state *s, json_int_t id)
+{
+    if (ensure_tools(s, id) < 0) return;
+    int fds[2] = {-1, -1};
+    pid_t pid = 0;
+    shed_err err = {0};
+    if (tools_bash_lend(s->tools, &fds[0], &fds[1], &pid, &err) < 0)
+        return reply_error(s, id, "bash: %s", err.msg);
+    send_msg(s, json_pack("{s:s,s:I,s:i}", "type", "shell", "id", id, "pid", (int)pid), fds, 2);
+    close_fds(fds, 2); /* the creator's now */
+}
+
+static void do_shell_kill(init_state *s, json_int_t id)
+{
+    if (s->tools) tools_bash_kill(s->tools);
+    /* a limit that killed the shell goes out before the answer, as before a
+     * tool's result */
+    watchdog_report(s);
+    send_msg(s, json_pack("{s:s,s:I}", "type", "shell_killed", "id", id), NULL, 0);
+}
+
 static void do_tool(init_state *s, json_t *m, json_int_t id)
 {
     const char *name = json_string_value(json_object_get(m, "tool"));
@@ -494,16 +538,7 @@ static void do_tool(init_state *s, json_t *m, json_int_t id)
     if (!name || !json_is_object(input) || (to && !json_is_integer(to)))
         return reply_error(s, id, "tool: needs 'tool' (string), 'input' (object), optional "
                                   "'timeout_ms' (integer)");
-    if (!s->tools) {
-        tools_config cfg = {.workdir = s->workdir,
-                            .allowed_roots = (const char *const *)s->roots,
-                            .read_only_roots = (const char *const *)s->ro_roots,
-                            .env = s->env,
-                            .default_timeout_ms = 120000};
-        shed_err err;
-        if (tools_new(&cfg, &s->tools, &err) < 0)
-            return reply_error(s, id, "tool: the toolset could not start: %s", err.msg);
-    }
+    if (ensure_tools(s, id) < 0) return;
     int64_t t = to ? json_integer_value(to) : s->command_timeout_ms;
     /* A message arriving on the channel during the call aborts it (cancel_fd);
      * the main loop then reads that message. */
@@ -581,6 +616,10 @@ static int handle(init_state *s, json_t *m, int *fds, int nfds)
         /* egress policy lives with the creator; nothing to do inside */
     } else if (!strcmp(type, "tool")) {
         do_tool(s, m, id);
+    } else if (!strcmp(type, "shell")) {
+        do_shell(s, id);
+    } else if (!strcmp(type, "shell_kill")) {
+        do_shell_kill(s, id);
     } else {
         reply_error(s, id, "unknown message type '%s'", type);
     }

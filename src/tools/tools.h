@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base/err.h"
 
@@ -43,3 +44,15 @@ void tools_free(tools_t *t); /* kills the persistent bash */
  * reaped by the caller's waitpid(-1)) is noticed at the next call, which then
  * says "bash: bash session terminated", as the reference does. */
 json_t *tools_call(tools_t *t, const char *name, json_t *input, int64_t timeout_ms, int cancel_fd);
+
+/* The persistent bash lent to a caller that drives it itself (the worker's
+ * direct path, bash_proto.h): kills the current shell (lent or not), starts
+ * a fresh one and hands out its stdin (a socket, write end) and its merged
+ * stdout/stderr (a pipe, read end), both O_NONBLOCK|O_CLOEXEC, the caller's
+ * to close. tools keeps the process: it never touches those fds again,
+ * kills the shell's process group on tools_bash_kill, on a bash tools_call
+ * (which takes the session back with a fresh shell) and on tools_free. */
+int tools_bash_lend(tools_t *t, int *in, int *out, pid_t *pid, shed_err *err);
+/* SIGKILL the shell's process group and reap it; the next bash call starts
+ * a fresh shell. No-op without a shell. */
+void tools_bash_kill(tools_t *t);
