@@ -150,17 +150,36 @@ static void ring_append(tools_bash_run *r, const char *s, size_t n)
     }
 }
 
+/* The call is done at the newline that ends the sentinel's line (the exit
+ * code is in it: a read may end between the sentinel and its digits). */
+static bool line_end(tools_bash_run *r, const char *p, size_t n)
+{
+    if (memchr(p, '\n', n)) r->seen = true;
+    return r->seen;
+}
+
 bool tools_bash_run_feed(tools_bash_run *r, const char *p, size_t n)
 {
     if (r->seen || n == 0) return r->seen;
     ring_append(r, p, n);
+    if (r->found) return line_end(r, p, n);
     /* look for the sentinel across chunk boundaries */
     size_t slen = r->slen;
     size_t head = n < slen ? n : slen;
     char probe[256];
     memcpy(probe, r->carry, r->ncarry);
     memcpy(probe + r->ncarry, p, head);
-    if (memmem(probe, r->ncarry + head, r->sentinel, slen) || memmem(p, n, r->sentinel, slen)) r->seen = true;
+    const char *at = memmem(probe, r->ncarry + head, r->sentinel, slen);
+    size_t after = 0; /* offset in p just past the sentinel */
+    if (at) {
+        after = (size_t)(at - probe) + slen - r->ncarry;
+    } else if ((at = memmem(p, n, r->sentinel, slen))) {
+        after = (size_t)(at - p) + slen;
+    }
+    if (at) {
+        r->found = true;
+        return line_end(r, p + after, n - after);
+    }
     if (n >= slen) {
         memcpy(r->carry, p + n - (slen - 1), slen - 1);
         r->ncarry = slen - 1;
@@ -170,7 +189,7 @@ bool tools_bash_run_feed(tools_bash_run *r, const char *p, size_t n)
         memcpy(r->carry, probe, keep);
         r->ncarry = keep;
     }
-    return r->seen;
+    return false;
 }
 
 /* The reference's ANSI_RE: \x1b\[[0-9;?]*[ -/]*[@-~] */

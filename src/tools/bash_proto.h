@@ -56,7 +56,8 @@ typedef struct tools_bash_run {
     size_t slen;
     char carry[128];   /* the stream's last slen-1 bytes: a sentinel across chunks */
     size_t ncarry;
-    bool seen;
+    bool found;        /* the sentinel was seen */
+    bool seen;         /* ... and the newline ending its line: done */
     char *ring;        /* the output's last bytes; grows up to its bound */
     size_t cap, start, len;
     size_t total;      /* output bytes ever fed */
@@ -64,9 +65,9 @@ typedef struct tools_bash_run {
 
 /* 0, or -ENOMEM. A fresh sentinel; in holds the bytes to write. */
 int tools_bash_run_start(tools_bash_run *r, const tools_bash_req *req);
-/* Output bytes as read. Returns true once the sentinel was seen (the call is
- * done; what the same chunk held after it is kept, as the reference's
- * buffer does; later chunks are not the call's). */
+/* Output bytes as read. Returns true once the sentinel's line was seen
+ * whole (the call is done; what the same chunk held after it is kept, as the
+ * reference's buffer does; later chunks are not the call's). */
 bool tools_bash_run_feed(tools_bash_run *r, const char *p, size_t n);
 /* The result of a call whose sentinel was seen. */
 json_t *tools_bash_run_result(tools_bash_run *r);
