@@ -21,7 +21,12 @@
  * EGRESS_BENCH_NETNS=1 (hop, sockmap; root): the client and the
  * forwarder's listener live in a new network namespace, the forwarder's
  * upstream connections and the server in the original one, as with a
- * sandbox. */
+ * sandbox.
+ * EGRESS_BENCH_LO_GSO=BYTES (root; with EGRESS_BENCH_NETNS, or the whole
+ * driver run in a fresh netns: `unshare -n`): raise that namespace's lo GSO
+ * and GRO limits (IPv4 and IPv6, "BIG TCP", up to lo's tso_max_size, 524280
+ * on Linux 6.x) before measuring: an experiment on the sandbox-side leg
+ * (docs/egress.md). */
 #include "base/json.h"
 #include "egress/egress.h"
 
@@ -37,6 +42,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <linux/bpf.h>
+#include <linux/rtnetlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
 #include <sched.h>
@@ -180,6 +186,55 @@ static int take_listener(int rfd)
     return lfd;
 }
 
+/* lo up, and with EGRESS_BENCH_LO_GSO its GSO/GRO limits raised through
+ * rtnetlink (RTM_NEWLINK; the IPv4 attributes are Linux >= 6.3 and absent
+ * from older uapi headers, hence the numbers). */
+static void lo_setup(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("SIOCGIFFLAGS lo");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("SIOCSIFFLAGS lo");
+    close(s);
+    const char *g = getenv("EGRESS_BENCH_LO_GSO");
+    if (!g) return;
+    uint32_t size = (uint32_t)strtoul(g, NULL, 10);
+    enum { A_GSO_MAX_SIZE = 41, A_GRO_MAX_SIZE = 58, A_GSO_IPV4_MAX_SIZE = 63, A_GRO_IPV4_MAX_SIZE = 64 };
+    static const unsigned short attrs[] = {A_GSO_MAX_SIZE, A_GRO_MAX_SIZE, A_GSO_IPV4_MAX_SIZE, A_GRO_IPV4_MAX_SIZE};
+    struct {
+        struct nlmsghdr h;
+        struct ifinfomsg i;
+        struct {
+            struct rtattr a;
+            uint32_t v;
+        } at[4];
+    } req = {0};
+    req.h.nlmsg_len = sizeof(req);
+    req.h.nlmsg_type = RTM_NEWLINK;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.i.ifi_family = AF_UNSPEC;
+    req.i.ifi_index = (int)if_nametoindex("lo");
+    for (int k = 0; k < 4; k++) {
+        req.at[k].a.rta_len = RTA_LENGTH(sizeof(uint32_t));
+        req.at[k].a.rta_type = attrs[k];
+        req.at[k].v = size;
+    }
+    int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (nl < 0 || send(nl, &req, sizeof(req), 0) != (ssize_t)sizeof(req)) die("rtnetlink");
+    char ack[512];
+    ssize_t n = recv(nl, ack, sizeof(ack), 0);
+    struct nlmsghdr *h = (struct nlmsghdr *)ack;
+    if (n < (ssize_t)(sizeof(*h) + sizeof(int)) || h->nlmsg_type != NLMSG_ERROR) die("rtnetlink reply");
+    int e = *(int *)NLMSG_DATA(h);
+    if (e) {
+        fprintf(stderr, "EGRESS_BENCH_LO_GSO=%u: %s\n", size, strerror(-e));
+        exit(1);
+    }
+    close(nl);
+}
+
 static void start_forwarder(void *(*fn)(void *), const char *ip)
 {
     int p[2];
@@ -188,13 +243,7 @@ static void start_forwarder(void *(*fn)(void *), const char *ip)
     pthread_create(&t, NULL, fn, (void *)(intptr_t)p[0]);
     if (getenv("EGRESS_BENCH_NETNS")) {
         if (unshare(CLONE_NEWNET) < 0) die("unshare(CLONE_NEWNET)");
-        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct ifreq ifr = {0};
-        strcpy(ifr.ifr_name, "lo");
-        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("SIOCGIFFLAGS lo");
-        ifr.ifr_flags |= IFF_UP;
-        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("SIOCSIFFLAGS lo");
-        close(s);
+        lo_setup();
         /* proof that the client is elsewhere: the server is unreachable */
         int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
@@ -566,6 +615,8 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* the whole driver in a namespace of its own (unshare -n): set its lo up */
+    if (getenv("EGRESS_BENCH_LO_GSO") && !getenv("EGRESS_BENCH_NETNS")) lo_setup();
     g_verify = getenv("EGRESS_BENCH_VERIFY") != NULL;
     g_size = (size_t)atol(argv[2]) << 20;
     int rounds = atoi(argv[3]), conns = atoi(argv[4]);

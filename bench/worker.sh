@@ -20,6 +20,9 @@ chmod 755 "$T"
 trap 'rm -rf "$T"' EXIT
 NODE=$PWD/node_modules/.bin/node
 run() { mkdir -p "$T/$1"; python3 bench/worker_bench.py "$1" "$T/$1"; }
+# Anchor: what one hand-over between two processes costs here (a call is a
+# chain of them: serve -> worker -> sandbox -> worker -> serve).
+cc -O2 -std=gnu11 -D_GNU_SOURCE -o "$T/handover" bench/handover.c && "$T/handover" 3000
 out=$(run pair) || { echo "worker latency run failed"; exit 1; }
 echo "$out" | grep -v '^RESULT'
 if [ -x "$NODE" ]; then

@@ -693,7 +693,13 @@ static void conn_connect_next(http_req_t *r, int last_err)
         req_fail(r, -e, "connect to %s (%s): %s", o->hostport, a, strerror(e));
 }
 
-static void req_send_begin(http_req_t *r)
+static void req_send(http_req_t *r);
+
+/* now: send at once (a kept connection, writable as a rule): EPOLLOUT is
+ * armed only if the socket is full, so a request on a kept connection costs
+ * no epoll_ctl at all (its idle watch is already EPOLLIN). Otherwise wait
+ * for EPOLLOUT (a connection just made). */
+static void req_send_begin(http_req_t *r, bool now)
 {
     r->state = R_SEND;
     r->out_off = 0;
@@ -701,7 +707,10 @@ static void req_send_begin(http_req_t *r)
     http_resp_init(&r->parser, &http_cbs, r, r->head_method);
     r->parser_live = true;
     req_arm(r);
-    conn_watch(r->c, EPOLLOUT);
+    if (now)
+        req_send(r);
+    else
+        conn_watch(r->c, EPOLLOUT);
 }
 
 static void tls_step(http_req_t *r)
@@ -711,7 +720,7 @@ static void tls_step(http_req_t *r)
     int rc = SSL_connect(c->ssl);
     if (rc == 1) {
         c->state = C_READY;
-        req_send_begin(r);
+        req_send_begin(r, false);
         return;
     }
     int e = SSL_get_error(c->ssl, rc);
@@ -906,7 +915,7 @@ static void conn_connected(http_req_t *r)
         tls_begin(r);
     } else {
         c->state = C_READY;
-        req_send_begin(r);
+        req_send_begin(r, false);
     }
 }
 
@@ -1209,9 +1218,7 @@ static void req_step(http_req_t *r)
     if (c) {
         c->req = r;
         r->c = c;
-        r->state = R_SEND;
-        req_send_begin(r);
-        req_send(r);
+        req_send_begin(r, true);
         return;
     }
     r->connect_start_ms = clock_mono_ms();
