@@ -90,6 +90,23 @@ void http_notify(server_t *srv, int kind, const char *key)
     pthread_mutex_unlock(&srv->wlock);
 }
 
+void http_notify_visit(server_t *srv, int kind, const char *key,
+                       bool (*visit)(waiter_t *w, bool same_key, void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&srv->wlock);
+    for (waiter_t *w = srv->waiters, *next; w; w = next) {
+        next = w->next;
+        if (w->kind != kind) continue;
+        bool same = !strcmp(w->key, key);
+        if (!visit(w, same, ctx) && same) {
+            waiter_unlink(srv, w);
+            srv->nwaiters--;
+            MHD_resume_connection(w->conn);
+        }
+    }
+    pthread_mutex_unlock(&srv->wlock);
+}
+
 /* Wake the longest-waiting waiter of that key only: one new work item can
  * satisfy one poll, so waking every poller would only make them race. */
 void http_notify_one(server_t *srv, int kind, const char *key)
