@@ -8,8 +8,9 @@
  * long-poll or an idle SSE stream is a *suspended* connection, not a thread:
  * thousands cost only their sockets. One small "waker" thread owns the
  * deadlines (block_ms, ping interval) and resumes connections when they
- * expire; a commit that enqueues work or appends events resumes the waiters
- * of that environment or session at once. Thread-per-connection would grow
+ * expire; a commit that enqueues work resumes a poll of that environment at
+ * once, and one that appends events sends them to the session's waiting
+ * streams itself (routes.c, sse_push) or resumes them. Thread-per-connection would grow
  * without bound with idle workers; a thread pool would need the store to be
  * locked anyway, since SQLite serializes writers.
  *
