@@ -11,7 +11,8 @@
 # BENCH_SHED_BASE=path adds another shed binary's worker to the interleaved
 # rounds (before/after); BENCH_SERVE_BASE=path adds a shed worker on a
 # second serve run from that binary (serve before/after, same rounds);
-# BENCH_AGENT_CONN=new makes the agent open a connection per post.
+# BENCH_AGENT_CONN=new makes the agent open a connection per post;
+# BENCH_NO_SDK=1 leaves the SDK worker out.
 set -u
 cd "$(dirname "$0")/.."
 export SHED_ROOT=$PWD

@@ -77,20 +77,6 @@ void http_wait(server_t *srv, waiter_t *w, struct MHD_Connection *conn, int kind
     pthread_mutex_unlock(&srv->wlock);
 }
 
-void http_notify(server_t *srv, int kind, const char *key)
-{
-    pthread_mutex_lock(&srv->wlock);
-    for (waiter_t *w = srv->waiters, *next; w; w = next) {
-        next = w->next;
-        if (w->kind == kind && !strcmp(w->key, key)) {
-            waiter_unlink(srv, w);
-            srv->nwaiters--;
-            MHD_resume_connection(w->conn);
-        }
-    }
-    pthread_mutex_unlock(&srv->wlock);
-}
-
 void http_notify_visit(server_t *srv, int kind, const char *key,
                        bool (*visit)(waiter_t *w, bool same_key, void *ctx), void *ctx)
 {
