@@ -4,7 +4,8 @@ with two SSE streams open (the driver's and the worker's), then N calls of
   POST .../events agent.tool_use      (admin key, as the agent side)
   POST .../events user.tool_result    (the work item's sessions token)
 one after the other on kept-alive connections. Prints p50/p99 of each
-request's round trip, of POST -> event read on a stream, and the server's
+request's round trip, of tool_use POST sent -> that event read on each
+stream (all 2N reads, counted after the calls), and the server's
 CPU time per call (utime+stime ticks / calls). Bounded: N calls
 (BENCH_APPEND_CALLS, default 1000), every socket with a timeout."""
 import base64
@@ -120,6 +121,7 @@ for k in range(2):
 time.sleep(0.3)
 
 use_rtt, res_rtt, push = [], [], []
+sent = {}  # tool_use id -> time its POST was sent
 t_first = time.perf_counter()
 c0 = ticks()
 for i in range(N):
@@ -134,12 +136,15 @@ for i in range(N):
     t2 = time.perf_counter()
     use_rtt.append((t1 - t0) * 1000)
     res_rtt.append((t2 - t1) * 1000)
-    with lock:
-        for k in range(2):
-            if (k, ev["id"]) in seen:
-                push.append((seen[(k, ev["id"])] - t0) * 1000)
+    sent[ev["id"]] = t0
 el = time.perf_counter() - t_first
 c1 = ticks()
+time.sleep(0.5)  # the last events reach the readers
+with lock:
+    for eid, t0 in sent.items():
+        for k in range(2):
+            if (k, eid) in seen:
+                push.append((seen[(k, eid)] - t0) * 1000)
 print("%d calls in %.2f s: tool_use POST p50 %.3f ms p99 %.3f ms | tool_result POST p50 %.3f ms p99 %.3f ms"
       % (N, el, pct(use_rtt, 50), pct(use_rtt, 99), pct(res_rtt, 50), pct(res_rtt, 99)))
 if push:

@@ -9,7 +9,10 @@
 # BENCH_MANY override the sizes; BENCH_SERVE_SYNC=normal runs serve with
 # --sync normal (no fsync per append: that fsync is in both sides' latency);
 # BENCH_SHED_BASE=path adds another shed binary's worker to the interleaved
-# rounds (before/after).
+# rounds (before/after); BENCH_SERVE_BASE=path adds a shed worker on a
+# second serve run from that binary (serve before/after, same rounds);
+# BENCH_AGENT_CONN=new makes the agent open a connection per post;
+# BENCH_NO_SDK=1 leaves the SDK worker out.
 set -u
 cd "$(dirname "$0")/.."
 export SHED_ROOT=$PWD
@@ -35,6 +38,9 @@ print("ratio SDK/shed: p50 %.1fx  p99 %.1fx  wall %.1fx  peak RSS %.1fx" % (
 if "base" in r:
     c = r["base"]
     print("ratio base/shed: p50 %.2fx  p99 %.2fx" % (float(c[2]) / float(a[2]), float(c[3]) / float(a[3])))
+if "sbase" in r:
+    c = r["sbase"]
+    print("ratio serve-base/serve: p50 %.2fx  p99 %.2fx" % (float(c[2]) / float(a[2]), float(c[3]) / float(a[3])))
 PY
 else
     echo "SDK anchor skipped: $NODE not installed (make deps)"

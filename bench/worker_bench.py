@@ -7,6 +7,7 @@ RSS from /proc)."""
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,73 @@ class Stream:
                     return ev
 
 
+class Agent:
+    """The agent's posts on one kept-alive HTTP/1.1 connection (the agent is
+    Anthropic's backend in production, not part of what is measured: a new
+    TCP connection per post made serve accept and tear down a connection on
+    its only thread just when the worker's result was due, in both workers'
+    intervals alike). Serve answers these posts with Content-Length."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.s = None
+        self.buf = b""
+
+    def _connect(self):
+        self.s = socket.create_connection((self.srv.host, self.srv.port), timeout=60)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def _recv(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise OSError("connection closed by serve")
+        return d
+
+    def post(self, sid, events):
+        data = json.dumps({"events": events}).encode()
+        req = ("POST /v1/sessions/%s/events HTTP/1.1\r\nHost: %s\r\nx-api-key: %s\r\n"
+               "anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+               % (sid, self.srv.host, os.environ["BENCH_ADMIN"], len(data))).encode() + data
+        for attempt in range(2):
+            try:
+                if self.s is None:
+                    self._connect()
+                self.s.sendall(req)
+                while b"\r\n\r\n" not in self.buf:
+                    self.buf += self._recv()
+                break
+            except OSError:
+                if self.s is not None:
+                    self.s.close()
+                self.s = None
+                if attempt:
+                    raise
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        n = 0
+        close = False
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                n = int(v)
+            elif k == b"connection" and v.strip().lower() == b"close":
+                close = True
+        while len(self.buf) < n:
+            self.buf += self._recv()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        if close:
+            self.s.close()
+            self.s = None
+        if status != 200:
+            fail("POST events: HTTP %d %s" % (status, body[:300]))
+        return json.loads(body)["data"]
+
+    def tool(self, sid, name, inp):
+        return self.post(sid, [{"type": "agent.tool_use", "name": name, "input": inp}])[0]["id"]
+
+
 def rss_kb(pid, field):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -59,12 +127,16 @@ def pct(xs, p):
     return xs[k]
 
 
-def one_session(srv, env, n, label):
+def one_session(srv, env, n, label, agent=None):
     sid = srv.session(env)
     st = Stream(srv, sid)
+    # BENCH_AGENT_CONN=new: the agent opens a connection per post (as
+    # before session 4), to compare.
+    if agent is None or os.environ.get("BENCH_AGENT_CONN") == "new":
+        agent = srv
     t0 = time.time()
     for i in range(n):
-        tid = srv.tool(sid, "bash", {"command": "echo call-%d" % i})
+        tid = agent.tool(sid, "bash", {"command": "echo call-%d" % i})
         r = st.wait_result(tid)
         if text_of(r).strip() != "call-%d" % i:
             fail("%s: wrong result for call %d: %r" % (label, i, r))
@@ -100,24 +172,35 @@ def main():
         # (shed, SDK, SDK, shed, ...) so load on this shared machine hits
         # both alike. BENCH_SHED_BASE=path adds a third worker, another shed
         # binary (before/after comparisons).
+        # BENCH_SERVE_BASE=path adds a shed worker on a second serve run
+        # from another binary (serve before/after, same rounds).
         sides = [("shed", shed)]
-        if os.access(os.path.join(os.environ["SHED_ROOT"], "node_modules/.bin/node"), os.X_OK):
+        if os.access(os.path.join(os.environ["SHED_ROOT"], "node_modules/.bin/node"), os.X_OK) and \
+                os.environ.get("BENCH_NO_SDK") != "1":
             sides.append(("sdk", None))
         if os.environ.get("BENCH_SHED_BASE"):
             sides.append(("base", os.environ["BENCH_SHED_BASE"]))
+        servers = {name: srv for name, _ in sides}
+        if os.environ.get("BENCH_SERVE_BASE"):
+            sides.append(("sbase", shed))
+            os.environ["SHED"] = os.environ["BENCH_SERVE_BASE"]
+            servers["sbase"] = Server(T + "/serve-base", extra=["--sync", sync] if sync != "full" else [])
+            os.environ["SHED"] = shed
+        agents = {name: Agent(servers[name]) for name, _ in sides}
         R = int(os.environ.get("BENCH_ROUNDS", "3"))
         procs, envs = {}, {}
         for name, binary in sides:
-            e = env if name == "shed" else srv.environment(name)
+            ssrv = servers[name]
+            e = env if name == "shed" else ssrv.environment(name)
             if name != "shed":
-                _, k = srv.new_key(e)
+                _, k = ssrv.new_key(e)
                 write_key_file(T + "/key-" + name, k)
             kf = T + "/key" if name == "shed" else T + "/key-" + name
             envs[name] = e
             log = open(T + "/worker-%s.log" % name, "w")
             if binary:
                 procs[name] = subprocess.Popen([binary, "worker", "--environment-id", e, "--environment-key-file", kf,
-                                                "--base-url", srv.url, "--state-dir", T + "/wstate-" + name,
+                                                "--base-url", ssrv.url, "--state-dir", T + "/wstate-" + name,
                                                 "--max-idle", "600", "--log-level", "warn"], stderr=log)
             else:
                 os.makedirs(T + "/sdkwork", exist_ok=True)
@@ -126,7 +209,7 @@ def main():
                                                 srv.url, e, kf, T + "/sdkwork"], stderr=log, cwd=os.environ["SHED_ROOT"])
         time.sleep(1.0)
         for name, _ in sides:
-            one_session(srv, envs[name], 5, name + " warm-up")
+            one_session(servers[name], envs[name], 5, name + " warm-up", agents[name])
         lats = {name: [] for name, _ in sides}
         walls = {name: [] for name, _ in sides}
         for r in range(R):
@@ -136,7 +219,7 @@ def main():
             line = []
             for name in order:
                 time.sleep(1.0)  # the previous session's teardown is over
-                lat, wall = one_session(srv, envs[name], N, name)
+                lat, wall = one_session(servers[name], envs[name], N, name, agents[name])
                 lats[name] += lat
                 walls[name].append(wall)
                 line.append("%s p50 %.2f ms" % (name, statistics.median(lat)))
@@ -151,6 +234,9 @@ def main():
                                                statistics.median(walls[name]), peak / 1024.0), flush=True)
             print("RESULT %s %.3f %.3f %.3f %d" % (name, statistics.median(lat), pct(lat, 99),
                                                     statistics.median(walls[name]), peak))
+        for name, ssrv in servers.items():
+            if ssrv is not srv:
+                ssrv.stop()
     elif mode == "rss":
         S = int(os.environ.get("BENCH_RSS_SESSIONS", "50"))
         p = subprocess.Popen([shed, "worker", "--environment-id", env, "--environment-key-file", T + "/key",

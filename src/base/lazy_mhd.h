@@ -13,10 +13,12 @@
     X(MHD_destroy_response) \
     X(MHD_get_connection_values) \
     X(MHD_get_daemon_info) \
+    X(MHD_get_connection_info) \
     X(MHD_lookup_connection_value) \
     X(MHD_queue_response) \
     X(MHD_quiesce_daemon) \
     X(MHD_resume_connection) \
+    X(MHD_set_response_options) \
     X(MHD_start_daemon) \
     X(MHD_stop_daemon) \
     X(MHD_suspend_connection) \
@@ -41,6 +43,8 @@ const struct lazy_mhd *lazy_mhd(void);
 #define MHD_get_connection_values (lazy_mhd()->MHD_get_connection_values)
 #undef MHD_get_daemon_info
 #define MHD_get_daemon_info (lazy_mhd()->MHD_get_daemon_info)
+#undef MHD_get_connection_info
+#define MHD_get_connection_info (lazy_mhd()->MHD_get_connection_info)
 #undef MHD_lookup_connection_value
 #define MHD_lookup_connection_value (lazy_mhd()->MHD_lookup_connection_value)
 #undef MHD_queue_response
@@ -49,6 +53,8 @@ const struct lazy_mhd *lazy_mhd(void);
 #define MHD_quiesce_daemon (lazy_mhd()->MHD_quiesce_daemon)
 #undef MHD_resume_connection
 #define MHD_resume_connection (lazy_mhd()->MHD_resume_connection)
+#undef MHD_set_response_options
+#define MHD_set_response_options (lazy_mhd()->MHD_set_response_options)
 #undef MHD_start_daemon
 #define MHD_start_daemon (lazy_mhd()->MHD_start_daemon)
 #undef MHD_stop_daemon

@@ -24,6 +24,7 @@
     X(sqlite3_finalize) \
     X(sqlite3_free) \
     X(sqlite3_get_autocommit) \
+    X(sqlite3_last_insert_rowid) \
     X(sqlite3_open_v2) \
     X(sqlite3_prepare_v2) \
     X(sqlite3_prepare_v3) \
@@ -76,6 +77,8 @@ const struct lazy_sqlite *lazy_sqlite(void);
 #define sqlite3_free (lazy_sqlite()->sqlite3_free)
 #undef sqlite3_get_autocommit
 #define sqlite3_get_autocommit (lazy_sqlite()->sqlite3_get_autocommit)
+#undef sqlite3_last_insert_rowid
+#define sqlite3_last_insert_rowid (lazy_sqlite()->sqlite3_last_insert_rowid)
 #undef sqlite3_open_v2
 #define sqlite3_open_v2 (lazy_sqlite()->sqlite3_open_v2)
 #undef sqlite3_prepare_v2

@@ -8,8 +8,9 @@
  * long-poll or an idle SSE stream is a *suspended* connection, not a thread:
  * thousands cost only their sockets. One small "waker" thread owns the
  * deadlines (block_ms, ping interval) and resumes connections when they
- * expire; a commit that enqueues work or appends events resumes the waiters
- * of that environment or session at once. Thread-per-connection would grow
+ * expire; a commit that enqueues work resumes a poll of that environment at
+ * once, and one that appends events sends them to the session's waiting
+ * streams itself (routes.c, sse_push) or resumes them. Thread-per-connection would grow
  * without bound with idle workers; a thread pool would need the store to be
  * locked anyway, since SQLite serializes writers.
  *
@@ -76,12 +77,15 @@ void http_wait(server_t *srv, waiter_t *w, struct MHD_Connection *conn, int kind
     pthread_mutex_unlock(&srv->wlock);
 }
 
-void http_notify(server_t *srv, int kind, const char *key)
+void http_notify_visit(server_t *srv, int kind, const char *key,
+                       bool (*visit)(waiter_t *w, bool same_key, void *ctx), void *ctx)
 {
     pthread_mutex_lock(&srv->wlock);
     for (waiter_t *w = srv->waiters, *next; w; w = next) {
         next = w->next;
-        if (w->kind == kind && !strcmp(w->key, key)) {
+        if (w->kind != kind) continue;
+        bool same = !strcmp(w->key, key);
+        if (!visit(w, same, ctx) && same) {
             waiter_unlink(srv, w);
             srv->nwaiters--;
             MHD_resume_connection(w->conn);

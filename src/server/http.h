@@ -84,7 +84,12 @@ int http_authenticate(server_t *srv, struct MHD_Connection *c, store_principal_t
 
 void http_wait(server_t *srv, waiter_t *w, struct MHD_Connection *conn, int kind, const char *key,
                int64_t deadline_ms);
-void http_notify(server_t *srv, int kind, const char *key);
+/* Every listed waiter of `kind`: `visit(w, same_key, ctx)` runs with the
+ * waiters' lock held (so a listed waiter's connection stays suspended and
+ * untouched by libmicrohttpd meanwhile); a waiter of `key` for which it
+ * returns false is unlisted and resumed; the rest stay waiting. */
+void http_notify_visit(server_t *srv, int kind, const char *key,
+                       bool (*visit)(waiter_t *w, bool same_key, void *ctx), void *ctx);
 void http_notify_one(server_t *srv, int kind, const char *key);
 void http_note_worker(server_t *srv, const char *env_id, const char *worker_id);
 int http_workers_polling(server_t *srv, const char *env_id);

@@ -8,9 +8,13 @@
  * credential in a log line or an error message. */
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/b64.h"
 #include "base/cleanup.h"
@@ -24,7 +28,7 @@
 
 #define JSON_MAX_DEPTH 32
 #define MAX_SEGS       8
-#define MAX_EVENTS     100
+#define MAX_EVENTS     STORE_APPEND_MAX
 
 typedef struct route_ctx {
     server_t *srv;
@@ -659,6 +663,12 @@ static enum MHD_Result session_list(route_ctx_t *x)
     return http_json(x->c, 200, out);
 }
 
+typedef struct push_ctx {
+    const store_append_result_t *res;
+    uint64_t before, after; /* srv->appends before and after this append */
+} push_ctx_t;
+static bool sse_push(waiter_t *w, bool same_session, void *ctx);
+
 static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
 {
     enum MHD_Result ret;
@@ -678,14 +688,22 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
         if (st == 403) return forbid(x, msg);
         if (st) return bad(x, "%s", msg);
     }
+    /* The admin, or a sessions token posting to its own session, may post
+     * to the session if it exists, and the append looks it up anyway (404
+     * if there is none, the same answer session_access gives): no read of
+     * its own. Anyone else is checked first, as every route does. */
+    bool own = is_admin(x) ||
+               (x->who.kind == PRINCIPAL_SESSIONS_TOKEN && !strcmp(x->who.session_id, sid));
     char status[32];
-    if (!session_access(x, sid, status, &ret)) return ret;
+    if ((!own || !valid_id(sid, "sesn")) && !session_access(x, sid, status, &ret)) return ret;
     store_append_result_t res;
     shed_err err = {0};
     int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
-    x->srv->appends++;
-    http_notify(x->srv, WAIT_STREAM, sid);
+    /* The committed events go to the session's waiting streams now, before
+     * the answer (sse_push); a stream that cannot take them so is resumed. */
+    push_ctx_t pc = {.res = &res, .before = x->srv->appends, .after = ++x->srv->appends};
+    http_notify_visit(x->srv, WAIT_STREAM, sid, sse_push, &pc);
     if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
     if (res.answer) {
         json_decref(res.events);
@@ -739,15 +757,30 @@ static enum MHD_Result events_list(route_ctx_t *x, const char *sid)
 
 /* ------------------------------------------------------------------- SSE */
 
+/* A stream's bytes go out two ways. libmicrohttpd sends what sse_read
+ * returns (the first events, catch-up after a resume, pings). An append
+ * whose stream is waiting (suspended) and has everything before it sends
+ * the new events itself, straight to the socket, right after the commit
+ * and before the append is answered (sse_push): no wake-up through the
+ * daemon's eventfd, no second epoll pass, no query. That is sound because
+ * the stream's body is not chunked (MHD_RF_HTTP_1_0_COMPATIBLE_STRICT:
+ * HTTP/1.1, `Connection: close`, the body ends with the connection), so
+ * bytes written either way are the same stream, and because libmicrohttpd
+ * calls sse_read only once all it was given before is sent, and touches no
+ * suspended connection: a waiting stream has nothing of the daemon's in
+ * flight. Plain TCP only (serve has no TLS). */
 typedef struct sse {
     server_t *srv;
     struct MHD_Connection *conn;
     char session_id[ID_MAX];
     int64_t last_seq;
     int64_t next_ping_ms;
-    uint64_t caught_up; /* srv->appends when a query last returned all there was */
+    uint64_t caught_up; /* srv->appends when the stream last had all there was */
     bool queried;       /* caught_up is set */
     bool closing;
+    bool dead;      /* a direct send failed: the peer is gone */
+    bool mhd_wrote; /* the daemon sent on the socket since the last direct send */
+    int fd;         /* the socket, for direct sends; -1: none */
     buf_t out;
     size_t off;
     waiter_t waiter;
@@ -766,6 +799,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     sse_t *s = cls;
+    s->mhd_wrote = true; /* the daemon sends what this returns (and may cork the socket) */
+    if (s->dead) return MHD_CONTENT_READER_END_WITH_ERROR;
     for (int round = 0; round < 2; round++) {
         if (s->off < s->out.len) {
             size_t n = s->out.len - s->off;
@@ -834,6 +869,59 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     return 0;
 }
 
+/* An append's visit of a waiting stream (http_notify_visit: on the HTTP
+ * thread, the waiters' lock held, the stream's connection suspended). A
+ * stream of another session that had all there was still has. A stream of
+ * this session that had everything before this append is sent the new
+ * events directly; true if it had them all (it keeps waiting). false
+ * resumes it: it then reads what it lacks from the store as before, or
+ * sends the rest of a direct send the socket did not take. */
+static bool sse_push(waiter_t *w, bool same_session, void *ctx)
+{
+    const push_ctx_t *p = ctx;
+    sse_t *s = (sse_t *)(void *)((char *)w - offsetof(sse_t, waiter));
+    if (!s->queried || s->caught_up != p->before) return false;
+    if (!same_session) {
+        s->caught_up = p->after; /* nothing of its session was appended */
+        return true;
+    }
+    const store_append_result_t *r = p->res;
+    if (s->fd < 0 || s->closing || s->srv->stopping || s->out.len || !r->answer ||
+        r->nappended == 0 || r->appended[0].seq <= s->last_seq)
+        return false;
+    for (int i = 0; i < r->nappended; i++) {
+        const store_appended_t *a = &r->appended[i];
+        /* the end of the stream stays sse_read's (it closes the connection) */
+        if (!strcmp(a->type, "session.status_terminated") ||
+            buf_printf(&s->out, "event: %s\ndata: %.*s\n\n", a->type, (int)a->len,
+                       r->answer + a->off) < 0) {
+            buf_reset(&s->out);
+            return false;
+        }
+    }
+    if (s->mhd_wrote) {
+        /* libmicrohttpd may have left the socket corked after its last send */
+        int on = 1, off = 0;
+        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        setsockopt(s->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+        s->mhd_wrote = false;
+    }
+    ssize_t n = send(s->fd, s->out.data, s->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        buf_reset(&s->out);
+        s->dead = true; /* the client reconnects and lists the history */
+        return false;
+    }
+    s->last_seq = r->appended[r->nappended - 1].seq;
+    s->caught_up = p->after;
+    if (n == (ssize_t)s->out.len) {
+        buf_reset(&s->out);
+        return true;
+    }
+    s->off = n > 0 ? (size_t)n : 0; /* the rest goes through sse_read */
+    return false;
+}
+
 static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
 {
     enum MHD_Result ret;
@@ -860,6 +948,13 @@ static enum MHD_Result events_stream(route_ctx_t *x, const char *sid)
         sse_free(s);
         return MHD_NO;
     }
+    /* Not chunked: the body ends with the connection (see sse_t). */
+    s->fd = -1;
+    s->mhd_wrote = true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(x->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END) == MHD_YES)
+        s->fd = ci->connect_fd;
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");

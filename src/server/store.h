@@ -59,6 +59,16 @@ typedef struct store_heartbeat {
     bool lease_extended;
 } store_heartbeat_t;
 
+/* One event an append stored: its sequence number, type, and where its
+ * stored bytes (the compact JSON a stream sends) are inside `answer`. */
+typedef struct store_appended {
+    int64_t seq;
+    char type[64];
+    size_t off, len;
+} store_appended_t;
+
+#define STORE_APPEND_MAX 100 /* events one append can carry (routes.c checks) */
+
 /* What an events append caused, so the HTTP layer can wake waiters. */
 typedef struct store_append_result {
     json_t *events;     /* the stored events, in order (new reference) */
@@ -66,6 +76,10 @@ typedef struct store_append_result {
      * HTTP answer), or NULL if it could not be built; owned by the store,
      * valid until its next call. */
     const char *answer;
+    /* With `answer`: each stored event, in order (seq ascending), so a
+     * waiting stream can be sent them without a query; 0 when not known. */
+    int nappended;
+    store_appended_t appended[STORE_APPEND_MAX];
     bool work_enqueued; /* a dormant session was woken up */
     char env_id[ID_MAX];
 } store_append_result_t;

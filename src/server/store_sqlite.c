@@ -1288,6 +1288,15 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
         json_array_append_new(stored, e);
         if (answer_ok && ((i && buf_putc(&q->answer, ',') < 0) || buf_puts(&q->answer, body) < 0))
             answer_ok = false;
+        if (answer_ok && res->nappended < STORE_APPEND_MAX) {
+            store_appended_t *a = &res->appended[res->nappended++];
+            a->seq = sqlite3_last_insert_rowid(q->db);
+            snprintf(a->type, sizeof(a->type), "%s", type);
+            a->len = strlen(body);
+            a->off = q->answer.len - a->len;
+        } else {
+            answer_ok = false;
+        }
         if (!strcmp(type, "agent.tool_use") || !strcmp(type, "agent.custom_tool_use")) {
             snprintf(status, sizeof(status), "running");
             wake = true;
@@ -1331,10 +1340,14 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
     if (rc < 0) {
         json_decref(stored);
         res->work_enqueued = false;
+        res->nappended = 0;
         return rc;
     }
     res->events = stored;
-    if (answer_ok && buf_puts(&q->answer, "]}") == 0) res->answer = q->answer.data;
+    if (answer_ok && buf_puts(&q->answer, "]}") == 0)
+        res->answer = q->answer.data;
+    else
+        res->nappended = 0;
     return 0;
 }
 

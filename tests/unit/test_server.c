@@ -451,6 +451,18 @@ TEST(append_answer_is_the_stored_events_and_session_head_matches)
     ASSERT_TRUE(r.answer != NULL);
     ASSERT_EQ_STR(r.answer, want);
     ASSERT_EQ_INT((int)json_array_size(r.events), 3);
+    /* each stored event located in the answer, with its seq (what a waiting
+     * stream is sent without a query): the same as events_after gives */
+    ASSERT_EQ_INT(r.nappended, 3);
+    store_stream_event_t ev[4];
+    ASSERT_EQ_INT(s->ops->events_after(s, sid, r.appended[0].seq - 1, ev, 4, &err), 3);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ_INT((int)r.appended[i].seq, (int)ev[i].seq);
+        ASSERT_EQ_STR(r.appended[i].type, ev[i].type);
+        ASSERT_EQ_INT((int)r.appended[i].len, (int)strlen(ev[i].json));
+        ASSERT_TRUE(!memcmp(r.answer + r.appended[i].off, ev[i].json, r.appended[i].len));
+        free(ev[i].json);
+    }
     json_decref(r.events);
     ASSERT_EQ_INT(s->ops->session_head(s, sid, henv, status, &err), 0);
     ASSERT_EQ_STR(status, "idle");
