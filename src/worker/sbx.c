@@ -543,15 +543,22 @@ static void bash_close_shell(sbx_t *s)
     b->in = b->out = -1;
 }
 
+/* The call's timer and protocol state gone (the shell untouched). */
+static void bash_stop_run(sbx_t *s)
+{
+    sbx_bash *b = &s->bash;
+    if (b->timer) loop_timer_cancel(s->loop, b->timer);
+    b->timer = 0;
+    if (b->run_live) tools_bash_run_free(&b->run);
+    b->run_live = false;
+}
+
 /* Forget the call in progress (no callback). The shell stays. */
 static void bash_clear_call(sbx_t *s)
 {
     sbx_bash *b = &s->bash;
     bash_unwatch(s);
-    if (b->timer) loop_timer_cancel(s->loop, b->timer);
-    b->timer = 0;
-    if (b->run_live) tools_bash_run_free(&b->run);
-    b->run_live = false;
+    bash_stop_run(s);
     json_decref(b->input);
     b->input = NULL;
     json_decref(b->result);
@@ -623,10 +630,7 @@ static void bash_kill_then(sbx_t *s, json_t *res)
 {
     sbx_bash *b = &s->bash;
     bash_close_shell(s);
-    if (b->timer) loop_timer_cancel(s->loop, b->timer);
-    b->timer = 0;
-    if (b->run_live) tools_bash_run_free(&b->run);
-    b->run_live = false;
+    bash_stop_run(s);
     json_decref(b->result);
     b->result = res;
     b->phase = BP_KILLING;
