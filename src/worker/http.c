@@ -487,42 +487,21 @@ static int parse_url(const char *url, url_parts *u, shed_err *err)
         return err_msg(err, EINVAL, "URL %.100s: only http:// and https:// are supported", url);
     }
     const char *end = p + strcspn(p, "/?#");
-    const char *hs = p, *he;
-    const char *portp = NULL;
+    const char *portp;
     if (memchr(p, '@', (size_t)(end - p)))
         return err_msg(err, EINVAL, "URL %.100s: user information in a URL is not supported", url);
-    if (*p == '[') {
-        he = memchr(p, ']', (size_t)(end - p));
-        if (!he) return err_msg(err, EINVAL, "URL %.100s: unclosed [ in the host", url);
-        hs = p + 1;
-        if (he + 1 < end) {
-            if (he[1] != ':') return err_msg(err, EINVAL, "URL %.100s: bad host", url);
-            portp = he + 2;
-        }
-    } else {
-        he = memchr(p, ':', (size_t)(end - p));
-        if (he) portp = he + 1;
-        else he = end;
-    }
-    size_t hl = (size_t)(he - hs);
-    if (hl == 0 || hl >= sizeof(u->host)) return err_msg(err, EINVAL, "URL %.100s: bad host", url);
-    memcpy(u->host, hs, hl);
-    u->host[hl] = 0;
-    for (size_t i = 0; i < hl; i++) {
-        unsigned char c = (unsigned char)u->host[i];
-        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '\\')
-            return err_msg(err, EINVAL, "URL %.100s: bad character in the host", url);
+    switch (http_hostport_split(p, end, u->host, sizeof(u->host), &portp)) {
+    case 0: break;
+    case HTTP_HOST_UNCLOSED: return err_msg(err, EINVAL, "URL %.100s: unclosed [ in the host", url);
+    case HTTP_HOST_BAD_CHAR: return err_msg(err, EINVAL, "URL %.100s: bad character in the host", url);
+    default: return err_msg(err, EINVAL, "URL %.100s: bad host", url);
     }
     u->port = u->tls ? 443 : 80;
     if (portp) {
         if (portp == end) return err_msg(err, EINVAL, "URL %.100s: empty port", url);
-        long v = 0;
-        for (const char *q = portp; q < end; q++) {
-            if (*q < '0' || *q > '9' || v > 65535) return err_msg(err, EINVAL, "URL %.100s: bad port", url);
-            v = v * 10 + (*q - '0');
-        }
-        if (v < 1 || v > 65535) return err_msg(err, EINVAL, "URL %.100s: bad port", url);
-        u->port = (int)v;
+        int port = http_port_parse(portp, end);
+        if (port < 0) return err_msg(err, EINVAL, "URL %.100s: bad port", url);
+        u->port = port;
         u->port_given = true;
     }
     u->target = *end == '#' || !*end ? "/" : end;

@@ -59,6 +59,44 @@ static long pct_decode(const char *s, size_t n, char *out)
     return (long)o;
 }
 
+int http_hostport_split(const char *p, const char *end, char *host, size_t hostsz, const char **portp)
+{
+    const char *hs = p, *he;
+    *portp = NULL;
+    if (p < end && *p == '[') {
+        he = memchr(p, ']', (size_t)(end - p));
+        if (!he) return HTTP_HOST_UNCLOSED;
+        hs = p + 1;
+        if (he + 1 < end) {
+            if (he[1] != ':') return HTTP_HOST_BAD;
+            *portp = he + 2;
+        }
+    } else {
+        he = memchr(p, ':', (size_t)(end - p));
+        if (he) *portp = he + 1;
+        else he = end;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= hostsz) return HTTP_HOST_BAD;
+    memcpy(host, hs, hl);
+    host[hl] = 0;
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '\\') return HTTP_HOST_BAD_CHAR;
+    }
+    return 0;
+}
+
+int http_port_parse(const char *p, const char *end)
+{
+    long v = 0;
+    for (const char *q = p; q < end; q++) {
+        if (*q < '0' || *q > '9' || v > 65535) return -1;
+        v = v * 10 + (*q - '0');
+    }
+    return v < 1 || v > 65535 ? -1 : (int)v;
+}
+
 int http_proxy_parse(const char *value, const char *var, http_proxy *out, shed_err *err)
 {
     memset(out, 0, sizeof(*out));
@@ -133,47 +171,21 @@ int http_proxy_parse(const char *value, const char *var, http_proxy *out, shed_e
         free(cred);
         p = at + 1;
     }
-    const char *hs = p, *he, *portp = NULL;
-    if (*p == '[') {
-        he = memchr(p, ']', (size_t)(end - p));
-        if (!he) goto bad_host;
-        hs = p + 1;
-        if (he + 1 < end) {
-            if (he[1] != ':') goto bad_host;
-            portp = he + 2;
-        }
-    } else {
-        he = memchr(p, ':', (size_t)(end - p));
-        if (he) portp = he + 1;
-        else he = end;
-    }
-    size_t hl = (size_t)(he - hs);
-    if (hl == 0 || hl >= sizeof(out->host)) goto bad_host;
-    memcpy(out->host, hs, hl);
-    out->host[hl] = 0;
-    for (size_t i = 0; i < hl; i++) {
-        unsigned char c = (unsigned char)out->host[i];
-        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '\\' || c == '@' || c == '[' || c == ']') goto bad_host;
-    }
+    const char *portp;
+    if (http_hostport_split(p, end, out->host, sizeof(out->host), &portp) < 0) goto bad_host;
+    if (strpbrk(out->host, "@[]")) goto bad_host;
     unsigned char tmp[16];
     bool v6 = inet_pton(AF_INET6, out->host, tmp) == 1;
     if (*p == '[' && !v6) goto bad_host;
     out->numeric = v6 || inet_pton(AF_INET, out->host, tmp) == 1;
     out->port = HTTP_PROXY_DEFAULT_PORT;
     if (portp && portp < end) {
-        long v = 0;
-        for (const char *q = portp; q < end; q++) {
-            if (*q < '0' || *q > '9' || v > 65535) {
-                http_proxy_clear(out);
-                return err_msg(err, EINVAL, "%s: bad port in the proxy URL", var);
-            }
-            v = v * 10 + (*q - '0');
-        }
-        if (v < 1 || v > 65535) {
+        int port = http_port_parse(portp, end);
+        if (port < 0) {
             http_proxy_clear(out);
             return err_msg(err, EINVAL, "%s: bad port in the proxy URL", var);
         }
-        out->port = (int)v;
+        out->port = port;
     }
     snprintf(out->hostport, sizeof(out->hostport), "%s%s%s:%d", v6 ? "[" : "", out->host, v6 ? "]" : "",
              out->port);

@@ -14,6 +14,7 @@
  */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "base/err.h"
 
@@ -42,6 +43,18 @@ typedef const char *(*http_getenv_fn)(const char *name, void *arg);
  * error naming the variable and the fix. Free with http_proxy_env_free. */
 int http_proxy_env_load(http_proxy_env *pe, http_getenv_fn get, void *arg, shed_err *err);
 void http_proxy_env_free(http_proxy_env *pe);
+
+/* The host[:port] of a URL's authority, the part between p and end (the
+ * worker's URL parser and http_proxy_parse share it): "[v6]" or a name,
+ * then optionally ":" and the port. host gets the name without brackets,
+ * NUL-terminated (at most hostsz - 1 bytes); *portp points after the ':'
+ * (NULL: no port given). 0, or what is wrong: */
+enum { HTTP_HOST_UNCLOSED = -1, /* a '[' without its ']' */
+       HTTP_HOST_BAD = -2,      /* empty, too long, or junk after ']' */
+       HTTP_HOST_BAD_CHAR = -3  /* a control character, space, DEL or above, '%' or '\\' */ };
+int http_hostport_split(const char *p, const char *end, char *host, size_t hostsz, const char **portp);
+/* The decimal port between p and end: 1..65535, else -1 (empty included). */
+int http_port_parse(const char *p, const char *end);
 
 /* Parse one proxy URL ([http://][user[:password]@]host[:port][/]); var names
  * the variable in messages. */
