@@ -6,8 +6,9 @@
 # p50/p99, wall time, peak RSS; then shed's idle RSS and per-session
 # increment, and 200 concurrent sessions. Prints figures; never fails because
 # the machine is slow. BENCH_CALLS, BENCH_ROUNDS, BENCH_RSS_SESSIONS,
-# BENCH_MANY override the sizes; BENCH_SERVE_SYNC=normal runs serve with
-# --sync normal (no fsync per append: that fsync is in both sides' latency);
+# BENCH_MANY override the sizes; BENCH_SERVE_SYNC=normal|strict runs serve
+# with that --sync (normal: no fsync per append; strict: the tool use's
+# fsync before it reaches the worker, so in both sides' latency);
 # BENCH_SHED_BASE=path adds another shed binary's worker to the interleaved
 # rounds (before/after); BENCH_SERVE_BASE=path adds a shed worker on a
 # second serve run from that binary (serve before/after, same rounds);

@@ -156,7 +156,8 @@ def main():
     T = sys.argv[2]
     shed = os.environ["SHED"]
     # BENCH_SERVE_SYNC=normal: serve without an fsync per append (its
-    # `--sync normal`), so the figures show the workers, not this disk.
+    # `--sync normal`); =strict: the tool use's fsync before its push, inside
+    # both workers' interval (serve's default, full, overlaps the two).
     sync = os.environ.get("BENCH_SERVE_SYNC", "full")
     srv = Server(T + "/serve", extra=["--sync", sync] if sync != "full" else [])
     if mode == "pair":

@@ -20,6 +20,7 @@
     X(sqlite3_column_type) \
     X(sqlite3_errmsg) \
     X(sqlite3_exec) \
+    X(sqlite3_file_control) \
     X(sqlite3_extended_errcode) \
     X(sqlite3_finalize) \
     X(sqlite3_free) \
@@ -69,6 +70,8 @@ const struct lazy_sqlite *lazy_sqlite(void);
 #define sqlite3_errmsg (lazy_sqlite()->sqlite3_errmsg)
 #undef sqlite3_exec
 #define sqlite3_exec (lazy_sqlite()->sqlite3_exec)
+#undef sqlite3_file_control
+#define sqlite3_file_control (lazy_sqlite()->sqlite3_file_control)
 #undef sqlite3_extended_errcode
 #define sqlite3_extended_errcode (lazy_sqlite()->sqlite3_extended_errcode)
 #undef sqlite3_finalize

@@ -21,7 +21,7 @@
 
 static const char USAGE[] =
     "usage: shed serve [--listen 127.0.0.1:8790] [--db sqlite:PATH] [--state-dir DIR]\n"
-    "                  [--admin-key-file FILE] [--lease-ttl SECONDS] [--sync full|normal]\n"
+    "                  [--admin-key-file FILE] [--lease-ttl SECONDS] [--sync full|normal|strict]\n"
     "Serve the Managed Agents work API (environments, work queue, sessions, events)\n"
     "locally from SQLite, so workers and SDKs run with no Anthropic account.\n"
     "  --listen ADDR:PORT     where to listen (port 0: any free port)\n"
@@ -30,10 +30,12 @@ static const char USAGE[] =
     "  --admin-key-file FILE  admin key (else SHED_ADMIN_KEY, else $STATE_DIR/admin.key,\n"
     "                         generated 0600 on first start)\n"
     "  --lease-ttl SECONDS    work-item lease TTL a heartbeat extends by (default 60)\n"
-    "  --sync full|normal     SQLite fsync per commit (full, default: nothing acknowledged\n"
-    "                         is lost even on power loss) or WAL-only (normal: survives a\n"
-    "                         killed server, not a host crash; faster)\n"
-    "  --log-level LEVEL      error|warn|info|debug (default info)\n"
+    "  --sync full|normal|strict\n"
+    "                         full (default): every answer follows the fsync of what it\n"
+    "                         reports, so nothing acknowledged is lost even on power loss;\n"
+    "                         new events reach waiting streams while the fsync runs.\n"
+    "                         strict: streams too only after the fsync. normal: no fsync\n"
+    "                         (survives a killed server, not a host crash; faster)\n"    "  --log-level LEVEL      error|warn|info|debug (default info)\n"
     "Prints one line when ready: 'shed serve: listening on http://HOST:PORT'.\n";
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -181,8 +183,11 @@ int cmd_serve(int argc, char **argv)
         case OPT_SYNC:
             if (!strcmp(optarg, "normal"))
                 cfg.sync_normal = true;
+            else if (!strcmp(optarg, "strict"))
+                cfg.sync_strict = true;
             else if (strcmp(optarg, "full"))
-                return cmd_usage_error("serve", USAGE, "--sync must be 'full' or 'normal'");
+                return cmd_usage_error("serve", USAGE,
+                                       "--sync must be 'full', 'normal' or 'strict'");
             break;
         case OPT_LOG:
             if ((level = log_parse_level(optarg)) < 0)

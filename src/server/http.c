@@ -584,7 +584,8 @@ int server_start(const server_config_t *cfg, server_t **out, shed_err *err)
     crypto_sha256(cfg->admin_key, strlen(cfg->admin_key), srv->admin_digest);
     store_queue_cfg_t qc = {.default_ttl_s = cfg->lease_ttl_s,
                             .default_reclaim_ms = cfg->reclaim_ms,
-                            .sync_normal = cfg->sync_normal};
+                            .sync_normal = cfg->sync_normal,
+                            .sync_strict = cfg->sync_strict};
     if ((rc = store_open(cfg->db_url, &qc, &srv->store, err)) < 0) {
         free(srv);
         return rc;

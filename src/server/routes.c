@@ -698,12 +698,21 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
     if ((!own || !valid_id(sid, "sesn")) && !session_access(x, sid, status, &ret)) return ret;
     store_append_result_t res;
     shed_err err = {0};
-    int rc = OPS(x)->events_append(STORE(x), sid, evs, &res, &err);
+    int rc = OPS(x)->events_append(STORE(x), sid, evs, STORE_APPEND_EARLY, &res, &err);
     if (rc < 0) return http_store_error(x->srv, x->c, rc, &err);
     /* The committed events go to the session's waiting streams now, before
-     * the answer (sse_push); a stream that cannot take them so is resumed. */
+     * the answer (sse_push); a stream that cannot take them so is resumed.
+     * With --sync full they go while the disk has not got them yet: the
+     * fsync follows (ops->sync) and the POST, the only acknowledgement, is
+     * answered after it; anything that acts on these events and is itself
+     * acknowledged (a tool result) commits after them, so its own fsync
+     * covers them too (docs/protocol.md, "Durability"). */
     push_ctx_t pc = {.res = &res, .before = x->srv->appends, .after = ++x->srv->appends};
     http_notify_visit(x->srv, WAIT_STREAM, sid, sse_push, &pc);
+    if (res.sync_pending && (rc = OPS(x)->sync(STORE(x), &err)) < 0) {
+        json_decref(res.events);
+        return http_store_error(x->srv, x->c, rc, &err);
+    }
     if (res.work_enqueued) http_notify_one(x->srv, WAIT_POLL, res.env_id);
     if (res.answer) {
         json_decref(res.events);

@@ -20,6 +20,7 @@ typedef struct server_config {
     int64_t lease_ttl_s;   /* default lease TTL (60) */
     int64_t reclaim_ms;    /* default reclaim_older_than_ms (5000) */
     bool sync_normal;      /* --sync normal: survive kill -9, not power loss */
+    bool sync_strict;      /* --sync strict: no event reaches a stream before its fsync */
     int64_t sse_ping_ms;   /* SSE keep-alive interval (15000; tests use less) */
     size_t max_body;       /* request body limit in bytes (4 MiB) */
     unsigned max_connections;

@@ -49,6 +49,7 @@ typedef struct store_queue_cfg {
     int64_t default_ttl_s;      /* lease TTL when the worker asks for none */
     int64_t default_reclaim_ms; /* re-deliver unacked items after this long */
     bool sync_normal;           /* SQLite synchronous=NORMAL instead of FULL (see store_sqlite.c) */
+    bool sync_strict;           /* with FULL: no early append (STORE_APPEND_EARLY is ignored) */
 } store_queue_cfg_t;
 
 /* Heartbeat outcome (also filled on -ESTALE, for error.details.current_state). */
@@ -69,6 +70,13 @@ typedef struct store_appended {
 
 #define STORE_APPEND_MAX 100 /* events one append can carry (routes.c checks) */
 
+/* events_append flag: with --sync full, commit without waiting for the disk
+ * (the events are visible to this process at once: a stream can be sent
+ * them while the disk writes them) and set res->sync_pending; the caller
+ * then calls ops->sync before it acknowledges anything. Ignored with
+ * --sync normal (no flush at all) and --sync strict (flush inside). */
+#define STORE_APPEND_EARLY 1u
+
 /* What an events append caused, so the HTTP layer can wake waiters. */
 typedef struct store_append_result {
     json_t *events;     /* the stored events, in order (new reference) */
@@ -81,6 +89,7 @@ typedef struct store_append_result {
     int nappended;
     store_appended_t appended[STORE_APPEND_MAX];
     bool work_enqueued; /* a dormant session was woken up */
+    bool sync_pending;  /* STORE_APPEND_EARLY: committed, not yet durable */
     char env_id[ID_MAX];
 } store_append_result_t;
 
@@ -126,8 +135,13 @@ struct store_ops {
 
     /* Events. `events` is validated for shape; the backend checks references
      * (tool_use_id), duplicates, and applies effects, all or nothing. */
-    int (*events_append)(store_t *s, const char *session_id, json_t *events,
+    int (*events_append)(store_t *s, const char *session_id, json_t *events, unsigned flags,
                          store_append_result_t *res, shed_err *err);
+    /* Makes every commit so far durable (after a STORE_APPEND_EARLY append:
+     * res->sync_pending). 0, or -EIO: then the store refuses every later
+     * write until it is reopened (a failed flush leaves the disk's state
+     * unknown; retrying it could report a success that is not one). */
+    int (*sync)(store_t *s, shed_err *err);
     int (*events_list)(store_t *s, const char *session_id, const store_page_t *pg,
                        json_t **page_out, shed_err *err);
     /* Highest event seq of a session so far (0 if none): where a stream starts. */

@@ -9,6 +9,15 @@
  * transaction; reads never write, and empty polls are reads. `--sync normal`
  * trades the power-loss guarantee for throughput (laptops, CI).
  *
+ * One exception to "fsync inside COMMIT": an events append asked for early
+ * (STORE_APPEND_EARLY, the POST route) commits at synchronous=NORMAL, so the
+ * route can send the new events to the session's waiting streams before the
+ * disk has them, and then calls sq_sync, which fsyncs the WAL exactly as
+ * COMMIT at FULL would have, before the POST is answered. Nothing else runs
+ * on the connection in between (one thread), so only those stream sends
+ * leave before the fsync (`--sync strict` keeps them behind it too;
+ * docs/protocol.md, "Durability").
+ *
  * Every state change is one BEGIN IMMEDIATE ... COMMIT: a poll's select and
  * claim happen in the same transaction, so no two polls can take the same
  * item. Only prepared statements with bound parameters; never SQL built from
@@ -39,6 +48,9 @@ typedef struct sq_store {
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
     buf_t answer; /* events_append's answer, reused (store_append_result_t.answer) */
+    bool sync_pending;   /* an early append committed without its fsync (sq_sync) */
+    char failed[256];    /* a flush failed: every later write is refused with this */
+    bool in_memory;      /* ":memory:" (tests, fuzzing): no WAL, nothing to flush */
 } sq_store_t;
 
 static const char SCHEMA[] =
@@ -141,6 +153,11 @@ static const char SQL_ROLLBACK[] = "ROLLBACK";
 
 static int tx_begin(sq_store_t *q, shed_err *err)
 {
+    if (q->failed[0])
+        return err_msg(err, EIO,
+                       "the database refuses writes since a flush to disk failed (%s); check the "
+                       "disk, then restart shed serve",
+                       q->failed);
     return exec_simple(q, SQL_BEGIN, err);
 }
 
@@ -1192,11 +1209,9 @@ static int answered(sq_store_t *q, const char *sid, const char *ref, bool *yes, 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(q, err, "answer lookup");
 }
 
-static int sq_events_append(store_t *s, const char *sid, json_t *events, store_append_result_t *res,
-                            shed_err *err)
+static int events_append_tx(sq_store_t *q, const char *sid, json_t *events,
+                            store_append_result_t *res, shed_err *err)
 {
-    sq_store_t *q = SQ(s);
-    memset(res, 0, sizeof(*res));
     int rc = tx_begin(q, err);
     if (rc < 0) return rc;
     char env_buf[ID_MAX], status[32], orig_status[32];
@@ -1349,6 +1364,52 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, store_a
     else
         res->nappended = 0;
     return 0;
+}
+
+static const char SQL_SYNC_NORMAL[] = "PRAGMA synchronous=NORMAL";
+static const char SQL_SYNC_FULL[] = "PRAGMA synchronous=FULL";
+
+static int sq_events_append(store_t *s, const char *sid, json_t *events, unsigned flags,
+                            store_append_result_t *res, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    memset(res, 0, sizeof(*res));
+    bool early = (flags & STORE_APPEND_EARLY) && !s->cfg.sync_normal && !s->cfg.sync_strict &&
+                 !q->in_memory;
+    if (!early) return events_append_tx(q, sid, events, res, err);
+    if (q->failed[0]) return tx_begin(q, err); /* the refusal */
+    int rc = exec_simple(q, SQL_SYNC_NORMAL, err);
+    if (rc < 0) return rc;
+    rc = events_append_tx(q, sid, events, res, err);
+    shed_err e2 = {0};
+    if (exec_simple(q, SQL_SYNC_FULL, &e2) < 0) {
+        /* Fail closed: no later commit may go unflushed. */
+        snprintf(q->failed, sizeof(q->failed), "restoring synchronous=FULL: %s", e2.msg);
+        q->sync_pending = true; /* sq_sync still flushes what this append committed */
+    }
+    if (rc == 0) {
+        q->sync_pending = true;
+        res->sync_pending = true;
+    }
+    return rc;
+}
+
+/* The fsync COMMIT at synchronous=FULL does (sqlite3WalFrames: the WAL file,
+ * SQLITE_SYNC_NORMAL, and the directory once after the WAL was created),
+ * for what early appends committed. */
+static int sq_sync(store_t *s, shed_err *err)
+{
+    sq_store_t *q = SQ(s);
+    if (!q->sync_pending) return 0;
+    q->sync_pending = false;
+    sqlite3_file *f = NULL;
+    int rc = sqlite3_file_control(q->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+    if (rc == SQLITE_OK && f && f->pMethods) rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+    else if (rc == SQLITE_OK)
+        rc = SQLITE_IOERR; /* a WAL database in use always has its journal open */
+    if (rc == SQLITE_OK) return 0;
+    snprintf(q->failed, sizeof(q->failed), "fsync of the write-ahead log: SQLite error %d", rc);
+    return err_msg(err, EIO, "database: %s", q->failed);
 }
 
 static json_t *event_row(sqlite3_stmt *st)
@@ -2011,6 +2072,7 @@ static const struct store_ops SQLITE_OPS = {
     .session_head = sq_session_head,
     .session_list = sq_session_list,
     .events_append = sq_events_append,
+    .sync = sq_sync,
     .events_list = sq_events_list,
     .events_last_seq = sq_events_last_seq,
     .events_after = sq_events_after,
@@ -2062,6 +2124,7 @@ int store_sqlite_open(const char *path, const store_queue_cfg_t *cfg, store_t **
     if (!q) return err_set(err, ENOMEM, "store");
     q->base.ops = &SQLITE_OPS;
     q->base.cfg = *cfg;
+    q->in_memory = !strcmp(path, ":memory:");
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &q->db, flags, NULL) != SQLITE_OK) {
         int rc =

@@ -33,7 +33,7 @@ static void setup(void)
     /* one tool call to answer, so results can be valid */
     json_t *evs = json_pack("[{s:s,s:s,s:{}}]", "type", "agent.tool_use", "name", "bash", "input");
     store_append_result_t r;
-    if (S->ops->events_append(S, SID, evs, &r, &err) < 0) abort();
+    if (S->ops->events_append(S, SID, evs, 0, &r, &err) < 0) abort();
     json_decref(r.events);
     json_decref(evs);
 }
@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int64_t before = 0, after = 0;
             S->ops->events_last_seq(S, SID, &before, &err);
             store_append_result_t r;
-            int rc = S->ops->events_append(S, SID, evs, &r, &err);
+            int rc = S->ops->events_append(S, SID, evs, 0, &r, &err);
             S->ops->events_last_seq(S, SID, &after, &err);
             if (rc < 0 && after != before) abort(); /* a refused batch wrote something */
             if (rc == 0) json_decref(r.events);

@@ -10,3 +10,4 @@ export T SHED
 # (NORMAL gives up only the power-loss guarantee, which no test here can cut).
 SYNC=full python3 "$(dirname "$0")/serve_crash.py"
 SYNC=normal python3 "$(dirname "$0")/serve_crash.py"
+SYNC=strict python3 "$(dirname "$0")/serve_crash.py"

@@ -18,7 +18,7 @@
 
 static char dbpath[256];
 
-static store_t *open_store(void)
+static store_t *open_store_cfg(const store_queue_cfg_t *extra)
 {
     if (!dbpath[0]) {
         snprintf(dbpath, sizeof(dbpath), "/tmp/shed-test-store.XXXXXX");
@@ -28,11 +28,20 @@ static store_t *open_store(void)
         unlink(dbpath);
     }
     store_queue_cfg_t cfg = {.default_ttl_s = 10, .default_reclaim_ms = 5000};
+    if (extra) {
+        cfg.sync_normal = extra->sync_normal;
+        cfg.sync_strict = extra->sync_strict;
+    }
     store_t *s = NULL;
     shed_err err = {0};
     int rc = store_open(dbpath, &cfg, &s, &err);
     if (rc < 0) test_fail(__FILE__, __LINE__, "store_open: %s", err.msg);
     return s;
+}
+
+static store_t *open_store(void)
+{
+    return open_store_cfg(NULL);
 }
 
 static void cleanup_db(void)
@@ -243,7 +252,7 @@ TEST(events_validate_references_and_write_all_or_nothing)
     shed_err err = {0};
     store_append_result_t r;
     _cleanup_json_ json_t *one = json_pack("[o]", ev_tool_use());
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, &r, &err), 0);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, 0, &r, &err), 0);
     ASSERT_FALSE(r.work_enqueued); /* the session's first item is still queued */
     {
         /* the HTTP answer is the stored events' compact JSON, byte for byte */
@@ -259,12 +268,12 @@ TEST(events_validate_references_and_write_all_or_nothing)
     json_decref(r.events);
     _cleanup_json_ json_t *bad =
         json_pack("[{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", "sevt_nope");
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, bad, &r, &err), -EINVAL);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, bad, 0, &r, &err), -EINVAL);
     ASSERT_CONTAINS(err.msg, "tool_use_id");
     _cleanup_json_ json_t *dup =
         json_pack("[{s:s,s:s},{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", use_id,
                   "type", "user.tool_result", "tool_use_id", use_id);
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, dup, &r, &err), -EEXIST);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, dup, 0, &r, &err), -EEXIST);
     int64_t last = -1;
     ASSERT_EQ_INT(s->ops->events_last_seq(s, sid, &last, &err), 0);
     store_stream_event_t evs[8];
@@ -273,18 +282,18 @@ TEST(events_validate_references_and_write_all_or_nothing)
     for (int i = 0; i < n; i++) free(evs[i].json);
     _cleanup_json_ json_t *res =
         json_pack("[{s:s,s:s}]", "type", "user.tool_result", "tool_use_id", use_id);
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, res, &r, &err), 0);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, res, 0, &r, &err), 0);
     json_decref(r.events);
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, res, &r, &err), -EEXIST);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, res, 0, &r, &err), -EEXIST);
     /* a custom result must answer a custom call */
     _cleanup_json_ json_t *cr =
         json_pack("[{s:s,s:s}]", "type", "user.custom_tool_result", "custom_tool_use_id", use_id);
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, cr, &r, &err), -EINVAL);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, cr, 0, &r, &err), -EINVAL);
     /* termination: no more events */
     _cleanup_json_ json_t *term = json_pack("[{s:s}]", "type", "session.status_terminated");
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, term, &r, &err), 0);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, term, 0, &r, &err), 0);
     json_decref(r.events);
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, &r, &err), -EINVAL);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, 0, &r, &err), -EINVAL);
     close_store(s);
 }
 
@@ -299,11 +308,11 @@ TEST(a_tool_call_wakes_a_dormant_session_once)
     ASSERT_EQ_INT(s->ops->work_stop(s, env, w, -1, true, false, t, &err), 0);
     store_append_result_t r;
     _cleanup_json_ json_t *one = json_pack("[o]", ev_tool_use());
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, &r, &err), 0);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, 0, &r, &err), 0);
     ASSERT_TRUE(r.work_enqueued);
     ASSERT_EQ_STR(r.env_id, env);
     json_decref(r.events);
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, &r, &err), 0);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, one, 0, &r, &err), 0);
     ASSERT_FALSE(r.work_enqueued);
     json_decref(r.events);
     json_t *sess = NULL;
@@ -444,7 +453,7 @@ TEST(append_answer_is_the_stored_events_and_session_head_matches)
     _cleanup_json_ json_t *three = json_pack(
         "[o,{s:s,s:[{s:s,s:s}]},{s:s}]", ev_tool_use(), "type", "agent.message", "content", "type",
         "text", "text", "h\u00e9 \"q\" \\n", "type", "session.status_idle");
-    ASSERT_EQ_INT(s->ops->events_append(s, sid, three, &r, &err), 0);
+    ASSERT_EQ_INT(s->ops->events_append(s, sid, three, 0, &r, &err), 0);
     json_t *wrap = json_pack("{s:O}", "data", r.events);
     _cleanup_free_ char *want = json_dumps(wrap, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(wrap);
@@ -467,4 +476,46 @@ TEST(append_answer_is_the_stored_events_and_session_head_matches)
     ASSERT_EQ_INT(s->ops->session_head(s, sid, henv, status, &err), 0);
     ASSERT_EQ_STR(status, "idle");
     s->ops->close(s);
+}
+
+/* An early append (the POST route's) commits without its fsync and says so;
+ * the events are readable at once; ops->sync flushes; later appends and
+ * other writes work and commits stay whole across a reopen. --sync strict
+ * and normal never leave a sync pending, nor does an append not asked early. */
+TEST(early_append_leaves_the_fsync_to_sync_in_full_mode_only)
+{
+    struct {
+        store_queue_cfg_t cfg;
+        bool pending;
+    } modes[] = {{{0}, true}, {{.sync_strict = true}, false}, {{.sync_normal = true}, false}};
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        store_t *s = open_store_cfg(&modes[m].cfg);
+        _cleanup_free_ char *env = new_env(s);
+        _cleanup_free_ char *sid = new_session(s, env);
+        shed_err err = {0};
+        store_append_result_t r;
+        _cleanup_json_ json_t *one = json_pack("[o]", ev_tool_use());
+        ASSERT_EQ_INT(s->ops->sync(s, &err), 0); /* nothing pending: nothing to do */
+        ASSERT_EQ_INT(s->ops->events_append(s, sid, one, STORE_APPEND_EARLY, &r, &err), 0);
+        ASSERT_EQ_INT(r.sync_pending, modes[m].pending);
+        int64_t seq = r.appended[0].seq;
+        json_decref(r.events);
+        store_stream_event_t got[4];
+        memset(got, 0, sizeof(got));
+        ASSERT_EQ_INT(s->ops->events_after(s, sid, 0, got, 4, &err), 1);
+        ASSERT_TRUE(got[0].seq == seq);
+        free(got[0].json);
+        ASSERT_EQ_INT(s->ops->sync(s, &err), 0);
+        ASSERT_EQ_INT(s->ops->events_append(s, sid, one, 0, &r, &err), 0);
+        ASSERT_FALSE(r.sync_pending); /* not asked early: the fsync was inside */
+        json_decref(r.events);
+        ASSERT_EQ_INT(s->ops->events_append(s, sid, one, STORE_APPEND_EARLY, &r, &err), 0);
+        json_decref(r.events);
+        ASSERT_EQ_INT(s->ops->sync(s, &err), 0);
+        s->ops->close(s);
+        s = open_store_cfg(&modes[m].cfg);
+        ASSERT_EQ_INT(s->ops->events_after(s, sid, 0, got, 4, &err), 3);
+        for (int i = 0; i < 3; i++) free(got[i].json);
+        close_store(s);
+    }
 }
