@@ -43,6 +43,9 @@ def run(mode, calls=5):
         r = s.next(timeout=10)
         check(r is not None and ids[0] in r[1], "%s: the stream got event %d" % (mode, i))
         marks.append(m)
+    # a write that is not an events POST, after them: FULL is back for it
+    after = "after-%s-%d" % (mode, os.getpid())
+    srv.session(env, title=after)
     s.close()
     # srv.proc is strace: the signal goes to serve, strace ends with it
     with open("/proc/%d/task/%d/children" % (srv.proc.pid, srv.proc.pid)) as f:
@@ -52,7 +55,7 @@ def run(mode, calls=5):
     srv.proc = None
     with open(log) as f:
         lines = f.read().splitlines()
-    return lines, marks
+    return lines, marks, after
 
 
 def find(lines, pred, start=0, what=""):
@@ -67,7 +70,7 @@ def is_sync(line):
 
 
 def check_mode(mode):
-    lines, marks = run(mode)
+    lines, marks, after = run(mode)
     for m in marks:
         push = find(lines, lambda l: m in l and '"event: user.message' in l, 0, "stream send of " + m)
         answer = find(lines, lambda l: m in l and "event: " not in l and "pwrite64" not in l,
@@ -88,7 +91,11 @@ def check_mode(mode):
             eq(len(between), 0, "strict: nothing left to fsync after the send of " + m)
         else:
             eq(len(before) + len(between), 0, "normal: no fsync for " + m)
-    print("ok: --sync %s: %d appends in the expected order" % (mode, len(marks)))
+    answer = find(lines, lambda l: after in l and "pwrite64" not in l, 0, "answer of the session create")
+    commit = max(i for i in range(answer) if "pwrite64(" in lines[i])
+    synced = any(is_sync(lines[i]) for i in range(commit, answer))
+    eq(synced, mode != "normal", "%s: a later session create fsynced before its answer" % mode)
+    print("ok: --sync %s: %d appends in the expected order, then a session create" % (mode, len(marks)))
 
 
 for mode in ("full", "strict", "normal"):
