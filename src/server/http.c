@@ -286,6 +286,11 @@ enum MHD_Result http_store_error(server_t *srv, struct MHD_Connection *c, int rc
         return http_error(c, 400, NULL, err->msg);
     case -EACCES:
         return http_error(c, 403, NULL, err->msg);
+    case -EROFS:
+        log_error("store: %s", err->msg);
+        return http_error(c, 503, NULL,
+                          "the control plane's store refuses writes since a flush to disk "
+                          "failed; check the disk, then restart shed serve (its log says more)");
     default:
         log_error("store: %s", err->msg);
         return http_error(c, 500, NULL, "internal error in the control plane's store; see its log");
@@ -414,12 +419,19 @@ static void refresh_queue_gauges(server_t *srv)
     json_decref(page);
 }
 
-/* /readyz: the database answers a read, and the server is not stopping. */
+/* /readyz: the database answers a read and takes writes, and the server
+ * is not stopping. */
 static int serve_ready(void *arg, char *why, size_t n)
 {
     server_t *srv = arg;
     if (srv->stopping) {
         snprintf(why, n, "shutting down");
+        return 1;
+    }
+    const char *refused = srv->store->ops->write_refused(srv->store);
+    if (refused) {
+        snprintf(why, n, "db refuses writes since a flush failed (%s): check the disk, restart",
+                 refused);
         return 1;
     }
     store_page_t pg = {.limit = 1};

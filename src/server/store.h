@@ -139,9 +139,12 @@ struct store_ops {
                          store_append_result_t *res, shed_err *err);
     /* Makes every commit so far durable (after a STORE_APPEND_EARLY append:
      * res->sync_pending). 0, or -EIO: then the store refuses every later
-     * write until it is reopened (a failed flush leaves the disk's state
+     * write (-EROFS) until it is reopened (a failed flush leaves the disk's state
      * unknown; retrying it could report a success that is not one). */
     int (*sync)(store_t *s, shed_err *err);
+    /* NULL, or why the store refuses every write (a failed flush; a write
+     * then fails with -EROFS). /readyz reports it. */
+    const char *(*write_refused)(store_t *s);
     int (*events_list)(store_t *s, const char *session_id, const store_page_t *pg,
                        json_t **page_out, shed_err *err);
     /* Highest event seq of a session so far (0 if none): where a stream starts. */

@@ -154,7 +154,7 @@ static const char SQL_ROLLBACK[] = "ROLLBACK";
 static int tx_begin(sq_store_t *q, shed_err *err)
 {
     if (q->failed[0])
-        return err_msg(err, EIO,
+        return err_msg(err, EROFS,
                        "the database refuses writes since a flush to disk failed (%s); check the "
                        "disk, then restart shed serve",
                        q->failed);
@@ -1412,6 +1412,12 @@ static int sq_sync(store_t *s, shed_err *err)
     return err_msg(err, EIO, "database: %s", q->failed);
 }
 
+static const char *sq_write_refused(store_t *s)
+{
+    sq_store_t *q = SQ(s);
+    return q->failed[0] ? q->failed : NULL;
+}
+
 static json_t *event_row(sqlite3_stmt *st)
 {
     return stored_json(st, 0, json_object());
@@ -2073,6 +2079,7 @@ static const struct store_ops SQLITE_OPS = {
     .session_list = sq_session_list,
     .events_append = sq_events_append,
     .sync = sq_sync,
+    .write_refused = sq_write_refused,
     .events_list = sq_events_list,
     .events_last_seq = sq_events_last_seq,
     .events_after = sq_events_after,
