@@ -167,6 +167,12 @@ static int tx_end(sq_store_t *q, int rc, shed_err *err)
     if (rc >= 0) {
         int c = exec_simple(q, SQL_COMMIT, err);
         if (c < 0) {
+            /* An I/O error inside COMMIT (its WAL write or fsync) leaves it
+             * unknown whether the commit frame is on disk: recovery after a
+             * restart could bring back what is answered as failed now. The
+             * store refuses writes from here on, as after a failed sq_sync. */
+            if ((sqlite3_extended_errcode(q->db) & 0xff) == SQLITE_IOERR)
+                snprintf(q->failed, sizeof(q->failed), "commit: %s", sqlite3_errmsg(q->db));
             exec_simple(q, SQL_ROLLBACK, NULL);
             return c;
         }
