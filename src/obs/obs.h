@@ -137,6 +137,7 @@ typedef struct obs_metrics {
     /* shed serve */
     metric_t *http_requests;        /* counter {route,code}; route is the pattern, never a path */
     metric_t *http_request_seconds; /* histogram {route} */
+    metric_t *store_failed; /* gauge: 0, or 1 once a flush to disk failed (serve refuses writes) */
     /* process */
     metric_t *build_info;      /* gauge {version} = 1 */
     metric_t *start_time;      /* process_start_time_seconds */

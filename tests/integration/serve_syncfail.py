@@ -22,6 +22,18 @@ sid = srv.session(eid)["id"]
 msg = lambda t: [{"type": "user.message", "content": [{"type": "text", "text": t}]}]  # noqa: E731
 srv.post_events(sid, msg("before"))
 
+
+def store_failed_gauge():
+    st, js, _ = srv.call("GET", "/metrics")
+    eq(st, 200, "/metrics")
+    for line in js["raw"].decode().splitlines():
+        if line.startswith("shed_serve_store_failed "):
+            return float(line.split()[1])
+    check(False, "/metrics has shed_serve_store_failed")
+
+
+eq(store_failed_gauge(), 0.0, "shed_serve_store_failed before")
+
 print("--- the fsync fails: that POST is answered 500")
 open(flag, "w").close()
 st, js, _ = srv.call("POST", "/v1/sessions/%s/events" % sid, {"events": msg("flush fails")})
@@ -42,6 +54,7 @@ st, js, _ = srv.call("GET", "/readyz")
 eq(st, 503, "/readyz while writes are refused")
 body = js["raw"].decode() if js and "raw" in js else json.dumps(js)
 check("flush failed" in body, "/readyz says why: %s" % body)
+eq(store_failed_gauge(), 1.0, "shed_serve_store_failed once a flush failed")
 st, _, _ = srv.call("GET", "/healthz")
 eq(st, 200, "/healthz (the process is alive)")
 eq(srv.stop(), 0, "serve exits 0")
@@ -55,6 +68,7 @@ srv.start()
 srv.post_events(sid, msg("restarted"))
 st, _, _ = srv.call("GET", "/readyz")
 eq(st, 200, "/readyz after the restart")
+eq(store_failed_gauge(), 0.0, "shed_serve_store_failed after the restart")
 eq(srv.stop(), 0, "serve exits 0")
 
 print("--- --sync strict, and a write that is not an events POST: the fsync")
