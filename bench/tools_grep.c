@@ -15,15 +15,9 @@
 #include <unistd.h>
 
 #include "tools/tools.h"
+#include "tools_bench.h"
 
 extern char **environ;
-
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
 
 static double cpu_us(void)
 {
@@ -54,18 +48,11 @@ static void run_rg(const char *pattern, const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) return 2;
-    tools_config cfg = {.workdir = argv[1]};
     tools_t *t;
-    shed_err err;
-    if (tools_new(&cfg, &t, &err) < 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    json_error_t je;
-    json_t *calls = json_load_file(argv[2], 0, &je);
-    if (!calls) return 1;
-    long R = atol(argv[3]);
+    json_t *calls;
+    long R;
+    int rc = bench_tools_open(argc, argv, &t, &calls, &R);
+    if (rc) return rc;
     double *w = malloc(sizeof(double) * (size_t)R);
     printf("%-34s %10s %10s %10s %10s\n", "search (rg on PATH)", "shed p50", "shed cpu", "rg p50", "rg cpu");
     size_t i;

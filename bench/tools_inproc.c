@@ -10,28 +10,15 @@
 #include "base/buf.h"
 #include "sandbox/ctl.h"
 #include "tools/tools.h"
-
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
+#include "tools_bench.h"
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) return 2;
-    tools_config cfg = {.workdir = argv[1]};
     tools_t *t;
-    shed_err err;
-    if (tools_new(&cfg, &t, &err) < 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    json_error_t je;
-    json_t *calls = json_load_file(argv[2], 0, &je);
-    if (!calls) return 1;
-    long repeat = atol(argv[3]);
+    json_t *calls;
+    long repeat;
+    int rc = bench_tools_open(argc, argv, &t, &calls, &repeat);
+    if (rc) return rc;
     for (long r = 0; r <= repeat; r++) {
         size_t i;
         json_t *c;

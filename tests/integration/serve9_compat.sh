@@ -10,15 +10,7 @@
 . "$(dirname "$0")/../lib/serve.sh"
 sdk_node
 command -v unzip >/dev/null || skip "unzip is not installed (the SDK worker extracts zip skills with it)"
-# The SDK worker mounts stores at their mount_path under /mnt/memory, which
-# must exist and be writable (as on Anthropic's sandboxes).
-made_mnt=
-if [ ! -d /mnt/memory ]; then
-    mkdir -p /mnt/memory 2>/dev/null || skip "cannot create /mnt/memory (the SDK worker mounts memory stores there); run as root"
-    made_mnt=1
-fi
-[ -w /mnt/memory ] || skip "/mnt/memory is not writable"
-[ -n "$made_mnt" ] && at_exit "rmdir /mnt/memory 2>/dev/null"
+sdk_memory_mnt
 ADMIN=compat-admin-key-0123456789
 S=$T/serve
 serve_start "$S" --lease-ttl 10

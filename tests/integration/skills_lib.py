@@ -19,7 +19,9 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from worker_lib import ADMIN, check, fail  # noqa: E402
+import tcprelay  # noqa: E402
 
 
 def skill_md(name, desc="a test skill"):
@@ -216,11 +218,7 @@ class ContentProxy:
             def handle(self):
                 proxy._handle(self.request, upstream_host, upstream_port)
 
-        class S(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.srv = S(("127.0.0.1", 0), H)
+        self.srv = tcprelay.ThreadedServer(("127.0.0.1", 0), H)
         self.port = self.srv.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
@@ -229,23 +227,11 @@ class ContentProxy:
         self.srv.shutdown()
 
     def _handle(self, c, uh, up):
-        f = c.makefile("rb")
-        line = f.readline()
-        if not line:
+        req = tcprelay.read_request(c.makefile("rb"))
+        if not req:
             c.close()
             return
-        headers, length = [], 0
-        while True:
-            h = f.readline()
-            if not h or h in (b"\r\n", b"\n"):
-                break
-            name = h.split(b":", 1)[0].strip().lower()
-            if name == b"content-length":
-                length = int(h.split(b":", 1)[1].strip())
-            if name in (b"connection", b"keep-alive"):
-                continue
-            headers.append(h)
-        body = f.read(length) if length else b""
+        line = req[0]
         parts = line.split(b" ")
         path = parts[1].split(b"?")[0].decode() if len(parts) > 1 else ""
         seg = path.split("/")
@@ -254,9 +240,7 @@ class ContentProxy:
                 and seg[3] in self.swap:
             data = self.swap[seg[3]]
             self.served[seg[3]] = self.served.get(seg[3], 0) + 1
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(data) + data)
-            c.close()
+            tcprelay.answer(c, b"200 OK", data, b"application/octet-stream")
             return
         if parts[0] in (b"POST", b"DELETE") and "/memories" in path:
             if self.delay:
@@ -279,16 +263,9 @@ class ContentProxy:
         except OSError:
             c.close()
             return
-        u.sendall(line + b"".join(headers) + b"Connection: close\r\n\r\n" + body)
+        tcprelay.send_request(u, req)
         u.settimeout(None)
-        try:
-            while True:
-                data = u.recv(65536)
-                if not data:
-                    break
-                c.sendall(data)
-        except OSError:
-            pass
+        tcprelay.copy(u, c)
         u.close()
         c.close()
 

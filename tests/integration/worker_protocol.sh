@@ -16,6 +16,8 @@
 python3 - "$T" <<'PY'
 import base64, json, os, socket, socketserver, sys, threading, time
 from worker_lib import *
+sys.path.insert(0, os.environ["SHED_ROOT"] + "/tests/lib")
+from tcprelay import ThreadedServer, answer, copy, error_body, read_request, send_request
 T = sys.argv[1]
 srv, env, key = serve_with_key(T, lease_ttl=12)  # heartbeat interval 6 s
 
@@ -23,23 +25,6 @@ log, lock = [], threading.Lock()
 inject = {"poll": 1, "post": 1}  # how many of each to answer 429 first
 posts_seen = [0]  # the second result post is answered 409 (no x-should-retry)
 beats = [0]  # heartbeats seen; the second is answered 503
-
-def read_request(f):
-    line = f.readline()
-    if not line:
-        return None
-    headers, length = [], 0
-    while True:
-        h = f.readline()
-        if h in (b"\r\n", b"\n", b""):
-            break
-        name = h.split(b":", 1)[0].strip().lower()
-        if name == b"content-length":
-            length = int(h.split(b":", 1)[1].strip())
-        if name in (b"connection", b"keep-alive"):
-            continue
-        headers.append(h)
-    return line, headers, (f.read(length) if length else b"")
 
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
@@ -70,46 +55,22 @@ class Handler(socketserver.BaseRequestHandler):
             log.append({"t": now, "method": method, "target": target, "h": hd, "body": body,
                         "429": answer429, "503": answer503, "409": answer409})
         if answer409:
-            msg = b'{"type":"error","error":{"type":"conflict_error","message":"lock timeout"}}'
-            c.sendall(b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(msg), msg))
-            c.close()
+            answer(c, b"409 Conflict", error_body(b"conflict_error", b"lock timeout"))
             return
         if answer503:
-            msg = b'{"type":"error","error":{"type":"api_error","message":"injected"}}'
-            c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(msg), msg))
-            c.close()
+            answer(c, b"503 Service Unavailable", error_body(b"api_error", b"injected"))
             return
         if answer429:
             hdr = b"Retry-After: 3" if kind == "poll" else b"retry-after-ms: 2500"
-            msg = b'{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}'
-            c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n%s\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (hdr, len(msg), msg))
-            c.close()
+            answer(c, b"429 Too Many Requests", error_body(b"rate_limit_error", b"slow down"), extra=hdr + b"\r\n")
             return
         u = socket.create_connection((srv.host, srv.port), timeout=30)
-        u.sendall(line + b"".join(headers) + b"Connection: close\r\n\r\n" + body)
-        first = True
-        try:
-            while True:
-                data = u.recv(65536)
-                if not data:
-                    break
-                if first:
-                    data = data.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
-                    first = False
-                c.sendall(data)
-        except OSError:
-            pass
+        send_request(u, req)
+        copy(u, c, mark_close=True)
         u.close()
         c.close()
 
-class PS(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-ps = PS(("127.0.0.1", 0), Handler)
+ps = ThreadedServer(("127.0.0.1", 0), Handler)
 threading.Thread(target=ps.serve_forever, daemon=True).start()
 base = "http://127.0.0.1:%d" % ps.server_address[1]
 

@@ -12,9 +12,11 @@
 . "$(dirname "$0")/../lib/worker.sh"
 command -v openssl >/dev/null || skip "the openssl CLI is not installed"
 python3 - "$T" <<'PY'
-import base64, os, select, socket, sys, threading, time
+import base64, os, socket, sys, threading, time
 from worker_lib import *
 from worker_tls_lib import make_pki, Terminator
+sys.path.insert(0, os.environ["SHED_ROOT"] + "/tests/lib")
+import tcprelay
 T = sys.argv[1]
 
 PROXY_PW = "pr0xy-s3cret"
@@ -38,23 +40,13 @@ class Proxy:
         self.mixed_origins = 0  # absolute-form requests for another origin on one connection
         self.lock = threading.Lock()
         self.conns = 0
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(128)
-        self.port = self.ls.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.ls, self.port = tcprelay.listen(128)
+        tcprelay.accept_forever(self.ls, self._serve, self._next_conn)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.conns += 1
-                n = self.conns
-            threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
+    def _next_conn(self):
+        with self.lock:
+            self.conns += 1
+            return self.conns
 
     @staticmethod
     def _head(sock, buf):
@@ -99,7 +91,9 @@ class Proxy:
                     host, port = target.rsplit(":", 1)
                     up = socket.create_connection((host, int(port)), timeout=30)
                     c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    self._pipe(c, up, buf, record=True)
+                    if buf:
+                        up.sendall(buf)
+                    tcprelay.pipe(c, up, 120, self._record)
                     return
                 # absolute form: http://host[:port]/path
                 check(target.startswith("http://"), "absolute-form target: %r" % target)
@@ -137,37 +131,16 @@ class Proxy:
 
     @staticmethod
     def _back(up, c):
-        try:
-            while True:
-                d = up.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
-        except OSError:
-            pass
+        tcprelay.copy(up, c)
         try:
             c.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
-    def _pipe(self, c, up, first, record):
-        if first:
-            up.sendall(first)
-        c.settimeout(None)
-        up.settimeout(None)
-        while True:
-            r = select.select([c, up], [], [], 120)[0]
-            if not r:
-                return
-            for s in r:
-                d = s.recv(65536)
-                if not d:
-                    return
-                (up if s is c else c).sendall(d)
-                if s is c and record:
-                    with self.lock:
-                        if len(self.tunnel_bytes) < (8 << 20):
-                            self.tunnel_bytes += d
+    def _record(self, d):
+        with self.lock:
+            if len(self.tunnel_bytes) < (8 << 20):
+                self.tunnel_bytes += d
 
     def stop(self):
         self.ls.close()

@@ -8,11 +8,14 @@ plus the openssl CLI.
                           connection, select over both sides: an SSL socket is
                           never used from two threads)."""
 import os
-import select
 import socket
 import ssl
 import subprocess
+import sys
 import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import tcprelay  # noqa: E402
 
 
 def _openssl(*args):
@@ -44,24 +47,12 @@ class Terminator:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         self.ctx.load_cert_chain(cert, key)
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(256)
-        self.port = self.ls.getsockname()[1]
+        self.ls, self.port = tcprelay.listen(256)
         self.handshakes = 0
         self.failed_handshakes = 0
         self.sni = set()
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        tcprelay.accept_forever(self.ls, self._serve)
 
     def _sni(self, sock, name, ctx):
         with self.lock:
@@ -84,25 +75,7 @@ class Terminator:
         except OSError:
             t.close()
             return
-        t.settimeout(None)
-        u.settimeout(None)
-        try:
-            while True:
-                r = [t] if t.pending() else select.select([t, u], [], [], 600)[0]
-                if not r:
-                    break
-                if t in r:
-                    data = t.recv(65536)
-                    if not data:
-                        break
-                    u.sendall(data)
-                if u in r:
-                    data = u.recv(65536)
-                    if not data:
-                        break
-                    t.sendall(data)
-        except (ssl.SSLError, OSError):
-            pass
+        tcprelay.pipe(t, u, 600)
         for s in (t, u):
             try:
                 s.close()

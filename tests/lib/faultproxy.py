@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 
+from tcprelay import ThreadedServer, answer, copy, error_body, read_request, send_request
+
 ap = argparse.ArgumentParser(description="seeded fault-injecting HTTP proxy")
 ap.add_argument("upstream", help="HOST:PORT of shed serve")
 ap.add_argument("seed", type=int)
@@ -107,24 +109,6 @@ def rst(sock):
     sock.close()
 
 
-def read_request(f):
-    line = f.readline()
-    if not line:
-        return None
-    headers, length = [], 0
-    while True:
-        h = f.readline()
-        if not h or h in (b"\r\n", b"\n"):
-            break
-        name = h.split(b":", 1)[0].strip().lower()
-        if name == b"content-length":
-            length = int(h.split(b":", 1)[1].strip())
-        if name in (b"connection", b"keep-alive", b"proxy-connection"):
-            continue
-        headers.append(h)
-    return line, headers, (f.read(length) if length else b"")
-
-
 def recv_all(u):
     data = b""
     while True:
@@ -144,19 +128,15 @@ REASON = {"500": b"Internal Server Error", "502": b"Bad Gateway", "503": b"Servi
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         c = self.request
-        req = read_request(c.makefile("rb"))
+        req = read_request(c.makefile("rb"), (b"connection", b"keep-alive", b"proxy-connection"))
         if not req:
             c.close()
             return
-        line, headers, body = req
+        line = req[0]
         stream = b"/events/stream" in line
         fault, delay, cut, stall, frac = pick(stream)
         if fault in REASON:
-            msg = b'{"type":"error","error":{"type":"api_error","message":"injected %s"}}' % fault.encode()
-            c.sendall(b"HTTP/1.1 %s %s\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                      % (fault.encode(), REASON[fault], len(msg), msg))
-            c.close()
+            answer(c, b"%s %s" % (fault.encode(), REASON[fault]), error_body(b"api_error", b"injected " + fault.encode()))
             return
         if fault == "drop":
             rst(c)
@@ -168,7 +148,7 @@ class Handler(socketserver.BaseRequestHandler):
         except OSError:
             rst(c)
             return
-        u.sendall(line + b"".join(headers) + b"Connection: close\r\n\r\n" + body)
+        send_request(u, req)
         if fault in ("reset-after", "truncate"):
             # Let the server apply the request, then lose (part of) its answer.
             u.settimeout(30)
@@ -189,38 +169,32 @@ class Handler(socketserver.BaseRequestHandler):
             return
         start = time.time()
         u.settimeout(1.0 if stream else None)
-        first, stalled = True, False
-        try:
-            while True:
+        stalled = False
+
+        def tick(sent):
+            """After each chunk forwarded (sent) or a second of nothing
+            (None): true ends the forwarding."""
+            nonlocal stalled
+            if fault == "stream-cut" and time.time() - start > cut:
+                return True
+            if sent is None:
+                return False
+            if fault == "stream-stall" and not stalled and time.time() - start > 0.3:
+                stalled = True
+                time.sleep(stall)  # upstream data queues meanwhile, then flows on
+            if fault == "stream-stall-dead" and time.time() - start > 0.3:
+                # Forward nothing more; hold the socket until the client gives up.
+                c.settimeout(None)
                 try:
-                    data = u.recv(65536)
-                except socket.timeout:
-                    if fault == "stream-cut" and time.time() - start > cut:
-                        break
-                    continue
-                if not data:
-                    break
-                if first:
-                    # Mark the response as the connection's last.
-                    data = data.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
-                    first = False
-                c.sendall(data)
-                if fault == "stream-cut" and time.time() - start > cut:
-                    break
-                if fault == "stream-stall" and not stalled and time.time() - start > 0.3:
-                    stalled = True
-                    time.sleep(stall)  # upstream data queues meanwhile, then flows on
-                if fault == "stream-stall-dead" and time.time() - start > 0.3:
-                    # Forward nothing more; hold the socket until the client gives up.
-                    c.settimeout(None)
-                    try:
-                        while c.recv(1024):
-                            pass
-                    except OSError:
+                    while c.recv(1024):
                         pass
-                    break
-        except OSError:
-            pass
+                except OSError:
+                    pass
+                return True
+            return False
+
+        # Mark the response as the connection's last.
+        copy(u, c, mark_close=True, tick=tick)
         u.close()
         if fault == "stream-cut":
             rst(c)
@@ -228,13 +202,8 @@ class Handler(socketserver.BaseRequestHandler):
             c.close()
 
 
-class Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def main():
-    srv = Server(("127.0.0.1", 0), Handler)
+    srv = ThreadedServer(("127.0.0.1", 0), Handler)
     print("listening %d" % srv.server_address[1], flush=True)
 
     def bye(*_):

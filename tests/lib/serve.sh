@@ -10,6 +10,20 @@ sdk_node() {
         fail "node_modules is missing: run scripts/install-deps (npm ci installs the SDK and Node 22)"
 }
 
+# sdk_memory_mnt: /mnt/memory exists and is writable (the SDK worker mounts
+# memory stores at their mount_path under it, as on Anthropic's sandboxes);
+# made here (and removed at exit) if missing, else skip naming why.
+sdk_memory_mnt() {
+    local made=
+    if [ ! -d /mnt/memory ]; then
+        mkdir -p /mnt/memory 2>/dev/null || skip "cannot create /mnt/memory (the SDK worker mounts memory stores there); run as root"
+        made=1
+    fi
+    [ -w /mnt/memory ] || skip "/mnt/memory is not writable"
+    [ -n "$made" ] && at_exit "rmdir /mnt/memory 2>/dev/null"
+    return 0
+}
+
 # serve_start DIR SERVE_ARGS...: `shed serve` on a free 127.0.0.1 port, its
 # state in DIR, admin key $ADMIN, stdout DIR/out, stderr DIR/err; waits for
 # the ready line. Sets SERVE_PID and URL; killed at exit if still running.
