@@ -35,7 +35,8 @@ static const char USAGE[] =
     "                         reports, so nothing acknowledged is lost even on power loss;\n"
     "                         new events reach waiting streams while the fsync runs.\n"
     "                         strict: streams too only after the fsync. normal: no fsync\n"
-    "                         (survives a killed server, not a host crash; faster)\n"    "  --log-level LEVEL      error|warn|info|debug (default info)\n"
+    "                         (survives a killed server, not a host crash; faster)\n"
+    "  --log-level LEVEL      error|warn|info|debug (default info)\n"
     "Prints one line when ready: 'shed serve: listening on http://HOST:PORT'.\n";
 
 static int mkdir_p(const char *path, mode_t mode)

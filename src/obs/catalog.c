@@ -122,10 +122,10 @@ static void catalog_register(void)
         metrics_histogram("shed_http_request_seconds", "HTTP request duration by route pattern.",
                           "route", HTTP_BOUNDS, NB(HTTP_BOUNDS));
     /* 0 by default (in every process: a worker exports 0 too, never 1) */
-    m.store_failed = metrics_gauge(
-        "shed_serve_store_failed",
-        "1 once a flush of shed serve's database to disk failed: it refuses writes until restarted.",
-        NULL);
+    m.store_failed = metrics_gauge("shed_serve_store_failed",
+                                   "1 once a flush of shed serve's database to disk failed: it "
+                                   "refuses writes until restarted.",
+                                   NULL);
     m.build_info = metrics_gauge("shed_build_info", "shed's version; always 1.", "version");
     m.start_time = metrics_gauge("process_start_time_seconds",
                                  "When this process started, in unix seconds.", NULL);

@@ -394,8 +394,8 @@ static void route_pattern(const char *url, char *out, size_t n)
 }
 
 /* Refresh shed_serve_store_failed and the queue gauges of every live
- * environment (at most 256) from the
- * store, on the HTTP thread (the store's only thread), just before a scrape. */
+ * environment (at most 256) from the store, on the HTTP thread (the store's
+ * only thread), just before a scrape. */
 static void refresh_queue_gauges(server_t *srv)
 {
     metrics_set(obs_m.store_failed, NULL, srv->store->ops->write_refused(srv->store) ? 1 : 0);

@@ -692,8 +692,8 @@ static enum MHD_Result events_send(route_ctx_t *x, const char *sid)
      * to the session if it exists, and the append looks it up anyway (404
      * if there is none, the same answer session_access gives): no read of
      * its own. Anyone else is checked first, as every route does. */
-    bool own = is_admin(x) ||
-               (x->who.kind == PRINCIPAL_SESSIONS_TOKEN && !strcmp(x->who.session_id, sid));
+    bool own =
+        is_admin(x) || (x->who.kind == PRINCIPAL_SESSIONS_TOKEN && !strcmp(x->who.session_id, sid));
     char status[32];
     if ((!own || !valid_id(sid, "sesn")) && !session_access(x, sid, status, &ret)) return ret;
     store_append_result_t res;

@@ -79,7 +79,7 @@ typedef struct store_appended {
 
 /* What an events append caused, so the HTTP layer can wake waiters. */
 typedef struct store_append_result {
-    json_t *events;     /* the stored events, in order (new reference) */
+    json_t *events; /* the stored events, in order (new reference) */
     /* The same as the compact JSON {"data":[events...]}, byte for byte (the
      * HTTP answer), or NULL if it could not be built; owned by the store,
      * valid until its next call. */

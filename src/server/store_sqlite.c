@@ -47,10 +47,10 @@ typedef struct sq_store {
         const char *sql;
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
-    buf_t answer; /* events_append's answer, reused (store_append_result_t.answer) */
-    bool sync_pending;   /* an early append committed without its fsync (sq_sync) */
-    char failed[256];    /* a flush failed: every later write is refused with this */
-    bool in_memory;      /* ":memory:" (tests, fuzzing): no WAL, nothing to flush */
+    buf_t answer;      /* events_append's answer, reused (store_append_result_t.answer) */
+    bool sync_pending; /* an early append committed without its fsync (sq_sync) */
+    char failed[256];  /* a flush failed: every later write is refused with this */
+    bool in_memory;    /* ":memory:" (tests, fuzzing): no WAL, nothing to flush */
 } sq_store_t;
 
 static const char SCHEMA[] =
@@ -1380,8 +1380,8 @@ static int sq_events_append(store_t *s, const char *sid, json_t *events, unsigne
 {
     sq_store_t *q = SQ(s);
     memset(res, 0, sizeof(*res));
-    bool early = (flags & STORE_APPEND_EARLY) && !s->cfg.sync_normal && !s->cfg.sync_strict &&
-                 !q->in_memory;
+    bool early =
+        (flags & STORE_APPEND_EARLY) && !s->cfg.sync_normal && !s->cfg.sync_strict && !q->in_memory;
     if (!early) return events_append_tx(q, sid, events, res, err);
     if (q->failed[0]) return tx_begin(q, err); /* the refusal */
     int rc = exec_simple(q, SQL_SYNC_NORMAL, err);
@@ -1410,7 +1410,8 @@ static int sq_sync(store_t *s, shed_err *err)
     q->sync_pending = false;
     sqlite3_file *f = NULL;
     int rc = sqlite3_file_control(q->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
-    if (rc == SQLITE_OK && f && f->pMethods) rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+    if (rc == SQLITE_OK && f && f->pMethods)
+        rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
     else if (rc == SQLITE_OK)
         rc = SQLITE_IOERR; /* a WAL database in use always has its journal open */
     if (rc == SQLITE_OK) return 0;
@@ -1647,8 +1648,7 @@ static int skv_load(sq_store_t *q, const char *skill_id, const char *version, js
     bind_text(st, 1, skill_id);
     if (!latest) bind_text(st, 2, version);
     int rc = step_json_row(q, st, skv_row, out, "skill version lookup", err);
-    if (rc == 0)
-        return err_msg(err, ENOENT, "no version '%.40s' of skill '%s'", version, skill_id);
+    if (rc == 0) return err_msg(err, ENOENT, "no version '%.40s' of skill '%s'", version, skill_id);
     return rc < 0 ? rc : 0;
 }
 

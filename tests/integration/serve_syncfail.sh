@@ -15,28 +15,23 @@ cat > "$T/failsync.c" <<'C'
 #include <stdlib.h>
 #include <unistd.h>
 /* fsync and fdatasync fail with EIO while $FAILSYNC_FILE exists. */
-static int failing(void)
+static int real_or_eio(const char *name, int fd)
 {
     const char *f = getenv("FAILSYNC_FILE");
-    return f && access(f, F_OK) == 0;
+    if (f && access(f, F_OK) == 0) {
+        errno = EIO;
+        return -1;
+    }
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, name);
+    return real(fd);
 }
 int fdatasync(int fd)
 {
-    if (failing()) {
-        errno = EIO;
-        return -1;
-    }
-    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    return real(fd);
+    return real_or_eio("fdatasync", fd);
 }
 int fsync(int fd)
 {
-    if (failing()) {
-        errno = EIO;
-        return -1;
-    }
-    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    return real(fd);
+    return real_or_eio("fsync", fd);
 }
 C
 cc -shared -fPIC -O1 -o "$T/failsync.so" "$T/failsync.c" -ldl || fail "building the fsync shim"

@@ -450,9 +450,9 @@ TEST(append_answer_is_the_stored_events_and_session_head_matches)
     ASSERT_EQ_STR(henv, env);
     ASSERT_EQ_INT(s->ops->session_head(s, "sesn_nope", henv, status, &err), -ENOENT);
     store_append_result_t r;
-    _cleanup_json_ json_t *three = json_pack(
-        "[o,{s:s,s:[{s:s,s:s}]},{s:s}]", ev_tool_use(), "type", "agent.message", "content", "type",
-        "text", "text", "h\u00e9 \"q\" \\n", "type", "session.status_idle");
+    _cleanup_json_ json_t *three = json_pack("[o,{s:s,s:[{s:s,s:s}]},{s:s}]", ev_tool_use(), "type",
+                                             "agent.message", "content", "type", "text", "text",
+                                             "h\u00e9 \"q\" \\n", "type", "session.status_idle");
     ASSERT_EQ_INT(s->ops->events_append(s, sid, three, 0, &r, &err), 0);
     json_t *wrap = json_pack("{s:O}", "data", r.events);
     _cleanup_free_ char *want = json_dumps(wrap, JSON_COMPACT | JSON_ENCODE_ANY);
