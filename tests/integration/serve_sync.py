@@ -60,11 +60,19 @@ def run(mode, calls=5):
     return lines, marks, after
 
 
-def find(lines, pred, start=0, what=""):
-    for i in range(start, len(lines)):
-        if pred(lines[i]):
+def find(lines, pred, what):
+    for i, line in enumerate(lines):
+        if pred(line):
             return i
-    fail("strace: no %s after line %d" % (what, start))
+    fail("strace: no %s" % what)
+
+
+def last_write(lines, before, what):
+    """The commit of what is sent or answered at line `before`: the last
+    write of the write-ahead log ahead of it."""
+    writes = [i for i in range(before) if "pwrite64(" in lines[i]]
+    check(writes != [], "a WAL write precedes the %s" % what)
+    return writes[-1]
 
 
 def is_sync(line):
@@ -74,13 +82,10 @@ def is_sync(line):
 def check_mode(mode):
     lines, marks, after = run(mode)
     for m in marks:
-        push = find(lines, lambda l: m in l and '"event: user.message' in l, 0, "stream send of " + m)
+        push = find(lines, lambda l: m in l and '"event: user.message' in l, "stream send of " + m)
         answer = find(lines, lambda l: m in l and "event: " not in l and "pwrite64" not in l,
-                      0, "POST answer with " + m)
-        # the commit: the last write of the write-ahead log before the send
-        writes = [i for i in range(push) if "pwrite64(" in lines[i]]
-        check(writes != [], "%s: a WAL write precedes the stream send of %s" % (mode, m))
-        commit = writes[-1]
+                      "POST answer with " + m)
+        commit = last_write(lines, push, "%s: stream send of %s" % (mode, m))
         before = [i for i in range(commit, push) if is_sync(lines[i])]
         between = [i for i in range(push, answer) if is_sync(lines[i])]
         if mode == "full":
@@ -93,8 +98,8 @@ def check_mode(mode):
             eq(len(between), 0, "strict: nothing left to fsync after the send of " + m)
         else:
             eq(len(before) + len(between), 0, "normal: no fsync for " + m)
-    answer = find(lines, lambda l: after in l and "pwrite64" not in l, 0, "answer of the session create")
-    commit = max(i for i in range(answer) if "pwrite64(" in lines[i])
+    answer = find(lines, lambda l: after in l and "pwrite64" not in l, "answer of the session create")
+    commit = last_write(lines, answer, "%s: answer of the session create" % mode)
     synced = any(is_sync(lines[i]) for i in range(commit, answer))
     eq(synced, mode != "normal", "%s: a later session create fsynced before its answer" % mode)
     print("ok: --sync %s: %d appends in the expected order, then a session create" % (mode, len(marks)))
